@@ -1,0 +1,1 @@
+"""Shared code of seedance-s3-pipeline: settings, models, adapters and the submit/poll logic."""

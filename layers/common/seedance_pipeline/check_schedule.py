@@ -1,0 +1,30 @@
+"""When to ask the provider about a job next: first when its video should be ready, then backing off."""
+
+from __future__ import annotations
+
+from seedance_pipeline.models import Job, VideoRequest
+
+# Seconds the pro model needs for a 5 s clip when it starts at once (provider docs: 1080p about 40-60 s).
+_BASE_SECONDS = {"480p": 25.0, "720p": 35.0, "1080p": 45.0}
+_LITE_FACTOR = 0.8
+MIN_INTERVAL = 5.0
+MAX_INTERVAL = 60.0
+BACKOFF_FRACTION = 0.25
+WAITING_RETRY_SECONDS = 10.0
+
+
+def expected_ready_seconds(request: VideoRequest) -> float:
+    seconds = _BASE_SECONDS.get(request.resolution, 40.0) * (request.duration / 5)
+    return seconds * (_LITE_FACTOR if "lite" in request.model else 1.0)
+
+
+def next_check_at(job: Job, now: float, *, max_age_seconds: float) -> float:
+    """A check interval that grows with the job's age (a quarter of it), between 5 and 60 seconds."""
+    deadline = job.created_at + max_age_seconds
+    submitted = job.submitted_at or now
+    if job.checks == 0 and job.request is not None:
+        planned = submitted + expected_ready_seconds(job.request)
+    else:
+        age = max(0.0, now - submitted)
+        planned = now + min(MAX_INTERVAL, max(MIN_INTERVAL, age * BACKOFF_FRACTION))
+    return min(max(planned, now + 1.0), deadline + 1.0)

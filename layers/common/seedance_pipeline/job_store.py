@@ -1,0 +1,235 @@
+"""DynamoDB adapter for the jobs table: claims, leases, the sparse due-jobs index and in-flight slots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
+from seedance_pipeline.models import Job
+
+DUE_INDEX = "due-jobs"
+TASK_INDEX = "by-task-id"
+IN_FLIGHT_ITEM_ID = "#in-flight"
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+def serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED
+
+
+class JobStore:
+    def __init__(self, table_name: str, client: Any, *, due_shards: int) -> None:
+        self._table = table_name
+        self._client = client
+        self.due_shards = due_shards
+        self.consumed_capacity: dict[str, float] = {"read": 0.0, "write": 0.0}
+        self.track_capacity = False
+
+    # --- reads -------------------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job | None:
+        response = self._client.get_item(TableName=self._table, Key={"job_id": {"S": job_id}}, ConsistentRead=True)
+        self._account(response, "read")
+        item = response.get("Item")
+        return Job.model_validate(self._job_fields(deserialize(item))) if item else None
+
+    def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> Iterator[Job]:
+        """Live jobs whose next check is due, oldest first, from the sparse index (never a Scan)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": DUE_INDEX,
+            "KeyConditionExpression": "due_shard = :shard AND next_check_at <= :now",
+            "ExpressionAttributeValues": {":shard": {"S": shard}, ":now": {"N": repr(now)}},
+            "Limit": page_size,
+        }
+        while True:
+            response = self._client.query(**kwargs)
+            self._account(response, "read")
+            for item in response.get("Items", []):
+                yield Job.model_validate(self._job_fields(deserialize(item)))
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def earliest_due(self, shard: str) -> float | None:
+        response = self._client.query(
+            TableName=self._table,
+            IndexName=DUE_INDEX,
+            KeyConditionExpression="due_shard = :shard",
+            ExpressionAttributeValues={":shard": {"S": shard}},
+            ProjectionExpression="next_check_at",
+            Limit=1,
+        )
+        self._account(response, "read")
+        items = response.get("Items", [])
+        return float(items[0]["next_check_at"]["N"]) if items else None
+
+    def find_by_task_id(self, task_id: str) -> str | None:
+        response = self._client.query(
+            TableName=self._table,
+            IndexName=TASK_INDEX,
+            KeyConditionExpression="task_id = :t",
+            ExpressionAttributeValues={":t": {"S": task_id}},
+        )
+        items = response.get("Items", [])
+        return items[0]["job_id"]["S"] if items else None
+
+    # --- writes ------------------------------------------------------------------------------------
+    def claim(self, job: Job, *, due_shard: str) -> None:
+        """Create the job once; a duplicate delivery of the same upload raises AlreadyClaimed."""
+        item = self._item(job, due_shard=due_shard)
+        try:
+            response = self._client.put_item(
+                TableName=self._table,
+                Item=serialize(item),
+                ConditionExpression="attribute_not_exists(job_id)",
+                ReturnConsumedCapacity="TOTAL" if self.track_capacity else "NONE",
+            )
+            self._account(response, "write")
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise AlreadyClaimed(f"job {job.job_id} exists already") from exc
+            raise
+
+    def acquire_lease(self, job: Job, *, owner: str, now: float, lease_seconds: float) -> Job:
+        """Take the job for this worker unless another holds an unexpired lease or has moved it on."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job.job_id}},
+                UpdateExpression="SET lease_owner = :owner, lease_until = :until",
+                ConditionExpression=("#status = :status AND (attribute_not_exists(lease_until) OR lease_until < :now)"),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":until": {"N": repr(now + lease_seconds)},
+                    ":now": {"N": repr(now)},
+                    ":status": {"S": job.status.value},
+                },
+                ReturnValues="ALL_NEW",
+                ReturnConsumedCapacity="TOTAL" if self.track_capacity else "NONE",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise LeaseLost(f"job {job.job_id} is leased or has moved on") from exc
+            raise
+        self._account(response, "write")
+        return Job.model_validate(self._job_fields(deserialize(response["Attributes"])))
+
+    def save(self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None = None) -> None:
+        """Write the whole job while we hold its lease. due_shard None takes it out of the due index."""
+        item = self._item(job, due_shard=due_shard, expires_at=expires_at)
+        try:
+            response = self._client.put_item(
+                TableName=self._table,
+                Item=serialize(item),
+                ConditionExpression="lease_owner = :owner",
+                ExpressionAttributeValues={":owner": {"S": owner}},
+                ReturnConsumedCapacity="TOTAL" if self.track_capacity else "NONE",
+            )
+            self._account(response, "write")
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                raise LeaseLost(f"lost the lease on job {job.job_id}") from exc
+            raise
+
+    def put_unconditionally(self, job: Job, *, due_shard: str | None) -> None:
+        """Operator actions (retry) that deliberately override the current record."""
+        self._client.put_item(TableName=self._table, Item=serialize(self._item(job, due_shard=due_shard)))
+
+    # --- in-flight slots: a set of job ids, so taking or giving back a slot twice is harmless ---------
+    def acquire_slot(self, job_id: str, limit: int) -> bool:
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": IN_FLIGHT_ITEM_ID}},
+                UpdateExpression="ADD holders :me",
+                ConditionExpression="attribute_not_exists(holders) OR size(holders) < :limit OR contains(holders, :id)",
+                ExpressionAttributeValues={
+                    ":me": {"SS": [job_id]},
+                    ":limit": {"N": str(limit)},
+                    ":id": {"S": job_id},
+                },
+                ReturnConsumedCapacity="TOTAL" if self.track_capacity else "NONE",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        self._account(response, "write")
+        return True
+
+    def release_slot(self, job_id: str) -> None:
+        response = self._client.update_item(
+            TableName=self._table,
+            Key={"job_id": {"S": IN_FLIGHT_ITEM_ID}},
+            UpdateExpression="DELETE holders :me",
+            ExpressionAttributeValues={":me": {"SS": [job_id]}},
+            ReturnConsumedCapacity="TOTAL" if self.track_capacity else "NONE",
+        )
+        self._account(response, "write")
+
+    def slot_holders(self) -> set[str]:
+        response = self._client.get_item(
+            TableName=self._table, Key={"job_id": {"S": IN_FLIGHT_ITEM_ID}}, ConsistentRead=True
+        )
+        item = response.get("Item") or {}
+        return set(item.get("holders", {}).get("SS", []))
+
+    # --- helpers -----------------------------------------------------------------------------------
+    @staticmethod
+    def _item(job: Job, *, due_shard: str | None, expires_at: float | None = None) -> dict[str, Any]:
+        item = job.model_dump(mode="json", exclude_none=True)
+        if due_shard is not None and job.next_check_at is not None:
+            item["due_shard"] = due_shard
+        else:
+            item.pop("next_check_at", None)
+        if expires_at is not None:
+            item["expires_at"] = int(expires_at)
+        return item
+
+    @staticmethod
+    def _job_fields(item: dict[str, Any]) -> dict[str, Any]:
+        item.pop("due_shard", None)
+        item.pop("expires_at", None)
+        return item
+
+    def _account(self, response: dict[str, Any], kind: str) -> None:
+        capacity = response.get("ConsumedCapacity")
+        if capacity:
+            self.consumed_capacity[kind] += float(capacity.get("CapacityUnits", 0))

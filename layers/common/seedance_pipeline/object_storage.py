@@ -1,0 +1,114 @@
+"""S3 adapter: read uploads, presign them for the provider, stream results in as multipart uploads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import IO, Any
+
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from seedance_pipeline.errors import InvalidInput, ObjectGone
+
+_GONE_CODES = {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412"}
+
+
+class ObjectInfo(BaseModel):
+    size: int
+    content_type: str | None
+    etag: str | None
+    version_id: str | None
+    metadata: dict[str, str]
+
+
+class ObjectStorage:
+    def __init__(self, client: Any, *, chunk_bytes: int = 8 * 1024**2, concurrency: int = 4) -> None:
+        self._client = client
+        # Parts upload in parallel from a bounded queue: memory is about (concurrency + 1) x chunk size,
+        # whatever the size of the video.
+        self._transfer = TransferConfig(
+            multipart_threshold=chunk_bytes,
+            multipart_chunksize=chunk_bytes,
+            max_concurrency=concurrency,
+            max_io_queue=concurrency,
+            use_threads=True,
+        )
+
+    def head(self, bucket: str, key: str, *, version_id: str | None = None, etag: str | None = None) -> ObjectInfo:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        elif etag:
+            kwargs["IfMatch"] = etag
+        try:
+            response = self._client.head_object(**kwargs)
+        except ClientError as exc:
+            if _error_code(exc) in _GONE_CODES:
+                raise ObjectGone(f"s3://{bucket}/{key} no longer exists in the version this event announced") from exc
+            raise
+        return _info(response)
+
+    def read(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        max_bytes: int,
+        version_id: str | None = None,
+        etag: str | None = None,
+        check_size: Callable[[int], None] | None = None,
+    ) -> tuple[ObjectInfo, bytes]:
+        """GetObject once: metadata and bytes. check_size runs on ContentLength before the body is read."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        elif etag:
+            kwargs["IfMatch"] = etag
+        try:
+            response = self._client.get_object(**kwargs)
+        except ClientError as exc:
+            if _error_code(exc) in _GONE_CODES:
+                raise ObjectGone(f"s3://{bucket}/{key} no longer exists in the announced version") from exc
+            raise
+        body = response["Body"]
+        info = _info(response)
+        try:
+            if check_size is not None:
+                check_size(info.size)
+            data: bytes = body.read(max_bytes + 1)
+        finally:
+            body.close()
+        if len(data) > max_bytes:
+            raise InvalidInput(f"the object is larger than {max_bytes} bytes", code="IMAGE_TOO_LARGE")
+        return info, data
+
+    def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
+        url: str = self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+        return url
+
+    def upload_stream(self, stream: IO[bytes], bucket: str, key: str, *, content_type: str) -> None:
+        """Multipart upload from a stream; on any error boto3 aborts the upload, so no partial object appears."""
+        self._client.upload_fileobj(stream, bucket, key, ExtraArgs={"ContentType": content_type}, Config=self._transfer)
+
+    def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
+        body = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True).encode()
+        self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+
+
+def _info(response: dict[str, Any]) -> ObjectInfo:
+    return ObjectInfo(
+        size=int(response.get("ContentLength", 0)),
+        content_type=response.get("ContentType"),
+        etag=response.get("ETag", "").strip('"') or None,
+        version_id=response.get("VersionId"),
+        metadata={k.lower(): v for k, v in (response.get("Metadata") or {}).items()},
+    )
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,249 @@
+"""Poll logic: find due jobs in the sparse index, lease each, ask the provider, and move the job on.
+
+One invocation keeps working while it has time: after a pass it sleeps until the next job falls due (within
+its window) rather than leaving that job for the next scheduled tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from pydantic import BaseModel, Field
+
+from seedance_pipeline.check_schedule import next_check_at
+from seedance_pipeline.errors import (
+    DownloadRefused,
+    LeaseLost,
+    PipelineError,
+    ProviderAuthError,
+    ProviderRejected,
+    ProviderThrottled,
+    ProviderUnavailable,
+    ResultExpired,
+    ResultUnavailable,
+)
+from seedance_pipeline.job_lifecycle import finish, reschedule
+from seedance_pipeline.models import Job, JobError, JobStatus, ProviderState, TaskResult
+from seedance_pipeline.observability import MetricName, count, logger
+from seedance_pipeline.result_delivery import deliver_results
+from seedance_pipeline.runtime import Runtime
+from seedance_pipeline.submission import submit_job
+
+MAX_JOBS_PER_PASS = 5000
+
+
+class PollReport(BaseModel):
+    passes: int = 0
+    checked: int = 0
+    skipped_leased: int = 0
+    outcomes: dict[str, int] = Field(default_factory=dict)
+
+    def add(self, status: str) -> None:
+        self.outcomes[status] = self.outcomes.get(status, 0) + 1
+
+
+def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) -> PollReport:
+    """Work through due jobs until the window closes or nothing falls due within it."""
+    settings = runtime.settings
+    started = runtime.clock()
+    report = PollReport()
+
+    def window_left() -> float:
+        return min(
+            time_left() - settings.poll_deadline_margin_seconds,
+            started + settings.poll_window_seconds - runtime.clock(),
+        )
+
+    while window_left() > 0:
+        due = collect_due_jobs(runtime)
+        if not due:
+            earliest = _earliest_due(runtime)
+            wait = (earliest - runtime.clock()) if earliest is not None else None
+            if wait is None or wait > window_left():
+                break
+            runtime.sleep(max(0.0, wait))
+            continue
+        report.passes += 1
+        _process_pass(due, runtime, owner=owner, report=report, window_left=window_left)
+    return report
+
+
+def collect_due_jobs(runtime: Runtime) -> list[Job]:
+    now = runtime.clock()
+    jobs: list[Job] = []
+    for shard in range(runtime.store.due_shards):
+        for job in runtime.store.due_jobs(str(shard), now):
+            jobs.append(job)
+            if len(jobs) >= MAX_JOBS_PER_PASS:
+                return jobs
+    return jobs
+
+
+def _earliest_due(runtime: Runtime) -> float | None:
+    times = [t for s in range(runtime.store.due_shards) if (t := runtime.store.earliest_due(str(s))) is not None]
+    return min(times) if times else None
+
+
+def _process_pass(
+    due: list[Job], runtime: Runtime, *, owner: str, report: PollReport, window_left: Callable[[], float]
+) -> None:
+    live = [j for j in due if j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)]
+    waiting = sorted((j for j in due if j.status == JobStatus.WAITING), key=lambda j: j.created_at)
+
+    def check(job: Job) -> None:
+        if window_left() <= 0:
+            return
+        status = _check_one(job, runtime, owner=owner)
+        if status == "LEASED":
+            report.skipped_leased += 1
+        else:
+            report.checked += 1
+            report.add(status)
+
+    # Live jobs first: their completions free capacity for the waiting ones.
+    with ThreadPoolExecutor(max_workers=runtime.settings.poll_concurrency, thread_name_prefix="poll") as pool:
+        list(pool.map(check, live))
+    # Waiting jobs in upload order, one at a time: admission is a shared counter and order is fairness.
+    for job in waiting:
+        if window_left() <= 0:
+            break
+        try:
+            leased = runtime.store.acquire_lease(
+                job, owner=owner, now=runtime.clock(), lease_seconds=runtime.settings.claim_lease_seconds
+            )
+        except LeaseLost:
+            report.skipped_leased += 1
+            continue
+        result = submit_job(leased, runtime, owner=owner)
+        report.checked += 1
+        report.add(result.status.value)
+        if result.status == JobStatus.WAITING and result.last_error is None:
+            break  # no capacity left: the rest wait for the next pass
+        if result.last_error is not None and result.last_error.code == ProviderAuthError.code:
+            break  # the key is refused: every further attempt would fail the same way
+
+
+def _check_one(job: Job, runtime: Runtime, *, owner: str) -> str:
+    try:
+        leased = runtime.store.acquire_lease(
+            job, owner=owner, now=runtime.clock(), lease_seconds=runtime.settings.lease_seconds
+        )
+    except LeaseLost:
+        return "LEASED"
+    try:
+        return check_job(leased, runtime, owner=owner).status.value
+    except LeaseLost:
+        logger.warning("lost a job's lease mid-check", extra={"job_id": job.job_id})
+        return "LEASED"
+    except Exception:
+        # Leave the job for its lease to expire and a later poll to retry; never lose it, never crash the pass.
+        logger.exception("unexpected error while checking a job", extra={"job_id": job.job_id})
+        return "ERROR"
+
+
+def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
+    settings = runtime.settings
+    now = runtime.clock()
+    max_age = settings.max_job_age_seconds
+    if now - job.created_at > max_age:
+        return finish(
+            job,
+            runtime,
+            owner=owner,
+            status=JobStatus.TIMED_OUT,
+            error_code="TIMED_OUT",
+            message=f"the provider did not finish task {job.task_id} within {settings.max_job_age_minutes} minutes "
+            f"(last status {job.provider_status or 'unknown'})",
+        )
+    assert job.task_id is not None  # live jobs always carry one
+    try:
+        result = runtime.provider().get(job.task_id)
+    except (ProviderUnavailable, ProviderThrottled, ProviderAuthError) as exc:
+        return _retry_later(job, runtime, owner=owner, error=exc)
+    except ProviderRejected as exc:
+        return finish(
+            job,
+            runtime,
+            owner=owner,
+            status=JobStatus.FAILED,
+            error_code=exc.code,
+            message=f"the provider no longer knows task {job.task_id} ({exc.message}); "
+            "task records are kept about 7 days",
+        )
+    count(MetricName.STATUS_CHECKS)
+    job = job.model_copy(update={"checks": job.checks + 1, "provider_status": result.raw_status, "usage": result.usage})
+
+    if result.state is ProviderState.FAILED:
+        return finish(
+            job,
+            runtime,
+            owner=owner,
+            status=JobStatus.FAILED,
+            error_code="PROVIDER_FAILURE",
+            message=result.failure_reason,
+        )
+    if result.state is ProviderState.SUCCEEDED:
+        return _deliver(job, result, runtime, owner=owner)
+    status = JobStatus.RUNNING if result.state is ProviderState.RUNNING else JobStatus.SUBMITTED
+    job = job.model_copy(update={"status": status, "last_error": None})
+    return reschedule(job, runtime, owner=owner, next_check_at=next_check_at(job, now, max_age_seconds=max_age))
+
+
+def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> Job:
+    attempts = job.delivery_attempts + 1
+    try:
+        outputs, notes = deliver_results(job, result, runtime)
+    except DownloadRefused as exc:
+        return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
+    except (ResultExpired, ResultUnavailable) as exc:
+        if attempts >= runtime.settings.max_delivery_attempts:
+            return finish(
+                job,
+                runtime,
+                owner=owner,
+                status=JobStatus.FAILED,
+                error_code=exc.code,
+                message=f"{exc.message} (gave up after {attempts} attempts)",
+            )
+        job = job.model_copy(
+            update={"delivery_attempts": attempts, "last_error": JobError(code=exc.code, message=exc.message)}
+        )
+        delay = 5.0 * attempts
+        return reschedule(job, runtime, owner=owner, next_check_at=runtime.clock() + delay)
+    job = job.model_copy(
+        update={
+            "outputs": outputs,
+            "notes": [*job.notes, *notes],
+            "delivery_attempts": attempts,
+            "last_error": None,
+        }
+    )
+    return finish(job, runtime, owner=owner, status=JobStatus.SUCCEEDED)
+
+
+def _retry_later(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
+    now = runtime.clock()
+    if isinstance(error, ProviderAuthError):
+        count(MetricName.PROVIDER_AUTH_ERROR)
+        logger.error(
+            "the provider refused the API key while checking a job: fix the key in the secret",
+            extra={"job_id": job.job_id, "task_id": job.task_id, "error_code": error.code},
+        )
+        runtime.refresh_provider()
+    else:
+        count(MetricName.PROVIDER_ERROR)
+        logger.warning(
+            "status check failed; will retry",
+            extra={
+                "job_id": job.job_id,
+                "task_id": job.task_id,
+                "error_code": error.code,
+                "error": error.message,
+            },
+        )
+    job = job.model_copy(update={"last_error": JobError(code=error.code, message=error.message)})
+    # Treat it as checked once so the back-off interval applies rather than the first-check estimate.
+    as_checked = job.model_copy(update={"checks": max(job.checks, 1)})
+    planned = next_check_at(as_checked, now, max_age_seconds=runtime.settings.max_job_age_seconds)
+    return reschedule(job, runtime, owner=owner, next_check_at=planned)

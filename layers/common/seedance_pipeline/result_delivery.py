@@ -1,0 +1,68 @@
+"""Copy a finished task's results into the output bucket: video, last frame, then the sidecar that vouches for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seedance_pipeline.errors import DownloadRefused
+from seedance_pipeline.job_events import iso
+from seedance_pipeline.models import Job, JobOutputs, TaskResult
+from seedance_pipeline.naming import output_keys
+from seedance_pipeline.runtime import Runtime
+
+
+def deliver_results(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs, list[str]]:
+    """Stream the results into S3. Raises ResultExpired/ResultUnavailable/DownloadRefused for the caller to judge."""
+    settings = runtime.settings
+    if result.malformed_url or not result.video_url:
+        raise DownloadRefused(
+            "the provider reported success but gave no usable video URL"
+            + (" (the URL field is not a string)" if result.malformed_url else "")
+        )
+    keys = output_keys(job.source_key, settings)
+    bucket = settings.output_bucket or job.source_bucket
+    notes: list[str] = []
+
+    with runtime.downloader.open(result.video_url, max_bytes=settings.max_video_bytes) as stream:
+        runtime.storage.upload_stream(stream, bucket, keys.video, content_type="video/mp4")
+
+    last_frame_key = None
+    if job.request is not None and job.request.return_last_frame:
+        if result.last_frame_url:
+            with runtime.downloader.open(result.last_frame_url, max_bytes=settings.max_last_frame_bytes) as stream:
+                runtime.storage.upload_stream(stream, bucket, keys.last_frame, content_type="image/png")
+            last_frame_key = keys.last_frame
+        else:
+            notes.append("a last frame was asked for, but the provider's answer carried no last-frame URL")
+
+    outputs = JobOutputs(bucket=bucket, video_key=keys.video, last_frame_key=last_frame_key, sidecar_key=keys.sidecar)
+    delivered_at = runtime.clock()
+    runtime.storage.put_json(bucket, keys.sidecar, sidecar_document(job, result, outputs, delivered_at, notes))
+    return outputs, notes
+
+
+def sidecar_document(
+    job: Job, result: TaskResult, outputs: JobOutputs, delivered_at: float, notes: list[str]
+) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "task_id": job.task_id,
+        "source": {"bucket": job.source_bucket, "key": job.source_key, "version_id": job.source_version_id},
+        "request": job.request.model_dump() if job.request else None,
+        "outputs": {
+            "video": outputs.video_key,
+            "last_frame": outputs.last_frame_key,
+            "sidecar": outputs.sidecar_key,
+            "bucket": outputs.bucket,
+        },
+        "timings": {
+            "uploaded_at": iso(job.created_at),
+            "submitted_at": iso(job.submitted_at),
+            "delivered_at": iso(delivered_at),
+            "generation_seconds": round(delivered_at - job.submitted_at, 3) if job.submitted_at else None,
+            "total_seconds": round(delivered_at - job.created_at, 3),
+            "status_checks": job.checks,
+        },
+        "provider": {"status": result.raw_status, "usage": result.usage},
+        "notes": [*job.notes, *notes],
+    }

@@ -1,0 +1,123 @@
+"""Wires settings to adapters once per cold start. Handlers ask for a Runtime; tests build one with fakes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from seedance_pipeline.models import Job, TaskResult
+from seedance_pipeline.settings import Settings
+
+
+class Provider(Protocol):
+    def submit(self, body: dict[str, Any]) -> str: ...
+    def get(self, task_id: str) -> TaskResult: ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, job: Job) -> None: ...
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Any  # JobStore or an in-memory fake with the same methods
+    storage: Any  # ObjectStorage or fake
+    downloader: Any  # ResultDownloader or fake
+    provider_factory: Callable[[bool], Provider]
+    events: EventPublisher
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    _provider: Provider | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def provider(self) -> Provider:
+        with self._lock:
+            if self._provider is None:
+                self._provider = self.provider_factory(False)
+            return self._provider
+
+    def refresh_provider(self) -> None:
+        """After a 401/403 the operator may have fixed the key: read the secret again next time."""
+        with self._lock:
+            self._provider = self.provider_factory(True)
+
+
+def build_runtime(settings: Settings, session: Any = None) -> Runtime:
+    import boto3  # deferred: keeps the import of handler modules cheap for cold starts
+
+    from seedance_pipeline.api_key import ApiKeySource
+    from seedance_pipeline.job_events import JobEventPublisher, NoEvents
+    from seedance_pipeline.job_store import JobStore
+    from seedance_pipeline.object_storage import ObjectStorage
+    from seedance_pipeline.provider_client import SeedanceClient
+    from seedance_pipeline.result_download import ResultDownloader
+
+    session = session or boto3.session.Session()
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+    from botocore.config import Config
+
+    pool = Config(max_pool_connections=max(10, settings.poll_concurrency + settings.multipart_concurrency))
+    key_source = ApiKeySource(
+        settings.api_key_secret_id, SecretsProvider(boto3_client=session.client("secretsmanager"))
+    )
+
+    def provider_factory(force_fetch: bool) -> Provider:
+        return SeedanceClient(
+            settings.api_base_url,
+            key_source.get(force_fetch=force_fetch),
+            connect_timeout=settings.connect_timeout_seconds,
+            read_timeout=settings.read_timeout_seconds,
+            retries=settings.http_retries,
+            max_retry_after=settings.max_retry_after_seconds,
+            pool_size=settings.poll_concurrency,
+        )
+
+    events: EventPublisher = (
+        JobEventPublisher(session.client("events"), settings.event_bus_name) if settings.publish_events else NoEvents()
+    )
+    return Runtime(
+        settings=settings,
+        store=JobStore(
+            settings.jobs_table_name,
+            session.client("dynamodb", config=pool),
+            due_shards=settings.due_index_shards,
+        ),
+        storage=ObjectStorage(
+            session.client("s3", config=pool),
+            chunk_bytes=settings.multipart_chunk_bytes,
+            concurrency=settings.multipart_concurrency,
+        ),
+        downloader=ResultDownloader(
+            allow_private=settings.allow_private_downloads,
+            connect_timeout=settings.connect_timeout_seconds,
+            read_timeout=settings.read_timeout_seconds,
+        ),
+        provider_factory=provider_factory,
+        events=events,
+    )
+
+
+_shared: Runtime | None = None
+
+
+def shared_runtime() -> Runtime:
+    """The cold-start Runtime of this Lambda container, built on first use and reused by warm invocations."""
+    global _shared
+    if _shared is None:
+        from seedance_pipeline.settings import get_settings
+
+        _shared = build_runtime(get_settings())
+    return _shared
+
+
+def reset_shared_runtime() -> None:
+    """For the local stack and tests, which run many 'cold starts' in one process."""
+    global _shared
+    from seedance_pipeline.settings import get_settings
+
+    _shared = None
+    get_settings.cache_clear()

@@ -1,0 +1,96 @@
+"""The one typed view of the environment, parsed once per cold start. Nothing else reads os.environ."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Resolution = Literal["480p", "720p", "1080p"]
+Ratio = Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "keep_ratio", "adaptive"]
+ImageDelivery = Literal["presigned-url", "data-url"]
+
+I2V_MODELS = ("doubao-seedance-1-0-pro-250528", "doubao-seedance-1-0-lite-i2v-250428")
+
+
+class Settings(BaseSettings):
+    """Template parameters as the functions see them (see template.yaml for the descriptions)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    jobs_table_name: str
+    input_bucket: str = ""
+    output_bucket: str = ""
+    api_base_url: str = "https://ark.cn-beijing.volces.com/api"
+    api_key_secret_id: str = ""
+
+    model: str = I2V_MODELS[0]
+    default_prompt: str = "A slow, cinematic camera move that brings the picture to life."
+    resolution: Resolution = "720p"
+    ratio: Ratio = "adaptive"
+    duration: Literal[5, 10] = 5
+    watermark: bool = False
+    camera_fixed: bool = False
+    return_last_frame: bool = False
+    generate_audio: bool = False
+
+    input_prefix: str = "uploads/"
+    output_prefix: str = "videos/"
+    max_in_flight: int = Field(default=10, ge=1, le=5000)
+    max_job_age_minutes: int = Field(default=120, ge=1)
+    allow_private_downloads: bool = False
+    image_delivery: ImageDelivery = "presigned-url"
+    job_retention_days: int = Field(default=30, ge=1)
+    poll_concurrency: int = Field(default=32, ge=1, le=256)
+    due_index_shards: int = Field(default=4, ge=1, le=64)
+
+    # Tunables with defaults chosen by measurement (README "Performance").
+    event_bus_name: str = "default"
+    publish_events: bool = True
+    # A poll lease outlives the poll function's 300 s timeout, so a live invocation never loses its job.
+    lease_seconds: int = 330
+    claim_lease_seconds: int = 120
+    poll_window_seconds: float = 50.0
+    max_delivery_attempts: int = 5
+    max_video_bytes: int = 2 * 1024**3
+    max_last_frame_bytes: int = 64 * 1024**2
+    multipart_chunk_bytes: int = 8 * 1024**2
+    multipart_concurrency: int = 4
+    presigned_url_seconds: int = 3600
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 30.0
+    http_retries: int = 3
+    max_retry_after_seconds: float = 20.0
+    poll_deadline_margin_seconds: float = 20.0
+
+    @field_validator("input_prefix", "output_prefix")
+    @classmethod
+    def _prefix_ends_with_slash(cls, value: str) -> str:
+        value = value.lstrip("/")
+        return value if not value or value.endswith("/") else value + "/"
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _output_bucket_defaults_to_input(self) -> Settings:
+        if not self.output_bucket and self.input_bucket:
+            object.__setattr__(self, "output_bucket", self.input_bucket)
+        return self
+
+    @property
+    def max_job_age_seconds(self) -> int:
+        return self.max_job_age_minutes * 60
+
+    @property
+    def retention_seconds(self) -> int:
+        return self.job_retention_days * 86400
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # filled from the environment

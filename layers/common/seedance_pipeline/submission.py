@@ -1,0 +1,225 @@
+"""Submit logic: claim an upload's job once, check the image, resolve the request, admit it, send it.
+
+`accept_upload` runs in the submit function; `submit_job` also runs in the poller for WAITING jobs, so a job
+that had to wait for capacity, or whose submit invocation crashed, is sent by the same code.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from seedance_pipeline import image_rules
+from seedance_pipeline.check_schedule import WAITING_RETRY_SECONDS, next_check_at
+from seedance_pipeline.errors import (
+    AlreadyClaimed,
+    InvalidInput,
+    ObjectGone,
+    ProviderAuthError,
+    ProviderRejected,
+    ProviderThrottled,
+    ProviderUnavailable,
+    SubmissionUncertain,
+)
+from seedance_pipeline.job_lifecycle import finish, reschedule
+from seedance_pipeline.models import Job, JobError, JobStatus, Upload
+from seedance_pipeline.naming import due_shard_for, ignore_reason, job_id_for
+from seedance_pipeline.observability import MetricName, count, logger
+from seedance_pipeline.runtime import Runtime
+from seedance_pipeline.upload_events import ParsedEvent
+from seedance_pipeline.video_request import data_url, provider_body, resolve_request
+
+AUTH_RETRY_SECONDS = 60.0
+
+
+class UploadOutcome(BaseModel):
+    key: str
+    outcome: str  # a JobStatus value, "IGNORED" or "DUPLICATE"
+    job_id: str | None = None
+    reason: str | None = None
+
+
+class SubmitReport(BaseModel):
+    outcomes: list[UploadOutcome]
+
+
+def handle_event(parsed: ParsedEvent, runtime: Runtime, *, owner: str) -> SubmitReport:
+    for description, reason in parsed.ignored:
+        logger.info("ignoring event record", extra={"record": description, "reason": reason})
+    return SubmitReport(outcomes=[accept_upload(upload, runtime, owner=owner) for upload in parsed.uploads])
+
+
+def accept_upload(upload: Upload, runtime: Runtime, *, owner: str) -> UploadOutcome:
+    settings = runtime.settings
+    reason = ignore_reason(upload.key, settings)
+    if reason:
+        logger.info("ignoring object", extra={"key": upload.key, "reason": reason})
+        return UploadOutcome(key=upload.key, outcome="IGNORED", reason=reason)
+
+    now = runtime.clock()
+    job = Job(
+        job_id=job_id_for(upload),
+        status=JobStatus.WAITING,
+        source_bucket=upload.bucket,
+        source_key=upload.key,
+        source_version_id=upload.version_id,
+        source_etag=upload.etag,
+        source_sequencer=upload.sequencer,
+        created_at=now,
+        updated_at=now,
+        # If this invocation dies, the poller finds the job here once the claim lease has run out.
+        next_check_at=now + settings.claim_lease_seconds,
+        lease_owner=owner,
+        lease_until=now + settings.claim_lease_seconds,
+    )
+    try:
+        runtime.store.claim(job, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
+    except AlreadyClaimed:
+        count(MetricName.DUPLICATE_EVENTS)
+        logger.info("duplicate delivery ignored", extra={"job_id": job.job_id, "key": upload.key})
+        return UploadOutcome(key=upload.key, outcome="DUPLICATE", job_id=job.job_id)
+    if upload.size is not None:
+        try:
+            image_rules.check_size(upload.size)
+        except InvalidInput as exc:
+            done = finish(
+                job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=exc.code, message=exc.message
+            )
+            return UploadOutcome(key=upload.key, outcome=done.status.value, job_id=job.job_id, reason=exc.message)
+    result = submit_job(job, runtime, owner=owner)
+    return UploadOutcome(
+        key=upload.key,
+        outcome=result.status.value,
+        job_id=job.job_id,
+        reason=result.error.message if result.error else None,
+    )
+
+
+def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
+    """For a leased WAITING job: validate, admit, submit. Always leaves the job saved and consistent."""
+    settings = runtime.settings
+    now = runtime.clock()
+    if now - job.created_at > settings.max_job_age_seconds:
+        last = f" (last problem: {job.last_error.message})" if job.last_error else ""
+        return finish(
+            job,
+            runtime,
+            owner=owner,
+            status=JobStatus.TIMED_OUT,
+            error_code="NEVER_SUBMITTED",
+            message=f"the job could not be submitted within {settings.max_job_age_minutes} minutes{last}",
+        )
+    if job.submission_started_at and not job.task_id:
+        # A submission left here before and its outcome was never recorded (crash or lost answer).
+        # Sending it again could pay twice, so a person decides: `seedance-pipeline jobs retry`.
+        return finish(
+            job,
+            runtime,
+            owner=owner,
+            status=JobStatus.FAILED,
+            error_code=SubmissionUncertain.code,
+            message="an earlier submission attempt ended without a recorded answer; the provider may have "
+            "created the task. Check the provider console, then retry the job if no video was made.",
+        )
+
+    try:
+        info, image = runtime.storage.read(
+            job.source_bucket,
+            job.source_key,
+            max_bytes=image_rules.MAX_IMAGE_BYTES,
+            version_id=job.source_version_id,
+            etag=job.source_etag,
+            check_size=image_rules.check_size,
+        )
+        image_info = image_rules.inspect_image(image)
+        request = job.request or resolve_request(settings, info.metadata)
+    except (InvalidInput, ObjectGone) as exc:
+        return finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=exc.code, message=exc.message)
+
+    notes = list(job.notes)
+    if request.prompt_truncated and not any("prompt" in n for n in notes):
+        notes.append("the prompt was longer than 800 characters and was cut to 800")
+    job = job.model_copy(update={"request": request, "notes": notes})
+
+    if not runtime.store.acquire_slot(job.job_id, settings.max_in_flight):
+        count(MetricName.JOB_WAITING)
+        logger.info("no provider capacity; job waits", extra={"job_id": job.job_id})
+        return reschedule(job, runtime, owner=owner, next_check_at=now + WAITING_RETRY_SECONDS)
+
+    if settings.image_delivery == "data-url":
+        image_url = data_url(image, image_info.format)
+    else:
+        image_url = runtime.storage.presign_get(
+            job.source_bucket,
+            job.source_key,
+            version_id=job.source_version_id,
+            expires_in=settings.presigned_url_seconds,
+        )
+    del image  # the base64 copy, if any, is all that remains until the POST is done
+
+    job = job.model_copy(update={"submission_started_at": now, "attempts": job.attempts + 1, "updated_at": now})
+    runtime.store.save(job, owner=owner, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
+    try:
+        task_id = runtime.provider().submit(provider_body(request, [image_url]))
+    except (ProviderThrottled, ProviderUnavailable, ProviderAuthError) as exc:
+        return _back_to_waiting(job, runtime, owner=owner, error=exc)
+    except SubmissionUncertain as exc:
+        count(MetricName.PROVIDER_ERROR)
+        return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
+    except ProviderRejected as exc:
+        count(MetricName.PROVIDER_ERROR)
+        return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
+
+    submitted_at = runtime.clock()
+    job = job.model_copy(
+        update={
+            "status": JobStatus.SUBMITTED,
+            "task_id": task_id,
+            "submitted_at": submitted_at,
+            "last_error": None,
+        }
+    )
+    count(MetricName.JOB_SUBMITTED)
+    logger.info("job submitted", extra={"job_id": job.job_id, "task_id": task_id})
+    return reschedule(
+        job,
+        runtime,
+        owner=owner,
+        next_check_at=next_check_at(job, submitted_at, max_age_seconds=settings.max_job_age_seconds),
+    )
+
+
+def _back_to_waiting(
+    job: Job,
+    runtime: Runtime,
+    *,
+    owner: str,
+    error: ProviderThrottled | ProviderUnavailable | ProviderAuthError,
+) -> Job:
+    """The provider did not take the task: give the slot back and try again later. Never burns the job."""
+    runtime.store.release_slot(job.job_id)
+    now = runtime.clock()
+    delay = WAITING_RETRY_SECONDS
+    if isinstance(error, ProviderAuthError):
+        count(MetricName.PROVIDER_AUTH_ERROR)
+        logger.error(
+            "the provider refused the API key: fix the key in the secret (jobs keep waiting)",
+            extra={"job_id": job.job_id, "error_code": error.code, "error": error.message},
+        )
+        runtime.refresh_provider()
+        delay = AUTH_RETRY_SECONDS
+    else:
+        count(MetricName.PROVIDER_ERROR)
+        logger.warning(
+            "provider did not accept the task; will retry",
+            extra={"job_id": job.job_id, "error_code": error.code, "error": error.message},
+        )
+        if isinstance(error, ProviderThrottled) and error.retry_after:
+            delay = max(delay, error.retry_after)
+    job = job.model_copy(
+        update={
+            "status": JobStatus.WAITING,
+            "submission_started_at": None,
+            "last_error": JobError(code=error.code, message=error.message),
+        }
+    )
+    return reschedule(job, runtime, owner=owner, next_check_at=now + delay)
