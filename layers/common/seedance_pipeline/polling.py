@@ -65,7 +65,10 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
             runtime.sleep(max(0.0, wait))
             continue
         report.passes += 1
+        checked_before = report.checked
         _process_pass(due, runtime, owner=owner, report=report, window_left=window_left)
+        if report.checked == checked_before:
+            break  # everything due is leased by another invocation; their leases will expire into a later tick
     return report
 
 

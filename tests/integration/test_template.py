@@ -1,0 +1,427 @@
+"""template.yaml: the contract of DESIGN.md section 3, least privilege, and the schema moto builds from it."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import tomllib
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from seedance_local.stack import (
+    LocalStack,
+    LocalStackError,
+    find_template,
+    load_template,
+    parameter_defaults,
+    resolve_parameters,
+    translate_template,
+)
+
+pytestmark = pytest.mark.integration
+
+TEMPLATE_PATH = find_template(Path(__file__).resolve())
+REPO = TEMPLATE_PATH.parent
+
+# DESIGN.md section 3, plus the operational parameters of the team's brief.
+DESIGN_PARAMETERS = [
+    "ApiBaseUrl",
+    "ApiKey",
+    "ApiKeySecretArn",
+    "Model",
+    "DefaultPrompt",
+    "Resolution",
+    "Ratio",
+    "Duration",
+    "Watermark",
+    "CameraFixed",
+    "ReturnLastFrame",
+    "GenerateAudio",
+    "InputPrefix",
+    "OutputPrefix",
+    "MaxInFlight",
+    "MaxJobAgeMinutes",
+    "AllowPrivateDownloads",
+    "ImageDelivery",
+    "JobRetentionDays",
+    "PollConcurrency",
+    "DueIndexShards",
+    "LogLevel",
+]
+
+# Environment variable -> the parameter it carries (None: a constant or a resource name).
+ENVIRONMENT = {
+    "JOBS_TABLE_NAME": None,
+    "INPUT_BUCKET": None,
+    "OUTPUT_BUCKET": None,
+    "API_BASE_URL": "ApiBaseUrl",
+    "API_KEY_SECRET_ID": None,
+    "MODEL": "Model",
+    "DEFAULT_PROMPT": "DefaultPrompt",
+    "RESOLUTION": "Resolution",
+    "RATIO": "Ratio",
+    "DURATION": "Duration",
+    "WATERMARK": "Watermark",
+    "CAMERA_FIXED": "CameraFixed",
+    "RETURN_LAST_FRAME": "ReturnLastFrame",
+    "GENERATE_AUDIO": "GenerateAudio",
+    "INPUT_PREFIX": "InputPrefix",
+    "OUTPUT_PREFIX": "OutputPrefix",
+    "MAX_IN_FLIGHT": "MaxInFlight",
+    "MAX_JOB_AGE_MINUTES": "MaxJobAgeMinutes",
+    "ALLOW_PRIVATE_DOWNLOADS": "AllowPrivateDownloads",
+    "IMAGE_DELIVERY": "ImageDelivery",
+    "JOB_RETENTION_DAYS": "JobRetentionDays",
+    "POLL_CONCURRENCY": "PollConcurrency",
+    "DUE_INDEX_SHARDS": "DueIndexShards",
+    "POWERTOOLS_SERVICE_NAME": None,
+    "POWERTOOLS_METRICS_NAMESPACE": None,
+    "POWERTOOLS_LOG_LEVEL": "LogLevel",
+    "POWERTOOLS_TRACER_CAPTURE_RESPONSE": None,
+}
+
+FUNCTIONS = ("SubmitFunction", "PollFunction")
+READ_ONLY_VERBS = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "Head")
+
+
+@pytest.fixture(scope="module")
+def sam() -> dict[str, Any]:
+    return load_template(TEMPLATE_PATH)
+
+
+@pytest.fixture(scope="module")
+def cfn(sam: dict[str, Any]) -> dict[str, Any]:
+    return translate_template(sam)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack.start(api_key="template-test-key", template_path=TEMPLATE_PATH) as local:
+        yield local
+
+
+def _statements(cfn: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    role = cfn["Resources"][f"{function}Role"]["Properties"]
+    found: list[dict[str, Any]] = []
+    for policy in role.get("Policies", []):
+        statements = policy["PolicyDocument"]["Statement"]
+        found.extend([statements] if isinstance(statements, dict) else statements)
+    return found
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _sub_text(value: Any) -> str:
+    """The template string of an Fn::Sub (short or long form)."""
+    arg = value["Fn::Sub"]
+    return arg if isinstance(arg, str) else arg[0]
+
+
+# --- translation and parameters ------------------------------------------------------------------------------------
+
+
+def test_template_translates_to_cloudformation_with_both_functions(cfn: dict[str, Any]) -> None:
+    resources = cfn["Resources"]
+    for name in FUNCTIONS:
+        props = resources[name]["Properties"]
+        assert resources[name]["Type"] == "AWS::Lambda::Function"
+        assert props["Runtime"] == "python3.13"
+        assert props["Architectures"] == ["arm64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        (layer,) = props["Layers"]
+        assert resources[layer["Ref"]]["Type"] == "AWS::Lambda::LayerVersion"
+    assert resources["SubmitFunction"]["Properties"]["Handler"] == "submit_handler.lambda_handler"
+    assert resources["PollFunction"]["Properties"]["Handler"] == "poll_handler.lambda_handler"
+    assert "Transform" not in cfn
+
+
+def test_every_design_parameter_exists_with_a_description(sam: dict[str, Any]) -> None:
+    params = sam["Parameters"]
+    missing = [name for name in DESIGN_PARAMETERS if name not in params]
+    assert not missing
+    assert all(params[name].get("Description") for name in params)
+
+
+def test_parameter_defaults_follow_the_design(sam: dict[str, Any]) -> None:
+    defaults = parameter_defaults(sam)
+    assert defaults["InputPrefix"] == "uploads/"
+    assert defaults["OutputPrefix"] == "videos/"
+    assert defaults["MaxJobAgeMinutes"] == "120"
+    assert defaults["AllowPrivateDownloads"] == "false"
+    assert defaults["Model"] == "doubao-seedance-1-0-pro-250528"
+    assert defaults["Resolution"] == "720p"
+    assert defaults["Ratio"] == "adaptive"
+    assert defaults["Duration"] == "5"
+    assert defaults["ImageDelivery"] == "presigned-url"
+    assert defaults["MaxInFlight"] == "10"
+    assert defaults["JobRetentionDays"] == "30"
+    assert defaults["PollConcurrency"] == "32"
+    assert defaults["DueIndexShards"] == "4"
+    assert defaults["LogLevel"] == "INFO"
+    assert defaults["ApiKey"] == ""
+    assert defaults["ApiKeySecretArn"] == ""
+    assert sam["Parameters"]["ApiKey"]["NoEcho"] is True
+
+
+def test_enumerable_parameters_list_exactly_the_provider_values(sam: dict[str, Any]) -> None:
+    params = sam["Parameters"]
+    assert params["Model"]["AllowedValues"] == [
+        "doubao-seedance-1-0-pro-250528",
+        "doubao-seedance-1-0-lite-i2v-250428",
+    ]
+    assert params["Resolution"]["AllowedValues"] == ["480p", "720p", "1080p"]
+    assert params["Ratio"]["AllowedValues"] == [
+        "21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "keep_ratio", "adaptive",
+    ]  # fmt: skip
+    assert params["Duration"]["AllowedValues"] == ["5", "10"]
+    assert params["ImageDelivery"]["AllowedValues"] == ["presigned-url", "data-url"]
+    for name in ("Watermark", "CameraFixed", "ReturnLastFrame", "GenerateAudio", "AllowPrivateDownloads"):
+        assert params[name]["AllowedValues"] == ["true", "false"]
+
+
+def test_parameters_are_checked_like_cloudformation_checks_them(sam: dict[str, Any]) -> None:
+    with pytest.raises(LocalStackError, match=r"Resolution='4k' is not one of 480p, 720p, 1080p"):
+        resolve_parameters(sam, {"ApiKey": "k", "Resolution": "4k"})
+    with pytest.raises(LocalStackError, match="unknown parameter 'Resolutoin'"):
+        resolve_parameters(sam, {"ApiKey": "k", "Resolutoin": "720p"})
+    with pytest.raises(LocalStackError, match="MaxInFlight=0 is below 1"):
+        resolve_parameters(sam, {"ApiKey": "k", "MaxInFlight": 0})
+    with pytest.raises(LocalStackError, match="InputPrefix=''"):
+        resolve_parameters(sam, {"ApiKey": "k", "InputPrefix": ""})
+
+
+def test_template_rules_demand_a_key_and_distinct_prefixes(sam: dict[str, Any]) -> None:
+    with pytest.raises(LocalStackError, match="rule ApiKeyProvided"):
+        resolve_parameters(sam, {})
+    with pytest.raises(LocalStackError, match="rule DistinctPrefixes"):
+        resolve_parameters(sam, {"ApiKey": "k", "InputPrefix": "same/", "OutputPrefix": "same/"})
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:seedance-AbCdEf"
+    assert resolve_parameters(sam, {"ApiKeySecretArn": arn})["ApiKeySecretArn"] == arn
+
+
+# --- environment ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_both_functions_get_every_environment_variable(cfn: dict[str, Any], function: str) -> None:
+    variables = cfn["Resources"][function]["Properties"]["Environment"]["Variables"]
+    assert sorted(ENVIRONMENT) == sorted(variables)
+    for name, parameter in ENVIRONMENT.items():
+        if parameter is not None:
+            assert variables[name] == {"Ref": parameter}, name
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "seedance-pipeline"
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "SeedancePipeline"
+    assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+    assert variables["JOBS_TABLE_NAME"] == {"Ref": "JobsTable"}
+    assert variables["API_KEY_SECRET_ID"] == {
+        "Fn::If": ["CreateApiKeySecret", {"Ref": "ApiKeySecret"}, {"Ref": "ApiKeySecretArn"}]
+    }
+
+
+def test_the_api_key_itself_never_reaches_an_environment_variable(cfn: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        variables = cfn["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert '"ApiKey"' not in json.dumps(variables)
+
+
+def test_input_bucket_name_is_one_expression_everywhere(sam: dict[str, Any], cfn: dict[str, Any]) -> None:
+    """The functions name the bucket by a deterministic string (no !Ref: it would be a circular dependency)."""
+    bucket_name = cfn["Resources"]["InputBucket"]["Properties"]["BucketName"]
+    name_text, name_vars = bucket_name["Fn::Sub"]
+    for function in FUNCTIONS:
+        variables = cfn["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert variables["INPUT_BUCKET"] == bucket_name
+        assert variables["OUTPUT_BUCKET"]["Fn::If"] == [
+            "UseInputBucketForOutput", bucket_name, {"Ref": "OutputBucketName"},
+        ]  # fmt: skip
+        for statement in _statements(cfn, function):
+            resource = statement["Resource"]
+            if isinstance(resource, dict) and "Fn::Sub" in resource and ":s3:::" in _sub_text(resource):
+                text, variables_ = resource["Fn::Sub"]
+                if name_text in text:
+                    assert variables_["StackSuffix"] == name_vars["StackSuffix"]
+                else:
+                    assert variables_["OutputBucket"]["Fn::If"][1] == bucket_name
+
+
+def test_input_bucket_name_is_a_valid_unique_bucket_name(stack: LocalStack) -> None:
+    # Built by the local stack from the template expression with a stack id like CloudFormation's.
+    name = stack.bucket
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", name)
+    assert name.endswith(stack.stack_id.rsplit("-", 1)[1])
+    longest_region = "ap-southeast-5"
+    assert len(name) - len(stack.region) + len(longest_region) <= 63
+
+
+# --- least privilege -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_no_wildcard_actions_or_resources_in_function_policies(cfn: dict[str, Any], function: str) -> None:
+    for statement in _statements(cfn, function):
+        actions = _as_list(statement["Action"])
+        assert "*" not in actions
+        assert "s3:*" not in actions
+        assert not any(a.endswith(":*") for a in actions), actions
+        resources = _as_list(statement["Resource"])
+        writes = [a for a in actions if not a.split(":", 1)[1].startswith(READ_ONLY_VERBS)]
+        if writes:
+            assert "*" not in resources, (function, writes)
+        assert "*" not in resources, (function, actions)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_managed_policies_are_only_logs_and_xray(cfn: dict[str, Any], function: str) -> None:
+    role = cfn["Resources"][f"{function}Role"]["Properties"]
+    assert sorted(role["ManagedPolicyArns"]) == [
+        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    ]
+
+
+def test_submit_reads_only_the_input_prefix_and_writes_no_s3_object(cfn: dict[str, Any]) -> None:
+    s3 = [s for s in _statements(cfn, "SubmitFunction") if any(a.startswith("s3:") for a in _as_list(s["Action"]))]
+    assert len(s3) == 1
+    assert sorted(_as_list(s3[0]["Action"])) == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert _sub_text(s3[0]["Resource"]).endswith("/${InputPrefix}*")
+
+
+def test_poll_writes_only_under_the_output_prefix(cfn: dict[str, Any]) -> None:
+    s3 = [s for s in _statements(cfn, "PollFunction") if any(a.startswith("s3:") for a in _as_list(s["Action"]))]
+    by_actions = {tuple(sorted(_as_list(s["Action"]))): _sub_text(s["Resource"]) for s in s3}
+    assert by_actions == {
+        ("s3:GetObject", "s3:GetObjectVersion"): by_actions[("s3:GetObject", "s3:GetObjectVersion")],
+        ("s3:AbortMultipartUpload", "s3:PutObject"): "arn:${AWS::Partition}:s3:::${OutputBucket}/${OutputPrefix}*",
+    }
+    assert by_actions[("s3:GetObject", "s3:GetObjectVersion")].endswith("/${InputPrefix}*")
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_functions_touch_only_the_jobs_table_and_the_one_secret(cfn: dict[str, Any], function: str) -> None:
+    for statement in _statements(cfn, function):
+        actions = _as_list(statement["Action"])
+        if any(a.startswith("dynamodb:") for a in actions):
+            assert sorted(actions) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+            assert statement["Resource"] == [
+                {"Fn::GetAtt": ["JobsTable", "Arn"]},
+                {"Fn::Sub": "${JobsTable.Arn}/index/*"},
+            ]
+        if any(a.startswith("secretsmanager:") for a in actions):
+            assert actions == ["secretsmanager:GetSecretValue"]
+            assert statement["Resource"] == {
+                "Fn::If": ["CreateApiKeySecret", {"Ref": "ApiKeySecret"}, {"Ref": "ApiKeySecretArn"}]
+            }
+        if any(a.startswith("sqs:") for a in actions):
+            assert function == "SubmitFunction"
+            assert actions == ["sqs:SendMessage"]
+            assert statement["Resource"] == {"Fn::GetAtt": ["SubmitFailureQueue", "Arn"]}
+
+
+# --- events, retries, schedule ------------------------------------------------------------------------------------
+
+
+def test_uploads_under_the_input_prefix_trigger_the_submit_function(cfn: dict[str, Any]) -> None:
+    bucket = cfn["Resources"]["InputBucket"]
+    (config,) = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    assert config["Event"] == "s3:ObjectCreated:*"
+    assert config["Function"] == {"Fn::GetAtt": ["SubmitFunction", "Arn"]}
+    assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": {"Ref": "InputPrefix"}}]
+
+
+def test_failed_submit_invocations_retry_twice_then_land_in_the_failure_queue(cfn: dict[str, Any]) -> None:
+    config = cfn["Resources"]["SubmitFunctionEventInvokeConfig"]["Properties"]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["SubmitFailureQueue", "Arn"]}
+    queue = cfn["Resources"]["SubmitFailureQueue"]["Properties"]
+    assert queue["MessageRetentionPeriod"] == 1209600
+    assert queue["SqsManagedSseEnabled"] is True
+
+
+def test_poll_runs_every_minute_without_retries(cfn: dict[str, Any]) -> None:
+    rule = cfn["Resources"]["PollFunctionEveryMinute"]
+    assert rule["Type"] == "AWS::Events::Rule"
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert cfn["Resources"]["PollFunction"]["Properties"]["Timeout"] == 300
+    assert cfn["Resources"]["PollFunctionEventInvokeConfig"]["Properties"]["MaximumRetryAttempts"] == 0
+
+
+# --- data resources ------------------------------------------------------------------------------------------------
+
+
+def test_input_bucket_is_private_encrypted_and_tls_only(cfn: dict[str, Any]) -> None:
+    props = cfn["Resources"]["InputBucket"]["Properties"]
+    assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    (rule,) = props["LifecycleConfiguration"]["Rules"]
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    policy = cfn["Resources"]["InputBucketPolicy"]["Properties"]["PolicyDocument"]
+    (deny,) = policy["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_jobs_table_built_in_moto_has_the_documented_keys_indexes_and_ttl(stack: LocalStack) -> None:
+    ddb = stack.client("dynamodb")
+    table = ddb.describe_table(TableName=stack.table_name)["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert types == {"job_id": "S", "due_shard": "S", "next_check_at": "N", "task_id": "S"}
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"due-jobs", "by-task-id"}
+    assert indexes["due-jobs"]["KeySchema"] == [
+        {"AttributeName": "due_shard", "KeyType": "HASH"},
+        {"AttributeName": "next_check_at", "KeyType": "RANGE"},
+    ]
+    assert indexes["due-jobs"]["Projection"]["ProjectionType"] == "ALL"
+    assert indexes["by-task-id"]["KeySchema"] == [{"AttributeName": "task_id", "KeyType": "HASH"}]
+    assert indexes["by-task-id"]["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    ttl = ddb.describe_time_to_live(TableName=stack.table_name)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    backups = ddb.describe_continuous_backups(TableName=stack.table_name)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+
+def test_due_jobs_index_is_sparse_and_ordered_by_next_check(stack: LocalStack) -> None:
+    table = stack.resource("dynamodb").Table(stack.table_name)
+    now = int(time.time())
+    table.put_item(Item={"job_id": "live-late", "due_shard": "0", "next_check_at": now + 60, "status": "SUBMITTED"})
+    table.put_item(Item={"job_id": "live-due", "due_shard": "0", "next_check_at": now - 5, "status": "RUNNING"})
+    table.put_item(Item={"job_id": "done", "status": "SUCCEEDED", "task_id": "cgt-1", "expires_at": now + 86400})
+    from boto3.dynamodb.conditions import Key
+
+    due = table.query(
+        IndexName="due-jobs", KeyConditionExpression=Key("due_shard").eq("0") & Key("next_check_at").lte(now)
+    )["Items"]
+    assert [i["job_id"] for i in due] == ["live-due"]
+    everything = table.query(IndexName="due-jobs", KeyConditionExpression=Key("due_shard").eq("0"))["Items"]
+    assert [i["job_id"] for i in everything] == ["live-due", "live-late"]
+    assert everything[0]["next_check_at"] == Decimal(now - 5)
+    by_task = table.query(IndexName="by-task-id", KeyConditionExpression=Key("task_id").eq("cgt-1"))["Items"]
+    assert by_task == [{"job_id": "done", "task_id": "cgt-1"}]
+
+
+# --- tooling files -------------------------------------------------------------------------------------------------
+
+
+def test_samconfig_names_the_stack_and_deploys_with_iam_capability() -> None:
+    config = tomllib.loads((REPO / "samconfig.toml").read_text(encoding="utf-8"))
+    assert config["version"] == 0.1
+    assert config["default"]["global"]["parameters"]["stack_name"] == "seedance-s3-pipeline"
+    deploy = config["default"]["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True
+    assert config["default"]["validate"]["parameters"]["lint"] is True
+
+
+def test_template_passes_cfn_lint() -> None:
+    api = pytest.importorskip("cfnlint.api")
+    matches = api.lint_file(TEMPLATE_PATH)
+    assert [str(m) for m in matches] == []

@@ -1,0 +1,221 @@
+"""In-memory stand-ins for the adapters, with the same methods and the same conditional semantics."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone
+from seedance_pipeline.models import Job, TaskResult
+from seedance_pipeline.object_storage import ObjectInfo
+from seedance_pipeline.runtime import Runtime
+from seedance_pipeline.settings import Settings
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeStore:
+    def __init__(self, due_shards: int = 2) -> None:
+        self.due_shards = due_shards
+        self.items: dict[str, dict[str, Any]] = {}
+        self.slots: set[str] = set()
+        self.operations: list[str] = []
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> Job | None:
+        item = self.items.get(job_id)
+        return Job.model_validate(item["job"]) if item else None
+
+    def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> list[Job]:
+        self.operations.append("Query")
+        with self._lock:
+            rows = [
+                i for i in self.items.values() if i["due_shard"] == shard and i["job"]["next_check_at"] <= now
+            ]
+        rows.sort(key=lambda i: i["job"]["next_check_at"])
+        return [Job.model_validate(i["job"]) for i in rows]
+
+    def earliest_due(self, shard: str) -> float | None:
+        self.operations.append("Query")
+        times = [i["job"]["next_check_at"] for i in self.items.values() if i["due_shard"] == shard]
+        return min(times) if times else None
+
+    def claim(self, job: Job, *, due_shard: str) -> None:
+        with self._lock:
+            if job.job_id in self.items:
+                raise AlreadyClaimed(job.job_id)
+            self._put(job, due_shard)
+
+    def acquire_lease(self, job: Job, *, owner: str, now: float, lease_seconds: float) -> Job:
+        with self._lock:
+            current = self.items[job.job_id]["job"]
+            if current["status"] != job.status.value or (current.get("lease_until") or 0) >= now:
+                raise LeaseLost(job.job_id)
+            current["lease_owner"], current["lease_until"] = owner, now + lease_seconds
+            return Job.model_validate(current)
+
+    def save(self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None = None) -> None:
+        with self._lock:
+            if self.items[job.job_id]["job"].get("lease_owner") != owner:
+                raise LeaseLost(job.job_id)
+            self._put(job, due_shard, expires_at)
+
+    def put_unconditionally(self, job: Job, *, due_shard: str | None) -> None:
+        self._put(job, due_shard)
+
+    def acquire_slot(self, job_id: str, limit: int) -> bool:
+        with self._lock:
+            if job_id in self.slots or len(self.slots) < limit:
+                self.slots.add(job_id)
+                return True
+            return False
+
+    def release_slot(self, job_id: str) -> None:
+        with self._lock:
+            self.slots.discard(job_id)
+
+    def _put(self, job: Job, due_shard: str | None, expires_at: float | None = None) -> None:
+        data = job.model_dump(mode="json")
+        live = due_shard is not None and job.next_check_at is not None
+        self.items[job.job_id] = {"job": data, "due_shard": due_shard if live else None, "expires_at": expires_at}
+
+    def jobs(self) -> list[Job]:
+        return [Job.model_validate(i["job"]) for i in self.items.values()]
+
+
+class FakeStorage:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], tuple[bytes, dict[str, str], str]] = {}
+        self.uploads: dict[tuple[str, str], bytes] = {}
+        self.reads = 0
+
+    def add(self, bucket: str, key: str, data: bytes, metadata: dict[str, str] | None = None, etag: str = "e1") -> None:
+        self.objects[(bucket, key)] = (data, metadata or {}, etag)
+
+    def read(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        max_bytes: int,
+        version_id: str | None = None,
+        etag: str | None = None,
+        check_size: Callable[[int], None] | None = None,
+    ) -> tuple[ObjectInfo, bytes]:
+        self.reads += 1
+        if (bucket, key) not in self.objects or (etag and self.objects[(bucket, key)][2] != etag):
+            raise ObjectGone(f"s3://{bucket}/{key} is gone")
+        data, metadata, stored_etag = self.objects[(bucket, key)]
+        if check_size:
+            check_size(len(data))
+        if len(data) > max_bytes:
+            raise InvalidInput("too large")
+        info = ObjectInfo(size=len(data), content_type=None, etag=stored_etag, version_id=None, metadata=metadata)
+        return info, data
+
+    def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
+        return f"https://example-bucket.s3.amazonaws.com/{key}?X-Amz-Signature=fake"
+
+    def upload_stream(self, stream: Any, bucket: str, key: str, *, content_type: str) -> None:
+        chunks = []
+        while chunk := stream.read(1024 * 1024):
+            chunks.append(chunk)
+        self.uploads[(bucket, key)] = b"".join(chunks)
+
+    def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
+        import json
+
+        self.uploads[(bucket, key)] = json.dumps(document).encode()
+
+
+class FakeProvider:
+    """Scripted provider: tasks finish after `ready_after` seconds of the fake clock."""
+
+    def __init__(self, clock: FakeClock, *, ready_after: float = 45.0) -> None:
+        self.clock = clock
+        self.ready_after = ready_after
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.submissions: list[dict[str, Any]] = []
+        self.gets = 0
+        self.submit_error: Exception | None = None
+        self.get_error: Exception | None = None
+        self.outcome: dict[str, Any] = {"state": "SUCCEEDED"}
+        self._lock = threading.Lock()
+
+    def submit(self, body: dict[str, Any]) -> str:
+        if self.submit_error:
+            raise self.submit_error
+        with self._lock:
+            task_id = f"cgt-{len(self.submissions) + 1:05d}"
+            self.submissions.append(body)
+            self.tasks[task_id] = {"body": body, "at": self.clock()}
+        return task_id
+
+    def get(self, task_id: str) -> TaskResult:
+        self.gets += 1
+        if self.get_error:
+            raise self.get_error
+        task = self.tasks[task_id]
+        if self.clock() - task["at"] < self.ready_after:
+            return TaskResult(task_id=task_id, state="RUNNING", raw_status="IN_PROGRESS")  # type: ignore[arg-type]
+        state = self.outcome["state"]
+        return TaskResult(
+            task_id=task_id,
+            state=state,
+            raw_status="SUCCESS" if state == "SUCCEEDED" else "FAILURE",
+            video_url=self.outcome.get("video_url", f"https://cdn.example.com/{task_id}.mp4"),
+            last_frame_url=self.outcome.get("last_frame_url"),
+            failure_reason=self.outcome.get("failure_reason"),
+        )
+
+
+class FakeDownloader:
+    def __init__(self, bodies: dict[str, bytes] | None = None, error: Exception | None = None) -> None:
+        self.bodies = bodies or {}
+        self.default = b"\x00\x00\x00\x18ftypmp42fake-video"
+        self.error = error
+
+    def open(self, url: str, *, max_bytes: int) -> io.BytesIO:
+        if self.error:
+            raise self.error
+        return io.BytesIO(self.bodies.get(url, self.default))
+
+
+class RecordingEvents:
+    def __init__(self) -> None:
+        self.published: list[Job] = []
+
+    def publish(self, job: Job) -> None:
+        self.published.append(job)
+
+
+def make_runtime(
+    clock: FakeClock | None = None, *, provider: FakeProvider | None = None, **settings: Any
+) -> tuple[Runtime, FakeStore, FakeStorage, FakeProvider]:
+    clock = clock or FakeClock()
+    fields: dict[str, Any] = {"jobs_table_name": "jobs", "input_bucket": "in-bucket", "due_index_shards": 2}
+    fields.update(settings)
+    store, storage = FakeStore(due_shards=fields["due_index_shards"]), FakeStorage()
+    provider = provider or FakeProvider(clock)
+    runtime = Runtime(
+        settings=Settings(**fields),
+        store=store,
+        storage=storage,
+        downloader=FakeDownloader(),
+        provider_factory=lambda _force: provider,
+        events=RecordingEvents(),
+        clock=clock,
+        sleep=clock.advance,
+    )
+    return runtime, store, storage, provider

@@ -1,0 +1,159 @@
+from image_factory import image_bytes
+from pipeline_fakes import FakeDownloader, make_runtime
+from seedance_pipeline.errors import ProviderAuthError, ProviderUnavailable, ResultExpired
+from seedance_pipeline.models import JobStatus, Upload
+from seedance_pipeline.polling import run_poll
+from seedance_pipeline.submission import accept_upload
+
+BUCKET = "in-bucket"
+
+
+def submitted(runtime, storage, key="uploads/a b/cat.jpg", metadata=None, sequencer="01"):
+    storage.add(BUCKET, key, image_bytes(), metadata or {})
+    return accept_upload(Upload(bucket=BUCKET, key=key, sequencer=sequencer, etag="e1"), runtime, owner="s").job_id
+
+
+def poll_until_terminal(runtime, store, *, limit=200):
+    for _ in range(limit):
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+        if all(j.status.is_terminal for j in store.jobs()):
+            return
+        runtime.clock.advance(30)
+    raise AssertionError("jobs never reached a terminal status")
+
+
+def test_success_streams_the_video_and_sidecar_and_leaves_the_due_index():
+    runtime, store, storage, provider = make_runtime()
+    job_id = submitted(runtime, storage)
+    poll_until_terminal(runtime, store)
+    job = store.get(job_id)
+    assert job.status is JobStatus.SUCCEEDED
+    assert storage.uploads[(BUCKET, "videos/a b/cat.mp4")] == runtime.downloader.default
+    assert (BUCKET, "videos/a b/cat.json") in storage.uploads
+    assert store.items[job_id]["due_shard"] is None and store.items[job_id]["expires_at"]
+    assert store.slots == set()
+    assert runtime.events.published[-1].status is JobStatus.SUCCEEDED
+
+
+def test_the_last_frame_is_delivered_when_asked_for():
+    runtime, store, storage, provider = make_runtime()
+    provider.outcome = {"state": "SUCCEEDED", "last_frame_url": "https://cdn.example.com/last.png"}
+    runtime.downloader = FakeDownloader({"https://cdn.example.com/last.png": b"\x89PNG last"})
+    job_id = submitted(runtime, storage, metadata={"return-last-frame": "true"})
+    poll_until_terminal(runtime, store)
+    assert storage.uploads[(BUCKET, "videos/a b/cat.last-frame.png")] == b"\x89PNG last"
+    assert store.get(job_id).outputs.last_frame_key == "videos/a b/cat.last-frame.png"
+
+
+def test_provider_failure_ends_failed_with_the_providers_reason():
+    runtime, store, storage, provider = make_runtime()
+    provider.outcome = {"state": "FAILED", "failure_reason": "The output video may contain sensitive information."}
+    job_id = submitted(runtime, storage)
+    poll_until_terminal(runtime, store)
+    job = store.get(job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.error.message == "The output video may contain sensitive information."
+
+
+def test_a_task_that_never_finishes_times_out_after_max_job_age():
+    runtime, store, storage, provider = make_runtime(max_job_age_minutes=10)
+    provider.ready_after = 10**9
+    job_id = submitted(runtime, storage)
+    poll_until_terminal(runtime, store)
+    job = store.get(job_id)
+    assert job.status is JobStatus.TIMED_OUT
+    assert "10 minutes" in job.error.message
+    assert job.finished_at - job.created_at <= 10 * 60 + 90
+
+
+def test_status_checks_back_off_so_a_two_minute_job_costs_few_calls():
+    runtime, store, storage, provider = make_runtime()
+    provider.ready_after = 120
+    submitted(runtime, storage, metadata={"resolution": "720p"})
+    for _ in range(40):
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+        runtime.clock.advance(5)
+    assert store.jobs()[0].status is JobStatus.SUCCEEDED
+    assert provider.gets <= 8
+
+
+def test_provider_outages_reschedule_instead_of_failing():
+    runtime, store, storage, provider = make_runtime()
+    job_id = submitted(runtime, storage)
+    provider.get_error = ProviderUnavailable("HTTP 503")
+    runtime.clock.advance(60)
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    job = store.get(job_id)
+    assert job.status is JobStatus.SUBMITTED and job.last_error.code == "PROVIDER_UNAVAILABLE"
+    provider.get_error = None
+    poll_until_terminal(runtime, store)
+    assert store.get(job_id).status is JobStatus.SUCCEEDED
+
+
+def test_a_refused_key_keeps_jobs_alive_until_the_key_is_fixed():
+    runtime, store, storage, provider = make_runtime()
+    job_id = submitted(runtime, storage)
+    provider.get_error = ProviderAuthError("HTTP 401")
+    for _ in range(5):
+        runtime.clock.advance(60)
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert store.get(job_id).status is JobStatus.SUBMITTED
+    provider.get_error = None
+    poll_until_terminal(runtime, store)
+    assert store.get(job_id).status is JobStatus.SUCCEEDED
+
+
+def test_expired_results_fail_after_bounded_attempts_with_a_reason_that_says_so():
+    runtime, store, storage, provider = make_runtime()
+    runtime.downloader = FakeDownloader(error=ResultExpired("the provider's result URL answered HTTP 403: expired"))
+    job_id = submitted(runtime, storage)
+    poll_until_terminal(runtime, store)
+    job = store.get(job_id)
+    assert job.status is JobStatus.FAILED and job.error.code == "RESULT_EXPIRED"
+    assert "gave up after 5 attempts" in job.error.message
+    assert not any(key[1].endswith(".mp4") for key in storage.uploads)
+
+
+def test_a_success_without_a_usable_url_fails_cleanly():
+    runtime, store, storage, provider = make_runtime()
+    provider.outcome = {"state": "SUCCEEDED", "video_url": None}
+    job_id = submitted(runtime, storage)
+    poll_until_terminal(runtime, store)
+    assert store.get(job_id).error.code == "DOWNLOAD_REFUSED"
+
+
+def test_waiting_jobs_are_submitted_as_capacity_frees():
+    runtime, store, storage, provider = make_runtime(max_in_flight=2)
+    for n in range(5):
+        submitted(runtime, storage, key=f"uploads/{n}.jpg", sequencer=f"0{n}")
+    assert len(provider.submissions) == 2
+    poll_until_terminal(runtime, store)
+    assert len(provider.submissions) == 5
+    assert all(j.status is JobStatus.SUCCEEDED for j in store.jobs())
+
+
+def test_a_crashed_submit_invocation_is_finished_by_the_poller():
+    runtime, store, storage, provider = make_runtime()
+    storage.add(BUCKET, "uploads/cat.jpg", image_bytes())
+    upload = Upload(bucket=BUCKET, key="uploads/cat.jpg", sequencer="01", etag="e1")
+    from seedance_pipeline.models import Job
+    from seedance_pipeline.naming import due_shard_for, job_id_for
+
+    now = runtime.clock()
+    crashed = Job(
+        job_id=job_id_for(upload), status=JobStatus.WAITING, source_bucket=BUCKET, source_key=upload.key,
+        source_etag="e1", created_at=now, updated_at=now, next_check_at=now + 120, lease_owner="dead",
+        lease_until=now + 120,
+    )
+    store.claim(crashed, due_shard=due_shard_for(crashed.job_id, 2))
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert provider.submissions == []  # lease still held by the crashed invocation
+    poll_until_terminal(runtime, store)
+    assert store.get(crashed.job_id).status is JobStatus.SUCCEEDED and len(provider.submissions) == 1
+
+
+def test_the_poller_uses_only_index_queries():
+    runtime, store, storage, provider = make_runtime()
+    submitted(runtime, storage)
+    poll_until_terminal(runtime, store)
+    assert set(store.operations) == {"Query"}
