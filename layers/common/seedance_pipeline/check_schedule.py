@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from seedance_pipeline.models import Job, VideoRequest
+from seedance_pipeline.settings import Settings
 
 # Seconds the pro model needs for a 5 s clip when it starts at once (provider docs: 1080p about 40-60 s).
 _BASE_SECONDS = {"480p": 25.0, "720p": 35.0, "1080p": 45.0}
@@ -18,13 +19,25 @@ def expected_ready_seconds(request: VideoRequest) -> float:
     return seconds * (_LITE_FACTOR if "lite" in request.model else 1.0)
 
 
-def next_check_at(job: Job, now: float, *, max_age_seconds: float) -> float:
-    """A check interval that grows with the job's age (a quarter of it), between 5 and 60 seconds."""
+def next_check_at(job: Job, now: float, *, max_age_seconds: float, scale: float = 1.0) -> float:
+    """A check interval that grows with the job's age (a quarter of it), between 5 and 60 seconds.
+
+    `scale` shrinks every figure for providers much faster than Seedance (the local simulator).
+    """
     deadline = job.created_at + max_age_seconds
     submitted = job.submitted_at or now
     if job.checks == 0 and job.request is not None:
-        planned = submitted + expected_ready_seconds(job.request)
+        planned = submitted + expected_ready_seconds(job.request) * scale
     else:
         age = max(0.0, now - submitted)
-        planned = now + min(MAX_INTERVAL, max(MIN_INTERVAL, age * BACKOFF_FRACTION))
-    return min(max(planned, now + 1.0), deadline + 1.0)
+        planned = now + min(MAX_INTERVAL * scale, max(MIN_INTERVAL * scale, age * BACKOFF_FRACTION))
+    return min(max(planned, now + min(1.0, MIN_INTERVAL * scale)), deadline + 1.0)
+
+
+def planned_check(job: Job, now: float, settings: Settings) -> float:
+    return next_check_at(job, now, max_age_seconds=settings.max_job_age_seconds, scale=settings.check_schedule_scale)
+
+
+def waiting_retry_at(now: float, settings: Settings, *, at_least: float = 0.0) -> float:
+    """When a job that could not be sent (no capacity, throttled) is tried again."""
+    return now + max(WAITING_RETRY_SECONDS * settings.check_schedule_scale, at_least)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel, Field
 
-from seedance_pipeline.check_schedule import next_check_at
+from seedance_pipeline.check_schedule import planned_check, waiting_retry_at
 from seedance_pipeline.errors import (
     DownloadRefused,
     LeaseLost,
@@ -148,8 +148,7 @@ def _check_one(job: Job, runtime: Runtime, *, owner: str) -> str:
 def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     settings = runtime.settings
     now = runtime.clock()
-    max_age = settings.max_job_age_seconds
-    if now - job.created_at > max_age:
+    if now - job.created_at > settings.max_job_age_seconds:
         return finish(
             job,
             runtime,
@@ -190,7 +189,7 @@ def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
         return _deliver(job, result, runtime, owner=owner)
     status = JobStatus.RUNNING if result.state is ProviderState.RUNNING else JobStatus.SUBMITTED
     job = job.model_copy(update={"status": status, "last_error": None})
-    return reschedule(job, runtime, owner=owner, next_check_at=next_check_at(job, now, max_age_seconds=max_age))
+    return reschedule(job, runtime, owner=owner, next_check_at=planned_check(job, now, settings))
 
 
 def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> Job:
@@ -212,8 +211,10 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> J
         job = job.model_copy(
             update={"delivery_attempts": attempts, "last_error": JobError(code=exc.code, message=exc.message)}
         )
-        delay = 5.0 * attempts
-        return reschedule(job, runtime, owner=owner, next_check_at=runtime.clock() + delay)
+        retry_at = (
+            waiting_retry_at(runtime.clock(), runtime.settings) + attempts * runtime.settings.check_schedule_scale
+        )
+        return reschedule(job, runtime, owner=owner, next_check_at=retry_at)
     job = job.model_copy(
         update={
             "outputs": outputs,
@@ -248,5 +249,5 @@ def _retry_later(job: Job, runtime: Runtime, *, owner: str, error: PipelineError
     job = job.model_copy(update={"last_error": JobError(code=error.code, message=error.message)})
     # Treat it as checked once so the back-off interval applies rather than the first-check estimate.
     as_checked = job.model_copy(update={"checks": max(job.checks, 1)})
-    planned = next_check_at(as_checked, now, max_age_seconds=runtime.settings.max_job_age_seconds)
+    planned = planned_check(as_checked, now, runtime.settings)
     return reschedule(job, runtime, owner=owner, next_check_at=planned)

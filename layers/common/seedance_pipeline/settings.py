@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     http_retries: int = 3
     max_retry_after_seconds: float = 20.0
     poll_deadline_margin_seconds: float = 20.0
+    # 1.0 fits Seedance's timings; the local simulator renders in seconds, so the demo uses about 0.1.
+    check_schedule_scale: float = Field(default=1.0, gt=0, le=10)
 
     @field_validator("input_prefix", "output_prefix")
     @classmethod

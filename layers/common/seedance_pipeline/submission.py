@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from seedance_pipeline import image_rules
-from seedance_pipeline.check_schedule import WAITING_RETRY_SECONDS, next_check_at
+from seedance_pipeline.check_schedule import planned_check, waiting_retry_at
 from seedance_pipeline.errors import (
     AlreadyClaimed,
     InvalidInput,
@@ -143,7 +143,7 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     if not runtime.store.acquire_slot(job.job_id, settings.max_in_flight):
         count(MetricName.JOB_WAITING)
         logger.info("no provider capacity; job waits", extra={"job_id": job.job_id})
-        return reschedule(job, runtime, owner=owner, next_check_at=now + WAITING_RETRY_SECONDS)
+        return reschedule(job, runtime, owner=owner, next_check_at=waiting_retry_at(now, settings))
 
     if settings.image_delivery == "data-url":
         image_url = data_url(image, image_info.format)
@@ -184,7 +184,7 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
         job,
         runtime,
         owner=owner,
-        next_check_at=next_check_at(job, submitted_at, max_age_seconds=settings.max_job_age_seconds),
+        next_check_at=planned_check(job, submitted_at, settings),
     )
 
 
@@ -198,7 +198,7 @@ def _back_to_waiting(
     """The provider did not take the task: give the slot back and try again later. Never burns the job."""
     runtime.store.release_slot(job.job_id)
     now = runtime.clock()
-    delay = WAITING_RETRY_SECONDS
+    at_least = 0.0
     if isinstance(error, ProviderAuthError):
         count(MetricName.PROVIDER_AUTH_ERROR)
         logger.error(
@@ -206,7 +206,7 @@ def _back_to_waiting(
             extra={"job_id": job.job_id, "error_code": error.code, "error": error.message},
         )
         runtime.refresh_provider()
-        delay = AUTH_RETRY_SECONDS
+        at_least = AUTH_RETRY_SECONDS
     else:
         count(MetricName.PROVIDER_ERROR)
         logger.warning(
@@ -214,7 +214,7 @@ def _back_to_waiting(
             extra={"job_id": job.job_id, "error_code": error.code, "error": error.message},
         )
         if isinstance(error, ProviderThrottled) and error.retry_after:
-            delay = max(delay, error.retry_after)
+            at_least = error.retry_after
     job = job.model_copy(
         update={
             "status": JobStatus.WAITING,
@@ -222,4 +222,6 @@ def _back_to_waiting(
             "last_error": JobError(code=error.code, message=error.message),
         }
     )
-    return reschedule(job, runtime, owner=owner, next_check_at=now + delay)
+    return reschedule(
+        job, runtime, owner=owner, next_check_at=waiting_retry_at(now, runtime.settings, at_least=at_least)
+    )

@@ -1,0 +1,73 @@
+# seedance-s3-pipeline: every target creates what it needs on a fresh machine (Python 3.11 + pip).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .venv-tools
+PY := $(VENV)/bin/python
+export AWS_DEFAULT_REGION ?= us-east-1
+# sam build needs the Lambda runtime's Python (3.13); pyenv provides it beside the machine's 3.11.
+export PYENV_VERSION ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare | grep -E '^3\.11' | tail -1):$(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare | grep -E '^3\.13' | tail -1)
+export SAM_CLI_TELEMETRY := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+PYTEST_ARGS ?=
+
+.PHONY: help demo test unit integration check lint typecheck template-checks build bench clean run
+
+help:
+	@echo "make demo   - run the pipeline on the embedded stack (moto + simulator); videos land in ./out/"
+	@echo "make test   - create the environment and run the whole test suite (+ sam validate/build)"
+	@echo "make check  - ruff, mypy, sam validate --lint, cfn-lint, checkov"
+	@echo "make bench  - benchmarks against baselines measured in the same run"
+	@echo "make build  - sam build (python3.13, arm64)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# SAM CLI and checkov pin many packages of their own, so they live in a second environment.
+$(TOOLS)/.installed:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --upgrade pip
+	$(TOOLS)/bin/pip install -q 'aws-sam-cli>=1.120' 'checkov>=3.2' 'cfn-lint>=1.10'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/seedance-pipeline demo --out out
+
+run: $(VENV)/.installed
+	$(VENV)/bin/seedance-pipeline run $(IMAGES)
+
+test: $(VENV)/.installed template-checks build
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(VENV)/.installed
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+template-checks: $(TOOLS)/.installed
+	$(TOOLS)/bin/sam validate --lint --template template.yaml
+
+build: $(TOOLS)/.installed
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(TOOLS)/bin/sam build --template template.yaml --parallel
+	$(PY) -m seedance_local.footprint .aws-sam/build
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+check: lint typecheck template-checks $(TOOLS)/.installed
+	$(TOOLS)/bin/cfn-lint template.yaml
+	$(TOOLS)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
+
+bench: $(VENV)/.installed build
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam out .pytest_cache .mypy_cache .ruff_cache
