@@ -303,7 +303,7 @@ def test_poll_writes_only_under_the_output_prefix(cfn: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_functions_touch_only_the_jobs_table_and_the_one_secret(cfn: dict[str, Any], function: str) -> None:
+def test_functions_touch_only_the_jobs_table_the_secret_and_their_events(cfn: dict[str, Any], function: str) -> None:
     for statement in _statements(cfn, function):
         actions = _as_list(statement["Action"])
         if any(a.startswith("dynamodb:") for a in actions):
@@ -317,6 +317,12 @@ def test_functions_touch_only_the_jobs_table_and_the_one_secret(cfn: dict[str, A
             assert statement["Resource"] == {
                 "Fn::If": ["CreateApiKeySecret", {"Ref": "ApiKeySecret"}, {"Ref": "ApiKeySecretArn"}]
             }
+        if any(a.startswith("events:") for a in actions):
+            assert actions == ["events:PutEvents"]
+            assert statement["Resource"] == {
+                "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"
+            }
+            assert statement["Condition"] == {"StringEquals": {"events:source": "seedance.pipeline"}}
         if any(a.startswith("sqs:") for a in actions):
             assert function == "SubmitFunction"
             assert actions == ["sqs:SendMessage"]

@@ -61,6 +61,8 @@ def build_runtime(settings: Settings, session: Any = None) -> Runtime:
     from botocore.config import Config
 
     pool = Config(max_pool_connections=max(10, settings.poll_concurrency + settings.multipart_concurrency))
+    # SigV4 presigned URLs: S3 refuses SigV2 signatures on buckets made since mid-2020.
+    s3_config = pool.merge(Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
     key_source = ApiKeySource(
         settings.api_key_secret_id, SecretsProvider(boto3_client=session.client("secretsmanager"))
     )
@@ -87,7 +89,7 @@ def build_runtime(settings: Settings, session: Any = None) -> Runtime:
             due_shards=settings.due_index_shards,
         ),
         storage=ObjectStorage(
-            session.client("s3", config=pool),
+            session.client("s3", config=s3_config),
             chunk_bytes=settings.multipart_chunk_bytes,
             concurrency=settings.multipart_concurrency,
         ),

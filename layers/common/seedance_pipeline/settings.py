@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     default_prompt: str = "A slow, cinematic camera move that brings the picture to life."
     resolution: Resolution = "720p"
     ratio: Ratio = "adaptive"
-    duration: Literal[5, 10] = 5
+    duration: int = 5
     watermark: bool = False
     camera_fixed: bool = False
     return_last_frame: bool = False
@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     def _prefix_ends_with_slash(cls, value: str) -> str:
         value = value.lstrip("/")
         return value if not value or value.endswith("/") else value + "/"
+
+    @field_validator("duration")
+    @classmethod
+    def _duration_is_offered(cls, value: int) -> int:
+        if value not in (5, 10):
+            raise ValueError("Duration must be 5 or 10 (seconds)")
+        return value
 
     @field_validator("api_base_url")
     @classmethod

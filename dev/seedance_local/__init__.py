@@ -1,0 +1,1 @@
+"""Local stand-ins for running the pipeline on one machine: the moto-backed AWS stack (stack.py) and friends."""
