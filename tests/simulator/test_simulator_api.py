@@ -8,10 +8,9 @@ import socket
 from typing import Any
 
 import pytest
-from conftest import API_KEY, Client, ImageHost, data_url, make_image
 from PIL import Image
-
 from seedance_simulator import SimulatorServer
+from simulator_support import API_KEY, Client, ImageHost, data_url, make_image
 
 
 def error_of(response: Any, status: int, code: str) -> str:
@@ -36,7 +35,9 @@ def test_submit_answers_a_task_id_in_the_provider_format(client: Client) -> None
     [{}, {"Authorization": "Bearer wrong-key"}, {"Authorization": API_KEY}, {"Authorization": f"Basic {API_KEY}"}],
     ids=["missing", "wrong-key", "no-scheme", "basic-scheme"],
 )
-def test_submit_without_the_right_bearer_key_is_401(client: Client, server: SimulatorServer, headers: dict[str, str]) -> None:
+def test_submit_without_the_right_bearer_key_is_401(
+    client: Client, server: SimulatorServer, headers: dict[str, str]
+) -> None:
     error_of(client.submit_raw(headers=headers), 401, "AuthenticationError")
     assert server.counters.tasks_created == 0
 
@@ -151,7 +152,18 @@ def _png(width: int, height: int) -> bytes:
         ("data:image/PNG;base64," + data_url(make_image()).split(",", 1)[1], "data:image/<format>"),
         ("ftp://example.com/image.png", "http(s) URL"),
     ],
-    ids=["too-narrow", "too-wide", "too-flat", "too-tall", "not-an-image", "bad-base64", "svg", "heic", "uppercase-fmt", "ftp"],
+    ids=[
+        "too-narrow",
+        "too-wide",
+        "too-flat",
+        "too-tall",
+        "not-an-image",
+        "bad-base64",
+        "svg",
+        "heic",
+        "uppercase-fmt",
+        "ftp",
+    ],
 )
 def test_images_breaking_the_rules_are_400(client: Client, image_url: str, reason: str) -> None:
     message = error_of(client.submit_raw(images=[image_url]), 400, "InvalidParameter")

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import Client
-
-from seedance_simulator import RESPONSE_SHAPES, SimulatorServer, TaskRecord
+from seedance_simulator import RESPONSE_SHAPES, Knobs, SimulatorServer, TaskRecord
+from simulator_support import Client
 
 
 def test_latency_delays_every_api_answer(client: Client, server: SimulatorServer) -> None:
@@ -23,7 +22,9 @@ def test_latency_delays_every_api_answer(client: Client, server: SimulatorServer
 
 
 @pytest.mark.parametrize("retry_after", [None, 2, 0.5])
-def test_rate_limit_next_answers_429_then_recovers(client: Client, server: SimulatorServer, retry_after: float | None) -> None:
+def test_rate_limit_next_answers_429_then_recovers(
+    client: Client, server: SimulatorServer, retry_after: float | None
+) -> None:
     server.knobs.rate_limit_next = 2
     server.knobs.retry_after = retry_after
     for _ in range(2):
@@ -58,12 +59,14 @@ def test_drop_connections_next_closes_the_socket_without_an_answer(client: Clien
     assert client.submit_raw().status_code == 200
 
 
-def test_malformed_json_next_answers_200_with_a_body_that_does_not_parse(client: Client, server: SimulatorServer) -> None:
+def test_malformed_json_next_answers_200_with_a_body_that_does_not_parse(
+    client: Client, server: SimulatorServer
+) -> None:
     task_id = client.submit()
     server.knobs.malformed_json_next = 1
     response = client.query_raw(task_id)
     assert response.status_code == 200
-    with pytest.raises(ValueError):
+    with pytest.raises(requests.JSONDecodeError):
         response.json()
     assert client.query_raw(task_id).json()["task_id"] == task_id
 
@@ -101,9 +104,7 @@ def _video_url(shape: str, answer: dict[str, Any]) -> Any:
     }[shape]()
 
 
-@pytest.mark.parametrize(
-    "shape", [s for s in RESPONSE_SHAPES if s not in ("missing_url", "non_string_url")]
-)
+@pytest.mark.parametrize("shape", [s for s in RESPONSE_SHAPES if s not in ("missing_url", "non_string_url")])
 def test_each_response_shape_puts_a_working_url_where_that_gateway_does(
     client: Client, server: SimulatorServer, shape: str
 ) -> None:
@@ -148,7 +149,9 @@ def test_non_string_url_shape_puts_a_number_in_data_output(client: Client, serve
 
 
 @pytest.mark.parametrize("shape", ["documented", "content_video_url", "top_url", "nested_data"])
-def test_last_frame_url_is_where_the_documented_clients_look(client: Client, server: SimulatorServer, shape: str) -> None:
+def test_last_frame_url_is_where_the_documented_clients_look(
+    client: Client, server: SimulatorServer, shape: str
+) -> None:
     server.knobs.response_shape = shape
     answer = client.wait(client.submit(return_last_frame=True))
     url = answer["data"]["content"]["last_frame_url"]
@@ -210,3 +213,39 @@ def test_video_body_factory_skips_the_render(client: Client, server: SimulatorSe
     answer = client.wait(task_id, timeout=5)
     assert client.session.get(answer["data"]["output"], timeout=10).content == b"hello"
     assert server.task(task_id).result is None
+
+
+@pytest.mark.parametrize("status", ["UNKNOWN", "SUBMITTED", "cancelled", "expired"])
+def test_status_override_reports_any_status_verbatim(client: Client, server: SimulatorServer, status: str) -> None:
+    task_id = client.submit()
+    server.knobs.status_override = status
+    answer = client.query(task_id)
+    assert answer["status"] == status
+    assert answer["data"] == {}
+
+
+def test_assigning_new_knobs_applies_them_to_the_running_server(client: Client, server: SimulatorServer) -> None:
+    server.knobs = Knobs(api_key="test-key", rate_limit_next=1)
+    assert client.submit_raw().status_code == 429
+    assert client.submit_raw().status_code == 200
+
+
+def test_video_body_factory_failing_mid_body_cuts_the_download_short(client: Client, server: SimulatorServer) -> None:
+    def factory(task: TaskRecord) -> tuple[int, Iterator[bytes]]:
+        def chunks() -> Iterator[bytes]:
+            yield b"x" * 1024
+            raise RuntimeError("storage went away")
+
+        return 1024 * 1024, chunks()
+
+    server.knobs.video_body_factory = factory
+    answer = client.wait(client.submit())
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        client.session.get(answer["data"]["output"], timeout=10).content  # noqa: B018
+
+
+def test_result_urls_answer_head_with_the_length(client: Client) -> None:
+    answer = client.wait(client.submit())
+    head = client.session.head(answer["data"]["output"], timeout=10)
+    assert head.status_code == 200
+    assert int(head.headers["Content-Length"]) == len(client.session.get(answer["data"]["output"], timeout=10).content)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import Client
-
 from seedance_simulator import MODERATION_REASON, SimulatorServer
+from simulator_support import Client
 
 
 def test_task_moves_not_start_queued_in_progress_success_with_progress(client: Client, server: SimulatorServer) -> None:
-    server.knobs.not_start_seconds = 0.3
-    server.knobs.queue_seconds = 0.3
-    server.knobs.run_seconds = 0.6
+    server.knobs.not_start_seconds = 0.5
+    server.knobs.queue_seconds = 0.5
+    server.knobs.run_seconds = 0.8
     task_id = client.submit()
     seen: list[tuple[str, str]] = []
     deadline = time.monotonic() + 20
@@ -31,17 +30,18 @@ def test_task_moves_not_start_queued_in_progress_success_with_progress(client: C
     assert progress == sorted(progress), "progress never goes back"
     assert progress[0] == 0
     assert progress[-1] == 100
-    assert any(0 < p < 100 for status, p in zip(statuses, progress) if status == "IN_PROGRESS")
-    assert all(p < 100 for status, p in zip(statuses, progress) if status != "SUCCESS")
+    assert any(0 < p < 100 for status, p in zip(statuses, progress, strict=True) if status == "IN_PROGRESS")
+    assert all(p < 100 for status, p in zip(statuses, progress, strict=True) if status != "SUCCESS")
 
     final = client.query(task_id)
     assert final["submit_time"] <= final["start_time"] <= final["finish_time"]
     assert final["fail_reason"] == ""
     assert final["usage"]["completion_tokens"] > 0
     record = server.task(task_id)
-    assert record.started_at is not None and record.finished_at is not None
-    assert record.started_at - record.submitted_at == pytest.approx(0.6, abs=0.01)
-    assert record.finished_at - record.started_at >= 0.6 - 1e-6
+    assert record.started_at is not None
+    assert record.finished_at is not None
+    assert record.started_at - record.submitted_at == pytest.approx(1.0, abs=0.01)
+    assert record.finished_at - record.started_at >= 0.8 - 1e-6
 
 
 def test_success_serves_the_video_over_http(client: Client) -> None:
@@ -63,19 +63,23 @@ def test_result_url_does_not_answer_before_success(client: Client, server: Simul
     assert client.session.get(url, timeout=10).status_code == 404
 
 
-def test_at_most_max_running_tasks_run_and_the_rest_queue_in_submit_order(client: Client, server: SimulatorServer) -> None:
+def test_at_most_max_running_tasks_run_and_the_rest_queue_in_submit_order(
+    client: Client, server: SimulatorServer
+) -> None:
     server.knobs.max_running = 2
     server.knobs.run_seconds = 0.4
+    server.knobs.never_finish = True  # hold the first two, however slowly the submits go
     task_ids = [client.submit() for _ in range(5)]
     statuses = [server.task(t).status for t in task_ids]
     assert statuses == ["IN_PROGRESS", "IN_PROGRESS", "QUEUED", "QUEUED", "QUEUED"]
+    server.knobs.never_finish = False
     for task_id in task_ids:
         assert client.wait(task_id)["status"] == "SUCCESS"
     assert server.counters.peak_running == 2
-    starts = [server.task(t).started_at for t in task_ids]
+    starts = [server.task(t).started_at or 0.0 for t in task_ids]
     assert starts == sorted(starts)  # FIFO
     # A queued task starts exactly when a running one finishes.
-    finishes = sorted(server.task(t).finished_at for t in task_ids[:2])
+    finishes = sorted(server.task(t).finished_at or 0.0 for t in task_ids[:2])
     assert server.task(task_ids[2]).started_at == finishes[0]
 
 
@@ -101,7 +105,9 @@ def test_failure_reason_makes_every_task_fail_with_http_200(client: Client, serv
         assert "usage" not in answer
 
 
-def test_fail_next_fails_only_the_next_n_tasks_with_a_moderation_reason(client: Client, server: SimulatorServer) -> None:
+def test_fail_next_fails_only_the_next_n_tasks_with_a_moderation_reason(
+    client: Client, server: SimulatorServer
+) -> None:
     server.knobs.fail_next = 2
     task_ids = [client.submit() for _ in range(3)]
     answers = [client.wait(t) for t in task_ids]
@@ -133,7 +139,8 @@ def test_counters_count_calls_tasks_and_bodies(client: Client, server: Simulator
     assert counters.peak_running == 1
     assert len(counters.request_bodies) == 2
     image_ref = counters.request_bodies[0]["images"][0]
-    assert image_ref.startswith("data:image/png;base64,<") and len(image_ref) < 64  # placeholder, not the image
+    assert image_ref.startswith("data:image/png;base64,<")
+    assert len(image_ref) < 64  # a placeholder, not the image
     assert counters.status_codes[400] == 1
     counters.reset()
     assert (counters.submit, counters.query, counters.download, counters.request_bodies) == (0, 0, 0, [])

@@ -10,12 +10,11 @@ from pathlib import Path
 import av
 import pytest
 import requests
-from conftest import Client, make_image
 from PIL import Image, ImageChops, ImageStat
-
 from seedance_simulator import SimulatorServer
 from seedance_simulator.dimensions import keep_ratio_size, nearest_ratio, output_size
 from seedance_simulator.render import Camera, RenderSpec, open_source
+from simulator_support import Client, make_image
 
 
 def fetch_video(client: Client, **overrides: object) -> tuple[bytes, dict]:
@@ -25,7 +24,7 @@ def fetch_video(client: Client, **overrides: object) -> tuple[bytes, dict]:
 
 
 def decode(video: bytes) -> tuple[av.video.stream.VideoStream, list[Image.Image], str]:
-    with av.open(io.BytesIO(video)) as container:
+    with av.open(io.BytesIO(video), mode="r") as container:
         stream = container.streams.video[0]
         frames = [frame.to_image() for frame in container.decode(stream)]
         return stream, frames, stream.codec_context.name
@@ -68,7 +67,9 @@ def test_camera_moves_unless_camerafixed(client: Client) -> None:
     assert mean_difference(fixed_frames[0], fixed_frames[-1]) < 1.0
     assert mean_difference(moving_frames[0], moving_frames[-1]) > 10.0
     # Small steps: a slow move, not a cut.
-    assert mean_difference(moving_frames[60], moving_frames[61]) < mean_difference(moving_frames[0], moving_frames[-1]) / 5
+    assert (
+        mean_difference(moving_frames[60], moving_frames[61]) < mean_difference(moving_frames[0], moving_frames[-1]) / 5
+    )
 
 
 def test_camerafixed_frames_are_pixel_identical_before_encoding() -> None:
@@ -106,11 +107,13 @@ def test_watermark_marks_the_lower_right_of_the_video_but_not_the_last_frame(cli
     assert mean_difference(plain_frames[0].crop(elsewhere), marked_frames[0].crop(elsewhere)) < 1.0
     plain_png = client.session.get(plain_answer["data"]["last_frame_url"], timeout=30).content
     marked_png = client.session.get(marked_answer["data"]["last_frame_url"], timeout=30).content
-    assert ImageChops.difference(Image.open(io.BytesIO(plain_png)), Image.open(io.BytesIO(marked_png))).getbbox() is None
+    assert (
+        ImageChops.difference(Image.open(io.BytesIO(plain_png)), Image.open(io.BytesIO(marked_png))).getbbox() is None
+    )
 
 
 def test_adaptive_ratio_follows_the_image(client: Client, server: SimulatorServer) -> None:
-    from conftest import data_url
+    from simulator_support import data_url
 
     server.knobs.video_body_factory = lambda task: (0, [])
     portrait = client.submit(images=[data_url(make_image(400, 700))], ratio="adaptive")
@@ -147,7 +150,8 @@ def test_adaptive_picks_the_nearest_listed_ratio() -> None:
 
 def test_keep_ratio_keeps_the_image_ratio_at_the_pixel_budget() -> None:
     width, height = keep_ratio_size("720p", 1000, 500)
-    assert width % 16 == 0 and height % 16 == 0
+    assert width % 16 == 0
+    assert height % 16 == 0
     assert width / height == pytest.approx(2.0, rel=0.03)
     assert width * height == pytest.approx(1248 * 704, rel=0.03)
 
@@ -155,7 +159,17 @@ def test_keep_ratio_keeps_the_image_ratio_at_the_pixel_budget() -> None:
 def test_command_line_entry_point_serves_until_stopped(tmp_path: Path) -> None:
     dev = Path(__file__).resolve().parents[2] / "dev"
     process = subprocess.Popen(
-        [sys.executable, "-m", "seedance_simulator", "--port", "0", "--api-key", "cli-secret", "--work-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "seedance_simulator",
+            "--port",
+            "0",
+            "--api-key",
+            "cli-secret",
+            "--work-dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

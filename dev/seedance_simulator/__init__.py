@@ -1,0 +1,14 @@
+"""A local Seedance image-to-video API simulator: the provider's submit and query endpoints over real HTTP,
+real H.264 MP4 results rendered from the input image, and knobs for every failure a client must survive.
+
+    from seedance_simulator import SimulatorServer, Knobs
+
+    with SimulatorServer(api_key="test-key", knobs=Knobs(run_seconds=1.0)) as server:
+        submit_url = server.base_url + "/v2/videos/generations"
+"""
+
+from .errors import ApiError
+from .server import SimulatorServer
+from .tasks import MODERATION_REASON, RESPONSE_SHAPES, Counters, Knobs, TaskRecord
+
+__all__ = ["MODERATION_REASON", "RESPONSE_SHAPES", "ApiError", "Counters", "Knobs", "SimulatorServer", "TaskRecord"]

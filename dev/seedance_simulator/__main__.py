@@ -1,0 +1,59 @@
+"""`python -m seedance_simulator --port 8787 --api-key KEY`: serve the simulator until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+from .server import SimulatorServer
+from .tasks import Knobs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m seedance_simulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8787, help="port to bind; 0 picks a free one (default 8787)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("SEEDANCE_SIMULATOR_API_KEY", "test-key"),
+        help="the Bearer key to accept (default: $SEEDANCE_SIMULATOR_API_KEY or 'test-key')",
+    )
+    parser.add_argument("--run-seconds", type=float, default=Knobs.run_seconds, help="time a task spends IN_PROGRESS")
+    parser.add_argument("--queue-seconds", type=float, default=Knobs.queue_seconds, help="time a task spends QUEUED")
+    parser.add_argument("--max-running", type=int, default=Knobs.max_running, help="tasks IN_PROGRESS at once")
+    parser.add_argument("--max-queued", type=int, default=None, help="waiting tasks before 429 QuotaExceeded")
+    parser.add_argument("--work-dir", default=None, help="where renders are kept (default: a temporary directory)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request line")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
+    knobs = Knobs(
+        api_key=args.api_key,
+        run_seconds=args.run_seconds,
+        queue_seconds=args.queue_seconds,
+        max_running=args.max_running,
+        max_queued=args.max_queued,
+    )
+    server = SimulatorServer(knobs=knobs, host=args.host, port=args.port, work_dir=args.work_dir)
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    # The key is deliberately not printed.
+    print(f"Seedance simulator listening on {server.base_url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

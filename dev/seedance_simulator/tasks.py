@@ -1,0 +1,411 @@
+"""Task lifecycle, test knobs and counters.
+
+Time drives everything: a task's state is a pure function of the clock, its submit time, the knobs captured
+when it was submitted, the model's concurrency limit and whether its render has finished. `Simulator.advance`
+replays the start/finish events that have happened since it last ran, in time order, so the recorded
+start/finish times and the peak concurrency are exact no matter how often clients poll.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from .dimensions import frame_count, output_size
+from .errors import ApiError, format_retry_after
+from .render import RenderCache, RenderResult, RenderSpec
+from .validation import GenerationRequest, InputImage
+
+# Statuses as the documented gateway reports them.
+NOT_START = "NOT_START"
+QUEUED = "QUEUED"
+IN_PROGRESS = "IN_PROGRESS"
+SUCCESS = "SUCCESS"
+FAILURE = "FAILURE"
+TERMINAL = (SUCCESS, FAILURE)
+
+MODERATION_REASON = "The request failed because the output video may contain sensitive information."
+RENDER_FAILED_REASON = "The service encountered an unexpected internal error while generating the video."
+
+RESPONSE_SHAPES = (
+    "documented",
+    "outputs_list",
+    "result_url",
+    "content_video_url",
+    "nested_data",
+    "top_video_url",
+    "top_url",
+    "lowercase_status",
+    "fail_reason_url",
+    "missing_url",
+    "non_string_url",
+)
+ERROR_SHAPES = ("nested", "flat")
+FAULT_METHODS = ("both", "POST", "GET")
+FAULT_KINDS = ("drop", "server_error", "rate_limit", "malformed_json")
+
+VideoBodyFactory = Callable[["TaskRecord"], tuple[int, Iterable[bytes]]]
+
+
+@dataclass
+class Knobs:
+    """Behaviour switches for tests. Mutable while the server runs; every request reads the current values.
+
+    Timing knobs (not_start/queue/run seconds) are captured per task at submission; `never_finish`,
+    `max_running` and the fault counters act live.
+    """
+
+    api_key: str = "test-key"
+    # Timing
+    latency_seconds: float = 0.0  # sleep before every API response (submit and query, not result downloads)
+    not_start_seconds: float = 0.0  # time a new task reports NOT_START before QUEUED
+    queue_seconds: float = 0.0  # further time QUEUED before it may run (capacity permitting)
+    run_seconds: float = 2.0  # time IN_PROGRESS before it may finish (it also waits for its render)
+    never_finish: bool = False  # running tasks stay IN_PROGRESS until this is cleared
+    # Outcomes
+    failure_reason: str | None = None  # when set, every new task ends FAILURE with this reason
+    fail_next: int = 0  # the next N new tasks end FAILURE (with failure_reason, else a moderation reason)
+    # Faults on the API endpoints, each consumed one call at a time, for the methods in fault_methods
+    fault_methods: str = "both"  # "both", "POST" (submit only) or "GET" (query only)
+    rate_limit_next: int = 0  # 429 ModelAccountRpmRateLimitExceeded
+    retry_after: float | None = None  # Retry-After on those 429s (None: no header)
+    server_errors_next: int = 0
+    server_error_status: int = 500  # 500, 502 or 503
+    drop_connections_next: int = 0  # close the socket without answering
+    malformed_json_next: int = 0  # 200 with a truncated, non-JSON body
+    # Response formats
+    response_shape: str = "documented"  # where the query answer puts the video URL; see RESPONSE_SHAPES
+    error_shape: str = "nested"  # "nested" {"error": {...}} or "flat" {"code", "message"}
+    status_override: str | None = None  # queries report this status verbatim (UNKNOWN, SUBMITTED, cancelled...)
+    # Result downloads
+    expire_results: bool = False  # result URLs answer 403 AccessDenied (expired)
+    result_status_override: int | None = None  # result URLs answer this status instead
+    video_body_factory: VideoBodyFactory | None = None  # serve this body instead of the rendered MP4
+    # Account limits
+    max_running: int = 10
+    max_queued: int | None = None  # waiting tasks allowed before a submit gets 429 QuotaExceeded
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Fail loudly on a typo in a test instead of silently running the default behaviour.
+        allowed = {"response_shape": RESPONSE_SHAPES, "error_shape": ERROR_SHAPES, "fault_methods": FAULT_METHODS}
+        if name in allowed and value not in allowed[name]:
+            raise ValueError(f"{name} must be one of {allowed[name]}, got {value!r}")
+        if name == "server_error_status" and not 500 <= int(value) <= 599:
+            raise ValueError(f"server_error_status must be a 5xx status, got {value!r}")
+        super().__setattr__(name, value)
+
+    def copy(self) -> Knobs:
+        return dataclasses.replace(self)
+
+    def restore(self, other: Knobs) -> None:
+        """Take every value from `other`, in place, so references to this object stay valid."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+
+
+class Counters:
+    """What the simulator has seen, for assertions. Increments are thread-safe; reads are plain attributes."""
+
+    submit: int
+    query: int
+    download: int
+    rate_limited: int  # every 429 sent, whatever its code
+    dropped: int  # connections closed without an answer (drop_connections_next)
+    tasks_created: int
+    peak_running: int  # most tasks IN_PROGRESS at the same time
+    request_bodies: list[Any]  # submit bodies received, data URLs shortened
+    status_codes: dict[int, int]  # responses sent, by HTTP status
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.submit = self.query = self.download = 0
+            self.rate_limited = self.dropped = self.tasks_created = self.peak_running = 0
+            self.request_bodies = []
+            self.status_codes = {}
+
+    def incr(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def record_body(self, body: Any) -> None:
+        with self._lock:
+            self.request_bodies.append(body)
+
+    def record_status(self, status: int) -> None:
+        with self._lock:
+            self.status_codes[status] = self.status_codes.get(status, 0) + 1
+            if status == 429:
+                self.rate_limited += 1
+
+    def note_running(self, running: int) -> None:
+        with self._lock:
+            self.peak_running = max(self.peak_running, running)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "submit": self.submit,
+                "query": self.query,
+                "download": self.download,
+                "rate_limited": self.rate_limited,
+                "dropped": self.dropped,
+                "tasks_created": self.tasks_created,
+                "peak_running": self.peak_running,
+                "request_bodies": list(self.request_bodies),
+                "status_codes": dict(self.status_codes),
+            }
+
+
+@dataclass(eq=False)
+class TaskRecord:
+    """One accepted task. `status` is current as of the last `Simulator.advance` (every accessor advances)."""
+
+    task_id: str
+    request: GenerationRequest
+    body: dict[str, Any]  # the submit body as received, data URLs shortened
+    image_sha256: str
+    image_width: int
+    image_height: int
+    width: int  # output video size
+    height: int
+    frames: int
+    submitted_at: float
+    not_start_seconds: float
+    queue_seconds: float
+    run_seconds: float
+    planned_failure: str | None  # set at submission from fail_next / failure_reason
+    status: str = NOT_START
+    started_at: float | None = None
+    finished_at: float | None = None
+    fail_reason: str = ""
+    render: Future[RenderResult] | None = field(default=None, repr=False)
+    render_done_at: float | None = None
+    render_error: BaseException | None = None
+    result: RenderResult | None = None
+
+    @property
+    def ready_at(self) -> float:
+        """Earliest moment the task may start running."""
+        return self.submitted_at + self.not_start_seconds + self.queue_seconds
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def progress(self, now: float) -> str:
+        if self.status in TERMINAL:
+            return "100%"
+        if self.status != IN_PROGRESS or self.started_at is None:
+            return "0%"
+        if self.run_seconds <= 0:
+            return "99%"
+        # Never 100% before the task is really done (it may still be waiting for its render).
+        return f"{min(99, int(100 * (now - self.started_at) / self.run_seconds))}%"
+
+    @property
+    def usage_tokens(self) -> int:
+        # The provider bills video tokens as width * height * fps * seconds / 1024.
+        return self.width * self.height * 24 * self.request.duration // 1024
+
+
+def new_task_id(now: float) -> str:
+    """`cgt-<UTC timestamp>-<5 lowercase letters>`, the provider's task id format."""
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(now))
+    suffix = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(5))
+    return f"cgt-{stamp}-{suffix}"
+
+
+class Simulator:
+    """Tasks, the model's concurrency limit and fault injection, behind one lock."""
+
+    def __init__(self, knobs: Knobs, counters: Counters, renders: RenderCache) -> None:
+        self.knobs = knobs
+        self.counters = counters
+        self.renders = renders
+        self._lock = threading.RLock()
+        self._tasks: dict[str, TaskRecord] = {}
+        self._waiting: list[TaskRecord] = []  # submit order
+        self._running: list[TaskRecord] = []
+        self._clock = 0.0  # time of the last event replayed by advance()
+
+    # -- faults --------------------------------------------------------------------------------------------
+
+    def take_fault(self, method: str) -> str | None:
+        """Consume one pending fault for this API call, if any targets its method. Most disruptive first."""
+        with self._lock:
+            k = self.knobs
+            if k.fault_methods != "both" and k.fault_methods != method:
+                return None
+            for kind, attr in (
+                ("drop", "drop_connections_next"),
+                ("server_error", "server_errors_next"),
+                ("rate_limit", "rate_limit_next"),
+                ("malformed_json", "malformed_json_next"),
+            ):
+                pending = getattr(k, attr)
+                if pending > 0:
+                    setattr(k, attr, pending - 1)
+                    return kind
+            return None
+
+    # -- tasks -----------------------------------------------------------------------------------------------
+
+    def create_task(self, request: GenerationRequest, body: dict[str, Any], image: InputImage) -> TaskRecord:
+        """Accept a validated request: enforce the queue quota, record the task and start its render."""
+        width, height = output_size(request.resolution, request.ratio, image.width, image.height)
+        with self._lock:
+            now = time.time()
+            self.advance(now)
+            k = self.knobs
+            if k.max_queued is not None and len(self._waiting) >= k.max_queued:
+                retry = k.retry_after if k.retry_after is not None else 1.0
+                raise ApiError(
+                    429,
+                    "QuotaExceeded",
+                    f"The number of queued tasks has reached the limit of your account ({k.max_queued}). "
+                    "Please try again later.",
+                    headers={"Retry-After": format_retry_after(retry)},
+                )
+            planned_failure: str | None = None
+            if k.fail_next > 0:
+                k.fail_next -= 1
+                planned_failure = k.failure_reason or MODERATION_REASON
+            elif k.failure_reason:
+                planned_failure = k.failure_reason
+            task_id = new_task_id(now)
+            while task_id in self._tasks:
+                task_id = new_task_id(now)
+            task = TaskRecord(
+                task_id=task_id,
+                request=request,
+                body=body,
+                image_sha256=image.sha256,
+                image_width=image.width,
+                image_height=image.height,
+                width=width,
+                height=height,
+                frames=frame_count(request.duration),
+                submitted_at=now,
+                not_start_seconds=max(0.0, k.not_start_seconds),
+                queue_seconds=max(0.0, k.queue_seconds),
+                run_seconds=max(0.0, k.run_seconds),
+                planned_failure=planned_failure,
+            )
+            spec = RenderSpec(
+                width=width,
+                height=height,
+                frames=task.frames,
+                camerafixed=request.camerafixed,
+                watermark=request.watermark,
+                last_frame=request.return_last_frame,
+                video=k.video_body_factory is None,  # a test serving its own body does not need the MP4
+            )
+            needs_render = planned_failure is None and (spec.video or spec.last_frame)
+            if not needs_render:
+                task.render_done_at = now
+            self._tasks[task_id] = task
+            self._waiting.append(task)
+            self.counters.incr("tasks_created")
+            self.advance(now)
+        if needs_render:
+            # Start rendering straight away (outside the lock: a cache hit may complete synchronously).
+            task.render = self.renders.submit(image.data, image.sha256, spec)
+            task.render.add_done_callback(lambda f: self._render_done(task, f))
+        return task
+
+    def _render_done(self, task: TaskRecord, future: Future[RenderResult]) -> None:
+        with self._lock:
+            # Stamped under the lock, so it is never earlier than a moment advance() already replayed.
+            task.render_done_at = time.time()
+            if future.cancelled():
+                task.render_error = RuntimeError("render cancelled")
+            elif future.exception() is not None:
+                task.render_error = future.exception()
+            else:
+                task.result = future.result()
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        with self._lock:
+            self.advance(time.time())
+            return self._tasks.get(task_id)
+
+    def all_tasks(self) -> list[TaskRecord]:
+        with self._lock:
+            self.advance(time.time())
+            return list(self._tasks.values())
+
+    def reset(self) -> None:
+        with self._lock:
+            self._tasks.clear()
+            self._waiting.clear()
+            self._running.clear()
+
+    # -- the clock ----------------------------------------------------------------------------------------------
+
+    def _finish_due(self, task: TaskRecord) -> float:
+        if self.knobs.never_finish:
+            return math.inf
+        assert task.started_at is not None
+        due = task.started_at + task.run_seconds
+        if task.planned_failure is not None:
+            return due
+        if task.render_done_at is None:
+            return math.inf  # success needs the video
+        return max(due, task.render_done_at)
+
+    def advance(self, now: float) -> None:
+        """Replay every start and finish that has happened by `now`, in time order."""
+        with self._lock:
+            while True:
+                finish_at, finishing = math.inf, None
+                for task in self._running:
+                    due = self._finish_due(task)
+                    if due < finish_at:
+                        finish_at, finishing = due, task
+                start_at, starting = math.inf, None
+                if self._waiting and len(self._running) < self.knobs.max_running:
+                    # FIFO among the tasks already eligible; if none is, the first to become eligible.
+                    eligible = [t for t in self._waiting if t.ready_at <= self._clock]
+                    starting = eligible[0] if eligible else min(self._waiting, key=lambda t: t.ready_at)
+                    start_at = starting.ready_at
+                # A knob change can make an event "due" in the past; it happens no earlier than the last one.
+                finish_at, start_at = max(finish_at, self._clock), max(start_at, self._clock)
+                if min(finish_at, start_at) > now:
+                    break
+                if finishing is not None and finish_at <= start_at:
+                    self._finish(finishing, finish_at)
+                    self._clock = finish_at
+                else:
+                    assert starting is not None
+                    self._start(starting, start_at)
+                    self._clock = start_at
+            for task in self._waiting:
+                task.status = NOT_START if now < task.submitted_at + task.not_start_seconds else QUEUED
+
+    def _start(self, task: TaskRecord, at: float) -> None:
+        self._waiting.remove(task)
+        self._running.append(task)
+        task.status = IN_PROGRESS
+        task.started_at = at
+        self.counters.note_running(len(self._running))
+
+    def _finish(self, task: TaskRecord, at: float) -> None:
+        self._running.remove(task)
+        task.finished_at = at
+        if task.planned_failure is not None:
+            task.status, task.fail_reason = FAILURE, task.planned_failure
+        elif task.render_error is not None:
+            task.status, task.fail_reason = FAILURE, RENDER_FAILED_REASON
+        else:
+            task.status = SUCCESS

@@ -1,0 +1,273 @@
+"""Request validation with the provider's rules and error answers, including fetching and checking input images."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from PIL import Image, UnidentifiedImageError
+
+from .dimensions import RATIOS, RESOLUTIONS
+from .errors import ApiError, invalid_parameter
+
+PROMPT_MAX_CHARS = 800
+SEED_MAX = 2_147_483_647
+DURATIONS = (5, 10)
+BOOL_FIELDS = ("watermark", "camerafixed", "return_last_frame", "generate_audio")
+
+MAX_IMAGE_BYTES = 30 * 1024 * 1024
+MIN_SIDE, MAX_SIDE = 300, 6000
+MIN_ASPECT, MAX_ASPECT = 0.4, 2.5
+# Pillow's names for the formats the provider accepts (MPO is how Pillow labels many camera JPEGs).
+ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
+DATA_URL_FORMATS = {"jpeg", "jpg", "png", "webp", "bmp", "tiff", "tif", "gif"}
+_DATA_URL = re.compile(r"^data:image/([a-z]+);base64,(.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    accepts_images: bool
+    max_images: int
+    default_resolution: str
+
+
+MODELS: dict[str, ModelInfo] = {
+    # pro: text-to-video, or image-to-video from a first frame.
+    "doubao-seedance-1-0-pro-250528": ModelInfo(True, 1, "1080p"),
+    # lite i2v: first frame, first + last frame, or up to 4 reference images.
+    "doubao-seedance-1-0-lite-i2v-250428": ModelInfo(True, 4, "720p"),
+    # lite t2v: text only; an image request is a caller mistake.
+    "doubao-seedance-1-0-lite-t2v-250428": ModelInfo(False, 0, "720p"),
+}
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A submit body that passed the field checks, with the provider's defaults filled in."""
+
+    model: str
+    prompt: str
+    prompt_truncated: bool
+    images: tuple[str, ...]
+    duration: int
+    resolution: str
+    ratio: str
+    watermark: bool
+    seed: int | None
+    camerafixed: bool
+    return_last_frame: bool
+    generate_audio: bool
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """A fetched, decoded and rule-checked input image. Width/height are as displayed (EXIF rotation applied)."""
+
+    data: bytes
+    sha256: str
+    format: str
+    width: int
+    height: int
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "InvalidParameter", f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "InvalidParameter", "The request body must be a JSON object.")
+    return body
+
+
+def _is_int(value: object) -> bool:
+    # bool is a subclass of int in Python, but `true` is not a valid duration or seed.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_request(body: dict[str, Any]) -> GenerationRequest:
+    """Check every field the way the provider does. Raises ApiError naming the first bad field."""
+    model = body.get("model")
+    if model is None:
+        raise invalid_parameter("model", "the field is required.")
+    if not isinstance(model, str):
+        raise invalid_parameter("model", "must be a string.")
+    info = MODELS.get(model)
+    if info is None:
+        raise ApiError(
+            404,
+            "ModelNotOpen",
+            f"Your account has not activated the model {model}. Please activate the model service in the console.",
+        )
+
+    prompt = body.get("prompt")
+    if prompt is None:
+        raise invalid_parameter("prompt", "the field is required.")
+    if not isinstance(prompt, str):
+        raise invalid_parameter("prompt", "must be a string.")
+    if not prompt.strip():
+        raise invalid_parameter("prompt", "must not be empty.")
+    # The provider silently cuts long prompts rather than rejecting them.
+    truncated = len(prompt) > PROMPT_MAX_CHARS
+    prompt = prompt[:PROMPT_MAX_CHARS]
+
+    images = body.get("images")
+    if not info.accepts_images:
+        if images:
+            raise invalid_parameter("images", f"the model {model} does not support image input (text-to-video only).")
+        raise invalid_parameter(
+            "images", f"the model {model} is text-to-video only; this service needs an input image."
+        )
+    if images is None:
+        raise invalid_parameter("images", "the field is required for image-to-video.")
+    if not isinstance(images, list) or not images:
+        raise invalid_parameter("images", "must be a non-empty array of image URLs.")
+    if len(images) > info.max_images:
+        raise invalid_parameter("images", f"the model {model} accepts at most {info.max_images} image(s).")
+    for i, ref in enumerate(images):
+        if not isinstance(ref, str) or not ref:
+            raise invalid_parameter(f"images[{i}]", "must be a non-empty string (URL or data URL).")
+
+    duration = body.get("duration", 5)
+    if not _is_int(duration) or duration not in DURATIONS:
+        raise invalid_parameter("duration", f"must be one of {', '.join(map(str, DURATIONS))} (got {duration!r}).")
+
+    resolution = body.get("resolution", info.default_resolution)
+    if not isinstance(resolution, str) or resolution not in RESOLUTIONS:
+        raise invalid_parameter("resolution", f"must be one of {', '.join(RESOLUTIONS)} (got {resolution!r}).")
+
+    ratio = body.get("ratio", "adaptive")
+    if not isinstance(ratio, str) or ratio not in RATIOS:
+        raise invalid_parameter("ratio", f"must be one of {', '.join(RATIOS)} (got {ratio!r}).")
+
+    seed = body.get("seed")
+    if seed is not None and (not _is_int(seed) or not 0 <= seed <= SEED_MAX):
+        raise invalid_parameter("seed", f"must be an integer between 0 and {SEED_MAX} (got {seed!r}).")
+
+    flags: dict[str, bool] = {}
+    for name in BOOL_FIELDS:
+        value = body.get(name, False)
+        if not isinstance(value, bool):
+            raise invalid_parameter(name, f"must be a boolean (got {value!r}).")
+        flags[name] = value
+
+    return GenerationRequest(
+        model=model,
+        prompt=prompt,
+        prompt_truncated=truncated,
+        images=tuple(images),
+        duration=duration,
+        resolution=resolution,
+        ratio=ratio,
+        seed=seed,
+        **flags,
+    )
+
+
+def _fetch(url: str, field: str, timeout: float) -> bytes:
+    # trust_env=False: the images usually live on a local moto S3, which a proxy from the environment cannot reach.
+    with requests.Session() as session:
+        session.trust_env = False
+        try:
+            with session.get(url, timeout=timeout, stream=True) as resp:
+                if resp.status_code != 200:
+                    raise invalid_parameter(field, f"the image could not be downloaded (HTTP {resp.status_code}).")
+                data = bytearray()
+                for chunk in resp.iter_content(256 * 1024):
+                    data += chunk
+                    # Stop reading as soon as the size rule is broken; the rest is not needed to say no.
+                    if len(data) >= MAX_IMAGE_BYTES:
+                        raise invalid_parameter(field, "the image must be smaller than 30 MB.")
+                return bytes(data)
+        except requests.Timeout:
+            raise invalid_parameter(field, f"the image could not be downloaded within {timeout:g} s.") from None
+        except requests.RequestException as exc:
+            reason = type(exc).__name__
+            raise invalid_parameter(field, f"the image could not be downloaded ({reason}).") from None
+
+
+def _decode_data_url(ref: str, field: str) -> bytes:
+    match = _DATA_URL.match(ref)
+    if match is None:
+        raise invalid_parameter(field, "a data URL must look like data:image/<format>;base64,<data>.")
+    fmt, payload = match.groups()
+    if fmt not in DATA_URL_FORMATS:
+        raise invalid_parameter(field, f"unsupported image format {fmt!r} in the data URL.")
+    # A base64 string of 30 MB decodes to ~22.5 MB; anything much longer cannot pass the size rule.
+    if len(payload) > MAX_IMAGE_BYTES * 4 // 3 + 8:
+        raise invalid_parameter(field, "the image must be smaller than 30 MB.")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid_parameter(field, "the data URL is not valid base64.") from None
+
+
+def check_image(data: bytes, field: str) -> InputImage:
+    """Apply the provider's image rules: format, size, side lengths and aspect ratio; and make sure it decodes."""
+    if len(data) >= MAX_IMAGE_BYTES:
+        raise invalid_parameter(field, "the image must be smaller than 30 MB.")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError):
+        raise invalid_parameter(field, "the content is not a decodable image.") from None
+    with img:
+        fmt = img.format or ""
+        if fmt not in ACCEPTED_FORMATS:
+            raise invalid_parameter(
+                field, f"image format {fmt or 'unknown'} is not supported (jpeg, png, webp, bmp, tiff, gif)."
+            )
+        width, height = img.size
+        if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+            raise invalid_parameter(
+                field,
+                f"image width and height must each be between {MIN_SIDE} and {MAX_SIDE} px (got {width}x{height}).",
+            )
+        aspect = width / height
+        if not MIN_ASPECT <= aspect <= MAX_ASPECT:
+            raise invalid_parameter(
+                field, f"image width/height must be between {MIN_ASPECT} and {MAX_ASPECT} (got {aspect:.3f})."
+            )
+        try:
+            img.load()  # the header alone does not prove the pixels decode (truncated uploads)
+        except (OSError, SyntaxError, ValueError):
+            raise invalid_parameter(field, "the image data is truncated or corrupt.") from None
+        # EXIF orientations 5-8 rotate by 90 degrees: the displayed image has its sides swapped.
+        if img.getexif().get(0x0112) in (5, 6, 7, 8):
+            width, height = height, width
+    return InputImage(
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        format="JPEG" if fmt == "MPO" else fmt,
+        width=width,
+        height=height,
+    )
+
+
+def load_image(ref: str, field: str, timeout: float = 10.0) -> InputImage:
+    """Fetch (http/https) or decode (data URL) one image reference and check it against the rules."""
+    if ref.startswith("data:"):
+        data = _decode_data_url(ref, field)
+    elif ref.startswith(("http://", "https://")):
+        data = _fetch(ref, field, timeout)
+    else:
+        raise invalid_parameter(field, "must be an http(s) URL or a data:image/<format>;base64 URL.")
+    return check_image(data, field)
+
+
+def redact_body(body: object) -> object:
+    """A copy of a request body with data URLs shortened, so counters do not hold megabytes of base64."""
+    if isinstance(body, dict):
+        return {k: redact_body(v) for k, v in body.items()}
+    if isinstance(body, list):
+        return [redact_body(v) for v in body]
+    if isinstance(body, str) and body.startswith("data:") and len(body) > 96:
+        head = body.split(",", 1)[0]
+        return f"{head},<{len(body)} chars>"
+    return body
