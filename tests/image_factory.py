@@ -7,7 +7,9 @@ import io
 from PIL import Image, ImageDraw
 
 
-def image_bytes(width: int = 640, height: int = 480, fmt: str = "JPEG", color: tuple[int, int, int] = (40, 120, 200)) -> bytes:
+def image_bytes(
+    width: int = 640, height: int = 480, fmt: str = "JPEG", color: tuple[int, int, int] = (40, 120, 200)
+) -> bytes:
     image = Image.new("RGB", (width, height), color)
     draw = ImageDraw.Draw(image)
     for step in range(0, min(width, height) // 2, 24):

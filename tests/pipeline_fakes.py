@@ -40,9 +40,7 @@ class FakeStore:
     def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> list[Job]:
         self.operations.append("Query")
         with self._lock:
-            rows = [
-                i for i in self.items.values() if i["due_shard"] == shard and i["job"]["next_check_at"] <= now
-            ]
+            rows = [i for i in self.items.values() if i["due_shard"] == shard and i["job"]["next_check_at"] <= now]
         rows.sort(key=lambda i: i["job"]["next_check_at"])
         return [Job.model_validate(i["job"]) for i in rows]
 

@@ -141,8 +141,15 @@ def test_a_crashed_submit_invocation_is_finished_by_the_poller():
 
     now = runtime.clock()
     crashed = Job(
-        job_id=job_id_for(upload), status=JobStatus.WAITING, source_bucket=BUCKET, source_key=upload.key,
-        source_etag="e1", created_at=now, updated_at=now, next_check_at=now + 120, lease_owner="dead",
+        job_id=job_id_for(upload),
+        status=JobStatus.WAITING,
+        source_bucket=BUCKET,
+        source_key=upload.key,
+        source_etag="e1",
+        created_at=now,
+        updated_at=now,
+        next_check_at=now + 120,
+        lease_owner="dead",
         lease_until=now + 120,
     )
     store.claim(crashed, due_shard=due_shard_for(crashed.job_id, 2))

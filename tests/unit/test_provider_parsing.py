@@ -1,5 +1,4 @@
 import pytest
-
 from seedance_pipeline.models import ProviderState
 from seedance_pipeline.provider_client import parse_task
 
@@ -66,7 +65,11 @@ def test_failure_text_comes_from_the_first_place_that_has_it(payload, reason):
 def test_last_frame_and_usage_are_read():
     task = parse_task(
         "t1",
-        {"status": "SUCCESS", "data": {"output": URL, "content": {"last_frame_url": "https://x/l.png"}}, "usage": {"t": 1}},
+        {
+            "status": "SUCCESS",
+            "data": {"output": URL, "content": {"last_frame_url": "https://x/l.png"}},
+            "usage": {"t": 1},
+        },
     )
     assert task.last_frame_url == "https://x/l.png" and task.usage == {"t": 1}
 

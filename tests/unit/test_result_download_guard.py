@@ -1,5 +1,4 @@
 import pytest
-
 from seedance_pipeline.errors import DownloadRefused
 from seedance_pipeline.result_download import ResultDownloader
 
@@ -10,7 +9,17 @@ def downloader(addresses, allow_private=False):
 
 @pytest.mark.parametrize(
     "address",
-    ["127.0.0.1", "10.1.2.3", "172.16.0.5", "192.168.1.1", "169.254.169.254", "::1", "fd00::1", "::ffff:127.0.0.1", "0.0.0.0"],
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.5",
+        "192.168.1.1",
+        "169.254.169.254",
+        "::1",
+        "fd00::1",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+    ],
 )
 def test_non_public_addresses_are_refused(address):
     with pytest.raises(DownloadRefused, match="non-public address"):
@@ -22,7 +31,9 @@ def test_one_private_address_among_public_ones_is_enough_to_refuse():
         downloader(["93.184.216.34", "10.0.0.1"]).check_url("https://cdn.example.com/v.mp4")
 
 
-@pytest.mark.parametrize("url", ["http://cdn.example.com/v.mp4", "ftp://cdn.example.com/v.mp4", "file:///etc/passwd", "https:///nohost"])
+@pytest.mark.parametrize(
+    "url", ["http://cdn.example.com/v.mp4", "ftp://cdn.example.com/v.mp4", "file:///etc/passwd", "https:///nohost"]
+)
 def test_only_https_urls_with_a_host_are_followed(url):
     with pytest.raises(DownloadRefused):
         downloader(["93.184.216.34"]).check_url(url)

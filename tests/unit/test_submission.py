@@ -38,7 +38,9 @@ def test_concurrent_duplicate_deliveries_make_one_submission():
     runtime, store, storage, provider = make_runtime()
     storage.add(BUCKET, "uploads/cat.jpg", image_bytes())
     outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(accept_upload(upload(), runtime, owner="x"))) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(accept_upload(upload(), runtime, owner="x"))) for _ in range(8)
+    ]
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert sorted(o.outcome for o in outcomes) == ["DUPLICATE"] * 7 + ["SUBMITTED"]

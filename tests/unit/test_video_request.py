@@ -1,5 +1,4 @@
 import pytest
-
 from seedance_pipeline.errors import InvalidInput
 from seedance_pipeline.settings import Settings
 from seedance_pipeline.video_request import provider_body, resolve_request
