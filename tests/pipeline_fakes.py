@@ -30,6 +30,7 @@ class FakeStore:
         self.due_shards = due_shards
         self.items: dict[str, dict[str, Any]] = {}
         self.slots: set[str] = set()
+        self.latest: dict[tuple[str, str], tuple[str, str]] = {}
         self.operations: list[str] = []
         self._lock = threading.Lock()
 
@@ -82,6 +83,18 @@ class FakeStore:
     def release_slot(self, job_id: str) -> None:
         with self._lock:
             self.slots.discard(job_id)
+
+    def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool:
+        with self._lock:
+            known = self.latest.get((bucket, key))
+            if known and int(known[0], 16) > int(sequencer, 16):
+                return False
+            self.latest[(bucket, key)] = (sequencer, job_id)
+            return True
+
+    def latest_job_for(self, bucket: str, key: str) -> str | None:
+        known = self.latest.get((bucket, key))
+        return known[1] if known else None
 
     def _put(self, job: Job, due_shard: str | None, expires_at: float | None = None) -> None:
         data = job.model_dump(mode="json")

@@ -164,3 +164,16 @@ def test_the_poller_uses_only_index_queries():
     submitted(runtime, storage)
     poll_until_terminal(runtime, store)
     assert set(store.operations) == {"Query"}
+
+
+def test_an_older_upload_does_not_write_outputs_once_a_newer_upload_exists():
+    runtime, store, storage, provider = make_runtime()
+    provider.ready_after = 45
+    older = submitted(runtime, storage, key="uploads/cat.jpg", sequencer="00A1")
+    runtime.clock.advance(30)  # the newer upload's task finishes 30 s after the older one's
+    newer = submitted(runtime, storage, key="uploads/cat.jpg", sequencer="00A2")
+    runtime.downloader = FakeDownloader({"https://cdn.example.com/cgt-00002.mp4": b"newer video"})
+    poll_until_terminal(runtime, store)
+    assert store.get(newer).status is JobStatus.SUCCEEDED
+    assert store.get(older).status is JobStatus.FAILED and store.get(older).error.code == "SUPERSEDED"
+    assert storage.uploads[(BUCKET, "videos/cat.mp4")] == b"newer video"

@@ -134,3 +134,23 @@ def test_data_url_delivery_embeds_the_image():
     storage.add(BUCKET, "uploads/cat.png", image_bytes(fmt="PNG"))
     accept_upload(upload("uploads/cat.png"), runtime, owner="a")
     assert provider.submissions[0]["images"][0].startswith("data:image/png;base64,")
+
+
+def test_an_older_event_arriving_after_a_newer_one_is_not_processed():
+    runtime, store, storage, provider = make_runtime()
+    storage.add(BUCKET, "uploads/cat.jpg", image_bytes())
+    newer = accept_upload(upload(sequencer="00B2"), runtime, owner="a")
+    older = accept_upload(upload(sequencer="00A1"), runtime, owner="b")
+    assert newer.outcome == "SUBMITTED"
+    assert older.outcome == "REJECTED" and "newer upload" in older.reason
+    assert len(provider.submissions) == 1
+
+
+def test_a_reupload_of_the_same_key_is_a_new_job():
+    runtime, store, storage, provider = make_runtime()
+    storage.add(BUCKET, "uploads/cat.jpg", image_bytes())
+    first = accept_upload(upload(sequencer="00A1"), runtime, owner="a")
+    second = accept_upload(upload(sequencer="00A2"), runtime, owner="a")
+    assert first.job_id != second.job_id
+    assert [first.outcome, second.outcome] == ["SUBMITTED", "SUBMITTED"]
+    assert len(provider.submissions) == 2

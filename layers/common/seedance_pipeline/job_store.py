@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -47,6 +48,15 @@ def serialize(item: dict[str, Any]) -> dict[str, Any]:
 
 def deserialize(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def comparable_sequencer(sequencer: str) -> str:
+    """S3 sequencers of one key order by hex value once left-padded to equal length (S3 docs)."""
+    return sequencer.upper().rjust(64, "0")
+
+
+def latest_upload_item_id(bucket: str, key: str) -> str:
+    return "#latest#" + hashlib.sha256(f"{bucket}\n{key}".encode()).hexdigest()[:40]
 
 
 def _is_condition_failure(exc: ClientError) -> bool:
@@ -203,6 +213,36 @@ class JobStore:
             ReturnConsumedCapacity="TOTAL" if self.track_capacity else "NONE",
         )
         self._account(response, "write")
+
+    # --- newest upload per key: an older event must not overwrite a newer upload's outputs ------------
+    def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool:
+        """Remember job_id as the newest upload of the key; False when a newer upload is already known."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": latest_upload_item_id(bucket, key)}},
+                UpdateExpression="SET latest_sequencer = :seq, latest_job_id = :job",
+                ConditionExpression="attribute_not_exists(latest_sequencer) OR latest_sequencer <= :seq",
+                ExpressionAttributeValues={":seq": {"S": comparable_sequencer(sequencer)}, ":job": {"S": job_id}},
+                ReturnConsumedCapacity="TOTAL" if self.track_capacity else "NONE",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        self._account(response, "write")
+        return True
+
+    def latest_job_for(self, bucket: str, key: str) -> str | None:
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"job_id": {"S": latest_upload_item_id(bucket, key)}},
+            ConsistentRead=True,
+            ReturnConsumedCapacity="TOTAL" if self.track_capacity else "NONE",
+        )
+        self._account(response, "read")
+        item = response.get("Item") or {}
+        return item.get("latest_job_id", {}).get("S")
 
     def slot_holders(self) -> set[str]:
         response = self._client.get_item(

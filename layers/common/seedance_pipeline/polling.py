@@ -193,6 +193,18 @@ def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
 
 
 def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> Job:
+    if job.source_sequencer:
+        newest = runtime.store.latest_job_for(job.source_bucket, job.source_key)
+        if newest is not None and newest != job.job_id:
+            return finish(
+                job,
+                runtime,
+                owner=owner,
+                status=JobStatus.FAILED,
+                error_code="SUPERSEDED",
+                message="a newer upload of this key replaced this one while it was generating; "
+                "its outputs are left to the newer job",
+            )
     attempts = job.delivery_attempts + 1
     try:
         outputs, notes = deliver_results(job, result, runtime)

@@ -77,20 +77,34 @@ def accept_upload(upload: Upload, runtime: Runtime, *, owner: str) -> UploadOutc
         count(MetricName.DUPLICATE_EVENTS)
         logger.info("duplicate delivery ignored", extra={"job_id": job.job_id, "key": upload.key})
         return UploadOutcome(key=upload.key, outcome="DUPLICATE", job_id=job.job_id)
+    if upload.sequencer and not runtime.store.record_latest_upload(
+        upload.bucket, upload.key, sequencer=upload.sequencer, job_id=job.job_id
+    ):
+        return _outcome(
+            upload,
+            finish(
+                job,
+                runtime,
+                owner=owner,
+                status=JobStatus.REJECTED,
+                error_code="SUPERSEDED",
+                message="a newer upload of this key was seen first; this older event is not processed",
+            ),
+        )
     if upload.size is not None:
         try:
             image_rules.check_size(upload.size)
         except InvalidInput as exc:
-            done = finish(
-                job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=exc.code, message=exc.message
+            return _outcome(
+                upload,
+                finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=exc.code, message=exc.message),
             )
-            return UploadOutcome(key=upload.key, outcome=done.status.value, job_id=job.job_id, reason=exc.message)
-    result = submit_job(job, runtime, owner=owner)
+    return _outcome(upload, submit_job(job, runtime, owner=owner))
+
+
+def _outcome(upload: Upload, job: Job) -> UploadOutcome:
     return UploadOutcome(
-        key=upload.key,
-        outcome=result.status.value,
-        job_id=job.job_id,
-        reason=result.error.message if result.error else None,
+        key=upload.key, outcome=job.status.value, job_id=job.job_id, reason=job.error.message if job.error else None
     )
 
 
