@@ -96,6 +96,13 @@ class CappedRetry(Retry):
 
     max_retry_after: float = 20.0
 
+    def parse_retry_after(self, retry_after: str) -> float:
+        # Gateways send fractional seconds ("0.5"); urllib3 accepts only whole seconds or an HTTP date.
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            return float(super().parse_retry_after(retry_after))
+
     def get_retry_after(self, response: Any) -> float | None:
         value = super().get_retry_after(response)
         return None if value is None else min(value, self.max_retry_after)
@@ -196,7 +203,7 @@ class SeedanceClient:
         payload = _json_or_error(response, uncertain_when_unreadable=True)
         task_id = payload.get("task_id") or _dig(payload, ("data", "task_id")) or payload.get("id")
         if not isinstance(task_id, str) or not task_id:
-            raise SubmissionUncertain("the provider answered 2xx without a task id")
+            raise SubmissionUncertain("the provider answered 2xx without a task id; it may have created the task")
         return task_id
 
     def get(self, task_id: str) -> TaskResult:
@@ -253,7 +260,7 @@ def _json_or_error(response: requests.Response, *, uncertain_when_unreadable: bo
         except (ValueError, json.JSONDecodeError) as exc:
             message = f"the provider answered {response.status_code} with a body that is not JSON"
             if uncertain_when_unreadable:
-                raise SubmissionUncertain(message) from exc
+                raise SubmissionUncertain(message + "; the provider may have created the task") from exc
             raise ProviderUnavailable(message) from exc
         if not isinstance(payload, dict):
             raise ProviderUnavailable("the provider answered with JSON that is not an object")

@@ -29,6 +29,7 @@ from seedance_pipeline.upload_events import ParsedEvent
 from seedance_pipeline.video_request import data_url, provider_body, resolve_request
 
 AUTH_RETRY_SECONDS = 60.0
+UNCERTAIN_ADVICE = "check the provider's console; if no video was made, run `seedance-pipeline jobs retry JOB_ID`"
 
 
 class UploadOutcome(BaseModel):
@@ -132,7 +133,7 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
             status=JobStatus.FAILED,
             error_code=SubmissionUncertain.code,
             message="an earlier submission attempt ended without a recorded answer; the provider may have "
-            "created the task. Check the provider console, then retry the job if no video was made.",
+            f"created the task. {UNCERTAIN_ADVICE}",
         )
 
     try:
@@ -178,7 +179,8 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
         return _back_to_waiting(job, runtime, owner=owner, error=exc)
     except SubmissionUncertain as exc:
         count(MetricName.PROVIDER_ERROR)
-        return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
+        message = f"{exc.message}. Not resent, to avoid paying twice: {UNCERTAIN_ADVICE}"
+        return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=message)
     except ProviderRejected as exc:
         count(MetricName.PROVIDER_ERROR)
         return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
