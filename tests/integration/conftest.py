@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -10,10 +9,7 @@ from seedance_local.harness import LocalPipeline
 from seedance_local.stack import LocalStack
 from seedance_simulator import Knobs, SimulatorServer
 
-# A recognisable key: the secrets test greps every output for it.
-API_KEY = "sk-test-" + secrets.token_hex(12)
-
-FAST = {"CHECK_SCHEDULE_SCALE": "0.02", "POWERTOOLS_METRICS_DISABLED": "true", "POLL_WINDOW_SECONDS": "20"}
+from integration_settings import API_KEY, FAST
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +42,8 @@ def make_pipeline(stack: LocalStack, sim: SimulatorServer):
     """Build a LocalPipeline with extra environment overrides; closed at teardown."""
     opened: list[LocalPipeline] = []
 
-    def build(**overrides: str) -> LocalPipeline:
-        pipeline = LocalPipeline(stack, api_base_url=sim.base_url, **{**FAST, **overrides})
+    def build(log_stream=None, **overrides: str) -> LocalPipeline:
+        pipeline = LocalPipeline(stack, api_base_url=sim.base_url, log_stream=log_stream, **{**FAST, **overrides})
         opened.append(pipeline.__enter__())
         return pipeline
 

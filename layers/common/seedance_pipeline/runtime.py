@@ -32,18 +32,21 @@ class Runtime:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     _provider: Provider | None = field(default=None, repr=False)
+    _refetch_key: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def provider(self) -> Provider:
         with self._lock:
             if self._provider is None:
-                self._provider = self.provider_factory(False)
+                self._provider = self.provider_factory(self._refetch_key)
+                self._refetch_key = False
             return self._provider
 
     def refresh_provider(self) -> None:
-        """After a 401/403 the operator may have fixed the key: read the secret again next time."""
+        """After a 401/403 the operator may be fixing the key: bypass the secret's cache on the next call."""
         with self._lock:
-            self._provider = self.provider_factory(True)
+            self._provider = None
+            self._refetch_key = True
 
 
 def build_runtime(settings: Settings, session: Any = None) -> Runtime:

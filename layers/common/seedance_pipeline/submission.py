@@ -222,7 +222,7 @@ def _back_to_waiting(
             extra={"job_id": job.job_id, "error_code": error.code, "error": error.message},
         )
         runtime.refresh_provider()
-        at_least = AUTH_RETRY_SECONDS
+        at_least = AUTH_RETRY_SECONDS * runtime.settings.check_schedule_scale
     else:
         count(MetricName.PROVIDER_ERROR)
         logger.warning(
