@@ -125,9 +125,9 @@ class ResultDownloader:
                     f"the provider's result URL answered HTTP {response.status_code}: results are deleted "
                     "about 24 hours after the task finished"
                 )
-            if response.status_code >= 400:
+            if response.status_code != 200:
                 response.close()
-                raise ResultUnavailable(f"the result URL answered HTTP {response.status_code}")
+                raise ResultUnavailable(f"the result URL answered HTTP {response.status_code}, not 200")
             stream = LimitedStream(response, max_bytes, _redact(current))
             if stream.content_length is not None and stream.content_length > max_bytes:
                 stream.close()

@@ -30,7 +30,14 @@ def parse_trigger_event(event: dict[str, Any]) -> ParsedEvent:
 def _parse_s3_notification(event: dict[str, Any]) -> ParsedEvent:
     uploads: list[Upload] = []
     ignored: list[tuple[str, str]] = []
-    for record in S3Event(event).records:
+    s3_records = []
+    for raw_record in event["Records"]:
+        if isinstance(raw_record, dict) and raw_record.get("eventSource") == "aws:s3" and "s3" in raw_record:
+            s3_records.append(raw_record)
+        else:
+            source = raw_record.get("eventSource", "record") if isinstance(raw_record, dict) else "record"
+            ignored.append((str(source), "not an S3 record (SQS/SNS envelopes are not unwrapped)"))
+    for record in S3Event({"Records": s3_records}).records:
         name = record.event_name or ""
         if not name.startswith("ObjectCreated:"):
             ignored.append((name or "record", "not an ObjectCreated event"))
