@@ -155,7 +155,7 @@ def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
             owner=owner,
             status=JobStatus.TIMED_OUT,
             error_code="TIMED_OUT",
-            message=f"the provider did not finish task {job.task_id} within {settings.max_job_age_minutes} minutes "
+            message=f"the provider did not finish task {job.task_id} within {settings.max_job_age_minutes:g} minutes "
             f"(last status {job.provider_status or 'unknown'})",
         )
     assert job.task_id is not None  # live jobs always carry one

@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     input_prefix: str = "uploads/"
     output_prefix: str = "videos/"
     max_in_flight: int = Field(default=10, ge=1, le=5000)
-    max_job_age_minutes: int = Field(default=120, ge=1)
+    # A float so the local stack and tests can use seconds-long ages; the template asks for whole minutes.
+    max_job_age_minutes: float = Field(default=120, gt=0)
     allow_private_downloads: bool = False
     image_delivery: ImageDelivery = "presigned-url"
     job_retention_days: int = Field(default=30, ge=1)
@@ -92,7 +93,7 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def max_job_age_seconds(self) -> int:
+    def max_job_age_seconds(self) -> float:
         return self.max_job_age_minutes * 60
 
     @property

@@ -121,7 +121,7 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
             owner=owner,
             status=JobStatus.TIMED_OUT,
             error_code="NEVER_SUBMITTED",
-            message=f"the job could not be submitted within {settings.max_job_age_minutes} minutes{last}",
+            message=f"the job could not be submitted within {settings.max_job_age_minutes:g} minutes{last}",
         )
     if job.submission_started_at and not job.task_id:
         # A submission left here before and its outcome was never recorded (crash or lost answer).

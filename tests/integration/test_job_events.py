@@ -1,0 +1,60 @@
+"""Every terminal transition puts one EventBridge event a downstream pipeline can route on (README: Events)."""
+
+from __future__ import annotations
+
+from event_capture import EventCapture
+from image_factory import image_bytes
+
+DETAIL_KEYS = {"job_id", "task_id", "status", "source", "outputs", "request", "error", "timings"}
+
+
+def events_by_key(capture: EventCapture) -> dict[str, dict]:
+    return {e["detail"]["source"]["key"]: e for e in capture.drain()}
+
+
+def test_a_success_event_carries_the_source_and_output_uris_the_request_and_timings(pipeline, stack):
+    capture = EventCapture(stack)
+    pipeline.submit(pipeline.upload("uploads/events/ok.jpg", image_bytes(), {"return-last-frame": "true"}))
+    job = pipeline.run_until_terminal(timeout=60)["uploads/events/ok.jpg"]
+    event = events_by_key(capture)["uploads/events/ok.jpg"]
+    assert event["source"] == "seedance.pipeline"
+    assert event["detail-type"] == "Video Generation Succeeded"
+    detail = event["detail"]
+    assert set(detail) == DETAIL_KEYS
+    assert detail["job_id"] == job.job_id and detail["task_id"] == job.task_id
+    assert detail["source"]["uri"] == f"s3://{stack.bucket}/uploads/events/ok.jpg"
+    assert detail["outputs"]["video"] == f"s3://{stack.bucket}/videos/events/ok.mp4"
+    assert detail["outputs"]["last_frame"] == f"s3://{stack.bucket}/videos/events/ok.last-frame.png"
+    assert detail["outputs"]["sidecar"] == f"s3://{stack.bucket}/videos/events/ok.json"
+    assert detail["request"]["return_last_frame"] is True
+    assert detail["timings"]["created_at"] and detail["timings"]["seconds_total"] > 0
+
+
+def test_failed_rejected_and_timed_out_jobs_each_put_their_own_event(make_pipeline, sim, stack):
+    capture = EventCapture(stack)
+    pipeline = make_pipeline(MAX_JOB_AGE_MINUTES="0.05")
+    pipeline.submit(pipeline.upload("uploads/events/bad.jpg", b"not an image"))
+    sim.knobs.fail_next = 1
+    pipeline.submit(pipeline.upload("uploads/events/failed.jpg", image_bytes()))
+    pipeline.run_until_terminal(timeout=60)
+    sim.knobs.never_finish = True
+    pipeline.submit(pipeline.upload("uploads/events/stuck.jpg", image_bytes()))
+    pipeline.run_until_terminal(timeout=60)
+
+    events = events_by_key(capture)
+    assert events["uploads/events/bad.jpg"]["detail-type"] == "Video Generation Rejected"
+    assert events["uploads/events/bad.jpg"]["detail"]["error"]["code"] == "NOT_AN_IMAGE"
+    assert events["uploads/events/failed.jpg"]["detail-type"] == "Video Generation Failed"
+    assert events["uploads/events/failed.jpg"]["detail"]["error"]["message"]
+    assert events["uploads/events/stuck.jpg"]["detail-type"] == "Video Generation Timed Out"
+    assert events["uploads/events/stuck.jpg"]["detail"]["outputs"] is None
+    assert all(set(e["detail"]) == DETAIL_KEYS for e in events.values())
+
+
+def test_events_go_to_the_configured_bus(make_pipeline, stack):
+    stack.client("events").create_event_bus(Name="media-pipeline")
+    capture = EventCapture(stack, bus="media-pipeline")
+    pipeline = make_pipeline(EVENT_BUS_NAME="media-pipeline")
+    pipeline.submit(pipeline.upload("uploads/events/bus.jpg", image_bytes()))
+    pipeline.run_until_terminal(timeout=60)
+    assert [e["detail-type"] for e in capture.drain()] == ["Video Generation Succeeded"]
