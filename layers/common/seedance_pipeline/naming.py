@@ -27,6 +27,8 @@ def ignore_reason(key: str, settings: Settings) -> str | None:
         return "a folder placeholder"
     if key == settings.input_prefix or not posixpath.basename(key):
         return "no file name"
+    if any(part.startswith("_") for part in key[len(settings.input_prefix) :].split("/")[:-1]):
+        return "in a folder whose name starts with '_' (frames kept for manifests)"
     return None
 
 

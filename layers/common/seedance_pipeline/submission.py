@@ -20,13 +20,14 @@ from seedance_pipeline.errors import (
     ProviderUnavailable,
     SubmissionUncertain,
 )
+from seedance_pipeline.job_inputs import image_urls, load_inputs
 from seedance_pipeline.job_lifecycle import finish, reschedule
 from seedance_pipeline.models import Job, JobError, JobStatus, Upload
 from seedance_pipeline.naming import due_shard_for, ignore_reason, job_id_for
 from seedance_pipeline.observability import MetricName, count, logger
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.upload_events import ParsedEvent
-from seedance_pipeline.video_request import data_url, provider_body, resolve_request
+from seedance_pipeline.video_request import provider_body
 
 AUTH_RETRY_SECONDS = 60.0
 UNCERTAIN_ADVICE = "check the provider's console; if no video was made, run `seedance-pipeline jobs retry JOB_ID`"
@@ -137,18 +138,10 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
         )
 
     try:
-        info, image = runtime.storage.read(
-            job.source_bucket,
-            job.source_key,
-            max_bytes=image_rules.MAX_IMAGE_BYTES,
-            version_id=job.source_version_id,
-            etag=job.source_etag,
-            check_size=image_rules.check_size,
-        )
-        image_info = image_rules.inspect_image(image)
-        request = job.request or resolve_request(settings, info.metadata)
+        inputs = load_inputs(job, runtime)
     except (InvalidInput, ObjectGone) as exc:
         return finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=exc.code, message=exc.message)
+    request = inputs.request
 
     notes = list(job.notes)
     if request.prompt_truncated and not any("prompt" in n for n in notes):
@@ -160,21 +153,13 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
         logger.info("no provider capacity; job waits", extra={"job_id": job.job_id})
         return reschedule(job, runtime, owner=owner, next_check_at=waiting_retry_at(now, settings))
 
-    if settings.image_delivery == "data-url":
-        image_url = data_url(image, image_info.format)
-    else:
-        image_url = runtime.storage.presign_get(
-            job.source_bucket,
-            job.source_key,
-            version_id=job.source_version_id,
-            expires_in=settings.presigned_url_seconds,
-        )
-    del image  # the base64 copy, if any, is all that remains until the POST is done
+    urls = image_urls(inputs, job.source_bucket, runtime)
+    del inputs  # the image bytes (and any base64 copy) are not needed past this point
 
     job = job.model_copy(update={"submission_started_at": now, "attempts": job.attempts + 1, "updated_at": now})
     runtime.store.save(job, owner=owner, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
     try:
-        task_id = runtime.provider().submit(provider_body(request, [image_url]))
+        task_id = runtime.provider().submit(provider_body(request, urls))
     except (ProviderThrottled, ProviderUnavailable, ProviderAuthError) as exc:
         return _back_to_waiting(job, runtime, owner=owner, error=exc)
     except SubmissionUncertain as exc:

@@ -1,0 +1,93 @@
+"""What a job sends: its images (checked against the provider's rules) and its resolved request.
+
+A plain upload is one image whose S3 metadata overrides the defaults; a manifest names one or two frames and
+carries the overrides itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seedance_pipeline import image_rules
+from seedance_pipeline.errors import InvalidInput, ObjectGone
+from seedance_pipeline.manifests import FIRST_LAST_FRAME_MODEL, frame_keys, is_manifest, parse_manifest
+from seedance_pipeline.models import Job, VideoRequest
+from seedance_pipeline.runtime import Runtime
+from seedance_pipeline.video_request import data_url, resolve_request
+
+
+@dataclass(frozen=True)
+class InputImage:
+    key: str
+    version_id: str | None
+    data: bytes
+    format: str
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    request: VideoRequest
+    images: list[InputImage]
+
+
+def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
+    """Read and check everything the job needs. Raises InvalidInput or ObjectGone (both mean REJECTED)."""
+    storage, settings = runtime.storage, runtime.settings
+    if is_manifest(job.source_key):
+        _, raw = storage.read(
+            job.source_bucket,
+            job.source_key,
+            max_bytes=64 * 1024,
+            version_id=job.source_version_id,
+            etag=job.source_etag,
+        )
+        manifest = parse_manifest(raw)
+        request = job.request or resolve_request(settings, manifest.overrides())
+        if manifest.last_frame and request.model != FIRST_LAST_FRAME_MODEL:
+            raise InvalidInput(
+                f"a first and a last frame need model {FIRST_LAST_FRAME_MODEL} (the default model is "
+                f'{request.model}); set "model" in the manifest',
+                code="INVALID_MANIFEST",
+            )
+        images = [
+            _read_image(runtime, job.source_bucket, key) for key in frame_keys(job.source_key, manifest, settings)
+        ]
+        return JobInputs(request=request, images=images)
+
+    info, data = storage.read(
+        job.source_bucket,
+        job.source_key,
+        max_bytes=image_rules.MAX_IMAGE_BYTES,
+        version_id=job.source_version_id,
+        etag=job.source_etag,
+        check_size=image_rules.check_size,
+    )
+    checked = image_rules.inspect_image(data)
+    request = job.request or resolve_request(settings, info.metadata)
+    return JobInputs(request=request, images=[InputImage(job.source_key, job.source_version_id, data, checked.format)])
+
+
+def _read_image(runtime: Runtime, bucket: str, key: str) -> InputImage:
+    try:
+        _, data = runtime.storage.read(
+            bucket, key, max_bytes=image_rules.MAX_IMAGE_BYTES, check_size=image_rules.check_size
+        )
+    except ObjectGone as exc:
+        raise InvalidInput(f"the manifest names {key}, which does not exist", code="INVALID_MANIFEST") from exc
+    try:
+        checked = image_rules.inspect_image(data)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{key}: {exc.message}", code=exc.code) from exc
+    return InputImage(key, None, data, checked.format)
+
+
+def image_urls(inputs: JobInputs, bucket: str, runtime: Runtime) -> list[str]:
+    settings = runtime.settings
+    if settings.image_delivery == "data-url":
+        return [data_url(image.data, image.format) for image in inputs.images]
+    return [
+        runtime.storage.presign_get(
+            bucket, image.key, version_id=image.version_id, expires_in=settings.presigned_url_seconds
+        )
+        for image in inputs.images
+    ]

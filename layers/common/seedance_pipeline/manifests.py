@@ -1,0 +1,102 @@
+"""Job manifests: a `.json` upload under the input prefix that describes one job in full.
+
+    {"first_frame": "_frames/start.png", "last_frame": "_frames/end.png",
+     "prompt": "镜头缓慢推进", "model": "doubao-seedance-1-0-lite-i2v-250428", "resolution": "720p"}
+
+Frame paths are relative to the manifest's folder (or absolute keys under the input prefix). Images in a folder
+whose name starts with "_" are never processed on their own, so frames can live beside their manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+
+from seedance_pipeline.errors import InvalidInput
+from seedance_pipeline.settings import Ratio, Resolution, Settings
+from seedance_pipeline.video_request import MAX_SEED
+
+MAX_MANIFEST_BYTES = 64 * 1024
+FIRST_LAST_FRAME_MODEL = "doubao-seedance-1-0-lite-i2v-250428"
+I2VModel = Literal["doubao-seedance-1-0-pro-250528", "doubao-seedance-1-0-lite-i2v-250428"]
+
+
+def is_manifest(key: str) -> bool:
+    return key.lower().endswith(".json")
+
+
+class JobManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    first_frame: str = Field(min_length=1)
+    last_frame: str | None = Field(default=None, min_length=1)
+    prompt: str | None = None
+    model: I2VModel | None = None
+    resolution: Resolution | None = None
+    ratio: Ratio | None = None
+    duration: Literal[5, 10] | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, strict=True)
+    watermark: StrictBool | None = None
+    camerafixed: StrictBool | None = None
+    return_last_frame: StrictBool | None = None
+    generate_audio: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _two_frames_need_the_lite_model(self) -> JobManifest:
+        if self.last_frame and self.model not in (None, FIRST_LAST_FRAME_MODEL):
+            raise ValueError(f"a first and a last frame need model {FIRST_LAST_FRAME_MODEL}")
+        return self
+
+    def overrides(self) -> dict[str, str]:
+        """The manifest's settings in the shape of S3 metadata, so one resolver applies the same rules."""
+        names = {"return_last_frame": "return-last-frame", "generate_audio": "generate-audio"}
+        values = self.model_dump(exclude={"first_frame", "last_frame"}, exclude_none=True)
+        return {names.get(k, k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
+
+
+def parse_manifest(data: bytes) -> JobManifest:
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise InvalidInput(f"the manifest is over {MAX_MANIFEST_BYTES // 1024} KB", code="INVALID_MANIFEST")
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"the manifest is not valid UTF-8 JSON: {exc}", code="INVALID_MANIFEST") from exc
+    if not isinstance(document, dict):
+        raise InvalidInput("the manifest must be a JSON object", code="INVALID_MANIFEST")
+    try:
+        return JobManifest.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())
+        raise InvalidInput(f"the manifest is invalid: {problems}", code="INVALID_MANIFEST") from exc
+
+
+def _describe(error: dict) -> str:  # type: ignore[type-arg]
+    field = ".".join(str(part) for part in error.get("loc", ())) or "manifest"
+    if error.get("type") == "extra_forbidden":
+        return f"'{field}' is not a known field"
+    return f"'{field}': {error.get('msg', 'invalid')}"
+
+
+def frame_keys(manifest_key: str, manifest: JobManifest, settings: Settings) -> list[str]:
+    folder = posixpath.dirname(manifest_key)
+    keys = []
+    for name, ref in (("first_frame", manifest.first_frame), ("last_frame", manifest.last_frame)):
+        if ref is None:
+            continue
+        key = (
+            ref.lstrip("/")
+            if ref.startswith(settings.input_prefix)
+            else posixpath.normpath(posixpath.join(folder, ref))
+        )
+        if not key.startswith(settings.input_prefix) or ".." in key.split("/"):
+            raise InvalidInput(
+                f"the manifest's '{name}' ({ref!r}) must name an image under {settings.input_prefix!r}",
+                code="INVALID_MANIFEST",
+            )
+        if is_manifest(key):
+            raise InvalidInput(f"the manifest's '{name}' names another manifest", code="INVALID_MANIFEST")
+        keys.append(key)
+    return keys

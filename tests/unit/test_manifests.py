@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from seedance_pipeline.errors import InvalidInput
+from seedance_pipeline.manifests import frame_keys, parse_manifest
+from seedance_pipeline.naming import ignore_reason
+from seedance_pipeline.settings import Settings
+
+SETTINGS = Settings(jobs_table_name="t")
+LITE = "doubao-seedance-1-0-lite-i2v-250428"
+
+
+def manifest(**fields) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_a_good_manifest_gives_its_overrides_in_metadata_form():
+    parsed = parse_manifest(
+        manifest(
+            first_frame="a.png",
+            last_frame="b.png",
+            model=LITE,
+            duration=10,
+            seed=7,
+            camerafixed=True,
+            prompt="镜头缓慢推进",
+        )
+    )
+    assert parsed.overrides() == {
+        "model": LITE,
+        "duration": "10",
+        "seed": "7",
+        "camerafixed": "true",
+        "prompt": "镜头缓慢推进",
+    }
+
+
+@pytest.mark.parametrize(
+    ("document", "named"),
+    [
+        (b"{not json", "not valid UTF-8 JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (manifest(prompt="no frame"), "'first_frame'"),
+        (manifest(first_frame="a.png", duration=7), "'duration'"),
+        (manifest(first_frame="a.png", resolution="4k"), "'resolution'"),
+        (manifest(first_frame="a.png", seed=-1), "'seed'"),
+        (manifest(first_frame="a.png", seed="12"), "'seed'"),
+        (manifest(first_frame="a.png", watermark="yes"), "'watermark'"),
+        (manifest(first_frame="a.png", colour="red"), "'colour' is not a known field"),
+        (manifest(first_frame="a.png", model="doubao-seedance-1-0-lite-t2v-250428"), "'model'"),
+        (manifest(first_frame="a.png", last_frame="b.png", model="doubao-seedance-1-0-pro-250528"), LITE),
+        (b"x" * 70_000, "over 64 KB"),
+    ],
+)
+def test_bad_manifests_are_refused_with_field_level_messages(document, named):
+    with pytest.raises(InvalidInput) as caught:
+        parse_manifest(document)
+    assert caught.value.code == "INVALID_MANIFEST"
+    assert named in caught.value.message
+
+
+def test_frames_resolve_relative_to_the_manifest_folder_and_stay_under_the_input_prefix():
+    parsed = parse_manifest(manifest(first_frame="_frames/a.png", last_frame="uploads/other/b.png", model=LITE))
+    assert frame_keys("uploads/clips/intro.json", parsed, SETTINGS) == [
+        "uploads/clips/_frames/a.png",
+        "uploads/other/b.png",
+    ]
+    escaping = parse_manifest(manifest(first_frame="../../secrets/a.png"))
+    with pytest.raises(InvalidInput, match="must name an image under"):
+        frame_keys("uploads/clips/intro.json", escaping, SETTINGS)
+
+
+def test_frames_in_underscore_folders_are_not_jobs_of_their_own():
+    assert ignore_reason("uploads/clips/_frames/a.png", SETTINGS) is not None
+    assert ignore_reason("uploads/clips/intro.json", SETTINGS) is None
