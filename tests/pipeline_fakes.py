@@ -80,6 +80,9 @@ class FakeStore:
                 return True
             return False
 
+    def slot_holders(self) -> set[str]:
+        return set(self.slots)
+
     def release_slot(self, job_id: str) -> None:
         with self._lock:
             self.slots.discard(job_id)

@@ -6,7 +6,10 @@ that template.yaml sets. One metric per business event; names are the MetricName
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 logger = Logger(service="seedance-pipeline")
@@ -33,4 +36,40 @@ def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> N
     metrics.add_metric(name=name, unit=unit, value=value)
 
 
-__all__ = ["MetricName", "MetricUnit", "count", "logger", "metrics", "tracer"]
+def count_provider_error(code: str) -> None:
+    """ProviderErrors with the provider's error code as a dimension, so alarms and graphs can split by cause."""
+    with single_metric(
+        name=MetricName.PROVIDER_ERROR,
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions=metrics.default_dimensions,
+    ) as metric:
+        metric.add_dimension(name="error_code", value=code[:250] or "unknown")
+
+
+@contextmanager
+def job_log_context(job_id: str, task_id: str | None = None) -> Iterator[None]:
+    """Put job_id (and task_id) on every log line this thread writes while it works on one job."""
+    logger.thread_safe_append_keys(job_id=job_id, **({"task_id": task_id} if task_id else {}))
+    try:
+        yield
+    finally:
+        logger.thread_safe_remove_keys(["job_id", "task_id"])
+
+
+def add_task_id_to_logs(task_id: str) -> None:
+    logger.thread_safe_append_keys(task_id=task_id)
+
+
+__all__ = [
+    "MetricName",
+    "MetricUnit",
+    "add_task_id_to_logs",
+    "count",
+    "count_provider_error",
+    "job_log_context",
+    "logger",
+    "metrics",
+    "tracer",
+]

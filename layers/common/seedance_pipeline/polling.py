@@ -25,7 +25,7 @@ from seedance_pipeline.errors import (
 )
 from seedance_pipeline.job_lifecycle import finish, reschedule
 from seedance_pipeline.models import Job, JobError, JobStatus, ProviderState, TaskResult
-from seedance_pipeline.observability import MetricName, count, logger
+from seedance_pipeline.observability import MetricName, count, count_provider_error, job_log_context, logger
 from seedance_pipeline.result_delivery import deliver_results
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.submission import submit_job
@@ -69,6 +69,7 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
         _process_pass(due, runtime, owner=owner, report=report, window_left=window_left)
         if report.checked == checked_before:
             break  # everything due is leased by another invocation; their leases will expire into a later tick
+    count(MetricName.JOBS_IN_FLIGHT, len(runtime.store.slot_holders()))
     return report
 
 
@@ -118,7 +119,8 @@ def _process_pass(
         except LeaseLost:
             report.skipped_leased += 1
             continue
-        result = submit_job(leased, runtime, owner=owner)
+        with job_log_context(leased.job_id):
+            result = submit_job(leased, runtime, owner=owner)
         report.checked += 1
         report.add(result.status.value)
         if result.status == JobStatus.WAITING and result.last_error is None:
@@ -128,6 +130,11 @@ def _process_pass(
 
 
 def _check_one(job: Job, runtime: Runtime, *, owner: str) -> str:
+    with job_log_context(job.job_id, job.task_id):
+        return _lease_and_check(job, runtime, owner=owner)
+
+
+def _lease_and_check(job: Job, runtime: Runtime, *, owner: str) -> str:
     try:
         leased = runtime.store.acquire_lease(
             job, owner=owner, now=runtime.clock(), lease_seconds=runtime.settings.lease_seconds
@@ -137,11 +144,11 @@ def _check_one(job: Job, runtime: Runtime, *, owner: str) -> str:
     try:
         return check_job(leased, runtime, owner=owner).status.value
     except LeaseLost:
-        logger.warning("lost a job's lease mid-check", extra={"job_id": job.job_id})
+        logger.warning("lost a job's lease mid-check")
         return "LEASED"
     except Exception:
         # Leave the job for its lease to expire and a later poll to retry; never lose it, never crash the pass.
-        logger.exception("unexpected error while checking a job", extra={"job_id": job.job_id})
+        logger.exception("unexpected error while checking a job")
         return "ERROR"
 
 
@@ -244,11 +251,11 @@ def _retry_later(job: Job, runtime: Runtime, *, owner: str, error: PipelineError
         count(MetricName.PROVIDER_AUTH_ERROR)
         logger.error(
             "the provider refused the API key while checking a job: fix the key in the secret",
-            extra={"job_id": job.job_id, "task_id": job.task_id, "error_code": error.code},
+            extra={"error_code": error.code},
         )
         runtime.refresh_provider()
     else:
-        count(MetricName.PROVIDER_ERROR)
+        count_provider_error(error.code)
         logger.warning(
             "status check failed; will retry",
             extra={

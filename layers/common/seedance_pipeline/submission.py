@@ -24,7 +24,14 @@ from seedance_pipeline.job_inputs import image_urls, load_inputs
 from seedance_pipeline.job_lifecycle import finish, reschedule
 from seedance_pipeline.models import Job, JobError, JobStatus, Upload
 from seedance_pipeline.naming import due_shard_for, ignore_reason, job_id_for
-from seedance_pipeline.observability import MetricName, count, logger
+from seedance_pipeline.observability import (
+    MetricName,
+    add_task_id_to_logs,
+    count,
+    count_provider_error,
+    job_log_context,
+    logger,
+)
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.upload_events import ParsedEvent
 from seedance_pipeline.video_request import provider_body
@@ -73,11 +80,17 @@ def accept_upload(upload: Upload, runtime: Runtime, *, owner: str) -> UploadOutc
         lease_owner=owner,
         lease_until=now + settings.claim_lease_seconds,
     )
+    with job_log_context(job.job_id):
+        return _claim_and_submit(upload, job, runtime, owner=owner)
+
+
+def _claim_and_submit(upload: Upload, job: Job, runtime: Runtime, *, owner: str) -> UploadOutcome:
+    settings = runtime.settings
     try:
         runtime.store.claim(job, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
     except AlreadyClaimed:
         count(MetricName.DUPLICATE_EVENTS)
-        logger.info("duplicate delivery ignored", extra={"job_id": job.job_id, "key": upload.key})
+        logger.info("duplicate delivery ignored", extra={"key": upload.key})
         return UploadOutcome(key=upload.key, outcome="DUPLICATE", job_id=job.job_id)
     if upload.sequencer and not runtime.store.record_latest_upload(
         upload.bucket, upload.key, sequencer=upload.sequencer, job_id=job.job_id
@@ -150,7 +163,7 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
 
     if not runtime.store.acquire_slot(job.job_id, settings.max_in_flight):
         count(MetricName.JOB_WAITING)
-        logger.info("no provider capacity; job waits", extra={"job_id": job.job_id})
+        logger.info("no provider capacity; job waits")
         return reschedule(job, runtime, owner=owner, next_check_at=waiting_retry_at(now, settings))
 
     urls = image_urls(inputs, job.source_bucket, runtime)
@@ -163,11 +176,11 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     except (ProviderThrottled, ProviderUnavailable, ProviderAuthError) as exc:
         return _back_to_waiting(job, runtime, owner=owner, error=exc)
     except SubmissionUncertain as exc:
-        count(MetricName.PROVIDER_ERROR)
+        count_provider_error(exc.code)
         message = f"{exc.message}. Not resent, to avoid paying twice: {UNCERTAIN_ADVICE}"
         return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=message)
     except ProviderRejected as exc:
-        count(MetricName.PROVIDER_ERROR)
+        count_provider_error(exc.code)
         return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
 
     submitted_at = runtime.clock()
@@ -180,7 +193,8 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
         }
     )
     count(MetricName.JOB_SUBMITTED)
-    logger.info("job submitted", extra={"job_id": job.job_id, "task_id": task_id})
+    add_task_id_to_logs(task_id)
+    logger.info("job submitted")
     return reschedule(
         job,
         runtime,
@@ -204,15 +218,15 @@ def _back_to_waiting(
         count(MetricName.PROVIDER_AUTH_ERROR)
         logger.error(
             "the provider refused the API key: fix the key in the secret (jobs keep waiting)",
-            extra={"job_id": job.job_id, "error_code": error.code, "error": error.message},
+            extra={"error_code": error.code, "error": error.message},
         )
         runtime.refresh_provider()
         at_least = AUTH_RETRY_SECONDS * runtime.settings.check_schedule_scale
     else:
-        count(MetricName.PROVIDER_ERROR)
+        count_provider_error(error.code)
         logger.warning(
             "provider did not accept the task; will retry",
-            extra={"job_id": job.job_id, "error_code": error.code, "error": error.message},
+            extra={"error_code": error.code, "error": error.message},
         )
         if isinstance(error, ProviderThrottled) and error.retry_after:
             at_least = error.retry_after
