@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from seedance_pipeline.observability import logger, metrics, tracer
 from seedance_pipeline.runtime import shared_runtime
 from seedance_pipeline.submission import handle_event

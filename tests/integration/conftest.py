@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from integration_settings import API_KEY, FAST
+
 from seedance_local.harness import LocalPipeline
 from seedance_local.stack import LocalStack
 from seedance_simulator import Knobs, SimulatorServer
-
-from integration_settings import API_KEY, FAST
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import pytest
 from image_factory import image_bytes
 from integration_settings import API_KEY, FAST
 from PIL import Image
+
 from seedance_local.harness import LocalPipeline, next_sequencer, s3_put_event
 from seedance_local.stack import LocalStack
 from seedance_pipeline.models import JobStatus

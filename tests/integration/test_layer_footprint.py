@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from seedance_local.footprint import (
     LAYER_LIMIT_BYTES,
     ArtifactSize,

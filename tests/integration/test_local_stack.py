@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+
 from seedance_local.stack import LocalStack, LocalStackError, find_template, load_template, parameter_defaults
 
 pytestmark = pytest.mark.integration

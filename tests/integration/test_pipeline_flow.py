@@ -6,6 +6,7 @@ import threading
 
 import requests
 from image_factory import image_bytes
+
 from seedance_local.harness import s3_put_event
 from seedance_pipeline.models import JobStatus
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import json
 
-from integration_settings import API_KEY
 from image_factory import image_bytes
+from integration_settings import API_KEY
+
 from seedance_pipeline.models import JobStatus
 
 

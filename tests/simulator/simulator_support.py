@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 from PIL import Image, ImageDraw
+
 from seedance_simulator import Knobs, SimulatorServer
 
 API_KEY = "test-key"

@@ -1,4 +1,5 @@
 import pytest
+
 from seedance_pipeline.models import ProviderState
 from seedance_pipeline.provider_client import parse_task
 

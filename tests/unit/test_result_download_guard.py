@@ -1,4 +1,5 @@
 import pytest
+
 from seedance_pipeline.errors import DownloadRefused
 from seedance_pipeline.result_download import ResultDownloader
 

@@ -1,4 +1,5 @@
 import pytest
+
 from seedance_pipeline.errors import InvalidInput
 from seedance_pipeline.settings import Settings
 from seedance_pipeline.video_request import provider_body, resolve_request

@@ -14,6 +14,7 @@ import posixpath
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from seedance_pipeline.errors import InvalidInput
 from seedance_pipeline.settings import Ratio, Resolution, Settings
@@ -73,7 +74,7 @@ def parse_manifest(data: bytes) -> JobManifest:
         raise InvalidInput(f"the manifest is invalid: {problems}", code="INVALID_MANIFEST") from exc
 
 
-def _describe(error: dict) -> str:  # type: ignore[type-arg]
+def _describe(error: ErrorDetails) -> str:
     field = ".".join(str(part) for part in error.get("loc", ())) or "manifest"
     if error.get("type") == "extra_forbidden":
         return f"'{field}' is not a known field"

@@ -110,7 +110,7 @@ class CappedRetry(Retry):
     def new(self, **kw: Any) -> CappedRetry:
         retry = super().new(**kw)
         retry.max_retry_after = self.max_retry_after
-        return retry  # type: ignore[return-value]
+        return retry
 
 
 def _session(retry: Retry, pool_size: int) -> requests.Session:
@@ -289,7 +289,8 @@ def _error_fields(response: requests.Response) -> tuple[str, str]:
         return "", (response.text or "")[:300]
     if not isinstance(payload, dict):
         return "", str(payload)[:300]
-    error = payload.get("error") if isinstance(payload.get("error"), dict) else payload
+    nested = payload.get("error")
+    error: dict[str, Any] = nested if isinstance(nested, dict) else payload
     return str(error.get("code") or ""), str(error.get("message") or "")[:500]
 
 

@@ -90,8 +90,8 @@ def resolve_request(settings: Settings, metadata: Mapping[str, str]) -> VideoReq
     return VideoRequest(
         prompt=prompt,
         model=model,
-        resolution=resolution,  # type: ignore[arg-type]  # checked against the Literal's values above
-        ratio=ratio,  # type: ignore[arg-type]
+        resolution=resolution,
+        ratio=ratio,
         duration=duration,
         seed=seed,
         prompt_truncated=notes_truncated,
