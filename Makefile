@@ -20,11 +20,18 @@ help:
 	@echo "make bench  - benchmarks against baselines measured in the same run"
 	@echo "make build  - sam build (python3.13, arm64)"
 
-$(VENV)/.installed: pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+
+# The demo needs only the simulator and the local stack; the tests add their tools on top.
+$(VENV)/.demo-installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[demo]'
 	touch $@
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.demo-installed
 
 # SAM CLI and checkov pin many packages of their own, so they live in a second environment.
 $(TOOLS)/.installed:
@@ -33,10 +40,10 @@ $(TOOLS)/.installed:
 	$(TOOLS)/bin/pip install -q 'aws-sam-cli>=1.120' 'checkov>=3.2' 'cfn-lint>=1.10'
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.demo-installed
 	$(VENV)/bin/seedance-pipeline demo --out out
 
-run: $(VENV)/.installed
+run: $(VENV)/.demo-installed
 	$(VENV)/bin/seedance-pipeline run $(IMAGES)
 
 test: $(VENV)/.installed template-checks build
