@@ -36,20 +36,6 @@ class ObjectStorage:
             use_threads=True,
         )
 
-    def head(self, bucket: str, key: str, *, version_id: str | None = None, etag: str | None = None) -> ObjectInfo:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if version_id:
-            kwargs["VersionId"] = version_id
-        elif etag:
-            kwargs["IfMatch"] = etag
-        try:
-            response = self._client.head_object(**kwargs)
-        except ClientError as exc:
-            if _error_code(exc) in _GONE_CODES:
-                raise ObjectGone(f"s3://{bucket}/{key} no longer exists in the version this event announced") from exc
-            raise
-        return _info(response)
-
     def read(
         self,
         bucket: str,
@@ -60,7 +46,11 @@ class ObjectStorage:
         etag: str | None = None,
         check_size: Callable[[int], None] | None = None,
     ) -> tuple[ObjectInfo, bytes]:
-        """GetObject once: metadata and bytes. check_size runs on ContentLength before the body is read."""
+        """GetObject once: metadata and bytes. check_size runs on ContentLength before the body is read.
+
+        The version id (or, unversioned, the ETag as If-Match) pins the object the event announced, so an
+        overwrite since then reads as ObjectGone rather than as someone else's image.
+        """
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
             kwargs["VersionId"] = version_id
