@@ -119,6 +119,7 @@ class LocalPipeline:
         self.s3 = stack.client("s3")
         self._log_stream = log_stream
         self._env_cm: Any = None
+        self._previous_stream: Any = None
         self.job_ids: dict[str, str] = {}
 
     def __enter__(self) -> LocalPipeline:
@@ -132,12 +133,20 @@ class LocalPipeline:
         if self._log_stream is not None:
             from seedance_pipeline.observability import logger
 
-            logger.registered_handler.setStream(self._log_stream)  # type: ignore[attr-defined]
+            handler = logger.registered_handler
+            # Assigned rather than setStream(): that flushes the old stream, which pytest may have closed.
+            self._previous_stream = handler.stream  # type: ignore[attr-defined]
+            handler.stream = self._log_stream  # type: ignore[attr-defined]
         return self
 
     def __exit__(self, *exc: object) -> None:
         from seedance_pipeline.runtime import reset_shared_runtime
 
+        if self._previous_stream is not None:
+            from seedance_pipeline.observability import logger
+
+            logger.registered_handler.stream = self._previous_stream  # type: ignore[attr-defined]
+            self._previous_stream = None
         reset_shared_runtime()
         self._env_cm.__exit__(*exc)
 

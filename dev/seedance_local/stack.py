@@ -6,8 +6,9 @@ CloudFormation with aws-sam-translator, the resources moto's CloudFormation can 
 tables, SQS queues, SNS topics, EventBridge rules and buses) are created through moto's ``CreateStack``, and the few
 things moto's CloudFormation leaves out (the Secrets Manager secret, the bucket policy, and bucket/table settings
 such as TTL, point-in-time recovery, lifecycle and public access block) are applied with boto3 from the same
-translated properties. Parameter defaults, the function environment and the physical names all come from the
-template, so the local schema cannot drift from the deployed one.
+translated properties. Buckets the functions are told about but the template does not create (ExistingBucketName,
+OutputBucketName: the user's own buckets in AWS) are created as plain buckets. Parameter defaults, the function
+environment and the physical names all come from the template, so the local schema cannot drift from the deployed one.
 
     from seedance_local.stack import LocalStack
 
@@ -49,6 +50,7 @@ __all__ = [
     "load_template",
     "parameter_defaults",
     "resolve_parameters",
+    "resolve_template",
     "translate_template",
 ]
 
@@ -181,6 +183,51 @@ def translate_template(
         sam, parameter_values=values, get_managed_policy_map=lambda: _MANAGED_POLICIES
     )
     return translated
+
+
+def resolve_template(
+    template: Mapping[str, Any],
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    region: str = DEFAULT_REGION,
+    account_id: str = DEFAULT_ACCOUNT_ID,
+    stack_name: str = "seedance-local",
+) -> dict[str, Any]:
+    """The translated template as CloudFormation would deploy it with these parameter values, offline.
+
+    Resources and outputs whose Condition is false are left out; parameters, pseudo parameters, conditions (Fn::If)
+    and the functions over them are resolved. References to resources stay as they are (Ref, Fn::GetAtt, and the
+    ${Resource} / ${Resource.Attribute} tokens of an Fn::Sub), since only a deployment knows their values.
+    """
+    values = parameter_defaults(template)
+    values.update({k: _param_str(v) for k, v in (parameters or {}).items()})
+    resolver = _Resolver(template, values, _pseudo_parameters(region, account_id, stack_name))
+
+    def deployed(spec: Mapping[str, Any]) -> bool:
+        return "Condition" not in spec or resolver.condition(spec["Condition"])
+
+    resources = {
+        logical: {**spec, "Properties": resolver.resolve_partially(spec.get("Properties") or {})}
+        for logical, spec in template.get("Resources", {}).items()
+        if deployed(spec)
+    }
+    outputs = {
+        name: {**spec, "Value": resolver.resolve_partially(spec["Value"])}
+        for name, spec in template.get("Outputs", {}).items()
+        if deployed(spec)
+    }
+    return {"Parameters": values, "Resources": resources, "Outputs": outputs}
+
+
+def _pseudo_parameters(region: str, account_id: str, stack_name: str) -> dict[str, str]:
+    return {
+        "AWS::Region": region,
+        "AWS::AccountId": account_id,
+        "AWS::StackName": stack_name,
+        "AWS::StackId": f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/{uuid.uuid4()}",
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
 
 
 def _dummy_session(region: str) -> boto3.Session:
@@ -531,16 +578,9 @@ class LocalStack:
             return clients[service]
 
         account_id = client("sts").get_caller_identity()["Account"]
-        stack_id = f"arn:aws:cloudformation:{region}:{account_id}:stack/{name}/{uuid.uuid4()}"
         cfn = translate_template(sam, values, region)
-        pseudo = {
-            "AWS::Region": region,
-            "AWS::AccountId": account_id,
-            "AWS::StackName": name,
-            "AWS::StackId": stack_id,
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-        }
+        pseudo = _pseudo_parameters(region, account_id, name)
+        stack_id = pseudo["AWS::StackId"]
         resolver = _Resolver(cfn, values, pseudo)
         all_resources: dict[str, dict[str, Any]] = cfn["Resources"]
         active = {
@@ -604,12 +644,23 @@ class LocalStack:
                         f"{logical}: environment refers to {exc.name}, which has no local stand-in"
                     ) from exc
 
-        # A separate output bucket (OutputBucketName) is an existing bucket in AWS; create it locally.
+        # Buckets the functions name but the stack does not create (ExistingBucketName, OutputBucketName) are existing
+        # buckets in AWS; create them locally. An existing input bucket also gets the one manual step its deployment
+        # asks for (the ExistingBucketSetup output): EventBridge notifications on, so its "Object Created" events
+        # reach the default bus, where the template's ExistingBucketUploadsRule filters them.
         s3 = client("s3")
+        stack_buckets = {resolver.refs[k] for k, spec in moto_managed.items() if spec["Type"] == "AWS::S3::Bucket"}
         for env in environments.values():
-            output_bucket = env.get("OUTPUT_BUCKET")
-            if output_bucket and output_bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-                s3.create_bucket(Bucket=output_bucket)
+            for variable in ("INPUT_BUCKET", "OUTPUT_BUCKET"):
+                bucket = env.get(variable)
+                if not bucket or bucket in stack_buckets:
+                    continue
+                if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+                    s3.create_bucket(Bucket=bucket)
+                if variable == "INPUT_BUCKET":
+                    s3.put_bucket_notification_configuration(
+                        Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+                    )
 
         return cls(
             endpoint_url=endpoint,
@@ -630,8 +681,10 @@ class LocalStack:
 
     @property
     def bucket(self) -> str:
-        """The input bucket (physical name of InputBucket)."""
-        return self.resources["InputBucket"]
+        """The input bucket: InputBucket, or the bucket ExistingBucketName names when the stack creates none."""
+        if "InputBucket" in self.resources:
+            return self.resources["InputBucket"]
+        return self._any_env("INPUT_BUCKET")
 
     @property
     def output_bucket(self) -> str:

@@ -35,6 +35,8 @@ class ObjectStorage:
             max_io_queue=concurrency,
             use_threads=True,
         )
+        # s3transfer buffers up to 10 parts of a non-seekable stream by default; not a constructor argument.
+        self._transfer.max_in_memory_upload_chunks = concurrency
 
     def read(
         self,

@@ -1,0 +1,353 @@
+"""Operator commands on a pipeline's jobs table and bucket: list, show, retry, backfill.
+
+Plain functions taking a JobStore and boto3 clients, so they are testable without the CLI; `cli.py` wires them
+to `seedance-pipeline jobs ...` and `seedance-pipeline backfill ...`. A `Target` says which pipeline: a deployed
+stack (its CloudFormation outputs), an explicit table/bucket/endpoint, or the state file of `local up`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from seedance_pipeline.errors import AlreadyClaimed
+from seedance_pipeline.job_store import JobStore, deserialize
+from seedance_pipeline.models import Job, JobStatus, Upload
+from seedance_pipeline.naming import due_shard_for, ignore_reason, job_id_for, output_keys
+from seedance_pipeline.settings import Settings
+
+DEFAULT_INPUT_PREFIX = "uploads/"
+DEFAULT_OUTPUT_PREFIX = "videos/"
+DEFAULT_DUE_SHARDS = 4  # template.yaml DueIndexShards default
+LOCAL_STATE_FILE = ".seedance-local.json"
+# The table also holds bookkeeping items (the in-flight slots, the newest upload per key); job ids are hex.
+BOOKKEEPING_ID_PREFIX = "#"  # "#in-flight", "#latest#<hash>"
+RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT})
+SUPERSEDED = "SUPERSEDED"  # the error code of a job a newer upload of its key replaced (polling.py)
+# moto accepts any credentials; a local endpoint should not need the operator's real ones.
+_LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+class OperatorError(Exception):
+    """An operator request that cannot be done as asked; the message says why and what to do."""
+
+
+class JobNotFound(OperatorError):
+    pass
+
+
+class RetryRefused(OperatorError):
+    pass
+
+
+# --- which pipeline ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a pipeline's state lives, and the template parameters the operator commands need to honour."""
+
+    table: str
+    bucket: str | None = None
+    output_bucket: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    input_prefix: str = DEFAULT_INPUT_PREFIX
+    output_prefix: str = DEFAULT_OUTPUT_PREFIX
+    due_shards: int = DEFAULT_DUE_SHARDS
+
+    def session(self) -> boto3.Session:
+        kwargs: dict[str, Any] = {"profile_name": self.profile, "region_name": self.region}
+        if self.endpoint_url:
+            kwargs["region_name"] = self.region or "us-east-1"
+            if self.profile is None and boto3.Session().get_credentials() is None:
+                kwargs.update(_LOCAL_CREDENTIALS)
+        return boto3.Session(**kwargs)
+
+    def client(self, service: str) -> Any:
+        session: Any = self.session()  # boto3's stubs only accept literal service names
+        return session.client(service, endpoint_url=self.endpoint_url)
+
+    def store(self) -> JobStore:
+        return JobStore(self.table, self.client("dynamodb"), due_shards=self.due_shards)
+
+    def naming_settings(self) -> Settings:
+        return naming_settings(self.input_prefix, self.output_prefix, self.table)
+
+
+class _NamingSettings(Settings):
+    """Settings taken only from the target, never from this shell's environment (which describes no Lambda)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, *args: Any, **kwargs: Any
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def naming_settings(input_prefix: str, output_prefix: str, table: str = "unused") -> Settings:
+    return _NamingSettings(jobs_table_name=table, input_prefix=input_prefix, output_prefix=output_prefix)
+
+
+def stack_target(stack_name: str, *, profile: str | None = None, region: str | None = None) -> Target:
+    """A deployed stack: table and bucket from its Outputs, prefixes and shard count from its Parameters."""
+    session = boto3.Session(profile_name=profile, region_name=region)
+    stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stacks[0].get("Parameters", [])}
+    if "JobsTableName" not in outputs:
+        raise OperatorError(f"stack {stack_name!r} has no JobsTableName output; is it a seedance-s3-pipeline stack?")
+    return Target(
+        table=outputs["JobsTableName"],
+        bucket=outputs.get("InputBucketName"),
+        output_bucket=outputs.get("OutputBucketName"),
+        region=session.region_name,
+        profile=profile,
+        input_prefix=parameters.get("InputPrefix") or DEFAULT_INPUT_PREFIX,
+        output_prefix=parameters.get("OutputPrefix") or DEFAULT_OUTPUT_PREFIX,
+        due_shards=int(parameters.get("DueIndexShards") or DEFAULT_DUE_SHARDS),
+    )
+
+
+def write_local_state(path: Path, target: Target, *, simulator_url: str | None) -> None:
+    state = {k: v for k, v in asdict(target).items() if k != "profile"}
+    state["simulator_url"] = simulator_url
+    path.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+
+
+def local_target(path: Path) -> Target:
+    """The pipeline a running `seedance-pipeline local up` wrote down."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OperatorError(f"{path} not found: start `seedance-pipeline local up` first (in this folder)") from None
+    except json.JSONDecodeError as exc:
+        raise OperatorError(f"{path} is not valid JSON ({exc}); restart `seedance-pipeline local up`") from None
+    fields = set(Target.__dataclass_fields__)
+    return Target(**{k: v for k, v in state.items() if k in fields})
+
+
+# --- jobs list / show -------------------------------------------------------------------------------------------
+
+
+def list_jobs(dynamodb: Any, table: str, *, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
+    """The newest `limit` jobs, optionally of one status.
+
+    A Scan: fine for an operator's occasional look, never used on a hot path. Sorting newest-first needs every
+    match, so the whole table is read (projected to nothing heavier than a job record).
+    """
+    jobs = sorted(_scan_jobs(dynamodb, table, status), key=lambda job: job.created_at, reverse=True)
+    return jobs[:limit]
+
+
+def _scan_jobs(dynamodb: Any, table: str, status: JobStatus | None) -> Iterator[Job]:
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "FilterExpression": "NOT begins_with(job_id, :bookkeeping)",
+        "ExpressionAttributeValues": {":bookkeeping": {"S": BOOKKEEPING_ID_PREFIX}},
+    }
+    if status is not None:
+        kwargs["FilterExpression"] += " AND #status = :status"
+        kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+        kwargs["ExpressionAttributeValues"][":status"] = {"S": status.value}
+    for page in dynamodb.get_paginator("scan").paginate(**kwargs):
+        for item in page.get("Items", []):
+            yield _job_from_item(item)
+
+
+def _job_from_item(item: dict[str, Any]) -> Job:
+    record = deserialize(item)
+    for index_only in ("due_shard", "expires_at"):  # table attributes, not job fields
+        record.pop(index_only, None)
+    return Job.model_validate(record)
+
+
+def show_job(store: JobStore, job_id: str) -> Job:
+    job = None if job_id.startswith(BOOKKEEPING_ID_PREFIX) else store.get(job_id)
+    if job is None:
+        raise JobNotFound(f"no job {job_id!r} in the table")
+    return job
+
+
+# --- jobs retry -------------------------------------------------------------------------------------------------
+
+
+def retry_job(store: JobStore, job_id: str, *, now: float | None = None) -> Job:
+    """Put a FAILED or TIMED_OUT job back to WAITING, due now; the poller's submit_job then sends it again.
+
+    The resolved request and the attempt count stay; everything about the last try goes. created_at restarts
+    too: the age limit (MaxJobAgeMinutes) counts from it, and a TIMED_OUT job would otherwise time out again at
+    once. The original time is kept in the note.
+    """
+    job = show_job(store, job_id)
+    if job.status not in RETRYABLE_STATUSES:
+        allowed = " or ".join(sorted(s.value for s in RETRYABLE_STATUSES))
+        raise RetryRefused(f"job {job_id} is {job.status.value}; only {allowed} jobs can be retried")
+    if job.error is not None and job.error.code == SUPERSEDED:
+        raise RetryRefused(
+            f"job {job_id} was replaced by a newer upload of {job.source_key}; that job owns the outputs"
+        )
+    now = time.time() if now is None else now
+    retried = job.model_copy(
+        update={
+            "status": JobStatus.WAITING,
+            "notes": [*job.notes, _retry_note(job, now)],
+            "created_at": now,
+            "updated_at": now,
+            "next_check_at": now,
+            "task_id": None,
+            "error": None,
+            "last_error": None,
+            "submission_started_at": None,
+            "submitted_at": None,
+            "finished_at": None,
+            "provider_status": None,
+            "checks": 0,
+            "delivery_attempts": 0,
+            "outputs": None,
+            "usage": None,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+    )
+    # Deliberately unconditional: an operator overrides the terminal record (and its TTL goes with it).
+    store.put_unconditionally(retried, due_shard=due_shard_for(job_id, store.due_shards))
+    return retried
+
+
+def _retry_note(job: Job, now: float) -> str:
+    was = job.status.value + (f" with {job.error.code}: {job.error.message}" if job.error else "")
+    return f"retried by an operator at {iso_time(now)} (was {was}; first created at {iso_time(job.created_at)})"
+
+
+def iso_time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- backfill ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BackfillReport:
+    created: int = 0
+    already_present: int = 0
+    ignored: int = 0
+
+    @property
+    def seen(self) -> int:
+        return self.created + self.already_present + self.ignored
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    etag: str
+    version_id: str | None
+    last_modified: datetime
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` -> (bucket, prefix)."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise OperatorError(f"{url!r} is not an s3://bucket/prefix URL")
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def backfill(
+    s3: Any,
+    store: JobStore,
+    bucket: str,
+    prefix: str,
+    settings: Settings,
+    *,
+    output_bucket: str | None = None,
+    now: float | None = None,
+    on_object: Callable[[str, str], None] | None = None,
+) -> BackfillReport:
+    """Turn objects already in the bucket into WAITING jobs, due now, for the poller to submit.
+
+    Idempotent: the job id comes from the object (bucket, key, version or ETag) and `JobStore.claim` creates it
+    only once, so a re-run creates nothing. An image whose sidecar is newer than it was already made into a
+    video (through its S3 event, under another job id) and also counts as already present: no second payment.
+    `on_object(key, outcome)` reports each object ("created", "present" or "ignored").
+    """
+    now = time.time() if now is None else now
+    report = BackfillReport()
+    finished = _sidecar_times(s3, output_bucket or bucket, settings.output_prefix)
+    for listed in _latest_objects(s3, bucket, prefix):
+        outcome = _backfill_one(store, bucket, listed, settings, finished, now)
+        setattr(report, _REPORT_FIELD[outcome], getattr(report, _REPORT_FIELD[outcome]) + 1)
+        if on_object is not None:
+            on_object(listed.key, outcome)
+    return report
+
+
+_REPORT_FIELD = {"created": "created", "present": "already_present", "ignored": "ignored"}
+
+
+def _backfill_one(
+    store: JobStore, bucket: str, listed: ListedObject, settings: Settings, finished: dict[str, datetime], now: float
+) -> str:
+    if ignore_reason(listed.key, settings):
+        return "ignored"
+    sidecar_time = finished.get(output_keys(listed.key, settings).sidecar)
+    if sidecar_time is not None and sidecar_time >= listed.last_modified:
+        return "present"
+    upload = Upload(bucket=bucket, key=listed.key, etag=listed.etag, version_id=listed.version_id)
+    job = Job(
+        job_id=job_id_for(upload),
+        status=JobStatus.WAITING,
+        source_bucket=bucket,
+        source_key=listed.key,
+        source_version_id=listed.version_id,
+        source_etag=listed.etag,
+        created_at=now,
+        updated_at=now,
+        next_check_at=now,
+        notes=[f"created by backfill at {iso_time(now)}"],
+    )
+    try:
+        store.claim(job, due_shard=due_shard_for(job.job_id, store.due_shards))
+    except AlreadyClaimed:
+        return "present"
+    return "created"
+
+
+def _latest_objects(s3: Any, bucket: str, prefix: str) -> Iterator[ListedObject]:
+    """The current version of every object under the prefix (with its version id when versioning is on)."""
+    versioning = s3.get_bucket_versioning(Bucket=bucket).get("Status")
+    if versioning in ("Enabled", "Suspended"):
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+            for version in page.get("Versions", []):
+                if version.get("IsLatest"):  # a key whose latest entry is a delete marker has none: skipped
+                    version_id = version.get("VersionId")
+                    yield _listed(version, None if version_id == "null" else version_id)
+        return
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield _listed(obj, None)
+
+
+def _listed(entry: dict[str, Any], version_id: str | None) -> ListedObject:
+    # S3 events carry the ETag without quotes; the job id and the If-Match check use that form.
+    return ListedObject(entry["Key"], entry["ETag"].strip('"'), version_id, entry["LastModified"])
+
+
+def _sidecar_times(s3: Any, bucket: str, output_prefix: str) -> dict[str, datetime]:
+    times: dict[str, datetime] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=output_prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(".json"):
+                times[obj["Key"]] = obj["LastModified"]
+    return times

@@ -1,0 +1,251 @@
+"""Operator commands against a LocalStack (moto server from template.yaml) with the real handlers and the simulator:
+the plain functions of operator_tools, and the same commands through `seedance-pipeline ... --table`."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from dataclasses import dataclass
+
+import pytest
+from image_factory import image_bytes
+
+from seedance_local import cli, operator_tools
+from seedance_local.operator_tools import RetryRefused, Target
+from seedance_pipeline.models import Job, JobError, JobStatus, Upload
+from seedance_pipeline.naming import due_shard_for, job_id_for
+
+pytestmark = pytest.mark.integration
+
+# Powertools binds its log handler to sys.stdout when this module is first imported. Import it at collection, so
+# it binds to pytest's session-wide capture and not to one test's capsys stream, which closes after that test.
+importlib.import_module("seedance_pipeline.observability")
+
+
+@pytest.fixture(autouse=True)
+def _wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # job ids and messages on one line each in rich tables
+
+
+@pytest.fixture
+def target(stack) -> Target:
+    return Target(table=stack.table_name, bucket=stack.bucket, region=stack.region, endpoint_url=stack.endpoint_url)
+
+
+@pytest.fixture
+def cli_target(stack) -> list[str]:
+    return ["--table", stack.table_name, "--endpoint-url", stack.endpoint_url, "--region", stack.region]
+
+
+@dataclass
+class FinishedJobs:
+    pipeline: object
+    failed: Job
+    succeeded: Job
+
+
+@pytest.fixture
+def finished(make_pipeline, sim) -> FinishedJobs:
+    """Two uploads through the real handlers: the provider fails the first task and finishes the second."""
+    pipeline = make_pipeline()
+    sim.knobs.fail_next = 1
+    for key in ("uploads/ops/refused.png", "uploads/ops/fine.png"):
+        pipeline.submit(pipeline.upload(key, image_bytes(640, 480, "PNG"), {"resolution": "480p"}))
+    jobs = pipeline.run_until_terminal(timeout=60)
+    failed, succeeded = jobs["uploads/ops/refused.png"], jobs["uploads/ops/fine.png"]
+    assert failed.status is JobStatus.FAILED
+    assert succeeded.status is JobStatus.SUCCEEDED
+    return FinishedJobs(pipeline, failed, succeeded)
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+# --- list / show ------------------------------------------------------------------------------------------------
+
+
+def test_list_returns_jobs_newest_first_without_bookkeeping_items(finished, target):
+    jobs = operator_tools.list_jobs(target.client("dynamodb"), target.table)
+
+    assert [job.job_id for job in jobs] == [finished.succeeded.job_id, finished.failed.job_id]
+
+
+def test_list_filters_by_status_from_the_command_line(finished, cli_target, capsys):
+    code = cli.main(["jobs", "list", "--status", "failed", *cli_target])
+
+    assert code == 0
+    out = capsys.readouterr().out
+    assert finished.failed.job_id in out
+    assert "PROVIDER_FAILURE" in out
+    assert finished.succeeded.job_id not in out
+
+
+def test_show_prints_the_job_record_as_json(finished, cli_target, capsys):
+    code = cli.main(["jobs", "show", finished.succeeded.job_id, *cli_target])
+
+    assert code == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["job_id"] == finished.succeeded.job_id
+    assert record["status"] == "SUCCEEDED"
+    assert record["outputs"]["video_key"] == "videos/ops/fine.mp4"
+
+
+def test_show_of_an_unknown_job_is_one_error_line(stack, cli_target, capsys):
+    assert cli.main(["jobs", "show", "0" * 32, *cli_target]) == 1
+    assert "no job" in _one_line_error(capsys)
+
+
+# --- retry ------------------------------------------------------------------------------------------------------
+
+
+def test_retry_puts_a_failed_job_back_to_waiting_and_the_next_poll_resubmits_it(finished, target, sim):
+    store = target.store()
+    before = time.time()
+
+    retried = operator_tools.retry_job(store, finished.failed.job_id)
+
+    record = store.get(finished.failed.job_id)
+    assert record.status is JobStatus.WAITING
+    assert record.task_id is None
+    assert record.error is None
+    assert record.submission_started_at is None
+    assert record.lease_owner is None
+    assert record.lease_until is None
+    assert record.attempts == finished.failed.attempts == 1
+    assert record.request == finished.failed.request
+    assert record.notes[-1].startswith("retried by an operator at ")
+    shard = due_shard_for(record.job_id, store.due_shards)
+    assert record.job_id in {job.job_id for job in store.due_jobs(shard, time.time())}
+    assert before <= retried.next_check_at <= time.time()
+
+    submits = sim.counters.submit
+    finished.pipeline.poll()
+    assert sim.counters.submit == submits + 1
+    assert store.get(record.job_id).task_id not in (None, finished.failed.task_id)
+
+    jobs = finished.pipeline.run_until_terminal(timeout=60)
+    assert jobs["uploads/ops/refused.png"].status is JobStatus.SUCCEEDED
+    assert jobs["uploads/ops/refused.png"].attempts == 2
+
+
+def test_retry_of_a_succeeded_job_is_refused_with_a_clear_message(finished, target, cli_target, capsys):
+    with pytest.raises(RetryRefused, match="SUCCEEDED; only FAILED or TIMED_OUT"):
+        operator_tools.retry_job(target.store(), finished.succeeded.job_id)
+
+    assert cli.main(["jobs", "retry", finished.succeeded.job_id, *cli_target]) == 1
+    assert "only FAILED or TIMED_OUT jobs can be retried" in _one_line_error(capsys)
+    assert target.store().get(finished.succeeded.job_id).status is JobStatus.SUCCEEDED
+
+
+def test_retry_of_a_timed_out_job_restarts_its_age_clock(stack, target):
+    store = target.store()
+    long_ago = time.time() - 3 * 3600
+    job = Job(
+        job_id="f" * 32,
+        status=JobStatus.TIMED_OUT,
+        source_bucket=stack.bucket,
+        source_key="uploads/slow.png",
+        task_id="cgt-old",
+        attempts=1,
+        created_at=long_ago,
+        updated_at=long_ago,
+        finished_at=long_ago + 7200,
+        error=JobError(code="TIMED_OUT", message="the provider did not finish"),
+    )
+    store.put_unconditionally(job, due_shard=None)
+
+    retried = operator_tools.retry_job(store, job.job_id)
+
+    assert retried.status is JobStatus.WAITING
+    assert retried.created_at > long_ago + 3 * 3600 - 60
+    assert "was TIMED_OUT with TIMED_OUT: the provider did not finish" in retried.notes[-1]
+
+
+# --- backfill ---------------------------------------------------------------------------------------------------
+
+
+def test_backfill_creates_waiting_jobs_once_and_ignores_keys_outside_the_input_prefix(
+    stack, target, cli_target, make_pipeline, sim, capsys
+):
+    s3 = stack.client("s3")
+    images = {"uploads/old/a.png": image_bytes(640, 480, "PNG"), "uploads/old/deeper/b.jpg": image_bytes(800, 600)}
+    for key, body in images.items():
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=body, Metadata={"resolution": "480p"})
+    for key in ("notes/readme.txt", "videos/old/c.mp4", "uploads/empty-folder/"):
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=b"not ours")
+    store = target.store()
+
+    first = operator_tools.backfill(s3, store, stack.bucket, "", target.naming_settings())
+
+    assert (first.created, first.already_present, first.ignored) == (2, 0, 3)
+    for key in images:
+        etag = s3.head_object(Bucket=stack.bucket, Key=key)["ETag"].strip('"')
+        job = store.get(job_id_for(Upload(bucket=stack.bucket, key=key, etag=etag)))
+        assert job.status is JobStatus.WAITING
+        assert job.source_etag == etag
+        assert job.next_check_at <= time.time()
+
+    assert cli.main(["backfill", f"s3://{stack.bucket}/", *cli_target]) == 0
+    assert "created 0, already present 2, ignored 3" in capsys.readouterr().out
+    assert len(operator_tools.list_jobs(target.client("dynamodb"), target.table)) == 2
+
+    # The poller sends the backfilled jobs like any other waiting job.
+    pipeline = make_pipeline()
+    for key in images:
+        etag = s3.head_object(Bucket=stack.bucket, Key=key)["ETag"].strip('"')
+        pipeline.job_ids[key] = job_id_for(Upload(bucket=stack.bucket, key=key, etag=etag))
+    jobs = pipeline.run_until_terminal(timeout=60)
+    assert {job.status for job in jobs.values()} == {JobStatus.SUCCEEDED}
+    assert sim.counters.submit == 2
+
+
+def test_backfill_counts_an_image_whose_video_is_newer_as_already_present(stack, target, make_pipeline):
+    pipeline = make_pipeline()
+    pipeline.submit(pipeline.upload("uploads/done.png", image_bytes(640, 480, "PNG"), {"resolution": "480p"}))
+    assert pipeline.run_until_terminal(timeout=60)["uploads/done.png"].status is JobStatus.SUCCEEDED
+
+    report = operator_tools.backfill(
+        stack.client("s3"), target.store(), stack.bucket, "uploads/", target.naming_settings()
+    )
+
+    assert (report.created, report.already_present, report.ignored) == (0, 1, 0)
+
+
+def test_target_selection_needs_exactly_one_of_stack_table_or_local(capsys, tmp_path, monkeypatch):
+    assert cli.main(["jobs", "list"]) == 2
+    assert "exactly one of --stack" in _one_line_error(capsys)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["jobs", "list", "--local"]) == 1
+    assert "local up" in _one_line_error(capsys)
+
+
+def test_stack_target_reads_the_table_and_bucket_from_the_stack_outputs(stack, monkeypatch, capsys):
+    # A stand-in for the deployed stack: its Outputs and Parameters as `sam deploy` leaves them.
+    template = {
+        "Parameters": {"InputPrefix": {"Type": "String"}, "DueIndexShards": {"Type": "Number"}},
+        "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"JobsTableName": {"Value": stack.table_name}, "InputBucketName": {"Value": stack.bucket}},
+    }
+    stack.client("cloudformation").create_stack(
+        StackName="seedance-prod",
+        TemplateBody=json.dumps(template),
+        Parameters=[
+            {"ParameterKey": "InputPrefix", "ParameterValue": "incoming/"},
+            {"ParameterKey": "DueIndexShards", "ParameterValue": "8"},
+        ],
+    )
+    for name, value in stack.environment().items():
+        if name.startswith("AWS_"):  # what a profile and region would give: the "account" is the moto server
+            monkeypatch.setenv(name, value)
+
+    target = operator_tools.stack_target("seedance-prod")
+
+    assert (target.table, target.bucket) == (stack.table_name, stack.bucket)
+    assert (target.input_prefix, target.output_prefix, target.due_shards) == ("incoming/", "videos/", 8)
+    assert cli.main(["jobs", "list", "--stack", "seedance-prod"]) == 0
+    assert "0 job(s)" in capsys.readouterr().out
