@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 from event_capture import EventCapture
@@ -19,7 +20,8 @@ def test_three_overlapping_pollers_finalize_each_job_exactly_once(pipeline, sim,
     def poll() -> None:
         pipeline.poll(timeout_seconds=40)
 
-    for _ in range(3):  # rounds of three simultaneous invocations, as overlapping schedule ticks would run
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:  # rounds of three simultaneous invocations, as overlapping ticks would run
         threads = [threading.Thread(target=poll) for _ in range(3)]
         for thread in threads:
             thread.start()

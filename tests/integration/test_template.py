@@ -52,6 +52,9 @@ DESIGN_PARAMETERS = [
     "PollConcurrency",
     "DueIndexShards",
     "LogLevel",
+    "ExistingBucketName",
+    "AlarmEmail",
+    "EventBusName",
 ]
 
 # Environment variable -> the parameter it carries (None: a constant or a resource name).
@@ -79,6 +82,7 @@ ENVIRONMENT = {
     "JOB_RETENTION_DAYS": "JobRetentionDays",
     "POLL_CONCURRENCY": "PollConcurrency",
     "DUE_INDEX_SHARDS": "DueIndexShards",
+    "EVENT_BUS_NAME": "EventBusName",
     "POWERTOOLS_SERVICE_NAME": None,
     "POWERTOOLS_METRICS_NAMESPACE": None,
     "POWERTOOLS_LOG_LEVEL": "LogLevel",
@@ -167,6 +171,9 @@ def test_parameter_defaults_follow_the_design(sam: dict[str, Any]) -> None:
     assert defaults["LogLevel"] == "INFO"
     assert defaults["ApiKey"] == ""
     assert defaults["ApiKeySecretArn"] == ""
+    assert defaults["ExistingBucketName"] == ""
+    assert defaults["AlarmEmail"] == ""
+    assert defaults["EventBusName"] == "default"
     assert sam["Parameters"]["ApiKey"]["NoEcho"] is True
 
 
@@ -232,23 +239,30 @@ def test_the_api_key_itself_never_reaches_an_environment_variable(cfn: dict[str,
 
 
 def test_input_bucket_name_is_one_expression_everywhere(sam: dict[str, Any], cfn: dict[str, Any]) -> None:
-    """The functions name the bucket by a deterministic string (no !Ref: it would be a circular dependency)."""
+    """The functions name the bucket by a deterministic string (no !Ref: it would be a circular dependency), or by
+    ExistingBucketName when the stack creates no bucket."""
     bucket_name = cfn["Resources"]["InputBucket"]["Properties"]["BucketName"]
     name_text, name_vars = bucket_name["Fn::Sub"]
+    input_bucket = {"Fn::If": ["CreateBucket", bucket_name, {"Ref": "ExistingBucketName"}]}
     for function in FUNCTIONS:
         variables = cfn["Resources"][function]["Properties"]["Environment"]["Variables"]
-        assert variables["INPUT_BUCKET"] == bucket_name
+        assert variables["INPUT_BUCKET"] == input_bucket
         assert variables["OUTPUT_BUCKET"]["Fn::If"] == [
-            "UseInputBucketForOutput", bucket_name, {"Ref": "OutputBucketName"},
+            "UseInputBucketForOutput", input_bucket, {"Ref": "OutputBucketName"},
         ]  # fmt: skip
-        for statement in _statements(cfn, function):
-            resource = statement["Resource"]
-            if isinstance(resource, dict) and "Fn::Sub" in resource and ":s3:::" in _sub_text(resource):
-                text, variables_ = resource["Fn::Sub"]
-                if name_text in text:
-                    assert variables_["StackSuffix"] == name_vars["StackSuffix"]
-                else:
-                    assert variables_["OutputBucket"]["Fn::If"][1] == bucket_name
+        s3_statements = [s for s in _statements(cfn, function) if ":s3:::" in json.dumps(s["Resource"])]
+        assert s3_statements
+        for statement in s3_statements:
+            text, variables_ = statement["Resource"]["Fn::Sub"]
+            if "${OutputBucket}" in text:
+                assert variables_["OutputBucket"]["Fn::If"][1] == input_bucket
+            else:
+                assert text.startswith("arn:${AWS::Partition}:s3:::${InputBucketName}")
+                assert variables_["InputBucketName"] == input_bucket
+    permission = cfn["Resources"]["InputBucketInvokePermission"]["Properties"]
+    text, variables_ = permission["SourceArn"]["Fn::Sub"]
+    assert text == f"arn:${{AWS::Partition}}:s3:::{name_text}"
+    assert variables_["StackSuffix"] == name_vars["StackSuffix"]
 
 
 def test_input_bucket_name_is_a_valid_unique_bucket_name(stack: LocalStack) -> None:
@@ -288,9 +302,10 @@ def test_managed_policies_are_only_logs_and_xray(cfn: dict[str, Any], function: 
 
 def test_submit_reads_only_the_input_prefix_and_writes_no_s3_object(cfn: dict[str, Any]) -> None:
     s3 = [s for s in _statements(cfn, "SubmitFunction") if any(a.startswith("s3:") for a in _as_list(s["Action"]))]
-    assert len(s3) == 1
-    assert sorted(_as_list(s3[0]["Action"])) == ["s3:GetObject", "s3:GetObjectVersion"]
-    assert _sub_text(s3[0]["Resource"]).endswith("/${InputPrefix}*")
+    by_actions = {tuple(sorted(_as_list(s["Action"]))): s for s in s3}
+    assert set(by_actions) == {("s3:GetObject", "s3:GetObjectVersion"), ("s3:ListBucket",)}
+    assert _sub_text(by_actions[("s3:GetObject", "s3:GetObjectVersion")]["Resource"]).endswith("/${InputPrefix}*")
+    _assert_lists_only_the_input_prefix(by_actions[("s3:ListBucket",)])
 
 
 def test_poll_writes_only_under_the_output_prefix(cfn: dict[str, Any]) -> None:
@@ -298,9 +313,18 @@ def test_poll_writes_only_under_the_output_prefix(cfn: dict[str, Any]) -> None:
     by_actions = {tuple(sorted(_as_list(s["Action"]))): _sub_text(s["Resource"]) for s in s3}
     assert by_actions == {
         ("s3:GetObject", "s3:GetObjectVersion"): by_actions[("s3:GetObject", "s3:GetObjectVersion")],
+        ("s3:ListBucket",): "arn:${AWS::Partition}:s3:::${InputBucketName}",
         ("s3:AbortMultipartUpload", "s3:PutObject"): "arn:${AWS::Partition}:s3:::${OutputBucket}/${OutputPrefix}*",
     }
     assert by_actions[("s3:GetObject", "s3:GetObjectVersion")].endswith("/${InputPrefix}*")
+    (listing,) = [s for s in s3 if _as_list(s["Action"]) == ["s3:ListBucket"]]
+    _assert_lists_only_the_input_prefix(listing)
+
+
+def _assert_lists_only_the_input_prefix(statement: dict[str, Any]) -> None:
+    """ListBucket on the input bucket itself (so a missing key answers 404), limited to keys under InputPrefix."""
+    assert _sub_text(statement["Resource"]) == "arn:${AWS::Partition}:s3:::${InputBucketName}"
+    assert statement["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${InputPrefix}*"}}}
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -321,7 +345,7 @@ def test_functions_touch_only_the_jobs_table_the_secret_and_their_events(cfn: di
         if any(a.startswith("events:") for a in actions):
             assert actions == ["events:PutEvents"]
             assert statement["Resource"] == {
-                "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"
+                "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
             }
             assert statement["Condition"] == {"StringEquals": {"events:source": "seedance.pipeline"}}
         if any(a.startswith("sqs:") for a in actions):
@@ -339,6 +363,12 @@ def test_uploads_under_the_input_prefix_trigger_the_submit_function(cfn: dict[st
     assert config["Event"] == "s3:ObjectCreated:*"
     assert config["Function"] == {"Fn::GetAtt": ["SubmitFunction", "Arn"]}
     assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": {"Ref": "InputPrefix"}}]
+    # S3 verifies it may invoke the function when the configuration is saved: the permission comes first.
+    assert "InputBucketInvokePermission" in _as_list(bucket["DependsOn"])
+    permission = cfn["Resources"]["InputBucketInvokePermission"]["Properties"]
+    assert permission["Principal"] == "s3.amazonaws.com"
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert permission["FunctionName"] == {"Fn::GetAtt": ["SubmitFunction", "Arn"]}
 
 
 def test_failed_submit_invocations_retry_twice_then_land_in_the_failure_queue(cfn: dict[str, Any]) -> None:
