@@ -36,7 +36,6 @@ RUN_SECONDS = (40.0, 120.0)
 def _simulate_pipeline(jobs: int, span_seconds: float, seed: int) -> dict[str, Any]:
     from image_factory import image_bytes
     from pipeline_fakes import FakeClock, FakeProvider, make_runtime
-
     from seedance_pipeline.models import JobStatus, ProviderState, TaskResult, Upload
     from seedance_pipeline.polling import run_poll
     from seedance_pipeline.submission import accept_upload

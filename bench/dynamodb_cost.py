@@ -163,7 +163,6 @@ def _small_body(task: Any) -> tuple[int, Any]:
 
 def run(quick: bool) -> list[Row]:
     from image_factory import image_bytes
-
     from seedance_local.harness import LocalPipeline
     from seedance_simulator import Knobs, SimulatorServer
 

@@ -159,7 +159,6 @@ class Phases:
 def _latency_store(jobs: list[Any], shards: int, phases: Phases) -> Any:
     """FakeStore (tests/pipeline_fakes.py) behind a fixed per-call latency: a DynamoDB without moto's ceiling."""
     from pipeline_fakes import FakeStore
-
     from seedance_pipeline.naming import due_shard_for
 
     class LatencyStore(FakeStore):

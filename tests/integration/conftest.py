@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from integration_settings import API_KEY, FAST
 
+from integration_settings import API_KEY, FAST
 from seedance_local.harness import LocalPipeline
 from seedance_local.stack import LocalStack
 from seedance_simulator import Knobs, SimulatorServer

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from image_factory import image_bytes
 
+from image_factory import image_bytes
 from seedance_pipeline.models import JobStatus
 
 BURST = 200

@@ -13,10 +13,10 @@ import urllib.parse
 from email.header import Header
 
 import pytest
-from image_factory import image_bytes
-from integration_settings import API_KEY, FAST
 from PIL import Image
 
+from image_factory import image_bytes
+from integration_settings import API_KEY, FAST
 from seedance_local.harness import LocalPipeline, next_sequencer, s3_put_event
 from seedance_local.stack import LocalStack
 from seedance_pipeline.models import JobStatus

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import av
 import pytest
-from image_factory import image_bytes
 
 import seedance_simulator
+from image_factory import image_bytes
 from seedance_local import cli
 
 pytestmark = pytest.mark.integration

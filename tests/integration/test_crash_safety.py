@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from image_factory import image_bytes
 
+from image_factory import image_bytes
 from seedance_local.harness import REPO_ROOT
 from seedance_pipeline.models import JobStatus
 

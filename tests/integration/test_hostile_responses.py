@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 import requests
+
 from image_factory import image_bytes
 from integration_settings import API_KEY
-
 from seedance_local.stack import LocalStack
 from seedance_pipeline.models import JobStatus
 from seedance_simulator import RESPONSE_SHAPES

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from image_factory import image_bytes
-
 from seedance_pipeline.models import JobStatus
 
 LITE = "doubao-seedance-1-0-lite-i2v-250428"

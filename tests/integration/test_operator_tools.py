@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from image_factory import image_bytes
 
+from image_factory import image_bytes
 from seedance_local import cli, operator_tools
 from seedance_local.operator_tools import RetryRefused, Target
 from seedance_pipeline.models import Job, JobError, JobStatus, Upload

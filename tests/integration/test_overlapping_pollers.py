@@ -8,7 +8,6 @@ from collections import Counter
 
 from event_capture import EventCapture
 from image_factory import image_bytes
-
 from seedance_pipeline.models import JobStatus
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 import requests
-from image_factory import image_bytes
 
+from image_factory import image_bytes
 from seedance_local.harness import s3_put_event
 from seedance_pipeline.models import JobStatus
 

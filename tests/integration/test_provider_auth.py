@@ -7,7 +7,6 @@ import json
 
 from image_factory import image_bytes
 from integration_settings import API_KEY
-
 from seedance_pipeline.models import JobStatus
 
 

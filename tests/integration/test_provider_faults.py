@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from image_factory import image_bytes
 
+from image_factory import image_bytes
 from seedance_pipeline.models import JobStatus
 
 

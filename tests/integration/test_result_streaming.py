@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from image_factory import image_bytes
 
+from image_factory import image_bytes
 from seedance_pipeline.models import JobStatus
 from seedance_pipeline.result_download import ResultDownloader
 

@@ -11,9 +11,9 @@ import json
 import logging
 
 import pytest
+
 from image_factory import image_bytes
 from integration_settings import API_KEY, FAST
-
 from seedance_local.harness import LocalPipeline
 from seedance_pipeline.models import JobStatus
 from seedance_pipeline.observability import logger as pipeline_logger

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration_settings import API_KEY, FAST
 
+from integration_settings import API_KEY, FAST
 from seedance_local.harness import LocalPipeline
 from seedance_local.stack import (
     DEFAULT_ACCOUNT_ID,

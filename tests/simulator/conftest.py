@@ -14,9 +14,8 @@ for _path in (Path(__file__).resolve().parents[2] / "dev", Path(__file__).resolv
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from simulator_support import API_KEY, FAST, Client, ImageHost  # noqa: E402
-
 from seedance_simulator import SimulatorServer  # noqa: E402
+from simulator_support import API_KEY, FAST, Client, ImageHost  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from simulator_support import API_KEY, Client, ImageHost, data_url, make_image
 
 from seedance_simulator import SimulatorServer
+from simulator_support import API_KEY, Client, ImageHost, data_url, make_image
 
 
 def error_of(response: Any, status: int, code: str) -> str:

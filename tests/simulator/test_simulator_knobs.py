@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import requests
-from simulator_support import Client
 
 from seedance_simulator import RESPONSE_SHAPES, Knobs, SimulatorServer, TaskRecord
+from simulator_support import Client
 
 
 def test_latency_delays_every_api_answer(client: Client, server: SimulatorServer) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from simulator_support import Client
 
 from seedance_simulator import MODERATION_REASON, SimulatorServer
+from simulator_support import Client
 
 
 def test_task_moves_not_start_queued_in_progress_success_with_progress(client: Client, server: SimulatorServer) -> None:

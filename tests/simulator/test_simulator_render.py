@@ -11,11 +11,11 @@ import av
 import pytest
 import requests
 from PIL import Image, ImageChops, ImageStat
-from simulator_support import Client, make_image
 
 from seedance_simulator import SimulatorServer
 from seedance_simulator.dimensions import keep_ratio_size, nearest_ratio, output_size
 from seedance_simulator.render import Camera, RenderSpec, open_source
+from simulator_support import Client, make_image
 
 
 def fetch_video(client: Client, **overrides: object) -> tuple[bytes, dict]:

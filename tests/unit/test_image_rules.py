@@ -1,6 +1,6 @@
 import pytest
-from image_factory import image_bytes
 
+from image_factory import image_bytes
 from seedance_pipeline.errors import InvalidInput
 from seedance_pipeline.image_rules import check_size, inspect_image
 

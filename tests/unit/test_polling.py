@@ -1,6 +1,5 @@
 from image_factory import image_bytes
 from pipeline_fakes import FakeDownloader, make_runtime
-
 from seedance_pipeline.errors import ProviderAuthError, ProviderUnavailable, ResultExpired
 from seedance_pipeline.models import JobStatus, Upload
 from seedance_pipeline.polling import run_poll
