@@ -177,3 +177,29 @@ def test_an_older_upload_does_not_write_outputs_once_a_newer_upload_exists():
     assert store.get(newer).status is JobStatus.SUCCEEDED
     assert store.get(older).status is JobStatus.FAILED and store.get(older).error.code == "SUPERSEDED"
     assert storage.uploads[(BUCKET, "videos/cat.mp4")] == b"newer video"
+
+
+def test_a_waiting_job_that_raises_does_not_stall_the_jobs_behind_it():
+    runtime, store, storage, provider = make_runtime(max_in_flight=1)
+    first = submitted(runtime, storage, key="uploads/a.jpg", sequencer="01")
+    broken = submitted(runtime, storage, key="uploads/b.jpg", sequencer="02")
+    third = submitted(runtime, storage, key="uploads/c.jpg", sequencer="03")
+    assert store.get(broken).status is JobStatus.WAITING
+
+    real_read = storage.read
+
+    def read(bucket, key, **kwargs):
+        if key == "uploads/b.jpg":
+            raise RuntimeError("an S3 permission the operator forgot")
+        return real_read(bucket, key, **kwargs)
+
+    storage.read = read
+    for _ in range(30):
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+        runtime.clock.advance(30)
+    assert store.get(first).status is JobStatus.SUCCEEDED
+    assert store.get(third).status is JobStatus.SUCCEEDED
+    assert store.get(broken).status is JobStatus.WAITING  # retried after its lease, until the age limit ends it
+    runtime.clock.advance(2 * 3600)
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert store.get(broken).status is JobStatus.TIMED_OUT

@@ -120,7 +120,17 @@ def _process_pass(
             report.skipped_leased += 1
             continue
         with job_log_context(leased.job_id):
-            result = submit_job(leased, runtime, owner=owner)
+            try:
+                result = submit_job(leased, runtime, owner=owner)
+            except LeaseLost:
+                report.skipped_leased += 1
+                continue
+            except Exception:
+                # One broken job must not stall the queue behind it: its lease expires and a later poll retries
+                # it, until MaxJobAgeMinutes ends it as TIMED_OUT.
+                logger.exception("unexpected error while submitting a waiting job")
+                report.add("ERROR")
+                continue
         report.checked += 1
         report.add(result.status.value)
         if result.status == JobStatus.WAITING and result.last_error is None:
