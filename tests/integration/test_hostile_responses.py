@@ -16,17 +16,7 @@ from seedance_local.stack import LocalStack
 from seedance_pipeline.models import JobStatus
 from seedance_simulator import RESPONSE_SHAPES
 
-WORKING_SHAPES = [
-    "documented",
-    "outputs_list",
-    "result_url",
-    "content_video_url",
-    "nested_data",
-    "top_video_url",
-    "top_url",
-    "lowercase_status",
-    "fail_reason_url",
-]
+WORKING_SHAPES = [shape for shape in RESPONSE_SHAPES if shape not in ("missing_url", "non_string_url")]
 # The same image and the same pixel settings for every job: the simulator renders the clip once and caches it.
 IMAGE = image_bytes(640, 480)
 METADATA = {"resolution": "480p", "return-last-frame": "true"}

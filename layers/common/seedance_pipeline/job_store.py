@@ -191,25 +191,12 @@ class JobStore:
 
     # --- in-flight slots: a set of job ids, so taking or giving back a slot twice is harmless ---------
     def acquire_slot(self, job_id: str, limit: int) -> bool:
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": IN_FLIGHT_ITEM_ID}},
-                UpdateExpression="ADD holders :me",
-                ConditionExpression="attribute_not_exists(holders) OR size(holders) < :limit OR contains(holders, :id)",
-                ExpressionAttributeValues={
-                    ":me": {"SS": [job_id]},
-                    ":limit": {"N": str(limit)},
-                    ":id": {"S": job_id},
-                },
-                ReturnConsumedCapacity=self._capacity_mode,
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        self._account(response, "write")
-        return True
+        return self._update_if(
+            Key={"job_id": {"S": IN_FLIGHT_ITEM_ID}},
+            UpdateExpression="ADD holders :me",
+            ConditionExpression="attribute_not_exists(holders) OR size(holders) < :limit OR contains(holders, :id)",
+            ExpressionAttributeValues={":me": {"SS": [job_id]}, ":limit": {"N": str(limit)}, ":id": {"S": job_id}},
+        )
 
     def release_slot(self, job_id: str) -> None:
         response = self._client.update_item(
@@ -224,21 +211,12 @@ class JobStore:
     # --- newest upload per key: an older event must not overwrite a newer upload's outputs ------------
     def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool:
         """Remember job_id as the newest upload of the key; False when a newer upload is already known."""
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": latest_upload_item_id(bucket, key)}},
-                UpdateExpression="SET latest_sequencer = :seq, latest_job_id = :job",
-                ConditionExpression="attribute_not_exists(latest_sequencer) OR latest_sequencer <= :seq",
-                ExpressionAttributeValues={":seq": {"S": comparable_sequencer(sequencer)}, ":job": {"S": job_id}},
-                ReturnConsumedCapacity=self._capacity_mode,
-            )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        self._account(response, "write")
-        return True
+        return self._update_if(
+            Key={"job_id": {"S": latest_upload_item_id(bucket, key)}},
+            UpdateExpression="SET latest_sequencer = :seq, latest_job_id = :job",
+            ConditionExpression="attribute_not_exists(latest_sequencer) OR latest_sequencer <= :seq",
+            ExpressionAttributeValues={":seq": {"S": comparable_sequencer(sequencer)}, ":job": {"S": job_id}},
+        )
 
     def latest_job_for(self, bucket: str, key: str) -> str | None:
         response = self._client.get_item(
@@ -279,6 +257,19 @@ class JobStore:
         item.pop("due_shard", None)
         item.pop("expires_at", None)
         return item
+
+    def _update_if(self, **request: Any) -> bool:
+        """An UpdateItem whose condition may fail: False when it did, so callers branch instead of catching."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table, ReturnConsumedCapacity=self._capacity_mode, **request
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        self._account(response, "write")
+        return True
 
     @property
     def _capacity_mode(self) -> str:
