@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 
@@ -10,14 +11,20 @@ class EventCapture:
     def __init__(self, stack: Any, *, bus: str = "default") -> None:
         self._sqs = stack.client("sqs")
         events = stack.client("events")
-        self.queue_url = self._sqs.create_queue(QueueName=f"job-events-{bus}")["QueueUrl"]
+        # moto keeps one state per process, shared by every test's server: unique names keep captures apart.
+        suffix = uuid.uuid4().hex[:12]
+        self.queue_url = self._sqs.create_queue(QueueName=f"job-events-{suffix}")["QueueUrl"]
         arn = self._sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
         events.put_rule(
-            Name="seedance-job-events", EventBusName=bus, EventPattern=json.dumps({"source": ["seedance.pipeline"]})
+            Name=f"seedance-job-events-{suffix}",
+            EventBusName=bus,
+            EventPattern=json.dumps({"source": ["seedance.pipeline"]}),
         )
-        events.put_targets(Rule="seedance-job-events", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
+        events.put_targets(
+            Rule=f"seedance-job-events-{suffix}", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}]
+        )
         self.received: list[dict[str, Any]] = []
 
     def drain(self) -> list[dict[str, Any]]:

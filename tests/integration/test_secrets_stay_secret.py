@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import uuid
 
 import pytest
 
@@ -24,16 +25,19 @@ PREFIX = "uploads/secrets/"
 def route_job_events_to_a_queue(stack) -> str:
     """A rule on the default bus for everything the pipeline publishes, delivering to an SQS queue."""
     sqs, events = stack.client("sqs"), stack.client("events")
-    queue_url = sqs.create_queue(QueueName="seedance-job-events-capture")["QueueUrl"]
+    suffix = uuid.uuid4().hex[:12]  # moto's state is shared by every test in the process
+    queue_url = sqs.create_queue(QueueName=f"seedance-job-events-capture-{suffix}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(
-        Name="capture-seedance-job-events",
+        Name=f"capture-seedance-job-events-{suffix}",
         EventBusName="default",
         EventPattern=json.dumps({"source": ["seedance.pipeline"]}),
         State="ENABLED",
     )
     events.put_targets(
-        Rule="capture-seedance-job-events", EventBusName="default", Targets=[{"Id": "queue", "Arn": queue_arn}]
+        Rule=f"capture-seedance-job-events-{suffix}",
+        EventBusName="default",
+        Targets=[{"Id": "queue", "Arn": queue_arn}],
     )
     return queue_url
 
