@@ -157,7 +157,7 @@ def test_environment_has_every_function_variable_from_the_template(stack: LocalS
     assert env["MAX_JOB_AGE_MINUTES"] == defaults["MaxJobAgeMinutes"]
     assert env["INPUT_BUCKET"] == env["OUTPUT_BUCKET"] == stack.bucket == stack.output_bucket
     assert env["JOBS_TABLE_NAME"] == stack.table_name
-    assert env["POWERTOOLS_SERVICE_NAME"] == "seedance-pipeline"
+    assert env["POWERTOOLS_SERVICE_NAME"] == stack.stack_name  # per-stack metrics and alarms
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "SeedancePipeline"
     assert env["AWS_ENDPOINT_URL"] == stack.endpoint_url
     assert env["AWS_DEFAULT_REGION"] == env["AWS_REGION"] == "us-east-1"

@@ -223,7 +223,7 @@ def test_both_functions_get_every_environment_variable(cfn: dict[str, Any], func
     for name, parameter in ENVIRONMENT.items():
         if parameter is not None:
             assert variables[name] == {"Ref": parameter}, name
-    assert variables["POWERTOOLS_SERVICE_NAME"] == "seedance-pipeline"
+    assert variables["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}  # per-stack metrics and alarms
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "SeedancePipeline"
     assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
     assert variables["JOBS_TABLE_NAME"] == {"Ref": "JobsTable"}

@@ -8,7 +8,10 @@ that would really exist. The local stack then runs the existing-bucket mode in m
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,8 @@ TEMPLATE_PATH = find_template(Path(__file__).resolve())
 EXISTING = "my-existing-uploads"
 FUNCTIONS = ("SubmitFunction", "PollFunction")
 READ_ONLY_VERBS = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "Head")
-SERVICE_DIMENSION = [{"Name": "service", "Value": "seedance-pipeline"}]
+STACK = "seedance-local"  # the stack name resolve_template uses
+SERVICE_DIMENSION = [{"Name": "service", "Value": STACK}]
 
 # Alarm -> (namespace, metric, dimensions, statistic, period, evaluation periods).
 ALARMS = {
@@ -305,7 +309,18 @@ def test_pipeline_alarms_use_the_namespace_and_service_the_functions_emit(create
     emitted = {v for k, v in vars(MetricName).items() if not k.startswith("_")}
     env = _environment(created, "SubmitFunction")
     assert metrics.namespace == env["POWERTOOLS_METRICS_NAMESPACE"] == "SeedancePipeline"
-    assert metrics.service == env["POWERTOOLS_SERVICE_NAME"] == "seedance-pipeline"
+    assert env["POWERTOOLS_SERVICE_NAME"] == STACK
+    # The code takes its service from that variable, as a cold start in Lambda would.
+    probe = "from seedance_pipeline.observability import metrics, logger; print(metrics.service, logger.service)"
+    started = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "POWERTOOLS_SERVICE_NAME": STACK, "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert started.stdout.split() == [STACK, STACK]
+    assert metrics.service == "seedance-pipeline"  # the fallback when the variable is unset (tests, the CLI)
     for alarm, (namespace, metric, *_rest) in ALARMS.items():
         if namespace == "SeedancePipeline":
             assert metric in emitted, alarm
@@ -392,9 +407,9 @@ def test_dashboard_shows_the_pipeline_lambda_and_queue_metrics(created: dict[str
                    "GenerationSeconds", "ProviderAuthErrors", "JobsInFlight", "StatusChecks"):  # fmt: skip
         assert metric in pipeline
     assert pipeline <= {v for k, v in vars(MetricName).items() if not k.startswith("_")}
-    assert all(row[2:4] == ["service", "seedance-pipeline"] for row in rows if row[0] == "SeedancePipeline")
-    assert ("SeedancePipeline", "GenerationSeconds", "seedance-pipeline", "p50") in shown
-    assert ("SeedancePipeline", "GenerationSeconds", "seedance-pipeline", "p90") in shown
+    assert all(row[2:4] == ["service", STACK] for row in rows if row[0] == "SeedancePipeline")
+    assert ("SeedancePipeline", "GenerationSeconds", STACK, "p50") in shown
+    assert ("SeedancePipeline", "GenerationSeconds", STACK, "p90") in shown
     assert any('MetricName="ProviderErrors"' in e for e in expressions)
     for function in FUNCTIONS:
         lambda_metrics = {m for ns, m, value, _ in shown if ns == "AWS/Lambda" and value == f"stand-in-{function}"}

@@ -1,5 +1,6 @@
 """The one place Powertools is configured: import `logger`, `metrics` and `tracer` from here.
-(It reads POWERTOOLS_TRACE_DISABLED itself, through Powertools' own helper, to skip the X-Ray import.)
+(It reads the POWERTOOLS_* variables Powertools defines itself: the service and namespace once, and
+POWERTOOLS_TRACE_DISABLED to skip the X-Ray import.)
 
 Service name, namespace, log level and tracing switches come from the standard POWERTOOLS_* variables
 that template.yaml sets. One metric per business event; names are the MetricName constants below.
@@ -17,8 +18,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared import constants
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
-logger = Logger(service="seedance-pipeline")
-metrics = Metrics(namespace="SeedancePipeline", service="seedance-pipeline")
+# template.yaml sets the service to the stack's name, so stacks sharing an account keep their metrics apart.
+SERVICE = os.getenv(constants.SERVICE_NAME_ENV) or "seedance-pipeline"
+NAMESPACE = os.getenv(constants.METRICS_NAMESPACE_ENV) or "SeedancePipeline"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
 class _TracingOff:
@@ -37,7 +42,7 @@ def _make_tracer() -> Any:
         return _TracingOff()
     from aws_lambda_powertools import Tracer
 
-    return Tracer(service="seedance-pipeline")
+    return Tracer(service=SERVICE)
 
 
 tracer = _make_tracer()
