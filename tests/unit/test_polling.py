@@ -203,3 +203,19 @@ def test_a_waiting_job_that_raises_does_not_stall_the_jobs_behind_it():
     runtime.clock.advance(2 * 3600)
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
     assert store.get(broken).status is JobStatus.TIMED_OUT
+
+
+def test_a_slot_taken_just_before_a_crash_is_given_back_when_the_job_ends():
+    runtime, store, storage, provider = make_runtime()
+    storage.presign_get = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash after the slot was taken"))
+    storage.add(BUCKET, "uploads/a.jpg", image_bytes())
+    upload = Upload(bucket=BUCKET, key="uploads/a.jpg", sequencer="01", etag="e1")
+    try:
+        accept_upload(upload, runtime, owner="s")
+    except RuntimeError:
+        pass
+    assert len(store.slots) == 1
+    runtime.clock.advance(3 * 3600)
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert store.jobs()[0].status is JobStatus.TIMED_OUT
+    assert store.slots == set()

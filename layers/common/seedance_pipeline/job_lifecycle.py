@@ -53,8 +53,8 @@ def finish(
         }
     )
     runtime.store.save(updated, owner=owner, due_shard=None, expires_at=now + runtime.settings.retention_seconds)
-    if job.task_id or job.submission_started_at:
-        runtime.store.release_slot(job.job_id)
+    # Always: a slot taken just before a crash would otherwise leak, and giving back a slot not held is harmless.
+    runtime.store.release_slot(job.job_id)
     count(_TERMINAL_METRIC[status])
     if status == JobStatus.SUCCEEDED and job.submitted_at:
         count(MetricName.GENERATION_SECONDS, now - job.submitted_at, MetricUnit.Seconds)
