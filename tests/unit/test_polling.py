@@ -1,3 +1,5 @@
+import pytest
+
 from image_factory import image_bytes
 from pipeline_fakes import FakeDownloader, make_runtime
 from seedance_pipeline.errors import ProviderAuthError, ProviderUnavailable, ResultExpired
@@ -210,10 +212,8 @@ def test_a_slot_taken_just_before_a_crash_is_given_back_when_the_job_ends():
     storage.presign_get = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash after the slot was taken"))
     storage.add(BUCKET, "uploads/a.jpg", image_bytes())
     upload = Upload(bucket=BUCKET, key="uploads/a.jpg", sequencer="01", etag="e1")
-    try:
+    with pytest.raises(RuntimeError):
         accept_upload(upload, runtime, owner="s")
-    except RuntimeError:
-        pass
     assert len(store.slots) == 1
     runtime.clock.advance(3 * 3600)
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
