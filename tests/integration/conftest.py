@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from integration_settings import API_KEY, FAST
 from seedance_local.harness import LocalPipeline
-from seedance_local.stack import LocalStack
+from seedance_local.stack import LocalStack, load_template, translate_template
 from seedance_simulator import Knobs, SimulatorServer
 
 
@@ -55,3 +56,22 @@ def make_pipeline(stack: LocalStack, sim: SimulatorServer):
 @pytest.fixture
 def pipeline(make_pipeline) -> LocalPipeline:
     return make_pipeline()
+
+
+@pytest.fixture(scope="module")
+def sam() -> dict[str, Any]:
+    """template.yaml as written (SAM)."""
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def cfn(sam: dict[str, Any]) -> dict[str, Any]:
+    """template.yaml after the SAM transform (CloudFormation)."""
+    return translate_template(sam)
+
+
+@pytest.fixture(scope="module")
+def module_stack() -> Iterator[LocalStack]:
+    """One moto server for a whole module, for test files whose tests use distinct keys (starting one takes seconds)."""
+    with LocalStack.start(api_key=API_KEY) as local:
+        yield local

@@ -16,9 +16,8 @@ import pytest
 from PIL import Image
 
 from image_factory import image_bytes
-from integration_settings import API_KEY, FAST
+from integration_settings import FAST
 from seedance_local.harness import LocalPipeline, next_sequencer, s3_put_event
-from seedance_local.stack import LocalStack
 from seedance_pipeline.models import JobStatus
 
 MB = 1024 * 1024
@@ -26,13 +25,9 @@ ALLOWED_FORMATS = "jpeg, png, webp, bmp, tiff, gif"
 
 
 @pytest.fixture(scope="module")
-def stack():
-    """Overrides conftest's per-test stack: one moto server for the module (starting one takes seconds)."""
-    local = LocalStack.start(api_key=API_KEY)
-    try:
-        yield local
-    finally:
-        local.stop()
+def stack(module_stack):
+    """Overrides conftest's per-test stack with one for the whole module."""
+    return module_stack
 
 
 @pytest.fixture(scope="module")

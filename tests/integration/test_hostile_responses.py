@@ -11,8 +11,6 @@ import pytest
 import requests
 
 from image_factory import image_bytes
-from integration_settings import API_KEY
-from seedance_local.stack import LocalStack
 from seedance_pipeline.models import JobStatus
 from seedance_simulator import RESPONSE_SHAPES
 
@@ -23,13 +21,9 @@ METADATA = {"resolution": "480p", "return-last-frame": "true"}
 
 
 @pytest.fixture(scope="module")
-def stack():
-    """Overrides conftest's per-test stack: one moto server for the module (starting one takes seconds)."""
-    local = LocalStack.start(api_key=API_KEY)
-    try:
-        yield local
-    finally:
-        local.stop()
+def stack(module_stack):
+    """Overrides conftest's per-test stack with one for the whole module."""
+    return module_stack
 
 
 def objects_under(stack, prefix: str) -> list[str]:

@@ -17,10 +17,8 @@ from seedance_local.stack import (
     LocalStack,
     LocalStackError,
     find_template,
-    load_template,
     parameter_defaults,
     resolve_parameters,
-    translate_template,
 )
 
 pytestmark = pytest.mark.integration
@@ -91,16 +89,6 @@ ENVIRONMENT = {
 
 FUNCTIONS = ("SubmitFunction", "PollFunction")
 READ_ONLY_VERBS = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "Head")
-
-
-@pytest.fixture(scope="module")
-def sam() -> dict[str, Any]:
-    return load_template(TEMPLATE_PATH)
-
-
-@pytest.fixture(scope="module")
-def cfn(sam: dict[str, Any]) -> dict[str, Any]:
-    return translate_template(sam)
 
 
 @pytest.fixture(scope="module")

@@ -25,9 +25,7 @@ from seedance_local.stack import (
     DEFAULT_REGION,
     LocalStack,
     find_template,
-    load_template,
     resolve_template,
-    translate_template,
 )
 
 pytestmark = pytest.mark.integration
@@ -55,16 +53,6 @@ ALARMS = {
         "AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": "SubmitFunction"}}], "Sum", 300, 1,
     ),
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def sam() -> dict[str, Any]:
-    return load_template(TEMPLATE_PATH)
-
-
-@pytest.fixture(scope="module")
-def cfn(sam: dict[str, Any]) -> dict[str, Any]:
-    return translate_template(sam)
 
 
 @pytest.fixture(scope="module")
