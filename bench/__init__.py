@@ -11,8 +11,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The same roots as [tool.pytest.ini_options].pythonpath in pyproject.toml: handlers beside their CodeUri,
-# the layer package, the dev packages (simulator, local stack) and the test helpers (fakes, image factory).
-SOURCE_ROOTS = ["functions/submit", "functions/poll", "layers/common", "dev", "tests"]
+# the layer package and the dev packages (simulator, local stack); the root itself holds tests.support.
+SOURCE_ROOTS = ["functions/submit", "functions/poll", "layers/common", "dev"]
 
 
 def ensure_paths() -> list[str]:

@@ -1,7 +1,7 @@
 """Figure 2: status calls per job, and the delay from "provider done" to "MP4 in S3", on simulated time.
 
 Jobs finish 40-120 s (uniform) after submission, uploads arrive at random over two hours. Real time would take
-an hour, so the real submission and poll logic run against the in-memory fakes of tests/pipeline_fakes.py
+an hour, so the real submission and poll logic run against the in-memory fakes of tests/support/fakes.py
 (FakeClock, FakeStore, FakeStorage, FakeProvider via make_runtime) with a fake clock: the poll function is
 invoked every 60 s (the EventBridge schedule) with a 300 s Lambda deadline, and run_poll's own loop serves the
 jobs that fall due within its window, sleeping by advancing the fake clock. Uploads that arrive while it
@@ -34,11 +34,11 @@ RUN_SECONDS = (40.0, 120.0)
 
 
 def _simulate_pipeline(jobs: int, span_seconds: float, seed: int) -> dict[str, Any]:
-    from image_factory import image_bytes
-    from pipeline_fakes import FakeClock, FakeProvider, make_runtime
+    from seedance_pipeline.logic.polling import run_poll
+    from seedance_pipeline.logic.submission import accept_upload
     from seedance_pipeline.models import JobStatus, ProviderState, TaskResult, Upload
-    from seedance_pipeline.polling import run_poll
-    from seedance_pipeline.submission import accept_upload
+    from tests.support.fakes import FakeClock, FakeProvider, make_runtime
+    from tests.support.images import image_bytes
 
     rng = random.Random(seed)
     start = 1_800_000_000.0  # a whole minute: the schedule ticks at start + k * 60

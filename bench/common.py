@@ -211,7 +211,7 @@ def external_stack(endpoint: str, parameters: dict[str, str] | None = None) -> A
 
 
 def image_data_url(width: int = 320, height: int = 320) -> str:
-    from image_factory import image_bytes
+    from tests.support.images import image_bytes
 
     data = image_bytes(width, height, "PNG")
     return "data:image/png;base64," + base64.b64encode(data).decode()

@@ -4,7 +4,7 @@ A handful of real jobs run through LocalPipeline (the real handlers; moto in its
 over HTTP) on a compressed clock: CHECK_SCHEDULE_SCALE=0.05, so the simulator's 2-6 s tasks stand for 40-120 s
 ones, the poll window is 2.5 s and the poller is invoked every 3 s (the scheduled minute, scaled the same way).
 Every call the pipeline's jobs-table client makes is seen by botocore event hooks (operation, parameters,
-answer). JobStore.track_capacity is on, but moto's ConsumedCapacity is a constant (1.0 per PutItem, none for
+answer). moto's ConsumedCapacity is a constant (1.0 per PutItem, none for
 UpdateItem), so the capacity is computed from item sizes with DynamoDB's on-demand rules: writes round each item
 up to 1 KB, and the due-jobs index (ALL projection) costs a write when an item enters, changes in or leaves it,
 two when its keys change; by-task-id (KEYS_ONLY) only when task_id changes; strongly consistent reads round up
@@ -162,9 +162,9 @@ def _small_body(task: Any) -> tuple[int, Any]:
 
 
 def run(quick: bool) -> list[Row]:
-    from image_factory import image_bytes
     from seedance_local.harness import LocalPipeline
     from seedance_simulator import Knobs, SimulatorServer
+    from tests.support.images import image_bytes
 
     jobs = 3 if quick else 8
     rng = random.Random(6)
@@ -178,9 +178,7 @@ def run(quick: bool) -> list[Row]:
         stack = external_stack(moto.endpoint)
         reader = stack.client("dynamodb")
         with quiet_pipeline(), LocalPipeline(stack, api_base_url=sim.base_url, **overrides) as pipeline:
-            store = pipeline.runtime.store
-            store.track_capacity = True
-            meter = CapacityMeter(store._client, reader, stack.table_name)
+            meter = CapacityMeter(pipeline.runtime.store._client, reader, stack.table_name)
             durations = [rng.uniform(40, 120) for _ in range(jobs)]
             for index, duration in enumerate(durations):
                 sim.knobs.run_seconds = duration * SCALE  # captured per task at submission
@@ -203,7 +201,6 @@ def run(quick: bool) -> list[Row]:
                 invocations += 1
                 tick += TICK_SECONDS
                 time.sleep(max(0.0, tick - time.monotonic()))
-            store_reported = dict(store.consumed_capacity)
         stack.stop()
 
     succeeded = statuses.count("SUCCEEDED")
@@ -220,12 +217,6 @@ def run(quick: bool) -> list[Row]:
     say(FIG, f"calls by operation: {dict(meter.calls)}")
     say(FIG, "RCU by operation: " + ", ".join(f"{k} {v:.1f}" for k, v in meter.rcu.items()))
     say(FIG, "WCU by operation: " + ", ".join(f"{k} {v:.0f}" for k, v in meter.wcu.items()))
-    say(
-        FIG,
-        f"moto's ConsumedCapacity (JobStore.track_capacity=True): JobStore counted read "
-        f"{store_reported['read']:.1f} / write {store_reported['write']:.1f} in all: moto answers a constant per "
-        "call whatever the item size (and nothing for UpdateItem), so the figures above use item sizes",
-    )
     retained_scan = 1440 * 30 * mean_item / 8192  # per job per day: 1440 Scans of a 30-day table, eventually consistent
     say(
         FIG,

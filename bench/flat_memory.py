@@ -66,8 +66,8 @@ def _patterned_body(size: int, chunk: int = 256 * 1024) -> Any:
 
 def _result_url(sim: Any, size: int) -> str:
     """A finished simulator task whose video is `size` bytes; its result URL, as the pipeline would read it."""
+    from seedance_pipeline.adapters.provider_client import SeedanceClient
     from seedance_pipeline.models import ProviderState
-    from seedance_pipeline.provider_client import SeedanceClient
 
     sim.knobs.video_body_factory = _patterned_body(size)
     client = SeedanceClient(sim.base_url, API_KEY)

@@ -13,7 +13,7 @@ loaded), for several POLL_CONCURRENCY values; baseline: the same handler with PO
 Two stores, two rows. 1a: the real JobStore against moto. moto is one Python process that serves about 150
 writes a second on this machine, and a check is two writes (lease, save), so 1a measures moto's ceiling once
 the concurrency passes ~8 (the hooks below print its write latency). 1b: the same handler and provider
-client, with the jobs table replaced by the in-memory FakeStore from tests/pipeline_fakes.py behind a fixed
+client, with the jobs table replaced by the in-memory FakeStore from tests/support/fakes.py behind a fixed
 5 ms per call (DynamoDB's typical in-region latency), which shows what the poller itself sustains. 1b leaves
 out boto3's own CPU per table call (serialise, sign, parse): compare the "poller CPU ms/job" printed for 1a
 (real boto3) and 1b to see what it costs.
@@ -111,8 +111,8 @@ def _jobs(bucket: str, task_ids: list[str], *, due: int) -> list[Any]:
 
 def _seed_moto(stack: Any, jobs: list[Any], shards: int) -> None:
     """(Re)write the jobs into the moto table, 25 to a BatchWriteItem."""
-    from seedance_pipeline.job_store import JobStore, serialize
-    from seedance_pipeline.naming import due_shard_for
+    from seedance_pipeline.adapters.job_store import JobStore, serialize
+    from seedance_pipeline.rules.keys import due_shard_for
 
     items = [serialize(JobStore._item(job, due_shard=due_shard_for(job.job_id, shards))) for job in jobs]
     client = stack.client("dynamodb")
@@ -157,9 +157,9 @@ class Phases:
 
 
 def _latency_store(jobs: list[Any], shards: int, phases: Phases) -> Any:
-    """FakeStore (tests/pipeline_fakes.py) behind a fixed per-call latency: a DynamoDB without moto's ceiling."""
-    from pipeline_fakes import FakeStore
-    from seedance_pipeline.naming import due_shard_for
+    """FakeStore (tests/support/fakes.py) behind a fixed per-call latency: a DynamoDB without moto's ceiling."""
+    from seedance_pipeline.rules.keys import due_shard_for
+    from tests.support.fakes import FakeStore
 
     class LatencyStore(FakeStore):
         def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> list[Any]:

@@ -40,10 +40,10 @@ from rich.table import Table
 from seedance_local import operator_tools
 from seedance_local.operator_tools import OperatorError, Target
 from seedance_pipeline.errors import InvalidInput
-from seedance_pipeline.image_rules import inspect_image
 from seedance_pipeline.models import Job, JobStatus
+from seedance_pipeline.rules.image_rules import inspect_image
+from seedance_pipeline.rules.video_request import MAX_SEED, decode_metadata_text
 from seedance_pipeline.settings import Ratio, Resolution, Settings
-from seedance_pipeline.video_request import MAX_SEED, decode_metadata_text
 
 PROG = "seedance-pipeline"
 SAMPLES_PACKAGE = "seedance_local"

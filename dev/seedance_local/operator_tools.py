@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 import boto3
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from seedance_pipeline.adapters.job_store import JobStore, deserialize
 from seedance_pipeline.errors import AlreadyClaimed
-from seedance_pipeline.job_store import JobStore, deserialize
 from seedance_pipeline.models import Job, JobStatus, Upload
-from seedance_pipeline.naming import due_shard_for, ignore_reason, job_id_for, output_keys
+from seedance_pipeline.rules.keys import due_shard_for, ignore_reason, job_id_for, output_keys
 from seedance_pipeline.settings import Settings
 
 DEFAULT_INPUT_PREFIX = "uploads/"

@@ -6,8 +6,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.observability import logger, metrics, tracer
-from seedance_pipeline.polling import run_poll
 from seedance_pipeline.runtime import shared_runtime
 
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from seedance_pipeline.logic.submission import handle_event
 from seedance_pipeline.observability import logger, metrics, tracer
 from seedance_pipeline.runtime import shared_runtime
-from seedance_pipeline.submission import handle_event
-from seedance_pipeline.upload_events import parse_trigger_event
+from seedance_pipeline.triggers.upload_events import parse_trigger_event
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from integration_settings import API_KEY, FAST
 from seedance_local.harness import LocalPipeline
 from seedance_local.stack import LocalStack, load_template, translate_template
 from seedance_simulator import Knobs, SimulatorServer
+from tests.support.stack_settings import API_KEY, FAST
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from image_factory import image_bytes
 from seedance_pipeline.models import JobStatus
+from tests.support.images import image_bytes
 
 BURST = 200
 

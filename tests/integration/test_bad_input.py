@@ -15,10 +15,10 @@ from email.header import Header
 import pytest
 from PIL import Image
 
-from image_factory import image_bytes
-from integration_settings import FAST
 from seedance_local.harness import LocalPipeline, next_sequencer, s3_put_event
 from seedance_pipeline.models import JobStatus
+from tests.support.images import image_bytes
+from tests.support.stack_settings import FAST
 
 MB = 1024 * 1024
 ALLOWED_FORMATS = "jpeg, png, webp, bmp, tiff, gif"

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIGURE_ROWS = ["1a.", "1b.", "2a.", "2b.", "3a.", "3b.", "4a.", "4b.", "5.", "6a.", "6b.", "6c."]
 COLUMNS = ["figure", "this pipeline", "baseline", "ratio", "target", "met"]

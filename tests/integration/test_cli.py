@@ -11,10 +11,8 @@ import av
 import pytest
 
 import seedance_simulator
-from image_factory import image_bytes
 from seedance_local import cli
-
-pytestmark = pytest.mark.integration
+from tests.support.images import image_bytes
 
 # Powertools binds its log handler to sys.stdout when this module is first imported. Import it at collection, so
 # it binds to pytest's session-wide capture and not to one test's capsys stream, which closes after that test.
@@ -123,7 +121,7 @@ def test_demo_makes_three_videos_of_the_requested_sizes_with_sidecars(tmp_path, 
 
 def test_samples_are_small_images_the_provider_accepts():
     from seedance_local.make_samples import MAX_SAMPLE_BYTES, SAMPLES, SAMPLES_DIR
-    from seedance_pipeline.image_rules import inspect_image
+    from seedance_pipeline.rules.image_rules import inspect_image
 
     for name in SAMPLES:
         data = (SAMPLES_DIR / name).read_bytes()

@@ -13,9 +13,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from image_factory import image_bytes
 from seedance_local import cli
 from seedance_local.harness import REPO_ROOT
+from tests.support.images import image_bytes
 
 PYTHONPATH = os.pathsep.join(str(REPO_ROOT / p) for p in ("layers/common", "dev", "functions/submit", "functions/poll"))
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from image_factory import image_bytes
 from seedance_local.harness import REPO_ROOT
 from seedance_pipeline.models import JobStatus
+from tests.support.images import image_bytes
 
 MIB = 1024 * 1024
 
@@ -120,7 +120,7 @@ def test_a_poller_killed_mid_transfer_leaves_no_object_and_its_lease_expires(mak
 
 def test_a_crash_after_the_provider_accepted_never_leads_to_a_second_submission(make_pipeline, sim, stack, monkeypatch):
     pipeline = make_pipeline(CLAIM_LEASE_SECONDS="1")
-    from seedance_pipeline import submission
+    from seedance_pipeline.logic import submission
 
     real_planned_check = submission.planned_check
 

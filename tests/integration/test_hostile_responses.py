@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import requests
 
-from image_factory import image_bytes
 from seedance_pipeline.models import JobStatus
 from seedance_simulator import RESPONSE_SHAPES
+from tests.support.images import image_bytes
 
 WORKING_SHAPES = [shape for shape in RESPONSE_SHAPES if shape not in ("missing_url", "non_string_url")]
 # The same image and the same pixel settings for every job: the simulator renders the clip once and caches it.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from event_capture import EventCapture
-from image_factory import image_bytes
+from tests.support.event_capture import EventCapture
+from tests.support.images import image_bytes
 
 DETAIL_KEYS = {"job_id", "task_id", "status", "source", "outputs", "request", "error", "timings"}
 

@@ -15,8 +15,6 @@ from botocore.exceptions import ClientError
 
 from seedance_local.stack import LocalStack, LocalStackError, find_template, load_template, parameter_defaults
 
-pytestmark = pytest.mark.integration
-
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
 API_KEY = "local-stack-test-key"
 OVERRIDES = {"ReturnLastFrame": "true", "MaxInFlight": 3, "Resolution": "1080p"}

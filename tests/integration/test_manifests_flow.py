@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from image_factory import image_bytes
 from seedance_pipeline.models import JobStatus
+from tests.support.images import image_bytes
 
 LITE = "doubao-seedance-1-0-lite-i2v-250428"
 

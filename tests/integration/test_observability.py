@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from image_factory import image_bytes
+from tests.support.images import image_bytes
 
 
 def test_every_log_line_about_a_job_carries_its_job_id_and_task_id(make_pipeline, sim, capsys):

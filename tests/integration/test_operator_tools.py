@@ -10,13 +10,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from image_factory import image_bytes
 from seedance_local import cli, operator_tools
 from seedance_local.operator_tools import RetryRefused, Target
 from seedance_pipeline.models import Job, JobError, JobStatus, Upload
-from seedance_pipeline.naming import due_shard_for, job_id_for
-
-pytestmark = pytest.mark.integration
+from seedance_pipeline.rules.keys import due_shard_for, job_id_for
+from tests.support.images import image_bytes
 
 # Powertools binds its log handler to sys.stdout when this module is first imported. Import it at collection, so
 # it binds to pytest's session-wide capture and not to one test's capsys stream, which closes after that test.

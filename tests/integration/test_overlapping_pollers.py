@@ -6,9 +6,9 @@ import threading
 import time
 from collections import Counter
 
-from event_capture import EventCapture
-from image_factory import image_bytes
 from seedance_pipeline.models import JobStatus
+from tests.support.event_capture import EventCapture
+from tests.support.images import image_bytes
 
 
 def test_three_overlapping_pollers_finalize_each_job_exactly_once(pipeline, sim, stack):

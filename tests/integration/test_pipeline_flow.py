@@ -6,9 +6,9 @@ import threading
 
 import requests
 
-from image_factory import image_bytes
 from seedance_local.harness import s3_put_event
 from seedance_pipeline.models import JobStatus
+from tests.support.images import image_bytes
 
 KEYS = ["uploads/My Photos/kitten (1).jpg", "uploads/beach.png", "uploads/a/b/c/tower+night.webp"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 
-from image_factory import image_bytes
-from integration_settings import API_KEY
 from seedance_pipeline.models import JobStatus
+from tests.support.images import image_bytes
+from tests.support.stack_settings import API_KEY
 
 
 def set_secret(stack, value: str) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from image_factory import image_bytes
 from seedance_pipeline.models import JobStatus
+from tests.support.images import image_bytes
 
 
 def submit_one(pipeline, key="uploads/fault.jpg"):

@@ -6,9 +6,9 @@ import hashlib
 
 import pytest
 
-from image_factory import image_bytes
+from seedance_pipeline.adapters.result_download import ResultDownloader
 from seedance_pipeline.models import JobStatus
-from seedance_pipeline.result_download import ResultDownloader
+from tests.support.images import image_bytes
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # S3's smallest multipart part

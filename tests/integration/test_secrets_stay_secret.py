@@ -1,6 +1,6 @@
 """The API key never leaves the secret: not in logs, metrics, job records, sidecars, events or handler answers.
 
-The whole pipeline runs with the recognisable API_KEY of integration_settings over successes, a rejection, a provider failure
+The whole pipeline runs with the recognisable API_KEY of tests.support.stack_settings over successes, a rejection, a provider failure
 and a refused key, while everything it writes anywhere is captured and searched for the key.
 """
 
@@ -13,11 +13,11 @@ import uuid
 
 import pytest
 
-from image_factory import image_bytes
-from integration_settings import API_KEY, FAST
 from seedance_local.harness import LocalPipeline
 from seedance_pipeline.models import JobStatus
 from seedance_pipeline.observability import logger as pipeline_logger
+from tests.support.images import image_bytes
+from tests.support.stack_settings import API_KEY, FAST
 
 PREFIX = "uploads/secrets/"
 

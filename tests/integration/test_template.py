@@ -21,8 +21,6 @@ from seedance_local.stack import (
     resolve_parameters,
 )
 
-pytestmark = pytest.mark.integration
-
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
 REPO = TEMPLATE_PATH.parent
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from integration_settings import API_KEY, FAST
 from seedance_local.harness import LocalPipeline
 from seedance_local.stack import (
     DEFAULT_ACCOUNT_ID,
@@ -27,8 +26,7 @@ from seedance_local.stack import (
     find_template,
     resolve_template,
 )
-
-pytestmark = pytest.mark.integration
+from tests.support.stack_settings import API_KEY, FAST
 
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
 EXISTING = "my-existing-uploads"
@@ -510,7 +508,7 @@ def test_only_uploads_under_the_input_prefix_of_the_existing_bucket_match_the_ru
 def test_an_upload_to_the_existing_bucket_becomes_a_video_through_eventbridge(
     existing_stack: LocalStack, rule_queue: str, sim: Any
 ) -> None:
-    from image_factory import image_bytes
+    from tests.support.images import image_bytes
 
     _drain(existing_stack, rule_queue)
     existing_stack.client("s3").put_object(Bucket=EXISTING, Key="uploads/eb/kitten.jpg", Body=image_bytes())

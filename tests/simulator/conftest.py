@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-# The package lives in dev/ and the helpers beside this file. pyproject puts dev/ on the path; this keeps
-# `pytest tests/simulator` working under any import mode too.
-for _path in (Path(__file__).resolve().parents[2] / "dev", Path(__file__).resolve().parent):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from seedance_simulator import SimulatorServer  # noqa: E402
-from simulator_support import API_KEY, FAST, Client, ImageHost  # noqa: E402
+from seedance_simulator import SimulatorServer
+from tests.support.simulator_client import API_KEY, FAST, Client, ImageHost
 
 
 @pytest.fixture(scope="session")

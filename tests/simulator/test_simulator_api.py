@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from seedance_simulator import SimulatorServer
-from simulator_support import API_KEY, Client, ImageHost, data_url, make_image
+from tests.support.simulator_client import API_KEY, Client, ImageHost, data_url, make_image
 
 
 def error_of(response: Any, status: int, code: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from seedance_simulator import RESPONSE_SHAPES, Knobs, SimulatorServer, TaskRecord
-from simulator_support import Client
+from tests.support.simulator_client import Client
 
 
 def test_latency_delays_every_api_answer(client: Client, server: SimulatorServer) -> None:

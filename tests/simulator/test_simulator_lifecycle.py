@@ -7,7 +7,7 @@ import time
 import pytest
 
 from seedance_simulator import MODERATION_REASON, SimulatorServer
-from simulator_support import Client
+from tests.support.simulator_client import Client
 
 
 def test_task_moves_not_start_queued_in_progress_success_with_progress(client: Client, server: SimulatorServer) -> None:

@@ -15,7 +15,7 @@ from PIL import Image, ImageChops, ImageStat
 from seedance_simulator import SimulatorServer
 from seedance_simulator.dimensions import keep_ratio_size, nearest_ratio, output_size
 from seedance_simulator.render import Camera, RenderSpec, open_source
-from simulator_support import Client, make_image
+from tests.support.simulator_client import Client, make_image
 
 
 def fetch_video(client: Client, **overrides: object) -> tuple[bytes, dict]:
@@ -114,7 +114,7 @@ def test_watermark_marks_the_lower_right_of_the_video_but_not_the_last_frame(cli
 
 
 def test_adaptive_ratio_follows_the_image(client: Client, server: SimulatorServer) -> None:
-    from simulator_support import data_url
+    from tests.support.simulator_client import data_url
 
     server.knobs.video_body_factory = lambda task: (0, [])
     portrait = client.submit(images=[data_url(make_image(400, 700))], ratio="adaptive")

@@ -1,8 +1,8 @@
 import pytest
 
-from image_factory import image_bytes
 from seedance_pipeline.errors import InvalidInput
-from seedance_pipeline.image_rules import check_size, inspect_image
+from seedance_pipeline.rules.image_rules import check_size, inspect_image
+from tests.support.images import image_bytes
 
 
 def test_a_good_jpeg_is_described():

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from seedance_pipeline.errors import InvalidInput
-from seedance_pipeline.manifests import frame_keys, parse_manifest
-from seedance_pipeline.naming import ignore_reason
+from seedance_pipeline.rules.keys import ignore_reason
+from seedance_pipeline.rules.manifests import frame_keys, parse_manifest
 from seedance_pipeline.settings import Settings
 
 SETTINGS = Settings(jobs_table_name="t")

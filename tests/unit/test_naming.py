@@ -1,5 +1,5 @@
 from seedance_pipeline.models import Upload
-from seedance_pipeline.naming import ignore_reason, job_id_for, output_keys
+from seedance_pipeline.rules.keys import ignore_reason, job_id_for, output_keys
 from seedance_pipeline.settings import Settings
 
 SETTINGS = Settings(jobs_table_name="t", input_bucket="b")

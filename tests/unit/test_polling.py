@@ -1,11 +1,11 @@
 import pytest
 
-from image_factory import image_bytes
-from pipeline_fakes import FakeDownloader, make_runtime
 from seedance_pipeline.errors import ProviderAuthError, ProviderUnavailable, ResultExpired
+from seedance_pipeline.logic.polling import run_poll
+from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, Upload
-from seedance_pipeline.polling import run_poll
-from seedance_pipeline.submission import accept_upload
+from tests.support.fakes import FakeDownloader, make_runtime
+from tests.support.images import image_bytes
 
 BUCKET = "in-bucket"
 
@@ -139,7 +139,7 @@ def test_a_crashed_submit_invocation_is_finished_by_the_poller():
     storage.add(BUCKET, "uploads/cat.jpg", image_bytes())
     upload = Upload(bucket=BUCKET, key="uploads/cat.jpg", sequencer="01", etag="e1")
     from seedance_pipeline.models import Job
-    from seedance_pipeline.naming import due_shard_for, job_id_for
+    from seedance_pipeline.rules.keys import due_shard_for, job_id_for
 
     now = runtime.clock()
     crashed = Job(

@@ -1,7 +1,7 @@
 import pytest
 
+from seedance_pipeline.adapters.provider_client import parse_task
 from seedance_pipeline.models import ProviderState
-from seedance_pipeline.provider_client import parse_task
 
 URL = "https://cdn.example.com/v.mp4"
 

@@ -1,7 +1,7 @@
 import pytest
 
+from seedance_pipeline.adapters.result_download import ResultDownloader
 from seedance_pipeline.errors import DownloadRefused
-from seedance_pipeline.result_download import ResultDownloader
 
 
 def downloader(addresses, allow_private=False):

@@ -17,8 +17,8 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.response import HTTPResponse
 
+from seedance_pipeline.adapters.result_download import MAX_REDIRECTS, ResultDownloader
 from seedance_pipeline.errors import DownloadRefused, ResultExpired, ResultUnavailable
-from seedance_pipeline.result_download import MAX_REDIRECTS, ResultDownloader
 
 PUBLIC = "93.184.216.34"
 START = "https://cdn.example.com/results/task.mp4?X-Signature=abc"

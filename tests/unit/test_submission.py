@@ -1,10 +1,10 @@
 import threading
 
-from image_factory import image_bytes
-from pipeline_fakes import make_runtime
 from seedance_pipeline.errors import ProviderAuthError, ProviderRejected, ProviderThrottled, SubmissionUncertain
+from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, Upload
-from seedance_pipeline.submission import accept_upload
+from tests.support.fakes import make_runtime
+from tests.support.images import image_bytes
 
 BUCKET = "in-bucket"
 

@@ -1,8 +1,8 @@
 import pytest
 
 from seedance_pipeline.errors import InvalidInput
+from seedance_pipeline.rules.video_request import provider_body, resolve_request
 from seedance_pipeline.settings import Settings
-from seedance_pipeline.video_request import provider_body, resolve_request
 
 SETTINGS = Settings(jobs_table_name="t", resolution="720p", ratio="16:9", duration=5, default_prompt="Default move")
 

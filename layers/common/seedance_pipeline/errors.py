@@ -1,12 +1,69 @@
-"""Domain errors. Adapters translate ClientError codes and HTTP statuses into these; logic decides what they mean."""
+"""Domain errors, the codes a job record can carry, and the one table of what each error leads to.
+
+Adapters translate ClientError codes and HTTP statuses into these errors; logic looks the error up in
+`OUTCOMES` instead of repeating except-branches, so a new error is one row here.
+"""
 
 from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Every code our own code writes into a job's `error` or `last_error`.
+
+    Provider refusals and throttles carry the provider's own code instead (e.g. `ModelNotOpen`,
+    `ModelAccountRpmRateLimitExceeded`), so an operator sees exactly what the provider said.
+    """
+
+    PIPELINE_ERROR = "PIPELINE_ERROR"
+    # The upload itself: REJECTED, never retried.
+    INVALID_INPUT = "INVALID_INPUT"
+    INVALID_METADATA = "INVALID_METADATA"
+    INVALID_MANIFEST = "INVALID_MANIFEST"
+    EMPTY_IMAGE = "EMPTY_IMAGE"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+    NOT_AN_IMAGE = "NOT_AN_IMAGE"
+    UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
+    IMAGE_DIMENSIONS = "IMAGE_DIMENSIONS"
+    IMAGE_ASPECT_RATIO = "IMAGE_ASPECT_RATIO"
+    CORRUPT_IMAGE = "CORRUPT_IMAGE"
+    OBJECT_GONE = "OBJECT_GONE"
+    SUPERSEDED = "SUPERSEDED"
+    # The provider's side.
+    PROVIDER_REJECTED = "PROVIDER_REJECTED"
+    PROVIDER_THROTTLED = "PROVIDER_THROTTLED"
+    PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
+    PROVIDER_AUTH = "PROVIDER_AUTH"
+    PROVIDER_FAILURE = "PROVIDER_FAILURE"
+    SUBMISSION_UNCERTAIN = "SUBMISSION_UNCERTAIN"
+    # Results.
+    DOWNLOAD_REFUSED = "DOWNLOAD_REFUSED"
+    RESULT_EXPIRED = "RESULT_EXPIRED"
+    RESULT_UNAVAILABLE = "RESULT_UNAVAILABLE"
+    DELIVERY_FAILED = "DELIVERY_FAILED"
+    # Age limits.
+    NEVER_SUBMITTED = "NEVER_SUBMITTED"
+    TIMED_OUT = "TIMED_OUT"
+    # Coordination between workers (never stored on a job).
+    LEASE_LOST = "LEASE_LOST"
+    ALREADY_CLAIMED = "ALREADY_CLAIMED"
+
+
+class Outcome(StrEnum):
+    """What an error does to the job that met it."""
+
+    TRY_LATER = "TRY_LATER"  # nothing was decided: a WAITING job stays WAITING, a live job is checked again
+    REJECTED = "REJECTED"  # the upload breaks a rule: terminal, never retried
+    FAILED = "FAILED"  # the provider or the result said no: terminal
+    UNCERTAIN = "UNCERTAIN"  # the provider may have accepted a task: terminal, never resent (no paying twice)
+    DROP = "DROP"  # another worker owns the job: leave it alone
 
 
 class PipelineError(Exception):
     """Base class; `code` is what lands in a job record's `error.code`."""
 
-    code = "PIPELINE_ERROR"
+    code: str = ErrorCode.PIPELINE_ERROR
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -18,19 +75,19 @@ class PipelineError(Exception):
 class InvalidInput(PipelineError):
     """The upload or its metadata breaks a rule; the job is REJECTED and never retried."""
 
-    code = "INVALID_INPUT"
+    code = ErrorCode.INVALID_INPUT
 
 
 class ProviderRejected(PipelineError):
     """The provider answered 400/404 for this request: retrying the same request cannot help."""
 
-    code = "PROVIDER_REJECTED"
+    code = ErrorCode.PROVIDER_REJECTED
 
 
 class ProviderThrottled(PipelineError):
     """429 after our own retries: try again on a later poll."""
 
-    code = "PROVIDER_THROTTLED"
+    code = ErrorCode.PROVIDER_THROTTLED
 
     def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
         super().__init__(message, code=code)
@@ -40,52 +97,77 @@ class ProviderThrottled(PipelineError):
 class ProviderUnavailable(PipelineError):
     """5xx, timeouts, dropped connections or unreadable answers after our retries: try again later."""
 
-    code = "PROVIDER_UNAVAILABLE"
+    code = ErrorCode.PROVIDER_UNAVAILABLE
 
 
 class ProviderAuthError(PipelineError):
     """401/403: a configuration fault (wrong key, unpaid account). Jobs wait; an operator must act."""
 
-    code = "PROVIDER_AUTH"
+    code = ErrorCode.PROVIDER_AUTH
 
 
 class SubmissionUncertain(PipelineError):
     """The provider may have accepted a task we never heard back about; resubmitting could pay twice."""
 
-    code = "SUBMISSION_UNCERTAIN"
+    code = ErrorCode.SUBMISSION_UNCERTAIN
 
 
 class DownloadRefused(PipelineError):
     """A result URL is not one we may follow (scheme, address, size)."""
 
-    code = "DOWNLOAD_REFUSED"
+    code = ErrorCode.DOWNLOAD_REFUSED
 
 
 class ResultExpired(PipelineError):
     """The provider's result URL answers 403/404: results are deleted after about 24 h."""
 
-    code = "RESULT_EXPIRED"
+    code = ErrorCode.RESULT_EXPIRED
 
 
 class ResultUnavailable(PipelineError):
     """The result could not be fetched right now (network, 5xx): try again on a later poll."""
 
-    code = "RESULT_UNAVAILABLE"
+    code = ErrorCode.RESULT_UNAVAILABLE
 
 
 class LeaseLost(PipelineError):
     """Another worker holds or has finished this job; drop it quietly."""
 
-    code = "LEASE_LOST"
+    code = ErrorCode.LEASE_LOST
 
 
 class AlreadyClaimed(PipelineError):
     """A duplicate delivery of an upload that already has a job."""
 
-    code = "ALREADY_CLAIMED"
+    code = ErrorCode.ALREADY_CLAIMED
 
 
 class ObjectGone(PipelineError):
     """The uploaded object (at this version/ETag) no longer exists: deleted or overwritten since the event."""
 
-    code = "OBJECT_GONE"
+    code = ErrorCode.OBJECT_GONE
+
+
+# The one table. Where a phase reads an outcome differently it says so: TRY_LATER before a POST means
+# "back to WAITING, slot returned"; after a task exists it means "check again later".
+OUTCOMES: dict[type[PipelineError], Outcome] = {
+    InvalidInput: Outcome.REJECTED,
+    ObjectGone: Outcome.REJECTED,
+    ProviderRejected: Outcome.FAILED,
+    DownloadRefused: Outcome.FAILED,
+    ProviderThrottled: Outcome.TRY_LATER,
+    ProviderUnavailable: Outcome.TRY_LATER,
+    ProviderAuthError: Outcome.TRY_LATER,
+    ResultExpired: Outcome.TRY_LATER,
+    ResultUnavailable: Outcome.TRY_LATER,
+    SubmissionUncertain: Outcome.UNCERTAIN,
+    LeaseLost: Outcome.DROP,
+    AlreadyClaimed: Outcome.DROP,
+}
+
+
+def outcome_of(error: PipelineError) -> Outcome:
+    for cls in type(error).__mro__:
+        if cls in OUTCOMES:
+            return OUTCOMES[cls]
+    return Outcome.FAILED

@@ -1,13 +1,15 @@
-"""Pydantic models shared by logic and adapters. No Lambda event shapes here (see s3_events.py)."""
+"""Pydantic models shared by logic and adapters. No Lambda event shapes here (see triggers/upload_events.py)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from seedance_pipeline.settings import Ratio, Resolution
+Resolution = Literal["480p", "720p", "1080p"]
+Ratio = Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "keep_ratio", "adaptive"]
 
 
 class JobStatus(StrEnum):
@@ -26,6 +28,25 @@ class JobStatus(StrEnum):
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.TIMED_OUT})
 LIVE_STATUSES = frozenset(JobStatus) - TERMINAL_STATUSES
+
+
+class UploadDisposition(StrEnum):
+    """What the submit function did with an announced object that did not become a job status."""
+
+    IGNORED = "IGNORED"  # not ours: outside the input prefix, a folder, an output
+    DUPLICATE = "DUPLICATE"  # a repeated delivery of an upload that already has a job
+
+
+class CheckDisposition(StrEnum):
+    """What a poll did with a due job it could not move on."""
+
+    LEASED = "LEASED"  # another invocation holds it
+    ERROR = "ERROR"  # an unexpected fault; the lease expires and a later poll retries
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC, the form sidecars and events carry."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp is not None else None
 
 
 class VideoRequest(BaseModel):
@@ -61,6 +82,7 @@ class Upload(BaseModel):
 
 
 class JobError(BaseModel):
+    # An ErrorCode value, or the provider's own code for its refusals and throttles.
     code: str
     message: str
 
@@ -125,3 +147,13 @@ class TaskResult(BaseModel):
     usage: dict[str, Any] | None = None
     # Present but unusable URL fields, e.g. a number where a URL belongs.
     malformed_url: bool = False
+
+
+class ObjectInfo(BaseModel):
+    """What S3 says about an uploaded object, read together with its bytes."""
+
+    size: int
+    content_type: str | None
+    etag: str | None
+    version_id: str | None
+    metadata: dict[str, str]

@@ -6,36 +6,37 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
-from seedance_pipeline.models import Job, TaskResult
+from seedance_pipeline.ports import (
+    EventPublisherPort,
+    JobStorePort,
+    ObjectStoragePort,
+    ProviderPort,
+    ResultDownloaderPort,
+)
 from seedance_pipeline.settings import Settings
 
-
-class Provider(Protocol):
-    def submit(self, body: dict[str, Any]) -> str: ...
-    def get(self, task_id: str) -> TaskResult: ...
-
-
-class EventPublisher(Protocol):
-    def publish(self, job: Job) -> None: ...
+if TYPE_CHECKING:
+    from boto3.session import Session
 
 
 @dataclass
 class Runtime:
     settings: Settings
-    store: Any  # JobStore or an in-memory fake with the same methods
-    storage: Any  # ObjectStorage or fake
-    downloader: Any  # ResultDownloader or fake
-    provider_factory: Callable[[bool], Provider]
-    events: EventPublisher
+    store: JobStorePort
+    storage: ObjectStoragePort
+    downloader: ResultDownloaderPort
+    # Called with force_fetch=True after the provider refused the key, to bypass the secret's cache.
+    provider_factory: Callable[[bool], ProviderPort]
+    events: EventPublisherPort
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
-    _provider: Provider | None = field(default=None, repr=False)
+    _provider: ProviderPort | None = field(default=None, repr=False)
     _refetch_key: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def provider(self) -> Provider:
+    def provider(self) -> ProviderPort:
         with self._lock:
             if self._provider is None:
                 self._provider = self.provider_factory(self._refetch_key)
@@ -49,15 +50,15 @@ class Runtime:
             self._refetch_key = True
 
 
-def build_runtime(settings: Settings, session: Any = None) -> Runtime:
+def build_runtime(settings: Settings, session: Session | None = None) -> Runtime:
     import boto3  # deferred: keeps the import of handler modules cheap for cold starts
 
-    from seedance_pipeline.api_key import ApiKeySource
-    from seedance_pipeline.job_events import JobEventPublisher, NoEvents
-    from seedance_pipeline.job_store import JobStore
-    from seedance_pipeline.object_storage import ObjectStorage
-    from seedance_pipeline.provider_client import SeedanceClient
-    from seedance_pipeline.result_download import ResultDownloader
+    from seedance_pipeline.adapters.api_key import ApiKeySource
+    from seedance_pipeline.adapters.job_events import JobEventPublisher, NoEvents
+    from seedance_pipeline.adapters.job_store import JobStore
+    from seedance_pipeline.adapters.object_storage import ObjectStorage
+    from seedance_pipeline.adapters.provider_client import SeedanceClient
+    from seedance_pipeline.adapters.result_download import ResultDownloader
 
     session = session or boto3.session.Session()
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -70,7 +71,7 @@ def build_runtime(settings: Settings, session: Any = None) -> Runtime:
         settings.api_key_secret_id, SecretsProvider(boto3_client=session.client("secretsmanager"))
     )
 
-    def provider_factory(force_fetch: bool) -> Provider:
+    def provider_factory(force_fetch: bool) -> ProviderPort:
         return SeedanceClient(
             settings.api_base_url,
             key_source.get(force_fetch=force_fetch),
@@ -81,7 +82,7 @@ def build_runtime(settings: Settings, session: Any = None) -> Runtime:
             pool_size=settings.poll_concurrency,
         )
 
-    events: EventPublisher = (
+    events: EventPublisherPort = (
         JobEventPublisher(session.client("events"), settings.event_bus_name) if settings.publish_events else NoEvents()
     )
     return Runtime(

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Resolution = Literal["480p", "720p", "1080p"]
-Ratio = Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "keep_ratio", "adaptive"]
+from seedance_pipeline.models import Ratio, Resolution
+
 ImageDelivery = Literal["presigned-url", "data-url"]
 
 I2V_MODELS = ("doubao-seedance-1-0-pro-250528", "doubao-seedance-1-0-lite-i2v-250428")

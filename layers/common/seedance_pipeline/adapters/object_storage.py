@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import IO, Any
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
 
-from seedance_pipeline.errors import InvalidInput, ObjectGone
+from seedance_pipeline.errors import ErrorCode, InvalidInput, ObjectGone
+from seedance_pipeline.models import ObjectInfo
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from seedance_pipeline.ports import Readable
 
 _GONE_CODES = {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412"}
 
 
-class ObjectInfo(BaseModel):
-    size: int
-    content_type: str | None
-    etag: str | None
-    version_id: str | None
-    metadata: dict[str, str]
-
-
 class ObjectStorage:
-    def __init__(self, client: Any, *, chunk_bytes: int = 8 * 1024**2, concurrency: int = 4) -> None:
+    def __init__(self, client: S3Client, *, chunk_bytes: int = 8 * 1024**2, concurrency: int = 4) -> None:
         self._client = client
         # Parts upload in parallel from a bounded queue: memory is about (concurrency + 1) x chunk size,
         # whatever the size of the video.
@@ -73,7 +70,7 @@ class ObjectStorage:
         finally:
             body.close()
         if len(data) > max_bytes:
-            raise InvalidInput(f"the object is larger than {max_bytes} bytes", code="IMAGE_TOO_LARGE")
+            raise InvalidInput(f"the object is larger than {max_bytes} bytes", code=ErrorCode.IMAGE_TOO_LARGE)
         return info, data
 
     def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
@@ -83,16 +80,19 @@ class ObjectStorage:
         url: str = self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
         return url
 
-    def upload_stream(self, stream: IO[bytes], bucket: str, key: str, *, content_type: str) -> None:
+    def upload_stream(self, stream: Readable, bucket: str, key: str, *, content_type: str) -> None:
         """Multipart upload from a stream; on any error boto3 aborts the upload, so no partial object appears."""
-        self._client.upload_fileobj(stream, bucket, key, ExtraArgs={"ContentType": content_type}, Config=self._transfer)
+        # s3transfer only calls read() on a non-seekable stream.
+        self._client.upload_fileobj(
+            cast(IO[bytes], stream), bucket, key, ExtraArgs={"ContentType": content_type}, Config=self._transfer
+        )
 
     def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
         body = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True).encode()
         self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
 
-def _info(response: dict[str, Any]) -> ObjectInfo:
+def _info(response: Mapping[str, Any]) -> ObjectInfo:
     return ObjectInfo(
         size=int(response.get("ContentLength", 0)),
         content_type=response.get("ContentType"),

@@ -8,7 +8,7 @@ import warnings
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 
-from seedance_pipeline.errors import InvalidInput
+from seedance_pipeline.errors import ErrorCode, InvalidInput
 
 ALLOWED_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff", "GIF": "gif"}
 MAX_IMAGE_BYTES = 30 * 1024 * 1024
@@ -30,11 +30,11 @@ class ImageInfo(BaseModel):
 def check_size(size_bytes: int) -> None:
     """Cheap pre-check from the object's size, so a 2 GB upload is refused without reading it."""
     if size_bytes == 0:
-        raise InvalidInput("the object is empty (0 bytes)", code="EMPTY_IMAGE")
+        raise InvalidInput("the object is empty (0 bytes)", code=ErrorCode.EMPTY_IMAGE)
     if size_bytes >= MAX_IMAGE_BYTES:
         raise InvalidInput(
             f"the image is {size_bytes / 1024 / 1024:.1f} MB; the provider accepts images under 30 MB",
-            code="IMAGE_TOO_LARGE",
+            code=ErrorCode.IMAGE_TOO_LARGE,
         )
 
 
@@ -47,30 +47,32 @@ def inspect_image(data: bytes) -> ImageInfo:
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise InvalidInput(
             "the object is not a readable image (allowed: jpeg, png, webp, bmp, tiff, gif)",
-            code="NOT_AN_IMAGE",
+            code=ErrorCode.NOT_AN_IMAGE,
         ) from exc
     with image:
         fmt = ALLOWED_FORMATS.get(image.format or "")
         if fmt is None:
             raise InvalidInput(
                 f"image format {image.format or 'unknown'} is not supported (allowed: jpeg, png, webp, bmp, tiff, gif)",
-                code="UNSUPPORTED_FORMAT",
+                code=ErrorCode.UNSUPPORTED_FORMAT,
             )
         width, height = image.size
         if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
             raise InvalidInput(
                 f"the image is {width}x{height} px; width and height must each be between {MIN_SIDE} and {MAX_SIDE} px",
-                code="IMAGE_DIMENSIONS",
+                code=ErrorCode.IMAGE_DIMENSIONS,
             )
         aspect = width / height
         if not (MIN_ASPECT <= aspect <= MAX_ASPECT):
             raise InvalidInput(
                 f"the image's width/height is {aspect:.2f} ({width}x{height}); it must be between "
                 f"{MIN_ASPECT} and {MAX_ASPECT}",
-                code="IMAGE_ASPECT_RATIO",
+                code=ErrorCode.IMAGE_ASPECT_RATIO,
             )
         try:
             image.load()  # decodes every byte: a truncated or corrupt file fails here, not at the provider
         except (OSError, SyntaxError, ValueError) as exc:
-            raise InvalidInput(f"the {fmt} image is truncated or corrupt ({exc})", code="CORRUPT_IMAGE") from exc
+            raise InvalidInput(
+                f"the {fmt} image is truncated or corrupt ({exc})", code=ErrorCode.CORRUPT_IMAGE
+            ) from exc
     return ImageInfo(format=fmt, width=width, height=height, size_bytes=len(data))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from seedance_pipeline.models import Job, JobStatus
+from seedance_pipeline.models import Job, JobStatus, iso_time
 from seedance_pipeline.observability import logger
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
 SOURCE = "seedance.pipeline"
 DETAIL_TYPES = {
@@ -18,10 +21,6 @@ DETAIL_TYPES = {
     JobStatus.REJECTED: "Video Generation Rejected",
     JobStatus.TIMED_OUT: "Video Generation Timed Out",
 }
-
-
-def iso(timestamp: float | None) -> str | None:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp is not None else None
 
 
 def event_detail(job: Job) -> dict[str, Any]:
@@ -48,16 +47,16 @@ def event_detail(job: Job) -> dict[str, Any]:
         "request": job.request.model_dump() if job.request else None,
         "error": job.error.model_dump() if job.error else None,
         "timings": {
-            "created_at": iso(job.created_at),
-            "submitted_at": iso(job.submitted_at),
-            "finished_at": iso(job.finished_at),
+            "created_at": iso_time(job.created_at),
+            "submitted_at": iso_time(job.submitted_at),
+            "finished_at": iso_time(job.finished_at),
             "seconds_total": round(job.finished_at - job.created_at, 3) if job.finished_at else None,
         },
     }
 
 
 class JobEventPublisher:
-    def __init__(self, client: Any, bus_name: str) -> None:
+    def __init__(self, client: EventBridgeClient, bus_name: str) -> None:
         self._client = client
         self._bus = bus_name
 
@@ -65,7 +64,7 @@ class JobEventPublisher:
         detail_type = DETAIL_TYPES.get(job.status)
         if detail_type is None:
             return
-        entry = {
+        entry: PutEventsRequestEntryTypeDef = {
             "Source": SOURCE,
             "DetailType": detail_type,
             "Detail": json.dumps(event_detail(job)),

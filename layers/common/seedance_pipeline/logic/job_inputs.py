@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seedance_pipeline import image_rules
-from seedance_pipeline.errors import InvalidInput, ObjectGone
-from seedance_pipeline.manifests import FIRST_LAST_FRAME_MODEL, frame_keys, is_manifest, parse_manifest
+from seedance_pipeline.errors import ErrorCode, InvalidInput, ObjectGone
 from seedance_pipeline.models import Job, VideoRequest
+from seedance_pipeline.rules import image_rules
+from seedance_pipeline.rules.manifests import FIRST_LAST_FRAME_MODEL, frame_keys, is_manifest, parse_manifest
+from seedance_pipeline.rules.video_request import data_url, resolve_request
 from seedance_pipeline.runtime import Runtime
-from seedance_pipeline.video_request import data_url, resolve_request
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
             raise InvalidInput(
                 f"a first and a last frame need model {FIRST_LAST_FRAME_MODEL} (the default model is "
                 f'{request.model}); set "model" in the manifest',
-                code="INVALID_MANIFEST",
+                code=ErrorCode.INVALID_MANIFEST,
             )
         images = [
             _read_image(runtime, job.source_bucket, key) for key in frame_keys(job.source_key, manifest, settings)
@@ -73,7 +73,7 @@ def _read_image(runtime: Runtime, bucket: str, key: str) -> InputImage:
             bucket, key, max_bytes=image_rules.MAX_IMAGE_BYTES, check_size=image_rules.check_size
         )
     except ObjectGone as exc:
-        raise InvalidInput(f"the manifest names {key}, which does not exist", code="INVALID_MANIFEST") from exc
+        raise InvalidInput(f"the manifest names {key}, which does not exist", code=ErrorCode.INVALID_MANIFEST) from exc
     try:
         checked = image_rules.inspect_image(data)
     except InvalidInput as exc:

@@ -8,22 +8,21 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from seedance_pipeline import image_rules
-from seedance_pipeline.check_schedule import planned_check, waiting_retry_at
 from seedance_pipeline.errors import (
     AlreadyClaimed,
+    ErrorCode,
     InvalidInput,
     ObjectGone,
+    Outcome,
+    PipelineError,
     ProviderAuthError,
-    ProviderRejected,
     ProviderThrottled,
-    ProviderUnavailable,
-    SubmissionUncertain,
+    outcome_of,
 )
-from seedance_pipeline.job_inputs import image_urls, load_inputs
-from seedance_pipeline.job_lifecycle import finish, reschedule
-from seedance_pipeline.models import Job, JobError, JobStatus, Upload
-from seedance_pipeline.naming import due_shard_for, ignore_reason, job_id_for
+from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
+from seedance_pipeline.logic.job_inputs import image_urls, load_inputs
+from seedance_pipeline.logic.job_lifecycle import finish, reschedule
+from seedance_pipeline.models import Job, JobError, JobStatus, Upload, UploadDisposition
 from seedance_pipeline.observability import (
     MetricName,
     add_task_id_to_logs,
@@ -32,9 +31,11 @@ from seedance_pipeline.observability import (
     job_log_context,
     logger,
 )
+from seedance_pipeline.rules import image_rules
+from seedance_pipeline.rules.keys import due_shard_for, ignore_reason, job_id_for
+from seedance_pipeline.rules.video_request import provider_body
 from seedance_pipeline.runtime import Runtime
-from seedance_pipeline.upload_events import ParsedEvent
-from seedance_pipeline.video_request import provider_body
+from seedance_pipeline.triggers.upload_events import ParsedEvent
 
 AUTH_RETRY_SECONDS = 60.0
 UNCERTAIN_ADVICE = "check the provider's console; if no video was made, run `seedance-pipeline jobs retry JOB_ID`"
@@ -42,7 +43,7 @@ UNCERTAIN_ADVICE = "check the provider's console; if no video was made, run `see
 
 class UploadOutcome(BaseModel):
     key: str
-    outcome: str  # a JobStatus value, "IGNORED" or "DUPLICATE"
+    outcome: JobStatus | UploadDisposition
     job_id: str | None = None
     reason: str | None = None
 
@@ -62,7 +63,7 @@ def accept_upload(upload: Upload, runtime: Runtime, *, owner: str) -> UploadOutc
     reason = ignore_reason(upload.key, settings)
     if reason:
         logger.info("ignoring object", extra={"key": upload.key, "reason": reason})
-        return UploadOutcome(key=upload.key, outcome="IGNORED", reason=reason)
+        return UploadOutcome(key=upload.key, outcome=UploadDisposition.IGNORED, reason=reason)
 
     now = runtime.clock()
     job = Job(
@@ -91,7 +92,7 @@ def _claim_and_submit(upload: Upload, job: Job, runtime: Runtime, *, owner: str)
     except AlreadyClaimed:
         count(MetricName.DUPLICATE_EVENTS)
         logger.info("duplicate delivery ignored", extra={"key": upload.key})
-        return UploadOutcome(key=upload.key, outcome="DUPLICATE", job_id=job.job_id)
+        return UploadOutcome(key=upload.key, outcome=UploadDisposition.DUPLICATE, job_id=job.job_id)
     if upload.sequencer and not runtime.store.record_latest_upload(
         upload.bucket, upload.key, sequencer=upload.sequencer, job_id=job.job_id
     ):
@@ -102,7 +103,7 @@ def _claim_and_submit(upload: Upload, job: Job, runtime: Runtime, *, owner: str)
                 runtime,
                 owner=owner,
                 status=JobStatus.REJECTED,
-                error_code="SUPERSEDED",
+                error_code=ErrorCode.SUPERSEDED,
                 message="a newer upload of this key was seen first; this older event is not processed",
             ),
         )
@@ -119,7 +120,7 @@ def _claim_and_submit(upload: Upload, job: Job, runtime: Runtime, *, owner: str)
 
 def _outcome(upload: Upload, job: Job) -> UploadOutcome:
     return UploadOutcome(
-        key=upload.key, outcome=job.status.value, job_id=job.job_id, reason=job.error.message if job.error else None
+        key=upload.key, outcome=job.status, job_id=job.job_id, reason=job.error.message if job.error else None
     )
 
 
@@ -134,7 +135,7 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
             runtime,
             owner=owner,
             status=JobStatus.TIMED_OUT,
-            error_code="NEVER_SUBMITTED",
+            error_code=ErrorCode.NEVER_SUBMITTED,
             message=f"the job could not be submitted within {settings.max_job_age_minutes:g} minutes{last}",
         )
     if job.submission_started_at and not job.task_id:
@@ -145,7 +146,7 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
             runtime,
             owner=owner,
             status=JobStatus.FAILED,
-            error_code=SubmissionUncertain.code,
+            error_code=ErrorCode.SUBMISSION_UNCERTAIN,
             message="an earlier submission attempt ended without a recorded answer; the provider may have "
             f"created the task. {UNCERTAIN_ADVICE}",
         )
@@ -173,15 +174,8 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     runtime.store.save(job, owner=owner, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
     try:
         task_id = runtime.provider().submit(provider_body(request, urls))
-    except (ProviderThrottled, ProviderUnavailable, ProviderAuthError) as exc:
-        return _back_to_waiting(job, runtime, owner=owner, error=exc)
-    except SubmissionUncertain as exc:
-        count_provider_error(exc.code)
-        message = f"{exc.message}. Not resent, to avoid paying twice: {UNCERTAIN_ADVICE}"
-        return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=message)
-    except ProviderRejected as exc:
-        count_provider_error(exc.code)
-        return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
+    except PipelineError as exc:
+        return _not_submitted(job, runtime, owner=owner, error=exc)
 
     submitted_at = runtime.clock()
     job = job.model_copy(
@@ -203,13 +197,21 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     )
 
 
-def _back_to_waiting(
-    job: Job,
-    runtime: Runtime,
-    *,
-    owner: str,
-    error: ProviderThrottled | ProviderUnavailable | ProviderAuthError,
-) -> Job:
+def _not_submitted(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
+    """The POST did not give us a task id: the outcome table says whether to wait, fail or stop."""
+    outcome = outcome_of(error)
+    if outcome is Outcome.TRY_LATER:
+        return _back_to_waiting(job, runtime, owner=owner, error=error)
+    if outcome is Outcome.DROP:
+        raise error
+    count_provider_error(error.code)
+    message = error.message
+    if outcome is Outcome.UNCERTAIN:
+        message = f"{error.message}. Not resent, to avoid paying twice: {UNCERTAIN_ADVICE}"
+    return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=error.code, message=message)
+
+
+def _back_to_waiting(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
     """The provider did not take the task: give the slot back and try again later. Never burns the job."""
     runtime.store.release_slot(job.job_id)
     now = runtime.clock()

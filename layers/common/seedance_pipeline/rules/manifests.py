@@ -16,9 +16,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
-from seedance_pipeline.errors import InvalidInput
-from seedance_pipeline.settings import Ratio, Resolution, Settings
-from seedance_pipeline.video_request import MAX_SEED
+from seedance_pipeline.errors import ErrorCode, InvalidInput
+from seedance_pipeline.models import Ratio, Resolution
+from seedance_pipeline.rules.video_request import MAX_SEED
+from seedance_pipeline.settings import Settings
 
 MAX_MANIFEST_BYTES = 64 * 1024
 FIRST_LAST_FRAME_MODEL = "doubao-seedance-1-0-lite-i2v-250428"
@@ -60,18 +61,18 @@ class JobManifest(BaseModel):
 
 def parse_manifest(data: bytes) -> JobManifest:
     if len(data) > MAX_MANIFEST_BYTES:
-        raise InvalidInput(f"the manifest is over {MAX_MANIFEST_BYTES // 1024} KB", code="INVALID_MANIFEST")
+        raise InvalidInput(f"the manifest is over {MAX_MANIFEST_BYTES // 1024} KB", code=ErrorCode.INVALID_MANIFEST)
     try:
         document = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"the manifest is not valid UTF-8 JSON: {exc}", code="INVALID_MANIFEST") from exc
+        raise InvalidInput(f"the manifest is not valid UTF-8 JSON: {exc}", code=ErrorCode.INVALID_MANIFEST) from exc
     if not isinstance(document, dict):
-        raise InvalidInput("the manifest must be a JSON object", code="INVALID_MANIFEST")
+        raise InvalidInput("the manifest must be a JSON object", code=ErrorCode.INVALID_MANIFEST)
     try:
         return JobManifest.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
-        raise InvalidInput(f"the manifest is invalid: {problems}", code="INVALID_MANIFEST") from exc
+        raise InvalidInput(f"the manifest is invalid: {problems}", code=ErrorCode.INVALID_MANIFEST) from exc
 
 
 def _describe(error: ErrorDetails) -> str:
@@ -95,9 +96,9 @@ def frame_keys(manifest_key: str, manifest: JobManifest, settings: Settings) -> 
         if not key.startswith(settings.input_prefix) or ".." in key.split("/"):
             raise InvalidInput(
                 f"the manifest's '{name}' ({ref!r}) must name an image under {settings.input_prefix!r}",
-                code="INVALID_MANIFEST",
+                code=ErrorCode.INVALID_MANIFEST,
             )
         if is_manifest(key):
-            raise InvalidInput(f"the manifest's '{name}' names another manifest", code="INVALID_MANIFEST")
+            raise InvalidInput(f"the manifest's '{name}' names another manifest", code=ErrorCode.INVALID_MANIFEST)
         keys.append(key)
     return keys

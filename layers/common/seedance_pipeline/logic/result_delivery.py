@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from seedance_pipeline.errors import DownloadRefused
-from seedance_pipeline.job_events import iso
-from seedance_pipeline.models import Job, JobOutputs, TaskResult
-from seedance_pipeline.naming import output_keys
+from seedance_pipeline.models import Job, JobOutputs, TaskResult, iso_time
+from seedance_pipeline.rules.keys import output_keys
 from seedance_pipeline.runtime import Runtime
 
 
@@ -56,9 +55,9 @@ def sidecar_document(
             "bucket": outputs.bucket,
         },
         "timings": {
-            "uploaded_at": iso(job.created_at),
-            "submitted_at": iso(job.submitted_at),
-            "delivered_at": iso(delivered_at),
+            "uploaded_at": iso_time(job.created_at),
+            "submitted_at": iso_time(job.submitted_at),
+            "delivered_at": iso_time(delivered_at),
             "generation_seconds": round(delivered_at - job.submitted_at, 3) if job.submitted_at else None,
             "total_seconds": round(delivered_at - job.created_at, 3),
             "status_checks": job.checks,

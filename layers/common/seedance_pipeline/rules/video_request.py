@@ -9,9 +9,9 @@ from email.header import decode_header, make_header
 from typing import Any, get_args
 from urllib.parse import unquote
 
-from seedance_pipeline.errors import InvalidInput
-from seedance_pipeline.models import VideoRequest
-from seedance_pipeline.settings import I2V_MODELS, Ratio, Resolution, Settings
+from seedance_pipeline.errors import ErrorCode, InvalidInput
+from seedance_pipeline.models import Ratio, Resolution, VideoRequest
+from seedance_pipeline.settings import I2V_MODELS, Settings
 
 MAX_PROMPT_CHARS = 800
 MAX_SEED = 2_147_483_647
@@ -56,7 +56,7 @@ def parse_bool(name: str, raw: str) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise InvalidInput(f"metadata '{name}' is {raw!r}; allowed: true or false", code="INVALID_METADATA")
+    raise InvalidInput(f"metadata '{name}' is {raw!r}; allowed: true or false", code=ErrorCode.INVALID_METADATA)
 
 
 def resolve_request(settings: Settings, metadata: Mapping[str, str]) -> VideoRequest:
@@ -72,7 +72,7 @@ def resolve_request(settings: Settings, metadata: Mapping[str, str]) -> VideoReq
     if model not in I2V_MODELS:
         raise InvalidInput(
             f"metadata 'model' is {model!r}; allowed image-to-video models: {', '.join(I2V_MODELS)}",
-            code="INVALID_METADATA",
+            code=ErrorCode.INVALID_METADATA,
         )
     resolution = _choice("resolution", meta.get("resolution", settings.resolution), RESOLUTIONS)
     ratio = _choice("ratio", meta.get("ratio", settings.ratio), RATIOS)
@@ -102,7 +102,9 @@ def resolve_request(settings: Settings, metadata: Mapping[str, str]) -> VideoReq
 def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
     value = raw.strip()
     if value not in allowed:
-        raise InvalidInput(f"metadata '{name}' is {raw!r}; allowed: {', '.join(allowed)}", code="INVALID_METADATA")
+        raise InvalidInput(
+            f"metadata '{name}' is {raw!r}; allowed: {', '.join(allowed)}", code=ErrorCode.INVALID_METADATA
+        )
     return value
 
 
@@ -114,7 +116,9 @@ def _duration(raw: str | None, default: int) -> int:
     except ValueError:
         value = -1
     if value not in DURATIONS:
-        raise InvalidInput(f"metadata 'duration' is {raw!r}; allowed: 5 or 10 (seconds)", code="INVALID_METADATA")
+        raise InvalidInput(
+            f"metadata 'duration' is {raw!r}; allowed: 5 or 10 (seconds)", code=ErrorCode.INVALID_METADATA
+        )
     return value
 
 
@@ -128,7 +132,7 @@ def _seed(raw: str | None) -> int | None:
     if not 0 <= value <= MAX_SEED:
         raise InvalidInput(
             f"metadata 'seed' is {raw!r}; allowed: a whole number from 0 to {MAX_SEED}",
-            code="INVALID_METADATA",
+            code=ErrorCode.INVALID_METADATA,
         )
     return value
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from seedance_pipeline.models import Job, JobError, JobStatus
-from seedance_pipeline.naming import due_shard_for
 from seedance_pipeline.observability import MetricName, MetricUnit, count, logger
+from seedance_pipeline.rules.keys import due_shard_for
 from seedance_pipeline.runtime import Runtime
 
 _TERMINAL_METRIC = {

@@ -11,24 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel, Field
 
-from seedance_pipeline.check_schedule import planned_check, waiting_retry_at
-from seedance_pipeline.errors import (
-    DownloadRefused,
-    LeaseLost,
-    PipelineError,
-    ProviderAuthError,
-    ProviderRejected,
-    ProviderThrottled,
-    ProviderUnavailable,
-    ResultExpired,
-    ResultUnavailable,
-)
-from seedance_pipeline.job_lifecycle import finish, reschedule
-from seedance_pipeline.models import Job, JobError, JobStatus, ProviderState, TaskResult
+from seedance_pipeline.errors import ErrorCode, LeaseLost, Outcome, PipelineError, ProviderAuthError, outcome_of
+from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
+from seedance_pipeline.logic.job_lifecycle import finish, reschedule
+from seedance_pipeline.logic.result_delivery import deliver_results
+from seedance_pipeline.logic.submission import submit_job
+from seedance_pipeline.models import CheckDisposition, Job, JobError, JobStatus, ProviderState, TaskResult
 from seedance_pipeline.observability import MetricName, count, count_provider_error, job_log_context, logger
-from seedance_pipeline.result_delivery import deliver_results
 from seedance_pipeline.runtime import Runtime
-from seedance_pipeline.submission import submit_job
 
 MAX_JOBS_PER_PASS = 5000
 
@@ -99,7 +89,7 @@ def _process_pass(
         if window_left() <= 0:
             return
         status = _check_one(job, runtime, owner=owner)
-        if status == "LEASED":
+        if status == CheckDisposition.LEASED:
             report.skipped_leased += 1
         else:
             report.checked += 1
@@ -129,37 +119,37 @@ def _process_pass(
                 # One broken job must not stall the queue behind it: its lease expires and a later poll retries
                 # it, until MaxJobAgeMinutes ends it as TIMED_OUT.
                 logger.exception("unexpected error while submitting a waiting job")
-                report.add("ERROR")
+                report.add(CheckDisposition.ERROR)
                 continue
         report.checked += 1
         report.add(result.status.value)
         if result.status == JobStatus.WAITING and result.last_error is None:
             break  # no capacity left: the rest wait for the next pass
-        if result.last_error is not None and result.last_error.code == ProviderAuthError.code:
+        if result.last_error is not None and result.last_error.code == ErrorCode.PROVIDER_AUTH:
             break  # the key is refused: every further attempt would fail the same way
 
 
-def _check_one(job: Job, runtime: Runtime, *, owner: str) -> str:
+def _check_one(job: Job, runtime: Runtime, *, owner: str) -> JobStatus | CheckDisposition:
     with job_log_context(job.job_id, job.task_id):
         return _lease_and_check(job, runtime, owner=owner)
 
 
-def _lease_and_check(job: Job, runtime: Runtime, *, owner: str) -> str:
+def _lease_and_check(job: Job, runtime: Runtime, *, owner: str) -> JobStatus | CheckDisposition:
     try:
         leased = runtime.store.acquire_lease(
             job, owner=owner, now=runtime.clock(), lease_seconds=runtime.settings.lease_seconds
         )
     except LeaseLost:
-        return "LEASED"
+        return CheckDisposition.LEASED
     try:
-        return check_job(leased, runtime, owner=owner).status.value
+        return check_job(leased, runtime, owner=owner).status
     except LeaseLost:
         logger.warning("lost a job's lease mid-check")
-        return "LEASED"
+        return CheckDisposition.LEASED
     except Exception:
         # Leave the job for its lease to expire and a later poll to retry; never lose it, never crash the pass.
         logger.exception("unexpected error while checking a job")
-        return "ERROR"
+        return CheckDisposition.ERROR
 
 
 def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
@@ -171,16 +161,19 @@ def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
             runtime,
             owner=owner,
             status=JobStatus.TIMED_OUT,
-            error_code="TIMED_OUT",
+            error_code=ErrorCode.TIMED_OUT,
             message=f"the provider did not finish task {job.task_id} within {settings.max_job_age_minutes:g} minutes "
             f"(last status {job.provider_status or 'unknown'})",
         )
     assert job.task_id is not None  # live jobs always carry one
     try:
         result = runtime.provider().get(job.task_id)
-    except (ProviderUnavailable, ProviderThrottled, ProviderAuthError) as exc:
-        return _retry_later(job, runtime, owner=owner, error=exc)
-    except ProviderRejected as exc:
+    except PipelineError as exc:
+        outcome = outcome_of(exc)
+        if outcome is Outcome.TRY_LATER:
+            return _retry_later(job, runtime, owner=owner, error=exc)
+        if outcome is Outcome.DROP:
+            raise
         return finish(
             job,
             runtime,
@@ -199,7 +192,7 @@ def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
             runtime,
             owner=owner,
             status=JobStatus.FAILED,
-            error_code="PROVIDER_FAILURE",
+            error_code=ErrorCode.PROVIDER_FAILURE,
             message=result.failure_reason,
         )
     if result.state is ProviderState.SUCCEEDED:
@@ -218,16 +211,19 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> J
                 runtime,
                 owner=owner,
                 status=JobStatus.FAILED,
-                error_code="SUPERSEDED",
+                error_code=ErrorCode.SUPERSEDED,
                 message="a newer upload of this key replaced this one while it was generating; "
                 "its outputs are left to the newer job",
             )
     attempts = job.delivery_attempts + 1
     try:
         outputs, notes = deliver_results(job, result, runtime)
-    except DownloadRefused as exc:
-        return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
-    except (ResultExpired, ResultUnavailable) as exc:
+    except PipelineError as exc:
+        outcome = outcome_of(exc)
+        if outcome is Outcome.DROP:
+            raise
+        if outcome is not Outcome.TRY_LATER:
+            return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
         if attempts >= runtime.settings.max_delivery_attempts:
             return finish(
                 job,

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone
-from seedance_pipeline.models import Job, TaskResult
-from seedance_pipeline.object_storage import ObjectInfo
+from seedance_pipeline.models import Job, ObjectInfo, TaskResult
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.settings import Settings
 

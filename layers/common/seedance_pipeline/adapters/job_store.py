@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
 from seedance_pipeline.models import Job
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 DUE_INDEX = "due-jobs"
 TASK_INDEX = "by-task-id"
@@ -64,12 +67,10 @@ def _is_condition_failure(exc: ClientError) -> bool:
 
 
 class JobStore:
-    def __init__(self, table_name: str, client: Any, *, due_shards: int) -> None:
+    def __init__(self, table_name: str, client: DynamoDBClient, *, due_shards: int) -> None:
         self._table = table_name
         self._client = client
         self.due_shards = due_shards
-        self.consumed_capacity: dict[str, float] = {"read": 0.0, "write": 0.0}
-        self.track_capacity = False
 
     # --- reads -------------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
@@ -77,9 +78,7 @@ class JobStore:
             TableName=self._table,
             Key={"job_id": {"S": job_id}},
             ConsistentRead=True,
-            ReturnConsumedCapacity=self._capacity_mode,
         )
-        self._account(response, "read")
         item = response.get("Item")
         return Job.model_validate(self._job_fields(deserialize(item))) if item else None
 
@@ -91,11 +90,9 @@ class JobStore:
             "KeyConditionExpression": "due_shard = :shard AND next_check_at <= :now",
             "ExpressionAttributeValues": {":shard": {"S": shard}, ":now": {"N": repr(now)}},
             "Limit": page_size,
-            "ReturnConsumedCapacity": self._capacity_mode,
         }
         while True:
             response = self._client.query(**kwargs)
-            self._account(response, "read")
             for item in response.get("Items", []):
                 yield Job.model_validate(self._job_fields(deserialize(item)))
             if "LastEvaluatedKey" not in response:
@@ -110,9 +107,7 @@ class JobStore:
             ExpressionAttributeValues={":shard": {"S": shard}},
             ProjectionExpression="next_check_at",
             Limit=1,
-            ReturnConsumedCapacity=self._capacity_mode,
         )
-        self._account(response, "read")
         items = response.get("Items", [])
         return float(items[0]["next_check_at"]["N"]) if items else None
 
@@ -131,13 +126,11 @@ class JobStore:
         """Create the job once; a duplicate delivery of the same upload raises AlreadyClaimed."""
         item = self._item(job, due_shard=due_shard)
         try:
-            response = self._client.put_item(
+            self._client.put_item(
                 TableName=self._table,
                 Item=serialize(item),
                 ConditionExpression="attribute_not_exists(job_id)",
-                ReturnConsumedCapacity=self._capacity_mode,
             )
-            self._account(response, "write")
         except ClientError as exc:
             if _is_condition_failure(exc):
                 raise AlreadyClaimed(f"job {job.job_id} exists already") from exc
@@ -159,27 +152,23 @@ class JobStore:
                     ":status": {"S": job.status.value},
                 },
                 ReturnValues="ALL_NEW",
-                ReturnConsumedCapacity=self._capacity_mode,
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
                 raise LeaseLost(f"job {job.job_id} is leased or has moved on") from exc
             raise
-        self._account(response, "write")
         return Job.model_validate(self._job_fields(deserialize(response["Attributes"])))
 
     def save(self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None = None) -> None:
         """Write the whole job while we hold its lease. due_shard None takes it out of the due index."""
         item = self._item(job, due_shard=due_shard, expires_at=expires_at)
         try:
-            response = self._client.put_item(
+            self._client.put_item(
                 TableName=self._table,
                 Item=serialize(item),
                 ConditionExpression="lease_owner = :owner",
                 ExpressionAttributeValues={":owner": {"S": owner}},
-                ReturnConsumedCapacity=self._capacity_mode,
             )
-            self._account(response, "write")
         except ClientError as exc:
             if _is_condition_failure(exc):
                 raise LeaseLost(f"lost the lease on job {job.job_id}") from exc
@@ -199,14 +188,12 @@ class JobStore:
         )
 
     def release_slot(self, job_id: str) -> None:
-        response = self._client.update_item(
+        self._client.update_item(
             TableName=self._table,
             Key={"job_id": {"S": IN_FLIGHT_ITEM_ID}},
             UpdateExpression="DELETE holders :me",
             ExpressionAttributeValues={":me": {"SS": [job_id]}},
-            ReturnConsumedCapacity=self._capacity_mode,
         )
-        self._account(response, "write")
 
     # --- newest upload per key: an older event must not overwrite a newer upload's outputs ------------
     def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool:
@@ -223,9 +210,7 @@ class JobStore:
             TableName=self._table,
             Key={"job_id": {"S": latest_upload_item_id(bucket, key)}},
             ConsistentRead=True,
-            ReturnConsumedCapacity=self._capacity_mode,
         )
-        self._account(response, "read")
         item = response.get("Item") or {}
         return item.get("latest_job_id", {}).get("S")
 
@@ -234,9 +219,7 @@ class JobStore:
             TableName=self._table,
             Key={"job_id": {"S": IN_FLIGHT_ITEM_ID}},
             ConsistentRead=True,
-            ReturnConsumedCapacity=self._capacity_mode,
         )
-        self._account(response, "read")
         item = response.get("Item") or {}
         return set(item.get("holders", {}).get("SS", []))
 
@@ -261,22 +244,9 @@ class JobStore:
     def _update_if(self, **request: Any) -> bool:
         """An UpdateItem whose condition may fail: False when it did, so callers branch instead of catching."""
         try:
-            response = self._client.update_item(
-                TableName=self._table, ReturnConsumedCapacity=self._capacity_mode, **request
-            )
+            self._client.update_item(TableName=self._table, **request)
         except ClientError as exc:
             if _is_condition_failure(exc):
                 return False
             raise
-        self._account(response, "write")
         return True
-
-    @property
-    def _capacity_mode(self) -> str:
-        """Benchmarks ask DynamoDB what each call consumed; production does not pay for the answer."""
-        return "TOTAL" if self.track_capacity else "NONE"
-
-    def _account(self, response: dict[str, Any], kind: str) -> None:
-        capacity = response.get("ConsumedCapacity")
-        if capacity:
-            self.consumed_capacity[kind] += float(capacity.get("CapacityUnits", 0))

@@ -1,0 +1,1 @@
+"""What the pipeline does: submit, poll, deliver. Takes and returns models; sees adapters only through ports."""

@@ -1,0 +1,83 @@
+"""The typed seams between logic and the outside world.
+
+Logic sees adapters only through these Protocols; the real adapters (adapters/) and the in-memory fakes of
+the tests both implement them, mypy checks both sides, and a contract test runs the same cases on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Protocol
+
+from seedance_pipeline.models import Job, ObjectInfo, TaskResult
+
+
+class JobStorePort(Protocol):
+    """The jobs table: one record per upload, leases, the sparse due index, in-flight slots."""
+
+    due_shards: int
+
+    def get(self, job_id: str) -> Job | None: ...
+    def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> Iterable[Job]: ...
+    def earliest_due(self, shard: str) -> float | None: ...
+    def claim(self, job: Job, *, due_shard: str) -> None: ...
+    def acquire_lease(self, job: Job, *, owner: str, now: float, lease_seconds: float) -> Job: ...
+    def save(self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None = None) -> None: ...
+    def put_unconditionally(self, job: Job, *, due_shard: str | None) -> None: ...
+    def acquire_slot(self, job_id: str, limit: int) -> bool: ...
+    def release_slot(self, job_id: str) -> None: ...
+    def slot_holders(self) -> set[str]: ...
+    def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool: ...
+    def latest_job_for(self, bucket: str, key: str) -> str | None: ...
+
+
+class ObjectStoragePort(Protocol):
+    """S3: read an upload with its metadata, presign it, stream results in."""
+
+    def read(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        max_bytes: int,
+        version_id: str | None = None,
+        etag: str | None = None,
+        check_size: Callable[[int], None] | None = None,
+    ) -> tuple[ObjectInfo, bytes]: ...
+    def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str: ...
+    def upload_stream(self, stream: Readable, bucket: str, key: str, *, content_type: str) -> None: ...
+    def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None: ...
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1) -> bytes: ...
+
+
+class ResultStream(Readable, Protocol):
+    """A capped, file-like body of a result being downloaded; read a part at a time."""
+
+    def close(self) -> None: ...
+    def __enter__(self) -> ResultStream: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class ResultDownloaderPort(Protocol):
+    """Follows a provider's result URL under the download rules (public https only, size cap)."""
+
+    def open(self, url: str, *, max_bytes: int) -> ResultStream: ...
+
+
+class ProviderPort(Protocol):
+    """The Seedance API: create a task, read it back."""
+
+    def submit(self, body: dict[str, Any]) -> str: ...
+    def get(self, task_id: str) -> TaskResult: ...
+
+
+class EventPublisherPort(Protocol):
+    """Tells downstream pipelines about terminal jobs."""
+
+    def publish(self, job: Job) -> None: ...

@@ -1,0 +1,1 @@
+"""Lambda trigger shapes (S3 notifications, EventBridge) parsed into domain models."""
