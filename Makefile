@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST_ARGS ?=
 
-.PHONY: help demo test unit integration check lint typecheck template-checks build bench clean run
+.PHONY: help demo test unit integration check lint typecheck template-checks build bench clean run fuzz
 
 help:
 	@echo "make demo   - run the pipeline on the embedded stack (moto + simulator); videos land in ./out/"
@@ -19,6 +19,11 @@ help:
 	@echo "make check  - ruff, mypy, sam validate --lint, cfn-lint, checkov"
 	@echo "make bench  - benchmarks against baselines measured in the same run"
 	@echo "make build  - sam build (python3.13, arm64)"
+	@echo "make fuzz   - the generated (Hypothesis) suites with many more examples than make test runs"
+	@echo "make unit   - unit tests only (in-memory fakes, no network)"
+	@echo "make integration - integration tests only (moto server + simulator over real HTTP)"
+	@echo "make run IMAGES='a.jpg b.png' - turn your own images into videos on the embedded stack"
+	@echo "make clean  - remove the environments and build output"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +77,10 @@ typecheck: $(VENV)/.installed
 check: lint typecheck template-checks $(TOOLS)/.installed
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(TOOLS)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
+
+# The same generated suites as make test, with the "fuzz" Hypothesis profile: many times the examples.
+fuzz: $(VENV)/.installed
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m generated $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed build
 	$(PY) -m bench
