@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   - run the pipeline on the embedded stack (moto + simulator); videos land in ./out/"
 	@echo "make test   - create the environment and run the whole test suite (+ sam validate/build)"
-	@echo "make check  - ruff, mypy, sam validate --lint, cfn-lint, checkov"
+	@echo "make check  - ruff, mypy, layer pins vs pyproject.toml, sam validate --lint, cfn-lint, checkov"
 	@echo "make bench  - benchmarks against baselines measured in the same run"
 	@echo "make build  - sam build (python3.13, arm64)"
 	@echo "make fuzz   - the generated (Hypothesis) suites with many more examples than make test runs"
@@ -74,7 +74,9 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
+# sam build installs layers/common/requirements.txt, never pyproject.toml: the pins must stay within its ranges.
 check: lint typecheck template-checks $(TOOLS)/.installed
+	$(PY) -m seedance_local.check_layer_pins
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 

@@ -192,7 +192,7 @@ def _arrives_unchanged(text: str) -> bool:
 
 
 def request_metadata(args: argparse.Namespace) -> dict[str, str]:
-    """The per-image overrides (DESIGN.md: S3 user metadata) for the options the user gave; the rest default."""
+    """The per-image overrides (README, "Per-image overrides") for the options the user gave; the rest default."""
     metadata: dict[str, str] = {}
     if args.prompt is not None:
         metadata["prompt"] = encode_metadata_text(args.prompt)

@@ -1,4 +1,4 @@
-"""template.yaml: the contract of DESIGN.md section 3, least privilege, and the schema moto builds from it."""
+"""template.yaml: the parameters README "Configuration" documents, least privilege, and the schema moto builds."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from seedance_local.stack import (
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
 REPO = TEMPLATE_PATH.parent
 
-# DESIGN.md section 3, plus the operational parameters of the team's brief.
-DESIGN_PARAMETERS = [
+# The parameters README "Configuration" promises users; renaming one breaks every samconfig.toml.
+DOCUMENTED_PARAMETERS = [
     "ApiBaseUrl",
     "ApiKey",
     "ApiKeySecretArn",
@@ -134,7 +134,7 @@ def test_template_translates_to_cloudformation_with_both_functions(cfn: dict[str
 
 def test_every_design_parameter_exists_with_a_description(sam: dict[str, Any]) -> None:
     params = sam["Parameters"]
-    missing = [name for name in DESIGN_PARAMETERS if name not in params]
+    missing = [name for name in DOCUMENTED_PARAMETERS if name not in params]
     assert not missing
     assert all(params[name].get("Description") for name in params)
 

@@ -90,7 +90,7 @@ def test_fault_methods_targets_only_submits(client: Client, server: SimulatorSer
 
 
 def _video_url(shape: str, answer: dict[str, Any]) -> Any:
-    """Where each gateway variant puts the URL (the lookup order of DESIGN.md section 1)."""
+    """Where each gateway variant puts the URL (docs/provider-api.md, "Where result URLs are found")."""
     data = answer.get("data") or {}
     return {
         "documented": lambda: data["output"],

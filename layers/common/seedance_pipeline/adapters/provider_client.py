@@ -44,7 +44,8 @@ _STATE_BY_STATUS = {
     "EXPIRED": ProviderState.FAILED,
 }
 
-# Where gateways of this family put the video and last-frame URLs, in the order DESIGN.md gives.
+# Where gateways of this family put the video and last-frame URLs, in the order of docs/provider-api.md
+# ("Where result URLs are found").
 _VIDEO_URL_PATHS: tuple[tuple[str | int, ...], ...] = (
     ("data", "output"),
     ("data", "outputs", 0),

@@ -1,4 +1,4 @@
-"""The provider's input-image rules, checked before any paid call (DESIGN.md section 1)."""
+"""The provider's input-image rules, checked before any paid call (docs/provider-api.md, "Input image rules")."""
 
 from __future__ import annotations
 
