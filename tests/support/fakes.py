@@ -5,10 +5,19 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone
 from seedance_pipeline.models import Job, ObjectInfo, TaskResult
+from seedance_pipeline.ports import (
+    EventPublisherPort,
+    JobStorePort,
+    ObjectStoragePort,
+    ProviderPort,
+    Readable,
+    ResultDownloaderPort,
+)
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.settings import Settings
 
@@ -36,6 +45,13 @@ class FakeStore:
     def get(self, job_id: str) -> Job | None:
         item = self.items.get(job_id)
         return Job.model_validate(item["job"]) if item else None
+
+    def job(self, job_id: str | None) -> Job:
+        """The stored job a test expects to exist (its id may come from an Optional outcome field)."""
+        assert job_id is not None, "no job id"
+        job = self.get(job_id)
+        assert job is not None, f"no job {job_id}"
+        return job
 
     def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> list[Job]:
         self.operations.append("Query")
@@ -140,8 +156,8 @@ class FakeStorage:
     def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
         return f"https://example-bucket.s3.amazonaws.com/{key}?X-Amz-Signature=fake"
 
-    def upload_stream(self, stream: Any, bucket: str, key: str, *, content_type: str) -> None:
-        chunks = []
+    def upload_stream(self, stream: Readable, bucket: str, key: str, *, content_type: str) -> None:
+        chunks: list[bytes] = []
         while chunk := stream.read(1024 * 1024):
             chunks.append(chunk)
         self.uploads[(bucket, key)] = b"".join(chunks)
@@ -181,7 +197,7 @@ class FakeProvider:
             raise self.get_error
         task = self.tasks[task_id]
         if self.clock() - task["at"] < self.ready_after:
-            return TaskResult(task_id=task_id, state="RUNNING", raw_status="IN_PROGRESS")  # type: ignore[arg-type]
+            return TaskResult(task_id=task_id, state="RUNNING", raw_status="IN_PROGRESS")
         state = self.outcome["state"]
         return TaskResult(
             task_id=task_id,
@@ -213,22 +229,43 @@ class RecordingEvents:
         self.published.append(job)
 
 
+# mypy checks here that each fake implements its port; make_runtime checks it again by building a Runtime.
+_store_port: type[JobStorePort] = FakeStore
+_storage_port: type[ObjectStoragePort] = FakeStorage
+_provider_port: type[ProviderPort] = FakeProvider
+_downloader_port: type[ResultDownloaderPort] = FakeDownloader
+_events_port: type[EventPublisherPort] = RecordingEvents
+
+
+@dataclass
+class FakeRuntime(Runtime):
+    """A Runtime whose clock, downloader and events are the fakes, so tests can drive and inspect them."""
+
+    clock: FakeClock
+    downloader: FakeDownloader
+    events: RecordingEvents
+
+
 def make_runtime(
-    clock: FakeClock | None = None, *, provider: FakeProvider | None = None, **settings: Any
-) -> tuple[Runtime, FakeStore, FakeStorage, FakeProvider]:
+    clock: FakeClock | None = None,
+    *,
+    provider: FakeProvider | None = None,
+    storage: FakeStorage | None = None,
+    **settings: Any,
+) -> tuple[FakeRuntime, FakeStore, FakeStorage, FakeProvider]:
     clock = clock or FakeClock()
     fields: dict[str, Any] = {"jobs_table_name": "jobs", "input_bucket": "in-bucket", "due_index_shards": 2}
     fields.update(settings)
-    store, storage = FakeStore(due_shards=fields["due_index_shards"]), FakeStorage()
-    provider = provider or FakeProvider(clock)
-    runtime = Runtime(
+    store, storage = FakeStore(due_shards=fields["due_index_shards"]), storage or FakeStorage()
+    chosen_provider = provider or FakeProvider(clock)
+    runtime = FakeRuntime(
         settings=Settings(**fields),
         store=store,
         storage=storage,
         downloader=FakeDownloader(),
-        provider_factory=lambda _force: provider,
+        provider_factory=lambda _force: chosen_provider,
         events=RecordingEvents(),
         clock=clock,
         sleep=clock.advance,
     )
-    return runtime, store, storage, provider
+    return runtime, store, storage, chosen_provider
