@@ -6,7 +6,10 @@ import io
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone
 from seedance_pipeline.models import Job, ObjectInfo, TaskResult
@@ -20,6 +23,9 @@ from seedance_pipeline.ports import (
 )
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.settings import Settings
+
+# DynamoDB refuses an item over 400 KB, attribute names included.
+DYNAMODB_ITEM_LIMIT_BYTES = 400 * 1024
 
 
 class FakeClock:
@@ -67,26 +73,32 @@ class FakeStore:
 
     def claim(self, job: Job, *, due_shard: str) -> None:
         with self._lock:
+            _check_item_size(job)
             if job.job_id in self.items:
                 raise AlreadyClaimed(job.job_id)
             self._put(job, due_shard)
 
     def acquire_lease(self, job: Job, *, owner: str, now: float, lease_seconds: float) -> Job:
         with self._lock:
-            current = self.items[job.job_id]["job"]
-            if current["status"] != job.status.value or (current.get("lease_until") or 0) >= now:
+            item = self.items.get(job.job_id)
+            current = item["job"] if item else None
+            if current is None or current["status"] != job.status.value or (current.get("lease_until") or 0) >= now:
                 raise LeaseLost(job.job_id)
             current["lease_owner"], current["lease_until"] = owner, now + lease_seconds
             return Job.model_validate(current)
 
     def save(self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None = None) -> None:
         with self._lock:
-            if self.items[job.job_id]["job"].get("lease_owner") != owner:
+            _check_item_size(job)
+            item = self.items.get(job.job_id)
+            if item is None or item["job"].get("lease_owner") != owner:
                 raise LeaseLost(job.job_id)
             self._put(job, due_shard, expires_at)
 
     def put_unconditionally(self, job: Job, *, due_shard: str | None) -> None:
-        self._put(job, due_shard)
+        with self._lock:
+            _check_item_size(job)
+            self._put(job, due_shard)
 
     def acquire_slot(self, job_id: str, limit: int) -> bool:
         with self._lock:
@@ -117,10 +129,48 @@ class FakeStore:
     def _put(self, job: Job, due_shard: str | None, expires_at: float | None = None) -> None:
         data = job.model_dump(mode="json")
         live = due_shard is not None and job.next_check_at is not None
+        if not live:
+            # JobStore keeps next_check_at only on indexed items: it is the due index's sort key.
+            data["next_check_at"] = None
         self.items[job.job_id] = {"job": data, "due_shard": due_shard if live else None, "expires_at": expires_at}
 
     def jobs(self) -> list[Job]:
         return [Job.model_validate(i["job"]) for i in self.items.values()]
+
+
+def _check_item_size(job: Job) -> None:
+    """Refuse a job DynamoDB would refuse, with the error the service (and moto) sends."""
+    if _dynamodb_size(job.model_dump(mode="json", exclude_none=True)) > DYNAMODB_ITEM_LIMIT_BYTES:
+        raise ClientError(
+            {
+                "Error": {"Code": "ValidationException", "Message": "Item size has exceeded the maximum allowed size"},
+                "ResponseMetadata": {
+                    "RequestId": "fake-store",
+                    "HostId": "",
+                    "HTTPStatusCode": 400,
+                    "HTTPHeaders": {},
+                    "RetryAttempts": 0,
+                },
+            },
+            "PutItem",
+        )
+
+
+def _dynamodb_size(value: Any) -> int:
+    """An item's size by DynamoDB's rules: UTF-8 names and strings, about one byte per two digits of a number,
+    three bytes of overhead plus one per element for maps and lists."""
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, int | float):
+        digits = len(Decimal(repr(value)).normalize().as_tuple().digits)
+        return (digits + 1) // 2 + 1
+    if isinstance(value, dict):
+        return 3 + sum(len(k.encode()) + _dynamodb_size(v) + 1 for k, v in value.items())
+    if isinstance(value, list):
+        return 3 + sum(_dynamodb_size(v) + 1 for v in value)
+    raise TypeError(f"no DynamoDB size for {type(value).__name__}")
 
 
 class FakeStorage:
