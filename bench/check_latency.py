@@ -37,7 +37,8 @@ def _simulate_pipeline(jobs: int, span_seconds: float, seed: int) -> dict[str, A
     from seedance_pipeline.logic.polling import run_poll
     from seedance_pipeline.logic.submission import accept_upload
     from seedance_pipeline.models import JobStatus, ProviderState, TaskResult, Upload
-    from tests.support.fakes import FakeClock, FakeProvider, make_runtime
+    from seedance_pipeline.ports import Readable
+    from tests.support.fakes import FakeClock, FakeProvider, FakeStorage, make_runtime
     from tests.support.images import image_bytes
 
     rng = random.Random(seed)
@@ -71,18 +72,21 @@ def _simulate_pipeline(jobs: int, span_seconds: float, seed: int) -> dict[str, A
                 video_url=f"https://cdn.example.com/{task_id}.mp4",
             )
 
+    stored_at: dict[str, float] = {}
+
+    class TimedStorage(FakeStorage):
+        """Notes the simulated time each MP4 lands, for the provider done -> MP4 delay."""
+
+        def upload_stream(self, stream: Readable, bucket: str, key: str, *, content_type: str) -> None:
+            super().upload_stream(stream, bucket, key, content_type=content_type)
+            if key.endswith(".mp4"):
+                stored_at[key] = clock()
+
     clock = FakeClock(start)
     provider = RandomDurationProvider(clock)
-    runtime, store, storage, _ = make_runtime(clock, provider=provider, max_in_flight=5000, due_index_shards=4)
-    stored_at: dict[str, float] = {}
-    real_upload = storage.upload_stream
-
-    def upload_stream(stream: Any, bucket: str, key: str, *, content_type: str) -> None:
-        real_upload(stream, bucket, key, content_type=content_type)
-        if key.endswith(".mp4"):
-            stored_at[key] = clock()
-
-    storage.upload_stream = upload_stream
+    runtime, store, storage, _ = make_runtime(
+        clock, provider=provider, storage=TimedStorage(), max_in_flight=5000, due_index_shards=4
+    )
     image = image_bytes()
     pending = deque(enumerate(arrivals))
 
@@ -122,6 +126,7 @@ def _simulate_pipeline(jobs: int, span_seconds: float, seed: int) -> dict[str, A
     statuses: Counter[str] = Counter()
     for job in store.jobs():
         statuses[job.status.value] += 1
+        assert job.task_id is not None, f"job {job.job_id} was never submitted"
         task = provider.tasks[job.task_id]
         tasks.append((task["at"], task["done_at"]))
         calls.append(provider.calls[job.task_id])

@@ -12,6 +12,7 @@ import pytest
 
 import seedance_simulator
 from seedance_local import cli
+from tests.support.expect import present
 from tests.support.images import image_bytes
 
 # Powertools binds its log handler to sys.stdout when this module is first imported. Import it at collection, so
@@ -30,7 +31,7 @@ def _video(path: Path) -> tuple[int, int, float, int]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         frames = sum(1 for _ in container.decode(stream))
-        return stream.codec_context.width, stream.codec_context.height, float(stream.average_rate), frames
+        return stream.codec_context.width, stream.codec_context.height, float(present(stream.average_rate)), frames
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

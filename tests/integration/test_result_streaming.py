@@ -57,7 +57,7 @@ def read_sizes(monkeypatch):
             sizes.append(len(chunk))
             return chunk
 
-        stream.read = read
+        monkeypatch.setattr(stream, "read", read)
         return stream
 
     monkeypatch.setattr(ResultDownloader, "open", spying_open)

@@ -5,12 +5,27 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone
 from seedance_pipeline.models import Job, ObjectInfo, TaskResult
+from seedance_pipeline.ports import (
+    EventPublisherPort,
+    JobStorePort,
+    ObjectStoragePort,
+    ProviderPort,
+    Readable,
+    ResultDownloaderPort,
+)
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.settings import Settings
+
+# DynamoDB refuses an item over 400 KB, attribute names included.
+DYNAMODB_ITEM_LIMIT_BYTES = 400 * 1024
 
 
 class FakeClock:
@@ -37,6 +52,13 @@ class FakeStore:
         item = self.items.get(job_id)
         return Job.model_validate(item["job"]) if item else None
 
+    def job(self, job_id: str | None) -> Job:
+        """The stored job a test expects to exist (its id may come from an Optional outcome field)."""
+        assert job_id is not None, "no job id"
+        job = self.get(job_id)
+        assert job is not None, f"no job {job_id}"
+        return job
+
     def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> list[Job]:
         self.operations.append("Query")
         with self._lock:
@@ -51,26 +73,32 @@ class FakeStore:
 
     def claim(self, job: Job, *, due_shard: str) -> None:
         with self._lock:
+            _check_item_size(job)
             if job.job_id in self.items:
                 raise AlreadyClaimed(job.job_id)
             self._put(job, due_shard)
 
     def acquire_lease(self, job: Job, *, owner: str, now: float, lease_seconds: float) -> Job:
         with self._lock:
-            current = self.items[job.job_id]["job"]
-            if current["status"] != job.status.value or (current.get("lease_until") or 0) >= now:
+            item = self.items.get(job.job_id)
+            current = item["job"] if item else None
+            if current is None or current["status"] != job.status.value or (current.get("lease_until") or 0) >= now:
                 raise LeaseLost(job.job_id)
             current["lease_owner"], current["lease_until"] = owner, now + lease_seconds
             return Job.model_validate(current)
 
     def save(self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None = None) -> None:
         with self._lock:
-            if self.items[job.job_id]["job"].get("lease_owner") != owner:
+            _check_item_size(job)
+            item = self.items.get(job.job_id)
+            if item is None or item["job"].get("lease_owner") != owner:
                 raise LeaseLost(job.job_id)
             self._put(job, due_shard, expires_at)
 
     def put_unconditionally(self, job: Job, *, due_shard: str | None) -> None:
-        self._put(job, due_shard)
+        with self._lock:
+            _check_item_size(job)
+            self._put(job, due_shard)
 
     def acquire_slot(self, job_id: str, limit: int) -> bool:
         with self._lock:
@@ -101,10 +129,48 @@ class FakeStore:
     def _put(self, job: Job, due_shard: str | None, expires_at: float | None = None) -> None:
         data = job.model_dump(mode="json")
         live = due_shard is not None and job.next_check_at is not None
+        if not live:
+            # JobStore keeps next_check_at only on indexed items: it is the due index's sort key.
+            data["next_check_at"] = None
         self.items[job.job_id] = {"job": data, "due_shard": due_shard if live else None, "expires_at": expires_at}
 
     def jobs(self) -> list[Job]:
         return [Job.model_validate(i["job"]) for i in self.items.values()]
+
+
+def _check_item_size(job: Job) -> None:
+    """Refuse a job DynamoDB would refuse, with the error the service (and moto) sends."""
+    if _dynamodb_size(job.model_dump(mode="json", exclude_none=True)) > DYNAMODB_ITEM_LIMIT_BYTES:
+        raise ClientError(
+            {
+                "Error": {"Code": "ValidationException", "Message": "Item size has exceeded the maximum allowed size"},
+                "ResponseMetadata": {
+                    "RequestId": "fake-store",
+                    "HostId": "",
+                    "HTTPStatusCode": 400,
+                    "HTTPHeaders": {},
+                    "RetryAttempts": 0,
+                },
+            },
+            "PutItem",
+        )
+
+
+def _dynamodb_size(value: Any) -> int:
+    """An item's size by DynamoDB's rules: UTF-8 names and strings, about one byte per two digits of a number,
+    three bytes of overhead plus one per element for maps and lists."""
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, int | float):
+        digits = len(Decimal(repr(value)).normalize().as_tuple().digits)
+        return (digits + 1) // 2 + 1
+    if isinstance(value, dict):
+        return 3 + sum(len(k.encode()) + _dynamodb_size(v) + 1 for k, v in value.items())
+    if isinstance(value, list):
+        return 3 + sum(_dynamodb_size(v) + 1 for v in value)
+    raise TypeError(f"no DynamoDB size for {type(value).__name__}")
 
 
 class FakeStorage:
@@ -140,8 +206,8 @@ class FakeStorage:
     def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
         return f"https://example-bucket.s3.amazonaws.com/{key}?X-Amz-Signature=fake"
 
-    def upload_stream(self, stream: Any, bucket: str, key: str, *, content_type: str) -> None:
-        chunks = []
+    def upload_stream(self, stream: Readable, bucket: str, key: str, *, content_type: str) -> None:
+        chunks: list[bytes] = []
         while chunk := stream.read(1024 * 1024):
             chunks.append(chunk)
         self.uploads[(bucket, key)] = b"".join(chunks)
@@ -181,7 +247,7 @@ class FakeProvider:
             raise self.get_error
         task = self.tasks[task_id]
         if self.clock() - task["at"] < self.ready_after:
-            return TaskResult(task_id=task_id, state="RUNNING", raw_status="IN_PROGRESS")  # type: ignore[arg-type]
+            return TaskResult(task_id=task_id, state="RUNNING", raw_status="IN_PROGRESS")
         state = self.outcome["state"]
         return TaskResult(
             task_id=task_id,
@@ -213,22 +279,43 @@ class RecordingEvents:
         self.published.append(job)
 
 
+# mypy checks here that each fake implements its port; make_runtime checks it again by building a Runtime.
+_store_port: type[JobStorePort] = FakeStore
+_storage_port: type[ObjectStoragePort] = FakeStorage
+_provider_port: type[ProviderPort] = FakeProvider
+_downloader_port: type[ResultDownloaderPort] = FakeDownloader
+_events_port: type[EventPublisherPort] = RecordingEvents
+
+
+@dataclass
+class FakeRuntime(Runtime):
+    """A Runtime whose clock, downloader and events are the fakes, so tests can drive and inspect them."""
+
+    clock: FakeClock
+    downloader: FakeDownloader
+    events: RecordingEvents
+
+
 def make_runtime(
-    clock: FakeClock | None = None, *, provider: FakeProvider | None = None, **settings: Any
-) -> tuple[Runtime, FakeStore, FakeStorage, FakeProvider]:
+    clock: FakeClock | None = None,
+    *,
+    provider: FakeProvider | None = None,
+    storage: FakeStorage | None = None,
+    **settings: Any,
+) -> tuple[FakeRuntime, FakeStore, FakeStorage, FakeProvider]:
     clock = clock or FakeClock()
     fields: dict[str, Any] = {"jobs_table_name": "jobs", "input_bucket": "in-bucket", "due_index_shards": 2}
     fields.update(settings)
-    store, storage = FakeStore(due_shards=fields["due_index_shards"]), FakeStorage()
-    provider = provider or FakeProvider(clock)
-    runtime = Runtime(
+    store, storage = FakeStore(due_shards=fields["due_index_shards"]), storage or FakeStorage()
+    chosen_provider = provider or FakeProvider(clock)
+    runtime = FakeRuntime(
         settings=Settings(**fields),
         store=store,
         storage=storage,
         downloader=FakeDownloader(),
-        provider_factory=lambda _force: provider,
+        provider_factory=lambda _force: chosen_provider,
         events=RecordingEvents(),
         clock=clock,
         sleep=clock.advance,
     )
-    return runtime, store, storage, provider
+    return runtime, store, storage, chosen_provider

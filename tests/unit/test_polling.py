@@ -4,6 +4,7 @@ from seedance_pipeline.errors import ProviderAuthError, ProviderUnavailable, Res
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, Upload
+from tests.support.expect import present
 from tests.support.fakes import FakeDownloader, make_runtime
 from tests.support.images import image_bytes
 
@@ -28,7 +29,7 @@ def test_success_streams_the_video_and_sidecar_and_leaves_the_due_index():
     runtime, store, storage, provider = make_runtime()
     job_id = submitted(runtime, storage)
     poll_until_terminal(runtime, store)
-    job = store.get(job_id)
+    job = store.job(job_id)
     assert job.status is JobStatus.SUCCEEDED
     assert storage.uploads[(BUCKET, "videos/a b/cat.mp4")] == runtime.downloader.default
     assert (BUCKET, "videos/a b/cat.json") in storage.uploads
@@ -44,7 +45,7 @@ def test_the_last_frame_is_delivered_when_asked_for():
     job_id = submitted(runtime, storage, metadata={"return-last-frame": "true"})
     poll_until_terminal(runtime, store)
     assert storage.uploads[(BUCKET, "videos/a b/cat.last-frame.png")] == b"\x89PNG last"
-    assert store.get(job_id).outputs.last_frame_key == "videos/a b/cat.last-frame.png"
+    assert present(store.job(job_id).outputs).last_frame_key == "videos/a b/cat.last-frame.png"
 
 
 def test_provider_failure_ends_failed_with_the_providers_reason():
@@ -52,9 +53,9 @@ def test_provider_failure_ends_failed_with_the_providers_reason():
     provider.outcome = {"state": "FAILED", "failure_reason": "The output video may contain sensitive information."}
     job_id = submitted(runtime, storage)
     poll_until_terminal(runtime, store)
-    job = store.get(job_id)
+    job = store.job(job_id)
     assert job.status is JobStatus.FAILED
-    assert job.error.message == "The output video may contain sensitive information."
+    assert present(job.error).message == "The output video may contain sensitive information."
 
 
 def test_a_task_that_never_finishes_times_out_after_max_job_age():
@@ -62,10 +63,10 @@ def test_a_task_that_never_finishes_times_out_after_max_job_age():
     provider.ready_after = 10**9
     job_id = submitted(runtime, storage)
     poll_until_terminal(runtime, store)
-    job = store.get(job_id)
+    job = store.job(job_id)
     assert job.status is JobStatus.TIMED_OUT
-    assert "10 minutes" in job.error.message
-    assert job.finished_at - job.created_at <= 10 * 60 + 90
+    assert "10 minutes" in present(job.error).message
+    assert present(job.finished_at) - job.created_at <= 10 * 60 + 90
 
 
 def test_status_checks_back_off_so_a_two_minute_job_costs_few_calls():
@@ -85,11 +86,11 @@ def test_provider_outages_reschedule_instead_of_failing():
     provider.get_error = ProviderUnavailable("HTTP 503")
     runtime.clock.advance(60)
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
-    job = store.get(job_id)
-    assert job.status is JobStatus.SUBMITTED and job.last_error.code == "PROVIDER_UNAVAILABLE"
+    job = store.job(job_id)
+    assert job.status is JobStatus.SUBMITTED and present(job.last_error).code == "PROVIDER_UNAVAILABLE"
     provider.get_error = None
     poll_until_terminal(runtime, store)
-    assert store.get(job_id).status is JobStatus.SUCCEEDED
+    assert store.job(job_id).status is JobStatus.SUCCEEDED
 
 
 def test_a_refused_key_keeps_jobs_alive_until_the_key_is_fixed():
@@ -99,10 +100,10 @@ def test_a_refused_key_keeps_jobs_alive_until_the_key_is_fixed():
     for _ in range(5):
         runtime.clock.advance(60)
         run_poll(runtime, owner="p", time_left=lambda: 300.0)
-    assert store.get(job_id).status is JobStatus.SUBMITTED
+    assert store.job(job_id).status is JobStatus.SUBMITTED
     provider.get_error = None
     poll_until_terminal(runtime, store)
-    assert store.get(job_id).status is JobStatus.SUCCEEDED
+    assert store.job(job_id).status is JobStatus.SUCCEEDED
 
 
 def test_expired_results_fail_after_bounded_attempts_with_a_reason_that_says_so():
@@ -110,9 +111,9 @@ def test_expired_results_fail_after_bounded_attempts_with_a_reason_that_says_so(
     runtime.downloader = FakeDownloader(error=ResultExpired("the provider's result URL answered HTTP 403: expired"))
     job_id = submitted(runtime, storage)
     poll_until_terminal(runtime, store)
-    job = store.get(job_id)
-    assert job.status is JobStatus.FAILED and job.error.code == "RESULT_EXPIRED"
-    assert "gave up after 5 attempts" in job.error.message
+    job = store.job(job_id)
+    assert job.status is JobStatus.FAILED and present(job.error).code == "RESULT_EXPIRED"
+    assert "gave up after 5 attempts" in present(job.error).message
     assert not any(key[1].endswith(".mp4") for key in storage.uploads)
 
 
@@ -121,7 +122,7 @@ def test_a_success_without_a_usable_url_fails_cleanly():
     provider.outcome = {"state": "SUCCEEDED", "video_url": None}
     job_id = submitted(runtime, storage)
     poll_until_terminal(runtime, store)
-    assert store.get(job_id).error.code == "DOWNLOAD_REFUSED"
+    assert present(store.job(job_id).error).code == "DOWNLOAD_REFUSED"
 
 
 def test_waiting_jobs_are_submitted_as_capacity_frees():
@@ -158,7 +159,7 @@ def test_a_crashed_submit_invocation_is_finished_by_the_poller():
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
     assert provider.submissions == []  # lease still held by the crashed invocation
     poll_until_terminal(runtime, store)
-    assert store.get(crashed.job_id).status is JobStatus.SUCCEEDED and len(provider.submissions) == 1
+    assert store.job(crashed.job_id).status is JobStatus.SUCCEEDED and len(provider.submissions) == 1
 
 
 def test_the_poller_uses_only_index_queries():
@@ -176,17 +177,17 @@ def test_an_older_upload_does_not_write_outputs_once_a_newer_upload_exists():
     newer = submitted(runtime, storage, key="uploads/cat.jpg", sequencer="00A2")
     runtime.downloader = FakeDownloader({"https://cdn.example.com/cgt-00002.mp4": b"newer video"})
     poll_until_terminal(runtime, store)
-    assert store.get(newer).status is JobStatus.SUCCEEDED
-    assert store.get(older).status is JobStatus.FAILED and store.get(older).error.code == "SUPERSEDED"
+    assert store.job(newer).status is JobStatus.SUCCEEDED
+    assert store.job(older).status is JobStatus.FAILED and present(store.job(older).error).code == "SUPERSEDED"
     assert storage.uploads[(BUCKET, "videos/cat.mp4")] == b"newer video"
 
 
-def test_a_waiting_job_that_raises_does_not_stall_the_jobs_behind_it():
+def test_a_waiting_job_that_raises_does_not_stall_the_jobs_behind_it(monkeypatch):
     runtime, store, storage, provider = make_runtime(max_in_flight=1)
     first = submitted(runtime, storage, key="uploads/a.jpg", sequencer="01")
     broken = submitted(runtime, storage, key="uploads/b.jpg", sequencer="02")
     third = submitted(runtime, storage, key="uploads/c.jpg", sequencer="03")
-    assert store.get(broken).status is JobStatus.WAITING
+    assert store.job(broken).status is JobStatus.WAITING
 
     real_read = storage.read
 
@@ -195,21 +196,23 @@ def test_a_waiting_job_that_raises_does_not_stall_the_jobs_behind_it():
             raise RuntimeError("an S3 permission the operator forgot")
         return real_read(bucket, key, **kwargs)
 
-    storage.read = read
+    monkeypatch.setattr(storage, "read", read)
     for _ in range(30):
         run_poll(runtime, owner="p", time_left=lambda: 300.0)
         runtime.clock.advance(30)
-    assert store.get(first).status is JobStatus.SUCCEEDED
-    assert store.get(third).status is JobStatus.SUCCEEDED
-    assert store.get(broken).status is JobStatus.WAITING  # retried after its lease, until the age limit ends it
+    assert store.job(first).status is JobStatus.SUCCEEDED
+    assert store.job(third).status is JobStatus.SUCCEEDED
+    assert store.job(broken).status is JobStatus.WAITING  # retried after its lease, until the age limit ends it
     runtime.clock.advance(2 * 3600)
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
-    assert store.get(broken).status is JobStatus.TIMED_OUT
+    assert store.job(broken).status is JobStatus.TIMED_OUT
 
 
-def test_a_slot_taken_just_before_a_crash_is_given_back_when_the_job_ends():
+def test_a_slot_taken_just_before_a_crash_is_given_back_when_the_job_ends(monkeypatch):
     runtime, store, storage, provider = make_runtime()
-    storage.presign_get = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash after the slot was taken"))
+    monkeypatch.setattr(
+        storage, "presign_get", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("crash after the slot was taken"))
+    )
     storage.add(BUCKET, "uploads/a.jpg", image_bytes())
     upload = Upload(bucket=BUCKET, key="uploads/a.jpg", sequencer="01", etag="e1")
     with pytest.raises(RuntimeError):

@@ -3,6 +3,7 @@ import threading
 from seedance_pipeline.errors import ProviderAuthError, ProviderRejected, ProviderThrottled, SubmissionUncertain
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, Upload
+from tests.support.expect import present
 from tests.support.fakes import make_runtime
 from tests.support.images import image_bytes
 
@@ -18,10 +19,10 @@ def test_a_good_upload_is_submitted_once_and_scheduled_for_its_first_check():
     storage.add(BUCKET, "uploads/cat.jpg", image_bytes(), {"prompt": "A cat", "resolution": "480p"})
     outcome = accept_upload(upload(), runtime, owner="req-1")
     assert outcome.outcome == "SUBMITTED"
-    job = store.get(outcome.job_id)
+    job = store.job(outcome.job_id)
     assert job.task_id == "cgt-00001" and job.attempts == 1
-    assert job.request.prompt == "A cat" and job.request.resolution == "480p"
-    assert job.next_check_at > runtime.clock() and job.lease_owner is None
+    assert present(job.request).prompt == "A cat" and present(job.request).resolution == "480p"
+    assert present(job.next_check_at) > runtime.clock() and job.lease_owner is None
     assert provider.submissions[0]["images"][0].startswith("https://")
     assert store.slots == {job.job_id}
 
@@ -41,8 +42,10 @@ def test_concurrent_duplicate_deliveries_make_one_submission():
     threads = [
         threading.Thread(target=lambda: outcomes.append(accept_upload(upload(), runtime, owner="x"))) for _ in range(8)
     ]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     assert sorted(o.outcome for o in outcomes) == ["DUPLICATE"] * 7 + ["SUBMITTED"]
     assert len(provider.submissions) == 1
 
@@ -52,8 +55,8 @@ def test_an_invalid_image_is_rejected_without_a_provider_call():
     storage.add(BUCKET, "uploads/cat.jpg", b"not an image")
     outcome = accept_upload(upload(), runtime, owner="a")
     assert outcome.outcome == "REJECTED"
-    job = store.get(outcome.job_id)
-    assert job.error.code == "NOT_AN_IMAGE" and "not a readable image" in job.error.message
+    job = store.job(outcome.job_id)
+    assert present(job.error).code == "NOT_AN_IMAGE" and "not a readable image" in present(job.error).message
     assert provider.submissions == [] and store.slots == set()
     assert runtime.events.published[-1].status is JobStatus.REJECTED
 
@@ -69,7 +72,7 @@ def test_bad_metadata_rejects_the_image_naming_the_field():
     storage.add(BUCKET, "uploads/cat.jpg", image_bytes(), {"duration": "7"})
     outcome = accept_upload(upload(), runtime, owner="a")
     assert outcome.outcome == "REJECTED"
-    assert "'duration'" in outcome.reason and provider.submissions == []
+    assert "'duration'" in present(outcome.reason) and provider.submissions == []
 
 
 def test_an_object_overwritten_since_the_event_is_rejected_as_gone():
@@ -77,7 +80,7 @@ def test_an_object_overwritten_since_the_event_is_rejected_as_gone():
     storage.add(BUCKET, "uploads/cat.jpg", image_bytes(), etag="newer")
     outcome = accept_upload(upload(), runtime, owner="a")
     assert outcome.outcome == "REJECTED"
-    assert store.get(outcome.job_id).error.code == "OBJECT_GONE"
+    assert present(store.job(outcome.job_id).error).code == "OBJECT_GONE"
 
 
 def test_ignored_keys_create_no_job():
@@ -94,7 +97,7 @@ def test_without_capacity_the_job_waits_in_the_due_index():
     assert accept_upload(upload("uploads/a.jpg", "01"), runtime, owner="a").outcome == "SUBMITTED"
     outcome = accept_upload(upload("uploads/b.jpg", "02"), runtime, owner="a")
     assert outcome.outcome == "WAITING"
-    assert store.items[outcome.job_id]["due_shard"] is not None
+    assert store.items[present(outcome.job_id)]["due_shard"] is not None
     assert len(provider.submissions) == 1
 
 
@@ -104,9 +107,9 @@ def test_throttling_and_bad_keys_leave_the_job_waiting_not_failed():
         storage.add(BUCKET, "uploads/cat.jpg", image_bytes())
         provider.submit_error = error
         outcome = accept_upload(upload(), runtime, owner="a")
-        job = store.get(outcome.job_id)
+        job = store.job(outcome.job_id)
         assert job.status is JobStatus.WAITING and job.submission_started_at is None
-        assert job.last_error.code == error.code
+        assert present(job.last_error).code == error.code
         assert store.slots == set()
 
 
@@ -115,8 +118,8 @@ def test_a_provider_400_fails_the_job_with_the_providers_reason():
     storage.add(BUCKET, "uploads/cat.jpg", image_bytes())
     provider.submit_error = ProviderRejected("HTTP 400 InputImageSensitiveContentDetected: sensitive", code="Sensitive")
     outcome = accept_upload(upload(), runtime, owner="a")
-    job = store.get(outcome.job_id)
-    assert job.status is JobStatus.FAILED and "sensitive" in job.error.message
+    job = store.job(outcome.job_id)
+    assert job.status is JobStatus.FAILED and "sensitive" in present(job.error).message
     assert store.slots == set()
 
 
@@ -125,8 +128,8 @@ def test_an_uncertain_submission_is_never_resent_automatically():
     storage.add(BUCKET, "uploads/cat.jpg", image_bytes())
     provider.submit_error = SubmissionUncertain("read timeout")
     outcome = accept_upload(upload(), runtime, owner="a")
-    assert store.get(outcome.job_id).status is JobStatus.FAILED
-    assert store.get(outcome.job_id).error.code == "SUBMISSION_UNCERTAIN"
+    assert store.job(outcome.job_id).status is JobStatus.FAILED
+    assert present(store.job(outcome.job_id).error).code == "SUBMISSION_UNCERTAIN"
 
 
 def test_data_url_delivery_embeds_the_image():
@@ -142,7 +145,7 @@ def test_an_older_event_arriving_after_a_newer_one_is_not_processed():
     newer = accept_upload(upload(sequencer="00B2"), runtime, owner="a")
     older = accept_upload(upload(sequencer="00A1"), runtime, owner="b")
     assert newer.outcome == "SUBMITTED"
-    assert older.outcome == "REJECTED" and "newer upload" in older.reason
+    assert older.outcome == "REJECTED" and "newer upload" in present(older.reason)
     assert len(provider.submissions) == 1
 
 

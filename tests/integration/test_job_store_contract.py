@@ -1,0 +1,286 @@
+"""One contract, two stores: every case runs on the in-memory FakeStore the unit tests use and on the real JobStore
+over the jobs table that template.yaml defines (moto in server mode). Where they disagree, the fake is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from seedance_local.stack import LocalStack
+from seedance_pipeline.adapters.job_store import JobStore
+from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
+from seedance_pipeline.models import Job, JobError, JobOutputs, JobStatus, VideoRequest
+from seedance_pipeline.ports import JobStorePort
+from tests.support.expect import present
+from tests.support.fakes import FakeStore
+
+NOW = 1_800_000_000.25
+LEASE = 60.0
+KB = 1024
+
+
+def _empty_table(stack: LocalStack) -> None:
+    client = stack.client("dynamodb")
+    scan: dict[str, Any] = {"TableName": stack.table_name, "ProjectionExpression": "job_id", "ConsistentRead": True}
+    while True:
+        page = client.scan(**scan)
+        for item in page.get("Items", []):
+            client.delete_item(TableName=stack.table_name, Key={"job_id": item["job_id"]})
+        if "LastEvaluatedKey" not in page:
+            return
+        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def store(request: pytest.FixtureRequest) -> JobStorePort:
+    """The same port twice; the moto table is emptied for each case, so cases share slots and keys safely."""
+    if request.param == "fake":
+        return FakeStore(due_shards=2)
+    stack: LocalStack = request.getfixturevalue("module_stack")
+    _empty_table(stack)
+    return JobStore(stack.table_name, stack.client("dynamodb"), due_shards=2)
+
+
+def job(job_id: str, *, status: JobStatus = JobStatus.WAITING, next_check_at: float | None = NOW, **fields: Any) -> Job:
+    return Job(
+        job_id=job_id,
+        status=status,
+        source_bucket="in-bucket",
+        source_key=f"uploads/{job_id}.jpg",
+        created_at=NOW - 100,
+        updated_at=NOW - 100,
+        next_check_at=next_check_at,
+        **fields,
+    )
+
+
+def leased(store: JobStorePort, claimed: Job, *, owner: str = "worker-a", now: float = NOW) -> Job:
+    return store.acquire_lease(claimed, owner=owner, now=now, lease_seconds=LEASE)
+
+
+def padded_notes(total_bytes: int) -> list[str]:
+    """Notes adding up to about total_bytes, to push a job's record towards DynamoDB's item limit."""
+    return ["n" * (10 * KB)] * (total_bytes // (10 * KB))
+
+
+# --- claim and read ------------------------------------------------------------------------------
+
+
+def test_claiming_a_job_twice_raises_already_claimed(store: JobStorePort) -> None:
+    store.claim(job("j-claim"), due_shard="0")
+    with pytest.raises(AlreadyClaimed):
+        store.claim(job("j-claim", status=JobStatus.SUBMITTED), due_shard="0")
+    assert present(store.get("j-claim")).status is JobStatus.WAITING
+
+
+def test_a_job_reads_back_as_it_was_written_and_an_unknown_one_reads_as_none(store: JobStorePort) -> None:
+    written = job(
+        "j-roundtrip",
+        status=JobStatus.SUBMITTED,
+        source_version_id="v1",
+        source_etag="etag-1",
+        source_sequencer="00A1B2",
+        request=VideoRequest(
+            prompt="A cat, slowly",
+            model="seedance-1-0-pro",
+            resolution="720p",
+            ratio="16:9",
+            duration=5,
+            watermark=False,
+            camerafixed=True,
+            return_last_frame=True,
+            generate_audio=False,
+            seed=42,
+        ),
+        task_id="cgt-1",
+        attempts=2,
+        submitted_at=NOW - 50.5,
+        provider_status="running",
+        checks=3,
+        error=JobError(code="RESULT_EXPIRED", message="HTTP 403 from the result URL"),
+        last_error=JobError(code="PROVIDER_THROTTLED", message="HTTP 429"),
+        delivery_attempts=1,
+        outputs=JobOutputs(
+            bucket="out-bucket", video_key="videos/j.mp4", last_frame_key="videos/j.png", sidecar_key="videos/j.json"
+        ),
+        usage={"completion_tokens": 108900, "total_tokens": 108900},
+        notes=["first", "second"],
+        submission_started_at=NOW - 51.125,
+    )
+    store.claim(written, due_shard="1")
+    assert store.get("j-roundtrip") == written
+    assert store.get("j-never-written") is None
+
+
+# --- leases ---------------------------------------------------------------------------------------
+
+
+def test_a_held_lease_refuses_others_until_it_expires(store: JobStorePort) -> None:
+    claimed = job("j-lease")
+    store.claim(claimed, due_shard="0")
+    mine = leased(store, claimed, owner="worker-a")
+    assert (mine.lease_owner, mine.lease_until) == ("worker-a", NOW + LEASE)
+    for moment in (NOW + 1, NOW + LEASE):
+        with pytest.raises(LeaseLost):
+            leased(store, claimed, owner="worker-b", now=moment)
+    theirs = leased(store, claimed, owner="worker-b", now=NOW + LEASE + 0.5)
+    assert theirs.lease_owner == "worker-b"
+    assert present(store.get("j-lease")).lease_owner == "worker-b"
+
+
+def test_a_lease_on_a_job_whose_status_moved_on_is_refused(store: JobStorePort) -> None:
+    stale = job("j-moved")
+    store.claim(stale, due_shard="0")
+    mine = leased(store, stale)
+    moved = mine.model_copy(update={"status": JobStatus.SUBMITTED, "lease_owner": None, "lease_until": None})
+    store.save(moved, owner="worker-a", due_shard="0")
+    with pytest.raises(LeaseLost):
+        leased(store, stale, owner="worker-b", now=NOW + 1)
+    assert leased(store, moved, owner="worker-b", now=NOW + 1).status is JobStatus.SUBMITTED
+
+
+def test_a_lease_on_a_job_that_was_never_claimed_is_refused(store: JobStorePort) -> None:
+    with pytest.raises(LeaseLost):
+        leased(store, job("j-ghost"))
+
+
+def test_saving_without_the_lease_raises_lease_lost(store: JobStorePort) -> None:
+    claimed = job("j-save")
+    store.claim(claimed, due_shard="0")
+    mine = leased(store, claimed, owner="worker-a")
+    progressed = mine.model_copy(update={"status": JobStatus.SUBMITTED, "task_id": "cgt-9"})
+    with pytest.raises(LeaseLost):
+        store.save(progressed, owner="worker-b", due_shard="0")
+    assert present(store.get("j-save")).status is JobStatus.WAITING
+    store.save(progressed, owner="worker-a", due_shard="0")
+    assert present(store.get("j-save")).task_id == "cgt-9"
+
+
+def test_saving_a_job_that_was_never_claimed_raises_lease_lost(store: JobStorePort) -> None:
+    with pytest.raises(LeaseLost):
+        store.save(job("j-ghost", lease_owner="worker-a"), owner="worker-a", due_shard="0")
+    assert store.get("j-ghost") is None
+
+
+def test_an_unconditional_put_overrides_a_held_lease(store: JobStorePort) -> None:
+    claimed = job("j-operator", next_check_at=NOW - 5)
+    store.claim(claimed, due_shard="0")
+    leased(store, claimed, owner="worker-a")
+    retried = job("j-operator", next_check_at=NOW - 1, notes=["retried by an operator"])
+    store.put_unconditionally(retried, due_shard="0")
+    assert store.get("j-operator") == retried
+    assert [j.job_id for j in store.due_jobs("0", NOW)] == ["j-operator"]
+
+
+# --- the due index --------------------------------------------------------------------------------
+
+
+def test_due_jobs_lists_only_the_due_live_jobs_of_the_shard_oldest_first(store: JobStorePort) -> None:
+    store.claim(job("j-due-later", next_check_at=NOW - 10), due_shard="0")
+    store.claim(job("j-due-first", next_check_at=NOW - 30), due_shard="0")
+    store.claim(job("j-due-now", next_check_at=NOW), due_shard="0")
+    store.claim(job("j-not-yet", next_check_at=NOW + 100), due_shard="0")
+    store.claim(job("j-other-shard", next_check_at=NOW - 20), due_shard="1")
+    store.claim(job("j-unscheduled", next_check_at=None), due_shard="0")
+    ids = [j.job_id for j in store.due_jobs("0", NOW, page_size=1)]
+    assert ids == ["j-due-first", "j-due-later", "j-due-now"]
+    assert [j.job_id for j in store.due_jobs("1", NOW)] == ["j-other-shard"]
+
+
+def test_a_terminal_save_takes_the_job_out_of_the_due_index(store: JobStorePort) -> None:
+    claimed = job("j-done", next_check_at=NOW - 30)
+    store.claim(claimed, due_shard="0")
+    store.claim(job("j-live", next_check_at=NOW - 10), due_shard="0")
+    finished = leased(store, claimed).model_copy(update={"status": JobStatus.SUCCEEDED, "finished_at": NOW})
+    store.save(finished, owner="worker-a", due_shard=None, expires_at=NOW + 86_400)
+    assert [j.job_id for j in store.due_jobs("0", NOW)] == ["j-live"]
+    assert store.earliest_due("0") == NOW - 10
+    # JobStore keeps next_check_at only on indexed items (it is the index's sort key).
+    done = present(store.get("j-done"))
+    assert done.status is JobStatus.SUCCEEDED and done.next_check_at is None
+
+
+def test_earliest_due_is_the_soonest_check_of_the_shard_due_or_not(store: JobStorePort) -> None:
+    assert store.earliest_due("0") is None
+    store.claim(job("j-soon", next_check_at=NOW + 40), due_shard="0")
+    store.claim(job("j-sooner", next_check_at=NOW + 15.5), due_shard="0")
+    store.claim(job("j-elsewhere", next_check_at=NOW + 1), due_shard="1")
+    assert store.earliest_due("0") == NOW + 15.5
+    assert store.earliest_due("1") == NOW + 1
+
+
+# --- in-flight slots ------------------------------------------------------------------------------
+
+
+def test_slots_are_granted_up_to_the_limit_and_taking_or_giving_back_twice_is_harmless(store: JobStorePort) -> None:
+    assert store.slot_holders() == set()
+    assert store.acquire_slot("j-1", 2)
+    assert store.acquire_slot("j-2", 2)
+    assert not store.acquire_slot("j-3", 2)
+    assert store.acquire_slot("j-1", 2)  # already holds one: taking it again succeeds and takes no second slot
+    assert store.slot_holders() == {"j-1", "j-2"}
+    store.release_slot("j-1")
+    store.release_slot("j-1")
+    store.release_slot("j-never-held")
+    assert store.slot_holders() == {"j-2"}
+    assert store.acquire_slot("j-3", 2)
+    assert store.slot_holders() == {"j-2", "j-3"}
+    store.release_slot("j-2")
+    store.release_slot("j-3")
+    assert store.slot_holders() == set()
+
+
+# --- newest upload per key ------------------------------------------------------------------------
+
+
+def test_an_older_sequencer_is_refused_and_the_newest_upload_is_remembered(store: JobStorePort) -> None:
+    assert store.latest_job_for("in-bucket", "uploads/cat.jpg") is None
+    assert store.record_latest_upload("in-bucket", "uploads/cat.jpg", sequencer="00A1", job_id="j-a1")
+    assert store.record_latest_upload("in-bucket", "uploads/cat.jpg", sequencer="00a2", job_id="j-a2")
+    assert not store.record_latest_upload("in-bucket", "uploads/cat.jpg", sequencer="00A1", job_id="j-late")
+    assert store.latest_job_for("in-bucket", "uploads/cat.jpg") == "j-a2"
+    # The same sequencer again is the same upload, not an older one.
+    assert store.record_latest_upload("in-bucket", "uploads/cat.jpg", sequencer="00A2", job_id="j-a2")
+    # Other keys and buckets keep their own newest upload.
+    assert store.record_latest_upload("in-bucket", "uploads/dog.jpg", sequencer="0001", job_id="j-dog")
+    assert store.record_latest_upload("other-bucket", "uploads/cat.jpg", sequencer="0001", job_id="j-other")
+    assert store.latest_job_for("in-bucket", "uploads/cat.jpg") == "j-a2"
+
+
+def test_sequencers_of_different_lengths_compare_by_hex_value(store: JobStorePort) -> None:
+    # S3 sequencers of one key order by value once left-padded: "0200" is newer than "1F", "FF" older than "0200".
+    assert store.record_latest_upload("in-bucket", "uploads/pad.jpg", sequencer="1F", job_id="j-1f")
+    assert store.record_latest_upload("in-bucket", "uploads/pad.jpg", sequencer="0200", job_id="j-200")
+    assert not store.record_latest_upload("in-bucket", "uploads/pad.jpg", sequencer="FF", job_id="j-ff")
+    assert store.latest_job_for("in-bucket", "uploads/pad.jpg") == "j-200"
+
+
+# --- DynamoDB's 400 KB item limit -----------------------------------------------------------------
+
+
+def test_a_job_over_the_400_kb_item_limit_is_refused_as_dynamodb_refuses_it(store: JobStorePort) -> None:
+    with pytest.raises(ClientError) as refused:
+        store.claim(job("j-huge", notes=padded_notes(450 * KB)), due_shard="0")
+    error = refused.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert "Item size has exceeded the maximum allowed size" in error["Message"]
+    assert store.get("j-huge") is None
+
+
+def test_a_job_well_under_the_item_limit_is_stored_whole(store: JobStorePort) -> None:
+    big = job("j-big", notes=padded_notes(300 * KB))
+    store.claim(big, due_shard="0")
+    assert store.get("j-big") == big
+
+
+def test_a_save_that_would_grow_a_job_past_the_item_limit_is_refused_and_keeps_the_record(store: JobStorePort) -> None:
+    claimed = job("j-grows")
+    store.claim(claimed, due_shard="0")
+    mine = leased(store, claimed)
+    with pytest.raises(ClientError) as refused:
+        store.save(mine.model_copy(update={"notes": padded_notes(450 * KB)}), owner="worker-a", due_shard="0")
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert store.get("j-grows") == mine
