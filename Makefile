@@ -10,8 +10,11 @@ export PYENV_VERSION ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv versio
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST_ARGS ?=
+# Lambda runs python3.13: where pyenv has it, the unit and contract tests run on it too (else they are skipped).
+PY313 ?= $(shell command -v pyenv >/dev/null 2>&1 && v=$$(pyenv versions --bare | grep -E '^3\.13' | tail -1) && [ -n "$$v" ] && echo "$$(pyenv root)/versions/$$v/bin/python3")
+VENV313 := .venv-py313
 
-.PHONY: help demo test unit integration check lint typecheck template-checks build bench clean run fuzz
+.PHONY: help demo test test-lambda-python unit integration check lint typecheck template-checks build bench clean run fuzz
 
 help:
 	@echo "make demo   - run the pipeline on the embedded stack (moto + simulator); videos land in ./out/"
@@ -53,6 +56,17 @@ run: $(VENV)/.demo-installed
 
 test: $(VENV)/.installed template-checks build
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-lambda-python
+
+# The same unit and store-contract tests on the Lambda runtime's Python, in an environment of its own.
+test-lambda-python:
+ifeq ($(PY313),)
+	@echo "python3.13 not found (pyenv): unit tests on the Lambda runtime's Python skipped"
+else
+	@[ -x $(VENV313)/bin/python ] || $(PY313) -m venv $(VENV313)
+	@[ -f $(VENV313)/.installed ] || { $(VENV313)/bin/pip install -q -e '.[dev]' && touch $(VENV313)/.installed; }
+	$(VENV313)/bin/python -m pytest -q tests/unit tests/integration/test_job_store_contract.py $(PYTEST_ARGS)
+endif
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -88,4 +102,4 @@ bench: $(VENV)/.installed build
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) $(TOOLS) .aws-sam out .pytest_cache .mypy_cache .ruff_cache
