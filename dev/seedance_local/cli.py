@@ -355,7 +355,7 @@ def run_pipeline(
     uploads: list[PlannedUpload], out: Path, console: Console, *, timeout: float | None
 ) -> list[JobResult]:
     from seedance_local.harness import LocalPipeline
-    from seedance_local.stack import LocalStack
+    from seedance_local.local_stack import LocalStack
     from seedance_simulator import Knobs, SimulatorServer
 
     provider = choose_provider()
@@ -572,7 +572,7 @@ def _stop_on_sigterm() -> None:
 
 def local_up(args: argparse.Namespace, console: Console) -> int:
     from seedance_local.harness import LocalPipeline
-    from seedance_local.stack import LocalStack
+    from seedance_local.local_stack import LocalStack
     from seedance_simulator import Knobs, SimulatorServer
 
     _stop_on_sigterm()
