@@ -38,7 +38,7 @@ def add_jobs_commands(commands: Subcommands, target: CliParser) -> None:
 def jobs_command(args: argparse.Namespace, console: Console) -> int:
     target = target_from_args(args)
     if args.jobs_command == "list":
-        jobs = operator_tools.list_jobs(target.client("dynamodb"), target.table, status=args.status, limit=args.limit)
+        jobs = operator_tools.list_jobs(target.store(), status=args.status, limit=args.limit)
         console.print(jobs_table(jobs))
         return 0
     if args.jobs_command == "show":
