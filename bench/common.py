@@ -202,12 +202,13 @@ def external_stack(endpoint: str, parameters: dict[str, str] | None = None) -> A
     LocalStack.start always runs moto in this process; the throughput and memory figures need it outside, so
     the stack is built with the same construction step start() uses, on the external endpoint.
     """
-    from seedance_local import stack as local_stack
+    from seedance_local.local_stack import LocalStack
+    from seedance_local.stack_template import DEFAULT_REGION, load_template, resolve_parameters
 
-    sam = local_stack.load_template()
-    values = local_stack.resolve_parameters(sam, {"ApiKey": API_KEY, **(parameters or {})})
+    sam = load_template()
+    values = resolve_parameters(sam, {"ApiKey": API_KEY, **(parameters or {})})
     name = f"seedance-bench-{secrets.token_hex(3)}"
-    return local_stack.LocalStack._build(sam, values, endpoint, local_stack.DEFAULT_REGION, name)
+    return LocalStack._build(sam, values, endpoint, DEFAULT_REGION, name)
 
 
 def image_data_url(width: int = 320, height: int = 320) -> str:

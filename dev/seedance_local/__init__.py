@@ -1,1 +1,4 @@
-"""Local stand-ins for running the pipeline on one machine: the moto-backed AWS stack (stack.py) and friends."""
+"""Local stand-ins for running the pipeline on one machine.
+
+The moto-backed AWS stack built from template.yaml, the seedance-pipeline CLI and the operator tools.
+"""

@@ -1,8 +1,9 @@
 """Operator commands on a pipeline's jobs table and bucket: list, show, retry, backfill.
 
-Plain functions taking a JobStore and boto3 clients, so they are testable without the CLI; `cli.py` wires them
-to `seedance-pipeline jobs ...` and `seedance-pipeline backfill ...`. A `Target` says which pipeline: a deployed
-stack (its CloudFormation outputs), an explicit table/bucket/endpoint, or the state file of `local up`.
+Plain functions taking a JobStore and boto3 clients, so they are testable without the CLI; `cli_jobs.py` and
+`cli_backfill.py` wire them to `seedance-pipeline jobs ...` and `seedance-pipeline backfill ...`. A `Target` says
+which pipeline: a deployed stack (its CloudFormation outputs), an explicit table/bucket/endpoint, or the state file
+of `local up`. The jobs table is read and written only through JobStore.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from urllib.parse import urlsplit
 import boto3
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from seedance_pipeline.adapters.job_store import JobStore, deserialize
+from seedance_pipeline.adapters.job_store import BOOKKEEPING_ID_PREFIX, JobStore
 from seedance_pipeline.errors import AlreadyClaimed
 from seedance_pipeline.models import Job, JobStatus, Upload
+from seedance_pipeline.ports import JobCatalogPort
 from seedance_pipeline.rules.keys import due_shard_for, ignore_reason, job_id_for, output_keys
 from seedance_pipeline.settings import Settings
 
@@ -29,8 +31,6 @@ DEFAULT_INPUT_PREFIX = "uploads/"
 DEFAULT_OUTPUT_PREFIX = "videos/"
 DEFAULT_DUE_SHARDS = 4  # template.yaml DueIndexShards default
 LOCAL_STATE_FILE = ".seedance-local.json"
-# The table also holds bookkeeping items (the in-flight slots, the newest upload per key); job ids are hex.
-BOOKKEEPING_ID_PREFIX = "#"  # "#in-flight", "#latest#<hash>"
 RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT})
 SUPERSEDED = "SUPERSEDED"  # the error code of a job a newer upload of its key replaced (polling.py)
 # moto accepts any credentials; a local endpoint should not need the operator's real ones.
@@ -140,39 +140,17 @@ def local_target(path: Path) -> Target:
 # --- jobs list / show -------------------------------------------------------------------------------------------
 
 
-def list_jobs(dynamodb: Any, table: str, *, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
+def list_jobs(store: JobCatalogPort, *, status: JobStatus | None = None, limit: int = 50) -> list[Job]:
     """The newest `limit` jobs, optionally of one status.
 
     A Scan: fine for an operator's occasional look, never used on a hot path. Sorting newest-first needs every
-    match, so the whole table is read (projected to nothing heavier than a job record).
+    match, so the whole table is read.
     """
-    jobs = sorted(_scan_jobs(dynamodb, table, status), key=lambda job: job.created_at, reverse=True)
+    jobs = sorted(store.iter_jobs(status=status), key=lambda job: job.created_at, reverse=True)
     return jobs[:limit]
 
 
-def _scan_jobs(dynamodb: Any, table: str, status: JobStatus | None) -> Iterator[Job]:
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "FilterExpression": "NOT begins_with(job_id, :bookkeeping)",
-        "ExpressionAttributeValues": {":bookkeeping": {"S": BOOKKEEPING_ID_PREFIX}},
-    }
-    if status is not None:
-        kwargs["FilterExpression"] += " AND #status = :status"
-        kwargs["ExpressionAttributeNames"] = {"#status": "status"}
-        kwargs["ExpressionAttributeValues"][":status"] = {"S": status.value}
-    for page in dynamodb.get_paginator("scan").paginate(**kwargs):
-        for item in page.get("Items", []):
-            yield _job_from_item(item)
-
-
-def _job_from_item(item: dict[str, Any]) -> Job:
-    record = deserialize(item)
-    for index_only in ("due_shard", "expires_at"):  # table attributes, not job fields
-        record.pop(index_only, None)
-    return Job.model_validate(record)
-
-
-def show_job(store: JobStore, job_id: str) -> Job:
+def show_job(store: JobCatalogPort, job_id: str) -> Job:
     job = None if job_id.startswith(BOOKKEEPING_ID_PREFIX) else store.get(job_id)
     if job is None:
         raise JobNotFound(f"no job {job_id!r} in the table")
@@ -182,7 +160,7 @@ def show_job(store: JobStore, job_id: str) -> Job:
 # --- jobs retry -------------------------------------------------------------------------------------------------
 
 
-def retry_job(store: JobStore, job_id: str, *, now: float | None = None) -> Job:
+def retry_job(store: JobCatalogPort, job_id: str, *, now: float | None = None) -> Job:
     """Put a FAILED or TIMED_OUT job back to WAITING, due now; the poller's submit_job then sends it again.
 
     The resolved request and the attempt count stay; everything about the last try goes. created_at restarts
@@ -266,7 +244,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 def backfill(
     s3: Any,
-    store: JobStore,
+    store: JobCatalogPort,
     bucket: str,
     prefix: str,
     settings: Settings,
@@ -297,7 +275,12 @@ _REPORT_FIELD = {"created": "created", "present": "already_present", "ignored": 
 
 
 def _backfill_one(
-    store: JobStore, bucket: str, listed: ListedObject, settings: Settings, finished: dict[str, datetime], now: float
+    store: JobCatalogPort,
+    bucket: str,
+    listed: ListedObject,
+    settings: Settings,
+    finished: dict[str, datetime],
+    now: float,
 ) -> str:
     if ignore_reason(listed.key, settings):
         return "ignored"

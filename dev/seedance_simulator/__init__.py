@@ -8,7 +8,8 @@ real H.264 MP4 results rendered from the input image, and knobs for every failur
 """
 
 from .errors import ApiError
+from .knobs import RESPONSE_SHAPES, Counters, Knobs
 from .server import SimulatorServer
-from .tasks import MODERATION_REASON, RESPONSE_SHAPES, Counters, Knobs, TaskRecord
+from .tasks import MODERATION_REASON, TaskRecord
 
 __all__ = ["MODERATION_REASON", "RESPONSE_SHAPES", "ApiError", "Counters", "Knobs", "SimulatorServer", "TaskRecord"]

@@ -9,8 +9,8 @@ import signal
 import sys
 from types import FrameType
 
+from .knobs import Knobs
 from .server import SimulatorServer
-from .tasks import Knobs
 
 
 def main(argv: list[str] | None = None) -> int:

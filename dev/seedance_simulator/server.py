@@ -22,9 +22,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ApiError, format_retry_after
+from .knobs import Counters, Knobs
 from .render import RenderCache
 from .shapes import query_payload
-from .tasks import SUCCESS, Counters, Knobs, Simulator, TaskRecord
+from .tasks import SUCCESS, Simulator, TaskRecord
 from .validation import load_image, parse_json_body, redact_body, validate_request
 
 log = logging.getLogger("seedance_simulator")

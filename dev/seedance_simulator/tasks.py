@@ -1,4 +1,4 @@
-"""Task lifecycle, test knobs and counters.
+"""Task lifecycle: the tasks, the model's concurrency limit and fault injection (knobs.py holds the knobs).
 
 Time drives everything: a task's state is a pure function of the clock, its submit time, the knobs captured
 when it was submitted, the model's concurrency limit and whether its render has finished. `Simulator.advance`
@@ -8,18 +8,17 @@ start/finish times and the peak concurrency are exact no matter how often client
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from .dimensions import frame_count, output_size
 from .errors import ApiError, format_retry_after
+from .knobs import Counters, Knobs
 from .render import RenderCache, RenderResult, RenderSpec
 from .validation import GenerationRequest, InputImage
 
@@ -33,138 +32,6 @@ TERMINAL = (SUCCESS, FAILURE)
 
 MODERATION_REASON = "The request failed because the output video may contain sensitive information."
 RENDER_FAILED_REASON = "The service encountered an unexpected internal error while generating the video."
-
-RESPONSE_SHAPES = (
-    "documented",
-    "outputs_list",
-    "result_url",
-    "content_video_url",
-    "nested_data",
-    "top_video_url",
-    "top_url",
-    "lowercase_status",
-    "fail_reason_url",
-    "missing_url",
-    "non_string_url",
-)
-ERROR_SHAPES = ("nested", "flat")
-FAULT_METHODS = ("both", "POST", "GET")
-FAULT_KINDS = ("drop", "server_error", "rate_limit", "malformed_json")
-
-VideoBodyFactory = Callable[["TaskRecord"], tuple[int, Iterable[bytes]]]
-
-
-@dataclass
-class Knobs:
-    """Behaviour switches for tests. Mutable while the server runs; every request reads the current values.
-
-    Timing knobs (not_start/queue/run seconds) are captured per task at submission; `never_finish`,
-    `max_running` and the fault counters act live.
-    """
-
-    api_key: str = "test-key"
-    # Timing
-    latency_seconds: float = 0.0  # sleep before every API response (submit and query, not result downloads)
-    not_start_seconds: float = 0.0  # time a new task reports NOT_START before QUEUED
-    queue_seconds: float = 0.0  # further time QUEUED before it may run (capacity permitting)
-    run_seconds: float = 2.0  # time IN_PROGRESS before it may finish (it also waits for its render)
-    never_finish: bool = False  # running tasks stay IN_PROGRESS until this is cleared
-    # Outcomes
-    failure_reason: str | None = None  # when set, every new task ends FAILURE with this reason
-    fail_next: int = 0  # the next N new tasks end FAILURE (with failure_reason, else a moderation reason)
-    # Faults on the API endpoints, each consumed one call at a time, for the methods in fault_methods
-    fault_methods: str = "both"  # "both", "POST" (submit only) or "GET" (query only)
-    rate_limit_next: int = 0  # 429 ModelAccountRpmRateLimitExceeded
-    retry_after: float | None = None  # Retry-After on those 429s (None: no header)
-    server_errors_next: int = 0
-    server_error_status: int = 500  # 500, 502 or 503
-    drop_connections_next: int = 0  # close the socket without answering
-    malformed_json_next: int = 0  # 200 with a truncated, non-JSON body
-    # Response formats
-    response_shape: str = "documented"  # where the query answer puts the video URL; see RESPONSE_SHAPES
-    error_shape: str = "nested"  # "nested" {"error": {...}} or "flat" {"code", "message"}
-    status_override: str | None = None  # queries report this status verbatim (UNKNOWN, SUBMITTED, cancelled...)
-    # Result downloads
-    expire_results: bool = False  # result URLs answer 403 AccessDenied (expired)
-    result_status_override: int | None = None  # result URLs answer this status instead
-    video_body_factory: VideoBodyFactory | None = None  # serve this body instead of the rendered MP4
-    # Account limits
-    max_running: int = 10
-    max_queued: int | None = None  # waiting tasks allowed before a submit gets 429 QuotaExceeded
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Fail loudly on a typo in a test instead of silently running the default behaviour.
-        allowed = {"response_shape": RESPONSE_SHAPES, "error_shape": ERROR_SHAPES, "fault_methods": FAULT_METHODS}
-        if name in allowed and value not in allowed[name]:
-            raise ValueError(f"{name} must be one of {allowed[name]}, got {value!r}")
-        if name == "server_error_status" and not 500 <= int(value) <= 599:
-            raise ValueError(f"server_error_status must be a 5xx status, got {value!r}")
-        super().__setattr__(name, value)
-
-    def copy(self) -> Knobs:
-        return dataclasses.replace(self)
-
-    def restore(self, other: Knobs) -> None:
-        """Take every value from `other`, in place, so references to this object stay valid."""
-        for f in dataclasses.fields(self):
-            setattr(self, f.name, getattr(other, f.name))
-
-
-class Counters:
-    """What the simulator has seen, for assertions. Increments are thread-safe; reads are plain attributes."""
-
-    submit: int
-    query: int
-    download: int
-    rate_limited: int  # every 429 sent, whatever its code
-    dropped: int  # connections closed without an answer (drop_connections_next)
-    tasks_created: int
-    peak_running: int  # most tasks IN_PROGRESS at the same time
-    request_bodies: list[Any]  # submit bodies received, data URLs shortened
-    status_codes: dict[int, int]  # responses sent, by HTTP status
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.submit = self.query = self.download = 0
-            self.rate_limited = self.dropped = self.tasks_created = self.peak_running = 0
-            self.request_bodies = []
-            self.status_codes = {}
-
-    def incr(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + amount)
-
-    def record_body(self, body: Any) -> None:
-        with self._lock:
-            self.request_bodies.append(body)
-
-    def record_status(self, status: int) -> None:
-        with self._lock:
-            self.status_codes[status] = self.status_codes.get(status, 0) + 1
-            if status == 429:
-                self.rate_limited += 1
-
-    def note_running(self, running: int) -> None:
-        with self._lock:
-            self.peak_running = max(self.peak_running, running)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "submit": self.submit,
-                "query": self.query,
-                "download": self.download,
-                "rate_limited": self.rate_limited,
-                "dropped": self.dropped,
-                "tasks_created": self.tasks_created,
-                "peak_running": self.peak_running,
-                "request_bodies": list(self.request_bodies),
-                "status_codes": dict(self.status_codes),
-            }
 
 
 @dataclass(eq=False)

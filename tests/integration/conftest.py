@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from seedance_local.harness import LocalPipeline
-from seedance_local.stack import LocalStack, load_template, translate_template
+from seedance_local.local_stack import LocalStack
+from seedance_local.stack_template import load_template, translate_template
 from seedance_simulator import Knobs, SimulatorServer
 from tests.support.stack_settings import API_KEY, FAST
 

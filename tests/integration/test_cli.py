@@ -11,7 +11,7 @@ import av
 import pytest
 
 import seedance_simulator
-from seedance_local import cli
+from seedance_local import cli, cli_demo
 from tests.support.expect import present
 from tests.support.images import image_bytes
 
@@ -115,7 +115,7 @@ def test_demo_makes_three_videos_of_the_requested_sizes_with_sidecars(tmp_path, 
     assert (out / "demo" / "night-city.last-frame.png").is_file()  # asked for with return-last-frame
     garden = json.loads((out / "demo" / "flower-garden.json").read_text())["request"]
     assert garden["camerafixed"] is True
-    assert garden["prompt"] == cli.DEMO_NON_ASCII_PROMPT  # sent RFC 2047-encoded, stored decoded
+    assert garden["prompt"] == cli_demo.DEMO_NON_ASCII_PROMPT  # sent RFC 2047-encoded, stored decoded
     assert (out / "pipeline.log").stat().st_size > 0  # the handlers' logs went there, not to the terminal
     assert "{" not in capsys.readouterr().out  # no JSON log lines or EMF metrics in the terminal output
 

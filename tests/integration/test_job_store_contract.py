@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from seedance_local.stack import LocalStack
+from seedance_local.local_stack import LocalStack
 from seedance_pipeline.adapters.job_store import JobStore
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
 from seedance_pipeline.models import Job, JobError, JobOutputs, JobStatus, VideoRequest

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from seedance_local.stack import LocalStack, LocalStackError, find_template, load_template, parameter_defaults
+from seedance_local.local_stack import LocalStack, LocalStackError
+from seedance_local.stack_template import find_template, load_template, parameter_defaults
 
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
 API_KEY = "local-stack-test-key"

@@ -69,9 +69,39 @@ def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_list_returns_jobs_newest_first_without_bookkeeping_items(finished, target):
-    jobs = operator_tools.list_jobs(target.client("dynamodb"), target.table)
+    jobs = operator_tools.list_jobs(target.store())
 
     assert [job.job_id for job in jobs] == [finished.succeeded.job_id, finished.failed.job_id]
+
+
+def test_the_job_store_scan_pages_through_every_job_once_and_skips_bookkeeping_items(stack, target):
+    store = target.store()
+    now = time.time()
+    waiting = [_stored_job(store, f"uploads/scan/{n}.png", JobStatus.WAITING, now) for n in range(5)]
+    failed = [_stored_job(store, f"uploads/scan/bad-{n}.png", JobStatus.FAILED, now) for n in range(2)]
+    assert store.acquire_slot(waiting[0], limit=4)  # the "#in-flight" item
+    assert store.record_latest_upload(stack.bucket, "uploads/scan/0.png", sequencer="01", job_id=waiting[0])
+
+    pages, start = [], None
+    while True:
+        jobs, start = store.scan_jobs(page_size=2, start=start)
+        pages.append([job.job_id for job in jobs])
+        if start is None:
+            break
+    scanned = [job_id for page in pages for job_id in page]
+
+    assert len(pages) > 1
+    assert all(len(page) <= 2 for page in pages)
+    assert sorted(scanned) == sorted(waiting + failed)
+    assert sorted(job.job_id for job in store.iter_jobs(status=JobStatus.FAILED, page_size=3)) == sorted(failed)
+
+
+def _stored_job(store, key: str, status: JobStatus, now: float) -> str:
+    job_id = job_id_for(Upload(bucket="scan-bucket", key=key, etag="e"))
+    job = Job(job_id=job_id, status=status, source_bucket="scan-bucket", source_key=key, created_at=now,
+              updated_at=now, next_check_at=now)  # fmt: skip
+    store.put_unconditionally(job, due_shard=due_shard_for(job_id, store.due_shards))
+    return job_id
 
 
 def test_list_filters_by_status_from_the_command_line(finished, cli_target, capsys):
@@ -191,7 +221,7 @@ def test_backfill_creates_waiting_jobs_once_and_ignores_keys_outside_the_input_p
 
     assert cli.main(["backfill", f"s3://{stack.bucket}/", *cli_target]) == 0
     assert "created 0, already present 2, ignored 3" in capsys.readouterr().out
-    assert len(operator_tools.list_jobs(target.client("dynamodb"), target.table)) == 2
+    assert len(operator_tools.list_jobs(target.store())) == 2
 
     # The poller sends the backfilled jobs like any other waiting job.
     pipeline = make_pipeline()

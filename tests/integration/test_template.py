@@ -13,13 +13,8 @@ from typing import Any
 
 import pytest
 
-from seedance_local.stack import (
-    LocalStack,
-    LocalStackError,
-    find_template,
-    parameter_defaults,
-    resolve_parameters,
-)
+from seedance_local.local_stack import LocalStack, LocalStackError
+from seedance_local.stack_template import find_template, parameter_defaults, resolve_parameters
 
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
 REPO = TEMPLATE_PATH.parent

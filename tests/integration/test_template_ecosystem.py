@@ -19,13 +19,8 @@ from typing import Any
 import pytest
 
 from seedance_local.harness import LocalPipeline
-from seedance_local.stack import (
-    DEFAULT_ACCOUNT_ID,
-    DEFAULT_REGION,
-    LocalStack,
-    find_template,
-    resolve_template,
-)
+from seedance_local.local_stack import LocalStack
+from seedance_local.stack_template import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, find_template, resolve_template
 from tests.support.stack_settings import API_KEY, FAST
 
 TEMPLATE_PATH = find_template(Path(__file__).resolve())

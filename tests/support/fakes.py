@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone
-from seedance_pipeline.models import Job, ObjectInfo, TaskResult
+from seedance_pipeline.models import Job, JobStatus, ObjectInfo, TaskResult
 from seedance_pipeline.ports import (
     EventPublisherPort,
     JobStorePort,
@@ -70,6 +70,26 @@ class FakeStore:
         self.operations.append("Query")
         times = [i["job"]["next_check_at"] for i in self.items.values() if i["due_shard"] == shard]
         return min(times) if times else None
+
+    def scan_jobs(
+        self, *, status: JobStatus | None = None, page_size: int = 1000, start: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        """Pages in job id order; like DynamoDB, the status filter applies after the page is read."""
+        self.operations.append("Scan")
+        with self._lock:
+            ids = sorted(job_id for job_id in self.items if start is None or job_id > start)
+            page = ids[:page_size]
+            jobs = [Job.model_validate(self.items[job_id]["job"]) for job_id in page]
+        matching = [job for job in jobs if status is None or job.status == status]
+        return matching, (page[-1] if len(ids) > page_size else None)
+
+    def iter_jobs(self, *, status: JobStatus | None = None, page_size: int = 1000) -> Iterator[Job]:
+        start: str | None = None
+        while True:
+            jobs, start = self.scan_jobs(status=status, page_size=page_size, start=start)
+            yield from jobs
+            if start is None:
+                return
 
     def claim(self, job: Job, *, due_shard: str) -> None:
         with self._lock:

@@ -6,11 +6,11 @@ the tests both implement them, mypy checks both sides, and a contract test runs 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
 
-from seedance_pipeline.models import Job, ObjectInfo, TaskResult
+from seedance_pipeline.models import Job, JobStatus, ObjectInfo, TaskResult
 
 
 class JobStorePort(Protocol):
@@ -30,6 +30,12 @@ class JobStorePort(Protocol):
     def slot_holders(self) -> set[str]: ...
     def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool: ...
     def latest_job_for(self, bucket: str, key: str) -> str | None: ...
+
+
+class JobCatalogPort(JobStorePort, Protocol):
+    """The store as operators see it (list, show, retry, backfill): never used on a hot path."""
+
+    def iter_jobs(self, *, status: JobStatus | None = None, page_size: int = 1000) -> Iterator[Job]: ...
 
 
 class ObjectStoragePort(Protocol):

@@ -11,7 +11,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
-from seedance_pipeline.models import Job
+from seedance_pipeline.models import Job, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 DUE_INDEX = "due-jobs"
 TASK_INDEX = "by-task-id"
 IN_FLIGHT_ITEM_ID = "#in-flight"
+# Job ids are hex; the table's other items (the in-flight slots, the newest upload per key) start with this.
+BOOKKEEPING_ID_PREFIX = "#"
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 _serializer = TypeSerializer()
@@ -120,6 +122,41 @@ class JobStore:
         )
         items = response.get("Items", [])
         return items[0]["job_id"]["S"] if items else None
+
+    def scan_jobs(
+        self, *, status: JobStatus | None = None, page_size: int = 1000, start: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        """One page of a Scan over the job records (never the bookkeeping items), optionally of one status.
+
+        For operator tools only: a Scan reads the whole table. Returns the page's jobs and the job id to pass as
+        ``start`` for the next page, None after the last one. DynamoDB filters after it reads ``page_size``
+        items, so a page can hold fewer jobs than that, even none, before the end.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "NOT begins_with(job_id, :bookkeeping)",
+            "ExpressionAttributeValues": {":bookkeeping": {"S": BOOKKEEPING_ID_PREFIX}},
+            "Limit": page_size,
+        }
+        if status is not None:
+            kwargs["FilterExpression"] += " AND #status = :status"
+            kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+            kwargs["ExpressionAttributeValues"][":status"] = {"S": status.value}
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = {"job_id": {"S": start}}
+        response = self._client.scan(**kwargs)
+        jobs = [Job.model_validate(self._job_fields(deserialize(item))) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return jobs, (last["job_id"]["S"] if last else None)
+
+    def iter_jobs(self, *, status: JobStatus | None = None, page_size: int = 1000) -> Iterator[Job]:
+        """Every job record, page by page (see scan_jobs)."""
+        start: str | None = None
+        while True:
+            jobs, start = self.scan_jobs(status=status, page_size=page_size, start=start)
+            yield from jobs
+            if start is None:
+                return
 
     # --- writes ------------------------------------------------------------------------------------
     def claim(self, job: Job, *, due_shard: str) -> None:

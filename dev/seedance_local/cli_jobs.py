@@ -1,0 +1,67 @@
+"""`seedance-pipeline jobs list|show|retry`: look at a pipeline's jobs and send failed ones again."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from seedance_local import operator_tools
+from seedance_local.cli_common import CliParser, Subcommands, positive_int, target_from_args
+from seedance_pipeline.models import Job, JobStatus
+
+
+def _job_status(text: str) -> JobStatus:
+    try:
+        return JobStatus(text.upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a job status (choose from {', '.join(s.value for s in JobStatus)})"
+        ) from None
+
+
+def add_jobs_commands(commands: Subcommands, target: CliParser) -> None:
+    jobs = commands.add_parser("jobs", help="list, show or retry jobs").add_subparsers(
+        dest="jobs_command", required=True, metavar="ACTION"
+    )
+    listing = jobs.add_parser("list", parents=[target], help="the newest jobs")
+    listing.add_argument("--status", type=_job_status)
+    listing.add_argument("--limit", type=positive_int, default=50)
+    jobs.add_parser("show", parents=[target], help="one job's record as JSON").add_argument("job_id", metavar="JOB")
+    jobs.add_parser("retry", parents=[target], help="send a FAILED or TIMED_OUT job again").add_argument(
+        "job_id", metavar="JOB"
+    )
+
+
+def jobs_command(args: argparse.Namespace, console: Console) -> int:
+    target = target_from_args(args)
+    if args.jobs_command == "list":
+        jobs = operator_tools.list_jobs(target.store(), status=args.status, limit=args.limit)
+        console.print(jobs_table(jobs))
+        return 0
+    if args.jobs_command == "show":
+        job = operator_tools.show_job(target.store(), args.job_id)
+        console.file.write(json.dumps(job.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
+        return 0
+    job = operator_tools.retry_job(target.store(), args.job_id)
+    console.print(f"job {job.job_id} is WAITING again; the next poll submits it ({job.notes[-1]})")
+    return 0
+
+
+def jobs_table(jobs: list[Job]) -> Table:
+    table = Table(title=f"{len(jobs)} job(s), newest first")
+    for column in ("job id", "status", "source", "created", "task id", "error"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        problem = job.error or job.last_error
+        table.add_row(
+            job.job_id,
+            job.status.value,
+            job.source_key,
+            operator_tools.iso_time(job.created_at),
+            job.task_id or "",
+            f"{problem.code}: {problem.message}" if problem else "",
+        )
+    return table

@@ -1,0 +1,302 @@
+"""`seedance-pipeline run IMAGE...`: images through the whole local pipeline, and the results table.
+
+`demo` goes the same way with the bundled samples. The AWS side is the local moto stack built from template.yaml,
+the provider the local simulator unless SEEDANCE_API_KEY is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import secrets
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from seedance_local import operator_tools
+from seedance_local.cli_common import CliParser, Subcommands, UsageError, logs_to
+from seedance_pipeline.errors import InvalidInput
+from seedance_pipeline.models import Job, JobStatus
+from seedance_pipeline.rules.image_rules import inspect_image
+from seedance_pipeline.rules.video_request import MAX_SEED, decode_metadata_text
+from seedance_pipeline.settings import Ratio, Resolution, Settings
+
+S3_METADATA_LIMIT = 2048  # bytes of user metadata (keys + values) S3 accepts on one object
+SIMULATED_RUN_SECONDS = 1.5
+SIMULATED_TIMEOUT_SECONDS = 120.0
+REAL_PROVIDER_TIMEOUT_SECONDS = 30 * 60.0
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to {MAX_SEED}")
+    return value
+
+
+def timing_options() -> CliParser:
+    """--out and --timeout, shared by `run` and `demo`."""
+    timing = CliParser(add_help=False)
+    timing.add_argument("--out", type=Path, default=Path("out"), help="where videos and the log go (default ./out)")
+    timing.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    return timing
+
+
+def add_run_command(commands: Subcommands, timing: CliParser) -> None:
+    run = commands.add_parser("run", parents=[timing], help="run your own images through the pipeline")
+    run.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    run.add_argument("--prompt", help="what should happen in the video (any language)")
+    run.add_argument("--resolution", choices=get_args(Resolution))
+    run.add_argument("--ratio", choices=get_args(Ratio))
+    run.add_argument("--duration", type=int, choices=(5, 10), help="seconds")
+    run.add_argument("--seed", type=_seed, help=f"0..{MAX_SEED}; the same seed repeats a result")
+    run.add_argument("--camera-fixed", action=argparse.BooleanOptionalAction, default=None)
+    run.add_argument("--watermark", action=argparse.BooleanOptionalAction, default=None)
+    run.add_argument(
+        "--last-frame", action=argparse.BooleanOptionalAction, default=None, help="also save the last frame"
+    )
+
+
+@dataclass(frozen=True)
+class PlannedUpload:
+    label: str  # what the results table calls it
+    key: str
+    data: bytes
+    metadata: dict[str, str]
+
+
+def encode_metadata_text(text: str) -> str:
+    """S3 metadata travels as ASCII HTTP headers: anything else goes RFC 2047-encoded, which the pipeline decodes.
+
+    Plain ASCII that would be mistaken for an encoding (percent escapes, '=?...?=') is encoded too, so it arrives
+    exactly as typed.
+    """
+    if text.isascii() and text.isprintable() and _arrives_unchanged(text):
+        return text
+    return f"=?UTF-8?B?{base64.b64encode(text.encode('utf-8')).decode('ascii')}?="
+
+
+def _arrives_unchanged(text: str) -> bool:
+    try:
+        return decode_metadata_text(text) == text
+    except InvalidInput:  # looks like a malformed encoded word
+        return False
+
+
+def request_metadata(args: argparse.Namespace) -> dict[str, str]:
+    """The per-image overrides (sent as S3 user metadata) for the options the user gave; the rest default."""
+    metadata: dict[str, str] = {}
+    if args.prompt is not None:
+        metadata["prompt"] = encode_metadata_text(args.prompt)
+    for name, value in (("resolution", args.resolution), ("ratio", args.ratio), ("duration", args.duration),
+                        ("seed", args.seed)):  # fmt: skip
+        if value is not None:
+            metadata[name] = str(value)
+    for name, flag in (("camerafixed", args.camera_fixed), ("watermark", args.watermark),
+                       ("return-last-frame", args.last_frame)):  # fmt: skip
+        if flag is not None:
+            metadata[name] = "true" if flag else "false"
+    size = sum(len(k) + len(v) for k, v in metadata.items())
+    if size > S3_METADATA_LIMIT:
+        raise UsageError(f"the request is {size} bytes as S3 metadata (the prompt, mostly); S3 allows 2 KB")
+    return metadata
+
+
+def checked_image(path: Path) -> bytes:
+    """The image's bytes, after the provider's input rules: a bad file stops here, before anything starts."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        data = path.read_bytes()
+        inspect_image(data)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except InvalidInput as exc:
+        raise UsageError(f"{path}: {exc.message.removeprefix('the object is ')}") from None
+    return data
+
+
+def planned_user_uploads(args: argparse.Namespace) -> list[PlannedUpload]:
+    metadata = request_metadata(args)
+    uploads: dict[str, PlannedUpload] = {}
+    for path in args.images:
+        data = checked_image(path)
+        key = operator_tools.DEFAULT_INPUT_PREFIX + path.name
+        if key in uploads:
+            raise UsageError(f"two images are named {path.name}; their videos would overwrite each other")
+        uploads[key] = PlannedUpload(path.name, key, data, metadata)
+    return list(uploads.values())
+
+
+@dataclass
+class ProviderChoice:
+    api_key: str
+    base_url: str | None  # None: start the simulator, whose URL is known once it listens
+    description: str
+
+    @property
+    def simulated(self) -> bool:
+        return self.base_url is None
+
+    def pipeline_settings(self) -> dict[str, str]:
+        """Environment overrides for the handlers, per provider."""
+        return dict(SIMULATOR_SETTINGS if self.simulated else REAL_PROVIDER_SETTINGS)
+
+
+# The simulator renders in seconds, so the checks come 20x sooner, and short poll windows keep the progress bar
+# moving. It listens on loopback, so downloads from private addresses must be allowed.
+SIMULATOR_SETTINGS = {"CHECK_SCHEDULE_SCALE": "0.05", "POLL_WINDOW_SECONDS": "2", "ALLOW_PRIVATE_DOWNLOADS": "true"}
+# The real provider cannot fetch a presigned URL of a local moto server, so the image goes inline. Its result
+# URLs are public, so the deployed stack's download rule (https, public addresses only) applies.
+REAL_PROVIDER_SETTINGS = {
+    "CHECK_SCHEDULE_SCALE": "1",
+    "POLL_WINDOW_SECONDS": "10",
+    "IMAGE_DELIVERY": "data-url",
+    "ALLOW_PRIVATE_DOWNLOADS": "false",
+}
+
+
+def choose_provider(environ: Mapping[str, str] = os.environ) -> ProviderChoice:
+    api_key = environ.get("SEEDANCE_API_KEY", "").strip()
+    if not api_key:
+        # A fresh key per run: nothing outside this process can use the simulator, and the key is never shown.
+        return ProviderChoice(secrets.token_urlsafe(32), None, "local Seedance simulator")
+    base_url = environ.get("SEEDANCE_API_BASE_URL", "").strip() or str(Settings.model_fields["api_base_url"].default)
+    return ProviderChoice(api_key, base_url.rstrip("/"), f"Seedance API at {base_url} (SEEDANCE_API_KEY)")
+
+
+# --- running the pipeline ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class JobResult:
+    label: str
+    status: str
+    task_id: str | None = None
+    seconds: float | None = None
+    video: Path | None = None
+    error: str | None = None
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == JobStatus.SUCCEEDED.value
+
+
+def run_pipeline(
+    uploads: list[PlannedUpload], out: Path, console: Console, *, timeout: float | None
+) -> list[JobResult]:
+    from seedance_local.harness import LocalPipeline
+    from seedance_local.local_stack import LocalStack
+    from seedance_simulator import Knobs, SimulatorServer
+
+    provider = choose_provider()
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "pipeline.log"
+    console.print(f"Provider: {provider.description}. Handler logs: {log_path}")
+    with contextlib.ExitStack() as resources_held, log_path.open("a", encoding="utf-8") as log:
+        with console.status("Starting the local AWS stack (moto) from template.yaml..."), logs_to(log):
+            stack = resources_held.enter_context(LocalStack.start(api_key=provider.api_key))
+            base_url = provider.base_url
+            if base_url is None:
+                knobs = Knobs(run_seconds=SIMULATED_RUN_SECONDS, queue_seconds=0)
+                simulator = resources_held.enter_context(SimulatorServer(api_key=provider.api_key, knobs=knobs))
+                base_url = simulator.base_url
+        overrides = provider.pipeline_settings()
+        with logs_to(log), LocalPipeline(stack, api_base_url=base_url, log_stream=log, **overrides) as pipeline:
+            early = _submit_all(pipeline, uploads)
+            limit = timeout or (SIMULATED_TIMEOUT_SECONDS if provider.simulated else REAL_PROVIDER_TIMEOUT_SECONDS)
+            jobs = _wait_with_progress(pipeline, console, limit)
+            return [early.get(u.key) or _result(u, jobs.get(u.key), pipeline, out) for u in uploads]
+
+
+def _submit_all(pipeline: Any, uploads: list[PlannedUpload]) -> dict[str, JobResult]:
+    """Upload each image and deliver its S3 event to the submit handler; returns the uploads that made no job."""
+    untracked: dict[str, JobResult] = {}
+    for upload in uploads:
+        event = pipeline.upload(upload.key, upload.data, upload.metadata)
+        for outcome in pipeline.submit(event).get("outcomes", []):
+            if not outcome.get("job_id"):
+                untracked[upload.key] = JobResult(upload.label, outcome["outcome"], error=outcome.get("reason"))
+    return untracked
+
+
+def _wait_with_progress(pipeline: Any, console: Console, timeout: float) -> dict[str, Job | None]:
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as progress:
+        bar = progress.add_task("submitting", total=len(pipeline.job_ids))
+
+        def on_progress(jobs: dict[str, Job | None]) -> None:
+            statuses = Counter(job.status.value if job else "MISSING" for job in jobs.values())
+            done = sum(1 for job in jobs.values() if job is not None and job.status.is_terminal)
+            description = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
+            progress.update(bar, completed=done, description=description)
+
+        try:
+            return dict(pipeline.run_until_terminal(timeout=timeout, on_progress=on_progress))
+        except TimeoutError:
+            return dict(pipeline.jobs())  # the table shows what is still running
+
+
+def _result(upload: PlannedUpload, job: Job | None, pipeline: Any, out: Path) -> JobResult:
+    if job is None:
+        return JobResult(upload.label, "MISSING", error="the job record was not found")
+    seconds = (job.finished_at or time.time()) - job.created_at
+    result = JobResult(upload.label, job.status.value, job.task_id, seconds)
+    if job.status == JobStatus.SUCCEEDED:
+        result.files = pipeline.download_outputs(job, out)
+        result.video = next((p for p in result.files if p.suffix == ".mp4"), None)
+    elif job.error is not None:
+        result.error = job.error.message or job.error.code
+    else:
+        result.error = f"still {job.status.value} when the wait ended"
+    return result
+
+
+def results_table(results: list[JobResult]) -> Table:
+    table = Table(title="Results")
+    # Identifiers stay whole; the output path or the error message takes what width is left.
+    for column in ("image", "status", "task id"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("seconds", justify="right", no_wrap=True)
+    table.add_column("output", overflow="fold")
+    for r in results:
+        style = "green" if r.succeeded else "red"
+        output = _display_path(r.video) if r.video else (r.error or "")
+        seconds = f"{r.seconds:.1f}" if r.seconds is not None else ""
+        table.add_row(r.label, f"[{style}]{r.status}[/]", r.task_id or "", seconds, output)
+    return table
+
+
+def _display_path(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd()))
+    return str(path)
+
+
+def run_and_report(uploads: list[PlannedUpload], args: argparse.Namespace, console: Console) -> int:
+    results = run_pipeline(uploads, args.out, console, timeout=args.timeout)
+    console.print(results_table(results))
+    return 0 if all(r.succeeded for r in results) else 1
+
+
+def run_command(args: argparse.Namespace, console: Console) -> int:
+    return run_and_report(planned_user_uploads(args), args, console)
