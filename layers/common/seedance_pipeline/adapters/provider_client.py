@@ -26,8 +26,11 @@ unreadable 2xx) is ProviderUnavailable: asked again later, until the job's age l
 Deadlines
 ---------
 `submit` and `get` take `deadline`, a `time.monotonic()` value by which the call must have returned (None: only
-the retry count bounds it). No attempt starts with less than MIN_ATTEMPT_SECONDS left, no backoff or Retry-After
-sleep runs past the deadline, and each attempt's connect and read timeouts are cut to what is left.
+the retry count bounds it). No attempt starts with less than MIN_ATTEMPT_SECONDS left (a POST:
+MIN_SUBMIT_ATTEMPT_SECONDS), no backoff or Retry-After sleep runs past the deadline, and each attempt's connect
+and read timeouts are cut to what is left. Out of time before a submission was sent: ProviderUnavailable (safe,
+the job goes back to WAITING); while waiting for its answer: SubmissionUncertain. The read timeout bounds each
+wait for bytes, not the whole answer: a provider dribbling a byte at a time can still stretch one attempt.
 
 The retries are this module's loop, not urllib3's: urllib3 retries by status alone, before the body can be read,
 and cannot see a per-call deadline; the session's adapter retries nothing.
@@ -126,8 +129,10 @@ def _first_present(document: Any, paths: tuple[tuple[str | int, ...], ...]) -> A
     return _MISSING
 
 
-# An attempt needs at least this long to connect and be answered; with less left it is not started.
+# An attempt needs at least this long to connect and be answered; with less left it is not started. A POST cut
+# short ends uncertain (a person must look), so it asks for more room than a GET, which is simply asked again.
 MIN_ATTEMPT_SECONDS = 1.0
+MIN_SUBMIT_ATTEMPT_SECONDS = 5.0
 MAX_TASK_ID_LENGTH = 256
 # The longest Retry-After kept on a ProviderThrottled: a gateway asking for a day must not park a job for a day.
 MAX_RECORDED_RETRY_AFTER = 3600.0
@@ -180,6 +185,7 @@ class SeedanceClient:
         pool_size: int = 32,
         backoff_factor: float = 0.5,
         backoff_max: float = 8.0,
+        min_submit_seconds: float = MIN_SUBMIT_ATTEMPT_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -191,6 +197,7 @@ class SeedanceClient:
         self._max_retry_after = max_retry_after
         self._backoff_factor = backoff_factor
         self._backoff_max = backoff_max
+        self._min_submit_seconds = min_submit_seconds
         self._sleep = sleep
         self._monotonic = monotonic
         self._session = requests.Session()
@@ -217,7 +224,9 @@ class SeedanceClient:
                 return _Answer(error=_submission_fault(exc))
             return _submission_answer(response)
 
-        task_id: str = self._call(attempt, deadline, out_of_time="the submission was not sent")
+        task_id: str = self._call(
+            attempt, deadline, min_left=self._min_submit_seconds, out_of_time="the submission was not sent"
+        )
         return task_id
 
     def get(self, task_id: str, *, deadline: float | None = None) -> TaskResult:
@@ -231,19 +240,26 @@ class SeedanceClient:
                 return _Answer(error=ProviderUnavailable(f"status check failed: {_short(exc)}"))
             return _status_answer(task_id, response)
 
-        result: TaskResult = self._call(attempt, deadline, out_of_time="the status check was not made")
+        result: TaskResult = self._call(
+            attempt, deadline, min_left=MIN_ATTEMPT_SECONDS, out_of_time="the status check was not made"
+        )
         return result
 
     def close(self) -> None:
         self._session.close()
 
     def _call(
-        self, attempt: Callable[[tuple[float, float]], _Answer], deadline: float | None, *, out_of_time: str
+        self,
+        attempt: Callable[[tuple[float, float]], _Answer],
+        deadline: float | None,
+        *,
+        min_left: float,
+        out_of_time: str,
     ) -> Any:
         """Run attempts until one gives a value or a final error, never starting or sleeping past the deadline."""
         error: PipelineError = ProviderUnavailable(f"no time left before the deadline; {out_of_time}")
         for number in range(self._retries + 1):
-            timeout = self._attempt_timeout(deadline)
+            timeout = self._attempt_timeout(deadline, min_left)
             if timeout is None:
                 break  # raises the last refusal, or "no time left" when nothing was attempted
             answer = attempt(timeout)
@@ -253,16 +269,16 @@ class SeedanceClient:
             if not isinstance(error, _RETRYABLE) or number == self._retries:
                 break
             wait = self._wait_before_retry(number, answer.retry_after)
-            if wait is None or not self._fits(wait, deadline):
+            if wait is None or not self._fits(wait, deadline, min_left):
                 break
             self._sleep(wait)
         raise error
 
-    def _attempt_timeout(self, deadline: float | None) -> tuple[float, float] | None:
+    def _attempt_timeout(self, deadline: float | None, min_left: float) -> tuple[float, float] | None:
         if deadline is None:
             return self._connect_timeout, self._read_timeout
         left = deadline - self._monotonic()
-        if left < MIN_ATTEMPT_SECONDS:
+        if left < min_left:
             return None
         return min(self._connect_timeout, left), min(self._read_timeout, left)
 
@@ -273,8 +289,8 @@ class SeedanceClient:
         backoff = min(self._backoff_max, self._backoff_factor * (2**number))
         return backoff + random.uniform(0, self._backoff_factor)
 
-    def _fits(self, wait: float, deadline: float | None) -> bool:
-        return deadline is None or self._monotonic() + wait + MIN_ATTEMPT_SECONDS <= deadline
+    def _fits(self, wait: float, deadline: float | None, min_left: float) -> bool:
+        return deadline is None or self._monotonic() + wait + min_left <= deadline
 
 
 def _submission_fault(exc: requests.exceptions.RequestException) -> PipelineError:
