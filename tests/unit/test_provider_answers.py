@@ -280,3 +280,10 @@ def test_a_slow_status_check_gives_up_at_its_deadline(server):
     with pytest.raises(ProviderUnavailable):
         SeedanceClient(server.base_url, "sk-test", read_timeout=30).get("cgt-1", deadline=started + 1.5)
     assert time.monotonic() - started < 2.5
+
+
+def test_an_unreadable_error_page_is_not_copied_into_the_job_message(server):
+    server.answer(Answer(502, b"<html>upstream failed for: Authorization: Bearer sk-test</html>"))
+    with pytest.raises(SubmissionUncertain) as caught:
+        client(server).submit(BODY)
+    assert "sk-test" not in caught.value.message and "unreadable body" in caught.value.message

@@ -457,7 +457,8 @@ def _error_fields(response: requests.Response) -> tuple[str, str] | None:
 
 
 def _body_excerpt(response: requests.Response) -> str:
-    return response.content[:200].decode("utf-8", errors="replace")
+    # Not the bytes themselves: a proxy's page may echo the request, headers (and the key) included.
+    return f"an unreadable body of {len(response.content)} bytes"
 
 
 def _retry_after(response: requests.Response) -> float | None:
