@@ -374,12 +374,6 @@ def _status_answer(task_id: str, response: requests.Response) -> _Answer:
     return _Answer(error=ProviderUnavailable(detail, code=code or f"HTTP_{status}"), retry_after=_retry_after(response))
 
 
-def error_for_status(response: requests.Response) -> PipelineError:
-    """The domain error for a non-2xx status answer (the status-check reading; submissions use a stricter rule)."""
-    error = _status_answer("", response).error
-    return error if error is not None else ProviderUnavailable(f"HTTP {response.status_code}")
-
-
 def _task_id_in(payload: dict[str, Any]) -> str | None:
     """The task id in either dialect (`task_id`, `data.task_id`, native Ark `id`), or None when none is usable."""
     for path in (("task_id",), ("data", "task_id"), ("id",)):
