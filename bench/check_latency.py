@@ -53,13 +53,13 @@ def _simulate_pipeline(jobs: int, span_seconds: float, seed: int) -> dict[str, A
             super().__init__(clock)
             self.calls: Counter[str] = Counter()
 
-        def submit(self, body: dict[str, Any]) -> str:
-            task_id: str = super().submit(body)
+        def submit(self, body: dict[str, Any], *, deadline: float | None = None) -> str:
+            task_id: str = super().submit(body, deadline=deadline)
             with self._lock:
                 self.tasks[task_id]["done_at"] = self.tasks[task_id]["at"] + next(durations)
             return task_id
 
-        def get(self, task_id: str) -> TaskResult:
+        def get(self, task_id: str, *, deadline: float | None = None) -> TaskResult:
             with self._lock:
                 self.calls[task_id] += 1
                 self.gets += 1

@@ -169,8 +169,10 @@ class LocalPipeline:
             version_id=response.get("VersionId"),
         )
 
-    def submit(self, event: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.submit_handler.lambda_handler(event, LambdaContext("SubmitFunction", 60))
+    def submit(self, event: dict[str, Any], *, timeout_seconds: float = 90) -> dict[str, Any]:
+        result: dict[str, Any] = self.submit_handler.lambda_handler(
+            event, LambdaContext("SubmitFunction", timeout_seconds)
+        )
         for outcome in result.get("outcomes", []):
             if outcome.get("job_id"):
                 self.job_ids[outcome["key"]] = outcome["job_id"]

@@ -16,6 +16,8 @@ from seedance_pipeline.runtime import shared_runtime
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     time_left = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
-    report = run_poll(shared_runtime(), owner=context.aws_request_id, time_left=time_left)
+    runtime = shared_runtime()
+    runtime.time_left = time_left  # one invocation at a time per container
+    report = run_poll(runtime, owner=context.aws_request_id, time_left=time_left)
     logger.info("poll finished", extra=report.model_dump())
     return report.model_dump()

@@ -16,6 +16,9 @@ from seedance_pipeline.triggers.upload_events import parse_trigger_event
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = handle_event(parse_trigger_event(event), shared_runtime(), owner=context.aws_request_id)
+    runtime = shared_runtime()
+    # One invocation at a time per container: every provider call of this one ends before Lambda stops it.
+    runtime.time_left = lambda: context.get_remaining_time_in_millis() / 1000
+    report = handle_event(parse_trigger_event(event), runtime, owner=context.aws_request_id)
     # Returning normally even for rejected images: a poison upload must not make Lambda retry.
     return report.model_dump()

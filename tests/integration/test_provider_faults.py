@@ -75,16 +75,19 @@ def test_submission_faults_the_provider_cannot_have_accepted_are_retried_at_once
     assert sim.counters.submit == 3 and sim.counters.tasks_created == 1
 
 
-@pytest.mark.parametrize("status", [500, 502])
-def test_a_submission_refused_with_a_server_error_waits_and_is_sent_by_the_poller(pipeline, sim, status):
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_server_error_to_a_submission_may_hide_a_task_so_it_is_never_resent(pipeline, sim, status):
+    """A 500 may come after the task was made, a 502/504 from a gateway that passed the request on: uncertain."""
     sim.knobs.fault_methods = "POST"
     sim.knobs.server_errors_next = 1
     sim.knobs.server_error_status = status
     outcome = submit_one(pipeline)
-    assert outcome["outcome"] == "WAITING"
-    job = pipeline.run_until_terminal(timeout=90)["uploads/fault.jpg"]
-    assert job.status is JobStatus.SUCCEEDED
-    assert sim.counters.tasks_created == 1
+    assert outcome["outcome"] == "FAILED"
+    job = pipeline.jobs()["uploads/fault.jpg"]
+    assert job.error.code == "SUBMISSION_UNCERTAIN" and f"HTTP {status}" in job.error.message
+    pipeline.poll(timeout_seconds=25)
+    assert sim.counters.submit == 1
+    assert pipeline.runtime.store.slot_holders() == set()
 
 
 def test_persistent_throttling_keeps_the_job_waiting_until_capacity_returns(pipeline, sim):
@@ -122,3 +125,14 @@ def test_a_submission_read_timeout_is_never_sent_twice(make_pipeline, sim):
     assert outcome["outcome"] == "FAILED"
     assert pipeline.jobs()["uploads/fault.jpg"].error.code == "SUBMISSION_UNCERTAIN"
     assert sim.counters.submit == 1
+
+
+def test_a_submit_invocation_near_its_end_sends_nothing_and_leaves_the_job_waiting(pipeline, sim):
+    """The handler gives the provider client the invocation's remaining time: with less than the call margin left,
+    no POST leaves (it could not be answered before Lambda stops the function), and the job waits, unpaid."""
+    outcome = pipeline.submit(pipeline.upload("uploads/late.jpg", image_bytes()), timeout_seconds=5)["outcomes"][0]
+    job = pipeline.jobs()["uploads/late.jpg"]
+    assert outcome["outcome"] == "WAITING" and job.submission_started_at is None
+    assert sim.counters.tasks_created == 0
+    assert pipeline.run_until_terminal(timeout=90)["uploads/late.jpg"].status is JobStatus.SUCCEEDED
+    assert sim.counters.tasks_created == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -250,9 +251,13 @@ class FakeProvider:
         self.submit_error: Exception | None = None
         self.get_error: Exception | None = None
         self.outcome: dict[str, Any] = {"state": "SUCCEEDED"}
+        # The deadline of every call, as seconds left when it was made (None: the caller gave none).
+        self.submit_budgets: list[float | None] = []
+        self.get_budgets: list[float | None] = []
         self._lock = threading.Lock()
 
-    def submit(self, body: dict[str, Any]) -> str:
+    def submit(self, body: dict[str, Any], *, deadline: float | None = None) -> str:
+        self.submit_budgets.append(None if deadline is None else deadline - time.monotonic())
         if self.submit_error:
             raise self.submit_error
         with self._lock:
@@ -261,7 +266,8 @@ class FakeProvider:
             self.tasks[task_id] = {"body": body, "at": self.clock()}
         return task_id
 
-    def get(self, task_id: str) -> TaskResult:
+    def get(self, task_id: str, *, deadline: float | None = None) -> TaskResult:
+        self.get_budgets.append(None if deadline is None else deadline - time.monotonic())
         self.gets += 1
         if self.get_error:
             raise self.get_error

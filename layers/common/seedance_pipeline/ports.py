@@ -77,10 +77,15 @@ class ResultDownloaderPort(Protocol):
 
 
 class ProviderPort(Protocol):
-    """The Seedance API: create a task, read it back."""
+    """The Seedance API: create a task, read it back.
 
-    def submit(self, body: dict[str, Any]) -> str: ...
-    def get(self, task_id: str) -> TaskResult: ...
+    `deadline` is a time.monotonic() value by which the call returns, retries included (None: unbounded but for
+    the retry count). A submit that runs out of time before sending raises ProviderUnavailable; after sending,
+    SubmissionUncertain.
+    """
+
+    def submit(self, body: dict[str, Any], *, deadline: float | None = None) -> str: ...
+    def get(self, task_id: str, *, deadline: float | None = None) -> TaskResult: ...
 
 
 class EventPublisherPort(Protocol):

@@ -32,6 +32,8 @@ class Runtime:
     events: EventPublisherPort
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    # Seconds the invocation has left (Lambda's remaining time), when the caller knows it; else leases bound calls.
+    time_left: Callable[[], float] | None = None
     _provider: ProviderPort | None = field(default=None, repr=False)
     _refetch_key: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -42,6 +44,17 @@ class Runtime:
                 self._provider = self.provider_factory(self._refetch_key)
                 self._refetch_key = False
             return self._provider
+
+    def provider_deadline(self, lease_until: float | None) -> float:
+        """A time.monotonic() deadline for one provider call: it must end, with room to record its answer, before
+        the job's lease runs out (another worker could take the job) and before the invocation is killed."""
+        settings = self.settings
+        budget = settings.provider_call_budget_seconds
+        if lease_until is not None:
+            budget = min(budget, lease_until - self.clock() - settings.provider_call_margin_seconds)
+        if self.time_left is not None:
+            budget = min(budget, self.time_left() - settings.provider_call_margin_seconds)
+        return time.monotonic() + max(0.0, budget)
 
     def refresh_provider(self) -> None:
         """After a 401/403 the operator may be fixing the key: bypass the secret's cache on the next call."""

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     http_retries: int = 3
     max_retry_after_seconds: float = 20.0
     poll_deadline_margin_seconds: float = 20.0
+    # One provider call, retries and Retry-After waits included, never takes longer than this, nor than the job's
+    # lease and the invocation's remaining time less the margin (the room left to record the answer). It must
+    # stay below claim_lease_seconds and SubmitFunction's Timeout (template.yaml), or a POST outlives its guards.
+    provider_call_budget_seconds: float = Field(default=45.0, gt=0)
+    provider_call_margin_seconds: float = Field(default=10.0, ge=0)
     # 1.0 fits Seedance's timings; the local simulator renders in seconds, so the demo uses about 0.1.
     check_schedule_scale: float = Field(default=1.0, gt=0, le=10)
 

@@ -167,7 +167,7 @@ def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
         )
     assert job.task_id is not None  # live jobs always carry one
     try:
-        result = runtime.provider().get(job.task_id)
+        result = runtime.provider().get(job.task_id, deadline=runtime.provider_deadline(job.lease_until))
     except PipelineError as exc:
         outcome = outcome_of(exc)
         if outcome is Outcome.TRY_LATER:

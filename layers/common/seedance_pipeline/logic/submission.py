@@ -173,7 +173,9 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     job = job.model_copy(update={"submission_started_at": now, "attempts": job.attempts + 1, "updated_at": now})
     runtime.store.save(job, owner=owner, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
     try:
-        task_id = runtime.provider().submit(provider_body(request, urls))
+        task_id = runtime.provider().submit(
+            provider_body(request, urls), deadline=runtime.provider_deadline(job.lease_until)
+        )
     except PipelineError as exc:
         return _not_submitted(job, runtime, owner=owner, error=exc)
 
