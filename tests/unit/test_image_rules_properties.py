@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.rules.image_rules import ALLOWED_FORMATS, MAX_SIDE, MIN_SIDE, ImageInfo, inspect_image
+from tests.support.domain_answers import answer_or_refusal
 from tests.support.images import ACCEPTED_FORMATS, smallest_valid_image
 
 # Pillow warns about the damage it meets ("Truncated File Read", "Corrupt EXIF data"): expected here, not news.
@@ -36,20 +37,13 @@ SIGNATURES = [
 
 
 def assert_domain_answer(data: bytes) -> None:
-    answer = _check(data)
+    answer = answer_or_refusal(lambda: inspect_image(data))
     if isinstance(answer, InvalidInput):
         assert answer.code in IMAGE_REJECTIONS and answer.message
         return
     assert isinstance(answer, ImageInfo)
     assert answer.format in ALLOWED_FORMATS.values() and answer.size_bytes == len(data)
     assert MIN_SIDE <= answer.width <= MAX_SIDE and MIN_SIDE <= answer.height <= MAX_SIDE
-
-
-def _check(data: bytes) -> ImageInfo | InvalidInput:
-    try:
-        return inspect_image(data)
-    except InvalidInput as refusal:
-        return refusal
 
 
 def _cut_points(fmt: str) -> st.SearchStrategy[tuple[str, int]]:
