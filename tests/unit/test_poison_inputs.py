@@ -91,6 +91,14 @@ def test_a_poison_manifest_is_rejected_as_invalid_manifest(document):
     _assert_rejected(_accept(runtime, "uploads/clip/job.json"), store, provider, runtime, "INVALID_MANIFEST")
 
 
+def test_a_manifest_too_big_to_be_one_is_rejected_as_a_manifest_before_it_is_read():
+    runtime, store, storage, provider = make_runtime()
+    storage.add(BUCKET, "uploads/clip/job.json", b" " * 70_000 + json.dumps({"first_frame": "a.png"}).encode())
+    outcome = _accept(runtime, "uploads/clip/job.json")
+    _assert_rejected(outcome, store, provider, runtime, "INVALID_MANIFEST")
+    assert "over 64 KB" in outcome.reason
+
+
 def test_a_camera_mpo_upload_is_submitted_as_a_jpeg_data_url():
     runtime, store, storage, provider = make_runtime(image_delivery="data-url")
     storage.add(BUCKET, "uploads/IMG_0001.jpg", image_bytes(640, 480, "MPO"))

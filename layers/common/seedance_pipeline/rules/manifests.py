@@ -62,9 +62,14 @@ class JobManifest(BaseModel):
         return {names.get(k, k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
 
 
-def parse_manifest(data: bytes) -> JobManifest:
-    if len(data) > MAX_MANIFEST_BYTES:
+def check_manifest_size(size_bytes: int) -> None:
+    """From the object's size, before reading it: a manifest too big to be one is refused as a manifest."""
+    if size_bytes > MAX_MANIFEST_BYTES:
         raise InvalidInput(f"the manifest is over {MAX_MANIFEST_BYTES // 1024} KB", code=ErrorCode.INVALID_MANIFEST)
+
+
+def parse_manifest(data: bytes) -> JobManifest:
+    check_manifest_size(len(data))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
