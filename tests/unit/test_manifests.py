@@ -51,6 +51,13 @@ def test_a_good_manifest_gives_its_overrides_in_metadata_form():
         (manifest(first_frame="a.png", model="doubao-seedance-1-0-lite-t2v-250428"), "'model'"),
         (manifest(first_frame="a.png", last_frame="b.png", model="doubao-seedance-1-0-pro-250528"), LITE),
         (b"x" * 70_000, "over 64 KB"),
+        (b"[" * 60_000, "nests 60000 levels deep"),
+        (b'{"first_frame": "a.png", "prompt": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nests 5001 levels deep"),
+        (b'{"first_frame": "a.png", "seed": ' + b"9" * 5000 + b"}", "not valid UTF-8 JSON"),
+        (b'{"first_frame": "a.png", "seed": NaN}', "NaN is not a JSON value"),
+        (b'{"first_frame": "\\ud800.png"}', "not valid Unicode"),
+        (b'{"first_frame": "a.png", "prompt": "\\udfff"}', "not valid Unicode"),
+        (b"\xff\xfe{}", "not valid UTF-8 JSON"),
     ],
 )
 def test_bad_manifests_are_refused_with_field_level_messages(document, named):
@@ -58,6 +65,18 @@ def test_bad_manifests_are_refused_with_field_level_messages(document, named):
         parse_manifest(document)
     assert caught.value.code == "INVALID_MANIFEST"
     assert named in caught.value.message
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    prompt = "[[[[{{{{" * 100 + '\\"[['
+    assert parse_manifest(manifest(first_frame="a.png", prompt=prompt)).prompt == prompt
+
+
+def test_a_frame_key_over_s3s_length_limit_is_refused():
+    parsed = parse_manifest(manifest(first_frame="a" * 1100 + ".png"))
+    with pytest.raises(InvalidInput, match="1024-byte limit") as caught:
+        frame_keys("uploads/intro.json", parsed, SETTINGS)
+    assert caught.value.code == "INVALID_MANIFEST"
 
 
 def test_frames_resolve_relative_to_the_manifest_folder_and_stay_under_the_input_prefix():

@@ -76,3 +76,22 @@ def test_provider_body_carries_images_and_leaves_out_unset_seed():
     assert body["images"] == ["https://x/y.jpg"]
     assert "seed" not in body and "prompt_truncated" not in body
     assert body["camerafixed"] is False
+
+
+@pytest.mark.parametrize(
+    ("prompt", "named"),
+    [
+        ("=?UTF-8?B?A?=", "HeaderParseError"),  # a base64 payload one character long
+        ("caf=?UTF-8?B?w6k=?= =?UTF-8?B?QUJDR?=", "HeaderParseError"),  # the second word is the broken one
+        ("=?ütf-8?Q?a?=", "CharsetError"),  # S3 hands back whatever charset name the uploader wrote
+        ("=?x-unknown?B?QQ==?=", "LookupError"),
+        ("=?UTF-8?Q?=FF?=", "UnicodeDecodeError"),
+        ("=?unicode_escape?Q?=5Cud800?=", "not valid Unicode"),  # decodes to a lone surrogate
+    ],
+    ids=["one-char-base64", "second-word-broken", "non-ascii-charset", "unknown-charset", "bad-utf8", "lone-surrogate"],
+)
+def test_a_malformed_encoded_prompt_is_invalid_metadata_naming_the_problem(prompt, named):
+    with pytest.raises(InvalidInput) as caught:
+        resolve_request(SETTINGS, {"prompt": prompt})
+    assert caught.value.code == "INVALID_METADATA"
+    assert "'prompt'" in caught.value.message and named in caught.value.message

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from seedance_pipeline.errors import ErrorCode, InvalidInput, ObjectGone
 from seedance_pipeline.models import Job, VideoRequest
 from seedance_pipeline.rules import image_rules
-from seedance_pipeline.rules.manifests import FIRST_LAST_FRAME_MODEL, frame_keys, is_manifest, parse_manifest
+from seedance_pipeline.rules.manifests import (
+    FIRST_LAST_FRAME_MODEL,
+    MAX_MANIFEST_BYTES,
+    check_manifest_size,
+    frame_keys,
+    is_manifest,
+    parse_manifest,
+)
 from seedance_pipeline.rules.video_request import data_url, resolve_request
 from seedance_pipeline.runtime import Runtime
 
@@ -37,9 +44,10 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
         _, raw = storage.read(
             job.source_bucket,
             job.source_key,
-            max_bytes=64 * 1024,
+            max_bytes=MAX_MANIFEST_BYTES,
             version_id=job.source_version_id,
             etag=job.source_etag,
+            check_size=check_manifest_size,
         )
         manifest = parse_manifest(raw)
         request = job.request or resolve_request(settings, manifest.overrides())

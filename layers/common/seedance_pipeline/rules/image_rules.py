@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput
 
-ALLOWED_FORMATS = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tiff", "GIF": "gif"}
+# Pillow's format names -> the provider's. A multi-picture JPEG (MPO, written by many cameras and phones) is a JPEG
+# whose first picture every decoder reads. Pillow's "DIB" (a BMP without its file header) is left out on purpose:
+# it is not a .bmp file and the provider's decoders are not promised to read it.
+ALLOWED_FORMATS = {
+    "JPEG": "jpeg",
+    "MPO": "jpeg",
+    "PNG": "png",
+    "WEBP": "webp",
+    "BMP": "bmp",
+    "TIFF": "tiff",
+    "GIF": "gif",
+}
+_ALLOWED_LIST = "allowed: jpeg, png, webp, bmp, tiff, gif"
 MAX_IMAGE_BYTES = 30 * 1024 * 1024
 MIN_SIDE, MAX_SIDE = 300, 6000
 MIN_ASPECT, MAX_ASPECT = 0.4, 2.5
@@ -40,20 +54,13 @@ def check_size(size_bytes: int) -> None:
 
 def inspect_image(data: bytes) -> ImageInfo:
     check_size(len(data))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        raise InvalidInput(
-            "the object is not a readable image (allowed: jpeg, png, webp, bmp, tiff, gif)",
-            code=ErrorCode.NOT_AN_IMAGE,
-        ) from exc
+    with _decoding_boundary("the image's header is corrupt ({detail})"):
+        image = Image.open(io.BytesIO(data))
     with image:
         fmt = ALLOWED_FORMATS.get(image.format or "")
         if fmt is None:
             raise InvalidInput(
-                f"image format {image.format or 'unknown'} is not supported (allowed: jpeg, png, webp, bmp, tiff, gif)",
+                f"image format {image.format or 'unknown'} is not supported ({_ALLOWED_LIST})",
                 code=ErrorCode.UNSUPPORTED_FORMAT,
             )
         width, height = image.size
@@ -69,10 +76,45 @@ def inspect_image(data: bytes) -> ImageInfo:
                 f"{MIN_ASPECT} and {MAX_ASPECT}",
                 code=ErrorCode.IMAGE_ASPECT_RATIO,
             )
-        try:
-            image.load()  # decodes every byte: a truncated or corrupt file fails here, not at the provider
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise InvalidInput(
-                f"the {fmt} image is truncated or corrupt ({exc})", code=ErrorCode.CORRUPT_IMAGE
-            ) from exc
+        # Decodes every byte, so a truncated or corrupt file fails here, not at the provider. The side limits above
+        # bound this work to MAX_SIDE x MAX_SIDE pixels whatever the file claims to compress.
+        with _decoding_boundary(f"the {fmt} image is truncated or corrupt ({{detail}})"):
+            image.load()
     return ImageInfo(format=fmt, width=width, height=height, size_bytes=len(data))
+
+
+@contextmanager
+def _decoding_boundary(message: str) -> Iterator[None]:
+    """Wraps only a Pillow call on uploaded bytes, and turns whatever it raises into a rejection.
+
+    Pillow's plugins raise far more than OSError on hostile bytes (ValueError, SyntaxError, struct.error,
+    EOFError, IndexError, KeyError, ZeroDivisionError, TypeError, ... depending on plugin and version), and no
+    list of ours stays complete across upgrades; an exception that escapes makes Lambda retry the same bytes
+    until the job times out with no reason. So at this one boundary, around third-party code only, anything
+    is the file's fault, and the exception's type is kept in the message so a Pillow bug stays visible.
+    MemoryError is not caught: with the pixel bound it says more about this process than about the file.
+    """
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; a warning is still a refusal here.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except UnidentifiedImageError as exc:  # no plugin recognised the bytes at all
+        raise InvalidInput(
+            f"the object is not a readable image ({_ALLOWED_LIST})", code=ErrorCode.NOT_AN_IMAGE
+        ) from exc
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise InvalidInput(
+            f"the image declares too many pixels ({exc}); width and height must each be between {MIN_SIDE} and "
+            f"{MAX_SIDE} px",
+            code=ErrorCode.IMAGE_DIMENSIONS,
+        ) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # deliberately broad: see the docstring (third-party decoder, hostile bytes)
+        raise InvalidInput(message.format(detail=_describe(exc)), code=ErrorCode.CORRUPT_IMAGE) from exc
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -22,6 +22,9 @@ from seedance_pipeline.rules.video_request import MAX_SEED
 from seedance_pipeline.settings import Settings
 
 MAX_MANIFEST_BYTES = 64 * 1024
+# A manifest is one flat object; a little room lets a wrong-typed field still get its field-level message.
+MAX_MANIFEST_DEPTH = 16
+MAX_KEY_BYTES = 1024  # S3's limit on an object key
 FIRST_LAST_FRAME_MODEL = "doubao-seedance-1-0-lite-i2v-250428"
 I2VModel = Literal["doubao-seedance-1-0-pro-250528", "doubao-seedance-1-0-lite-i2v-250428"]
 
@@ -59,20 +62,75 @@ class JobManifest(BaseModel):
         return {names.get(k, k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
 
 
-def parse_manifest(data: bytes) -> JobManifest:
-    if len(data) > MAX_MANIFEST_BYTES:
+def check_manifest_size(size_bytes: int) -> None:
+    """From the object's size, before reading it: a manifest too big to be one is refused as a manifest."""
+    if size_bytes > MAX_MANIFEST_BYTES:
         raise InvalidInput(f"the manifest is over {MAX_MANIFEST_BYTES // 1024} KB", code=ErrorCode.INVALID_MANIFEST)
+
+
+def parse_manifest(data: bytes) -> JobManifest:
+    check_manifest_size(len(data))
     try:
-        document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the manifest is not valid UTF-8 JSON: {exc}", code=ErrorCode.INVALID_MANIFEST) from exc
+    # json.loads recurses once per level: 64 KB of "[" is a RecursionError, not a JSONDecodeError, so the depth
+    # is measured before the parser sees the text.
+    depth = nesting_depth(text)
+    if depth > MAX_MANIFEST_DEPTH:
+        raise InvalidInput(
+            f"the manifest nests {depth} levels deep; at most {MAX_MANIFEST_DEPTH} are allowed",
+            code=ErrorCode.INVALID_MANIFEST,
+        )
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
+    # JSONDecodeError is a ValueError; so is the int() limit on a number over 4300 digits, which json raises as is.
+    except ValueError as exc:
         raise InvalidInput(f"the manifest is not valid UTF-8 JSON: {exc}", code=ErrorCode.INVALID_MANIFEST) from exc
     if not isinstance(document, dict):
         raise InvalidInput("the manifest must be a JSON object", code=ErrorCode.INVALID_MANIFEST)
+    _require_encodable(document)
     try:
         return JobManifest.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
         raise InvalidInput(f"the manifest is invalid: {problems}", code=ErrorCode.INVALID_MANIFEST) from exc
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest [ / { nesting in JSON text, brackets inside strings not counted; no recursion, one pass."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _require_encodable(document: dict[str, object]) -> None:
+    """JSON may escape lone surrogates ("\\ud800"); no S3 key, job record or provider body can carry them."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"the manifest holds text that is not valid Unicode ({exc.reason})", code=ErrorCode.INVALID_MANIFEST
+        ) from exc
 
 
 def _describe(error: ErrorDetails) -> str:
@@ -96,6 +154,11 @@ def frame_keys(manifest_key: str, manifest: JobManifest, settings: Settings) -> 
         if not key.startswith(settings.input_prefix) or ".." in key.split("/"):
             raise InvalidInput(
                 f"the manifest's '{name}' ({ref!r}) must name an image under {settings.input_prefix!r}",
+                code=ErrorCode.INVALID_MANIFEST,
+            )
+        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+            raise InvalidInput(
+                f"the manifest's '{name}' makes a key over S3's {MAX_KEY_BYTES}-byte limit",
                 code=ErrorCode.INVALID_MANIFEST,
             )
         if is_manifest(key):

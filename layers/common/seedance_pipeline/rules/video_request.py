@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from typing import Any, get_args
 from urllib.parse import unquote
@@ -30,16 +31,35 @@ _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 METADATA_FIELDS = ("prompt", "model", "resolution", "ratio", "duration", "seed", *_BOOL_FIELDS)
 
 
-def decode_metadata_text(value: str) -> str:
+def decode_metadata_text(value: str, *, field: str = "prompt") -> str:
     """S3 metadata is ASCII on the wire: undo RFC 2047 (=?UTF-8?B?...?=) or percent-encoding."""
     if "=?" in value and "?=" in value:
         try:
-            return str(make_header(decode_header(value)))
-        except (ValueError, LookupError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"metadata 'prompt' has a malformed RFC 2047 encoded word: {exc}") from exc
+            decoded = str(make_header(decode_header(value)))
+        # The email package's decoder on uploader-chosen text: a bad base64 payload is a HeaderParseError and a
+        # non-ASCII charset name a CharsetError (both MessageError), an unknown charset a LookupError, undecodable
+        # bytes a UnicodeDecodeError (a ValueError).
+        except (MessageError, ValueError, LookupError) as exc:
+            raise InvalidInput(
+                f"metadata '{field}' has a malformed RFC 2047 encoded word ({type(exc).__name__}: {exc})",
+                code=ErrorCode.INVALID_METADATA,
+            ) from exc
+        return _encodable(decoded, field)
     if _PERCENT_ESCAPE.search(value):
         return unquote(value, errors="strict") if _decodes(value) else value
     return value
+
+
+def _encodable(text: str, field: str) -> str:
+    """A charset such as unicode_escape can decode to lone surrogates, which no JSON body or job record can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"metadata '{field}' decodes to text that is not valid Unicode ({exc.reason} at {exc.start})",
+            code=ErrorCode.INVALID_METADATA,
+        ) from exc
+    return text
 
 
 def _decodes(value: str) -> bool:

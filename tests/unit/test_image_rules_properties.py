@@ -1,0 +1,92 @@
+"""Generated: whatever bytes arrive, the image check answers with a description or a rejection, nothing else."""
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from seedance_pipeline.errors import ErrorCode, InvalidInput
+from seedance_pipeline.rules.image_rules import ALLOWED_FORMATS, MAX_SIDE, MIN_SIDE, ImageInfo, inspect_image
+from tests.support.domain_answers import answer_or_refusal
+from tests.support.images import ACCEPTED_FORMATS, smallest_valid_image
+
+# Pillow warns about the damage it meets ("Truncated File Read", "Corrupt EXIF data"): expected here, not news.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL")
+
+IMAGE_REJECTIONS = {
+    ErrorCode.EMPTY_IMAGE,
+    ErrorCode.NOT_AN_IMAGE,
+    ErrorCode.UNSUPPORTED_FORMAT,
+    ErrorCode.IMAGE_DIMENSIONS,
+    ErrorCode.IMAGE_ASPECT_RATIO,
+    ErrorCode.CORRUPT_IMAGE,
+}
+# Enough of each format's signature that Pillow hands the rest to that format's parser.
+SIGNATURES = [
+    b"\xff\xd8\xff",
+    b"\x89PNG\r\n\x1a\n",
+    b"RIFF\x00\x10\x00\x00WEBPVP8 ",
+    b"RIFF\x00\x10\x00\x00WEBPVP8L",
+    b"RIFF\x00\x10\x00\x00WEBPVP8X",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"GIF87a",
+    b"GIF89a",
+    b"\x28\x00\x00\x00",  # a bare BITMAPINFOHEADER: Pillow's DIB
+]
+
+
+def assert_domain_answer(data: bytes) -> None:
+    answer = answer_or_refusal(lambda: inspect_image(data))
+    if isinstance(answer, InvalidInput):
+        assert answer.code in IMAGE_REJECTIONS and answer.message
+        return
+    assert isinstance(answer, ImageInfo)
+    assert answer.format in ALLOWED_FORMATS.values() and answer.size_bytes == len(data)
+    assert MIN_SIDE <= answer.width <= MAX_SIDE and MIN_SIDE <= answer.height <= MAX_SIDE
+
+
+def _cut_points(fmt: str) -> st.SearchStrategy[tuple[str, int]]:
+    return st.tuples(st.just(fmt), st.integers(0, len(smallest_valid_image(fmt))))
+
+
+def _changed_bytes(fmt: str) -> st.SearchStrategy[tuple[str, int, int]]:
+    # Headers are where parsers trust the file most, so most changes land in the first 64 or 512 bytes.
+    last = len(smallest_valid_image(fmt)) - 1
+    position = st.one_of(st.integers(0, 63), st.integers(0, 511), st.integers(0, last))
+    return st.tuples(st.just(fmt), position, st.integers(0, 255))
+
+
+@given(st.binary(max_size=4096))
+@example(b"\xff\xd8\xff\xe0\x00\x10")  # a JPEG cut inside its first segment: OSError from open
+def test_arbitrary_bytes_are_described_or_refused(data):
+    assert_domain_answer(data)
+
+
+@given(st.sampled_from(SIGNATURES), st.binary(max_size=2048))
+@example(b"BM", b"\x00" * 16)  # OSError: Truncated File Read
+@example(b"\x89PNG\r\n\x1a\n", b"\x00\x00\x00\x05IHDR" + b"\x00" * 16)  # ValueError: Truncated IHDR chunk
+def test_bytes_behind_a_real_signature_are_described_or_refused(signature, rest):
+    assert_domain_answer(signature + rest)
+
+
+@given(st.sampled_from(ACCEPTED_FORMATS).flatmap(_cut_points))
+@example(("WEBP", 16))  # OSError: could not create decoder object
+@example(("BMP", 18))  # OSError: Truncated File Read
+@example(("PNG", 16))  # OSError: Truncated File Read
+@example(("MPO", 6))
+def test_a_truncated_image_of_every_accepted_format_is_described_or_refused(cut_point):
+    fmt, cut = cut_point
+    assert_domain_answer(smallest_valid_image(fmt)[:cut])
+
+
+@given(st.sampled_from(ACCEPTED_FORMATS).flatmap(_changed_bytes))
+@example(("BMP", 30, 0x7F))  # OSError: Unsupported BMP compression
+@example(("BMP", 28, 0x07))  # OSError: Unsupported BMP pixel depth
+@example(("BMP", 14, 0x71))  # OSError: Unsupported BMP header type
+@example(("PNG", 11, 0x05))  # ValueError: Truncated IHDR chunk
+def test_one_changed_byte_in_an_image_of_every_accepted_format_is_described_or_refused(change):
+    fmt, position, value = change
+    mutated = bytearray(smallest_valid_image(fmt))
+    mutated[position] = value
+    assert_domain_answer(bytes(mutated))

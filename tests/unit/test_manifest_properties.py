@@ -1,0 +1,97 @@
+"""Generated: whatever a `.json` upload holds, the manifest path gives a job's frames and request or INVALID_MANIFEST.
+
+Rejections further along (a prompt's encoded word, a bad choice) come from the metadata rules and are
+INVALID_METADATA: a domain error all the same.
+"""
+
+import json
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from seedance_pipeline.errors import ErrorCode, InvalidInput
+from seedance_pipeline.rules.manifests import MAX_MANIFEST_DEPTH, JobManifest, frame_keys, parse_manifest
+from seedance_pipeline.rules.video_request import resolve_request
+from seedance_pipeline.settings import Settings
+from tests.support.domain_answers import answer_or_refusal
+
+SETTINGS = Settings(jobs_table_name="t")
+FIELDS = list(JobManifest.model_fields)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+    st.sampled_from(["a.png", "_frames/a.png", "uploads/b.png", "../../x.png", "/uploads/c.png", "720p", "16:9"]),
+)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=8), children, max_size=6),
+    max_leaves=40,
+)
+# Right field names with any values: what gets furthest into the model's validation.
+MANIFEST_SHAPED = st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES | SCALARS, max_size=len(FIELDS))
+SURROGATE_ESCAPE = st.integers(0xD800, 0xDFFF).map(lambda point: f'"\\u{point:04x}"')
+_OPENERS = st.sampled_from(["[", '{"a": ', '{"first_frame": "a.png", "prompt": '])
+
+
+def _deep(opener: str, depth: int) -> bytes:
+    closer = "]" if opener == "[" else "}"
+    return (opener * depth + "1" + closer * depth).encode()
+
+
+DEEP = st.builds(_deep, _OPENERS, st.integers(0, 20_000))
+
+
+def assert_manifest_path_answers(data: bytes) -> None:
+    parsed = answer_or_refusal(lambda: parse_manifest(data))
+    if isinstance(parsed, InvalidInput):
+        assert parsed.code == ErrorCode.INVALID_MANIFEST and parsed.message
+        return
+    assert isinstance(parsed, JobManifest)
+    keys = answer_or_refusal(lambda: frame_keys("uploads/clip/job.json", parsed, SETTINGS))
+    if isinstance(keys, InvalidInput):
+        assert keys.code == ErrorCode.INVALID_MANIFEST
+    else:
+        assert all(key.startswith(SETTINGS.input_prefix) for key in keys)
+        assert all(len(key.encode("utf-8")) <= 1024 for key in keys)
+    request = answer_or_refusal(lambda: resolve_request(SETTINGS, parsed.overrides()))
+    if isinstance(request, InvalidInput):
+        assert request.code == ErrorCode.INVALID_METADATA
+    else:
+        json.dumps(request.model_dump(), ensure_ascii=False).encode("utf-8")
+
+
+@given(st.binary(max_size=512))
+@example(b'{"first_frame": "a.png", "seed": ' + b"9" * 5000 + b"}")  # ValueError (int digit limit) out of json.loads
+@example(b'{"first_frame": "a.png", "seed": NaN}')
+def test_arbitrary_bytes_are_a_manifest_or_invalid_manifest(data):
+    assert_manifest_path_answers(data)
+
+
+@given(JSON_VALUES)
+def test_any_json_document_is_a_manifest_or_invalid_manifest(document):
+    assert_manifest_path_answers(json.dumps(document).encode())
+
+
+@given(MANIFEST_SHAPED)
+@example({"first_frame": "a.png", "prompt": "=?UTF-8?B?A?="})
+def test_a_manifest_shaped_document_with_any_values_is_a_manifest_or_invalid_manifest(document):
+    assert_manifest_path_answers(json.dumps(document, ensure_ascii=False).encode())
+
+
+@given(DEEP)
+@example(_deep("[", 60_000))  # RecursionError out of json.loads
+@example(_deep('{"a": ', MAX_MANIFEST_DEPTH))
+def test_deep_nesting_is_refused_before_the_parser_recurses(data):
+    assert_manifest_path_answers(data)
+
+
+@given(st.sampled_from(["first_frame", "last_frame", "prompt", "model"]), SURROGATE_ESCAPE)
+@example("first_frame", '"\\ud800"')
+def test_an_escaped_lone_surrogate_in_any_text_field_is_invalid_manifest(field, escaped):
+    fields = {"first_frame": '"a.png"', field: escaped}
+    data = ("{" + ", ".join(f'"{name}": {value}' for name, value in fields.items()) + "}").encode()
+    refusal = answer_or_refusal(lambda: parse_manifest(data))
+    assert isinstance(refusal, InvalidInput) and refusal.code == ErrorCode.INVALID_MANIFEST
