@@ -4,6 +4,8 @@ plus a few facts stated outright so a wrong row cannot pass by agreeing with its
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from seedance_pipeline.errors import InvalidInput
@@ -236,3 +238,63 @@ def test_the_template_audio_default_applies_only_to_models_with_audio():
     assert resolve_request(settings, {"model": PRO_1_5}).generate_audio is True
     with pytest.raises(InvalidInput, match=f"model {PRO} has no audio"):
         resolve_request(settings, {"generate-audio": "true"})
+
+
+# --- any declaration ---------------------------------------------------------------------------------------------
+
+declarations = st.builds(
+    lambda modes, durations, resolutions, audio, max_refs: {
+        "id": "acme-any",
+        "modes": sorted(modes),
+        "durations": sorted(durations),
+        "resolutions": sorted(resolutions),
+        "audio": audio,
+        "max_reference_images": max_refs,
+    },
+    st.sets(st.sampled_from([m.value for m in ImageMode]), min_size=1),
+    st.sets(st.integers(1, 16), min_size=1).filter(lambda d: d & {5, 10}),
+    st.sets(st.sampled_from(["480p", "720p", "1080p"]), min_size=1),
+    st.booleans(),
+    st.integers(1, 12),
+)
+
+
+@given(declared=declarations, data=st.data(), provider_api=st.sampled_from(["unified", "ark"]))
+def test_an_operator_model_is_held_to_exactly_what_it_declares(declared, data, provider_api):
+    settings = Settings(jobs_table_name="t", extra_models=json.dumps([declared]))
+    spec = settings.model_catalogue.get("acme-any")
+    # Mostly what the model declares, sometimes anything: every check must be reached, and each must bite.
+    mode = ImageMode(data.draw(st.one_of(st.sampled_from(declared["modes"]), st.sampled_from(list(ImageMode)))))
+    expected_count = {ImageMode.FIRST_FRAME: 1, ImageMode.FIRST_AND_LAST: 2}.get(mode)
+    fitting_count = st.just(expected_count) if expected_count else st.integers(1, declared["max_reference_images"])
+    edges = st.sampled_from([0, 1, 2, 3, declared["max_reference_images"], declared["max_reference_images"] + 1])
+    count = data.draw(st.one_of(fitting_count, fitting_count, edges))
+    duration = data.draw(st.one_of(st.sampled_from(declared["durations"]), st.integers(0, 17)))
+    resolution = data.draw(
+        st.one_of(st.sampled_from(declared["resolutions"]), st.sampled_from(["480p", "720p", "1080p"]))
+    )
+    audio = data.draw(st.booleans())
+    gateway = {5, 10} if provider_api == "unified" else set(range(100))
+    allowed = (
+        mode.value in declared["modes"]
+        and (count == expected_count if expected_count else 1 <= count <= declared["max_reference_images"])
+        and duration in set(declared["durations"]) & gateway
+        and resolution in declared["resolutions"]
+        and (declared["audio"] or not audio)
+    )
+    fields = {"mode": mode, "image_count": count, "duration": duration, "resolution": resolution}
+
+    def ask() -> ModelSpec:
+        return check_request(
+            "acme-any",
+            **fields,
+            generate_audio=audio,
+            catalogue=settings.model_catalogue,
+            provider_api=provider_api,
+        )
+
+    if allowed:
+        assert ask() is spec
+    else:
+        with pytest.raises(InvalidInput, match=r"^model acme-any "):
+            ask()

@@ -92,7 +92,7 @@ def resolve_request(
     resolution = _choice("resolution", meta.get("resolution", settings.resolution), RESOLUTIONS, source, code)
     ratio = _choice("ratio", meta.get("ratio", settings.ratio), RATIOS, source, code)
     durations = spec.durations_for(settings.provider_api)
-    duration = _duration(meta.get("duration"), settings.duration, durations, source, code)
+    duration = _duration(meta.get("duration"), settings.duration, durations, source, code, model)
     seed = _seed(meta.get("seed"), source, code)
     flags: dict[str, Any] = {
         "watermark": settings.watermark,
@@ -134,7 +134,7 @@ def _choice(name: str, raw: str, allowed: tuple[str, ...], source: str, code: Er
     return value
 
 
-def _duration(raw: str | None, default: int, allowed: frozenset[int], source: str, code: ErrorCode) -> int:
+def _duration(raw: str | None, default: int, allowed: frozenset[int], source: str, code: ErrorCode, model: str) -> int:
     """The model's durations, as the provider dialect narrows them (the unified gateway offers only 5 and 10)."""
     if raw is None:
         return default
@@ -144,7 +144,8 @@ def _duration(raw: str | None, default: int, allowed: frozenset[int], source: st
         value = -1
     if value not in allowed:
         raise InvalidInput(
-            f"{source} 'duration' is {raw!r}; allowed: {describe_durations(allowed)} (seconds)", code=code
+            f"{source} 'duration' is {raw!r}; allowed: {describe_durations(allowed)} (seconds) with model {model}",
+            code=code,
         )
     return value
 
