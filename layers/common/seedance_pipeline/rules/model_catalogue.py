@@ -9,7 +9,7 @@ is then the judge of what the operator declared.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 from typing import Any, Literal, get_args
 
@@ -172,7 +172,7 @@ class ModelCatalogue:
         self._specs = tuple(by_id.values())
         self._lookup = {name: spec for spec in self._specs for name in spec.ids}
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[ModelSpec]:
         return iter(self._specs)
 
     def get(self, model_id: str) -> ModelSpec | None:
