@@ -39,8 +39,8 @@ class ModelInfo:
 
 
 MODELS: dict[str, ModelInfo] = {
-    # pro: text-to-video, or image-to-video from a first frame.
-    "doubao-seedance-1-0-pro-250528": ModelInfo(True, 1, "1080p"),
+    # pro: text-to-video, or image-to-video from a first frame or a first and a last frame.
+    "doubao-seedance-1-0-pro-250528": ModelInfo(True, 2, "1080p"),
     # lite i2v: first frame, first + last frame, or up to 4 reference images.
     "doubao-seedance-1-0-lite-i2v-250428": ModelInfo(True, 4, "720p"),
     # lite t2v: text only; an image request is a caller mistake.

@@ -35,6 +35,26 @@ def test_a_first_and_last_frame_manifest_sends_both_frames(pipeline, sim, stack)
     assert sent["prompt"] == "镜头缓慢推进，天色由蓝转橙"
 
 
+def test_the_default_pro_model_takes_a_first_and_a_last_frame_too(pipeline, sim, stack):
+    put(stack, "uploads/pro/_frames/start.png", image_bytes(800, 450, "PNG", (10, 80, 160)))
+    put(stack, "uploads/pro/_frames/end.png", image_bytes(800, 450, "PNG", (200, 90, 20)))
+    body = {"first_frame": "_frames/start.png", "last_frame": "_frames/end.png", "resolution": "480p"}
+    pipeline.submit(pipeline.upload("uploads/pro/clip.json", json.dumps(body).encode()))
+    job = pipeline.run_until_terminal(timeout=60)["uploads/pro/clip.json"]
+
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    sent = sim.counters.request_bodies[-1]
+    assert len(sent["images"]) == 2 and sent["model"] == "doubao-seedance-1-0-pro-250528"
+
+
+def test_a_manifest_asking_a_model_for_a_mode_it_lacks_is_rejected_before_any_call(pipeline, sim):
+    body = {"first_frame": "a.png", "last_frame": "b.png", "model": "doubao-seedance-1-0-pro-fast-251015"}
+    outcome = pipeline.submit(pipeline.upload("uploads/clips/fast.json", json.dumps(body).encode()))["outcomes"][0]
+    assert outcome["outcome"] == "REJECTED"
+    assert "takes a first frame only, not a first and a last frame" in outcome["reason"]
+    assert sim.counters.submit == 0
+
+
 def test_a_bad_manifest_is_rejected_with_field_level_messages_and_no_provider_call(pipeline, sim):
     event = pipeline.upload("uploads/clips/bad.json", json.dumps({"first_frame": "a.png", "duration": 7}).encode())
     outcome = pipeline.submit(event)["outcomes"][0]

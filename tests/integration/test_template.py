@@ -25,6 +25,7 @@ DOCUMENTED_PARAMETERS = [
     "ApiKey",
     "ApiKeySecretArn",
     "Model",
+    "ExtraModels",
     "DefaultPrompt",
     "Resolution",
     "Ratio",
@@ -56,6 +57,7 @@ ENVIRONMENT = {
     "API_BASE_URL": "ApiBaseUrl",
     "API_KEY_SECRET_ID": None,
     "MODEL": "Model",
+    "EXTRA_MODELS": "ExtraModels",
     "DEFAULT_PROMPT": "DefaultPrompt",
     "RESOLUTION": "Resolution",
     "RATIO": "Ratio",
@@ -160,10 +162,9 @@ def test_parameter_defaults_follow_the_design(sam: dict[str, Any]) -> None:
 
 def test_enumerable_parameters_list_exactly_the_provider_values(sam: dict[str, Any]) -> None:
     params = sam["Parameters"]
-    assert params["Model"]["AllowedValues"] == [
-        "doubao-seedance-1-0-pro-250528",
-        "doubao-seedance-1-0-lite-i2v-250428",
-    ]
+    # Models are checked at run time against the catalogue (built in + ExtraModels), not by the template.
+    assert "AllowedValues" not in params["Model"]
+    assert re.fullmatch(params["Model"]["AllowedPattern"], "seedance-1-0-pro-fast-251015")
     assert params["Resolution"]["AllowedValues"] == ["480p", "720p", "1080p"]
     assert params["Ratio"]["AllowedValues"] == [
         "21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "keep_ratio", "adaptive",

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from seedance_pipeline.models import Ratio, Resolution
+from seedance_pipeline.rules.model_catalogue import (
+    BUILT_IN_CATALOGUE,
+    ModelCatalogue,
+    ModelSpec,
+    ProviderApi,
+    describe_durations,
+    parse_extra_models,
+)
 
 ImageDelivery = Literal["presigned-url", "data-url"]
-
-I2V_MODELS = ("doubao-seedance-1-0-pro-250528", "doubao-seedance-1-0-lite-i2v-250428")
+DEFAULT_MODEL = "doubao-seedance-1-0-pro-250528"
 
 
 class Settings(BaseSettings):
@@ -26,7 +33,12 @@ class Settings(BaseSettings):
     api_base_url: str = "https://ark.cn-beijing.volces.com/api"
     api_key_secret_id: str = ""
 
-    model: str = I2V_MODELS[0]
+    # Checked per job against the catalogue (not here): a bad default then rejects each upload with a reason
+    # instead of failing every cold start and losing the uploads Lambda gives up retrying.
+    model: str = DEFAULT_MODEL
+    # Operator-declared models merged over the built-in catalogue (rules/model_catalogue.py), as JSON.
+    extra_models: Annotated[tuple[ModelSpec, ...], NoDecode] = ()
+    provider_api: ProviderApi = "unified"
     default_prompt: str = "A slow, cinematic camera move that brings the picture to life."
     resolution: Resolution = "720p"
     ratio: Ratio = "adaptive"
@@ -86,6 +98,21 @@ class Settings(BaseSettings):
             raise ValueError("Duration must be 5 or 10 (seconds)")
         return value
 
+    @field_validator("extra_models", mode="before")
+    @classmethod
+    def _extra_models_from_json(cls, value: Any) -> tuple[ModelSpec, ...]:
+        return parse_extra_models(value)
+
+    @model_validator(mode="after")
+    def _extra_models_fit_the_dialect(self) -> Settings:
+        for spec in self.extra_models:
+            if not spec.text_only and not spec.durations_for(self.provider_api):
+                raise ValueError(
+                    f"EXTRA_MODELS: model {spec.id} declares durations {describe_durations(spec.durations)} s, none "
+                    f"of which the {self.provider_api} provider API offers (5 or 10)"
+                )
+        return self
+
     @field_validator("api_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
@@ -96,6 +123,10 @@ class Settings(BaseSettings):
         if not self.output_bucket and self.input_bucket:
             object.__setattr__(self, "output_bucket", self.input_bucket)
         return self
+
+    @property
+    def model_catalogue(self) -> ModelCatalogue:
+        return BUILT_IN_CATALOGUE.merged(self.extra_models)
 
     @property
     def max_job_age_seconds(self) -> float:

@@ -1,7 +1,7 @@
 """What a job sends: its images (checked against the provider's rules) and its resolved request.
 
-A plain upload is one image whose S3 metadata overrides the defaults; a manifest names one or two frames and
-carries the overrides itself.
+A plain upload is one image (a first frame) whose S3 metadata overrides the defaults; a manifest names one or two
+frames, or reference images, and carries the overrides itself.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from seedance_pipeline.errors import ErrorCode, InvalidInput, ObjectGone
 from seedance_pipeline.models import Job, VideoRequest
 from seedance_pipeline.rules import image_rules
 from seedance_pipeline.rules.manifests import (
-    FIRST_LAST_FRAME_MODEL,
     MAX_MANIFEST_BYTES,
     check_manifest_size,
     frame_keys,
     is_manifest,
     parse_manifest,
 )
+from seedance_pipeline.rules.model_catalogue import ImageMode
 from seedance_pipeline.rules.video_request import data_url, resolve_request
 from seedance_pipeline.runtime import Runtime
 
@@ -35,6 +35,8 @@ class InputImage:
 class JobInputs:
     request: VideoRequest
     images: list[InputImage]
+    # How the provider should read the images (a dialect with image roles needs it; the unified one sends a list).
+    mode: ImageMode = ImageMode.FIRST_FRAME
 
 
 def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
@@ -50,17 +52,17 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
             check_size=check_manifest_size,
         )
         manifest = parse_manifest(raw)
-        request = job.request or resolve_request(settings, manifest.overrides())
-        if manifest.last_frame and request.model != FIRST_LAST_FRAME_MODEL:
-            raise InvalidInput(
-                f"a first and a last frame need model {FIRST_LAST_FRAME_MODEL} (the default model is "
-                f'{request.model}); set "model" in the manifest',
-                code=ErrorCode.INVALID_MANIFEST,
-            )
-        images = [
-            _read_image(runtime, job.source_bucket, key) for key in frame_keys(job.source_key, manifest, settings)
-        ]
-        return JobInputs(request=request, images=images)
+        keys = frame_keys(job.source_key, manifest, settings)
+        request = job.request or resolve_request(
+            settings,
+            manifest.overrides(),
+            mode=manifest.mode,
+            image_count=len(keys),
+            source="the manifest's",
+            code=ErrorCode.INVALID_MANIFEST,
+        )
+        images = [_read_image(runtime, job.source_bucket, key) for key in keys]
+        return JobInputs(request=request, images=images, mode=manifest.mode)
 
     info, data = storage.read(
         job.source_bucket,

@@ -3,21 +3,34 @@
     {"first_frame": "_frames/start.png", "last_frame": "_frames/end.png",
      "prompt": "镜头缓慢推进", "model": "doubao-seedance-1-0-lite-i2v-250428", "resolution": "720p"}
 
-Frame paths are relative to the manifest's folder (or absolute keys under the input prefix). Images in a folder
-whose name starts with "_" are never processed on their own, so frames can live beside their manifest.
+Instead of frames, a manifest may name reference images (`"reference_images": ["a.jpg", "b.jpg"]`) for models
+that take them. Frame paths are relative to the manifest's folder (or absolute keys under the input prefix).
+Images in a folder whose name starts with "_" are never processed on their own, so frames can live beside their
+manifest. What a model allows (modes, counts, durations) is checked against the model catalogue when the request
+is resolved, where the operator's extra models are known; this module checks only the manifest's shape.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-from typing import Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.models import Ratio, Resolution
+from seedance_pipeline.rules.model_catalogue import BUILT_IN_CATALOGUE, TEXT_ONLY_IDS, ImageMode
 from seedance_pipeline.rules.video_request import MAX_SEED
 from seedance_pipeline.settings import Settings
 
@@ -25,8 +38,8 @@ MAX_MANIFEST_BYTES = 64 * 1024
 # A manifest is one flat object; a little room lets a wrong-typed field still get its field-level message.
 MAX_MANIFEST_DEPTH = 16
 MAX_KEY_BYTES = 1024  # S3's limit on an object key
-FIRST_LAST_FRAME_MODEL = "doubao-seedance-1-0-lite-i2v-250428"
-I2VModel = Literal["doubao-seedance-1-0-pro-250528", "doubao-seedance-1-0-lite-i2v-250428"]
+# A bound on the manifest's size, not a model's limit: the catalogue says how many a model takes.
+MAX_REFERENCE_IMAGES = 64
 
 
 def is_manifest(key: str) -> bool:
@@ -36,29 +49,57 @@ def is_manifest(key: str) -> bool:
 class JobManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    first_frame: str = Field(min_length=1)
+    first_frame: str | None = Field(default=None, min_length=1)
     last_frame: str | None = Field(default=None, min_length=1)
+    reference_images: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_REFERENCE_IMAGES
+    )
     prompt: str | None = None
-    model: I2VModel | None = None
+    model: str | None = Field(default=None, min_length=1)
     resolution: Resolution | None = None
     ratio: Ratio | None = None
-    duration: Literal[5, 10] | None = None
+    duration: StrictInt | None = Field(default=None, ge=1, le=600)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED, strict=True)
     watermark: StrictBool | None = None
     camerafixed: StrictBool | None = None
     return_last_frame: StrictBool | None = None
     generate_audio: StrictBool | None = None
 
+    @field_validator("model")
+    @classmethod
+    def _not_text_only(cls, value: str | None) -> str | None:
+        # Text-only models are refused whatever the operator allows, so the manifest alone can tell.
+        if value in TEXT_ONLY_IDS:
+            spec = BUILT_IN_CATALOGUE.get(value)
+            raise ValueError(f"{value} is {spec.note if spec else 'text-to-video only'}")
+        return value
+
     @model_validator(mode="after")
-    def _two_frames_need_the_lite_model(self) -> JobManifest:
-        if self.last_frame and self.model not in (None, FIRST_LAST_FRAME_MODEL):
-            raise ValueError(f"a first and a last frame need model {FIRST_LAST_FRAME_MODEL}")
+    def _one_image_mode(self) -> JobManifest:
+        if self.reference_images is not None and (self.first_frame or self.last_frame):
+            raise ValueError("name either 'first_frame' (and optionally 'last_frame') or 'reference_images', not both")
+        if self.reference_images is None and not self.first_frame:
+            raise ValueError("'first_frame' (or 'reference_images') is required")
         return self
+
+    @property
+    def mode(self) -> ImageMode:
+        if self.reference_images is not None:
+            return ImageMode.REFERENCE_IMAGES
+        return ImageMode.FIRST_AND_LAST if self.last_frame else ImageMode.FIRST_FRAME
+
+    @property
+    def image_refs(self) -> list[tuple[str, str]]:
+        """(field name, path) for every image, in the order the provider gets them."""
+        if self.reference_images is not None:
+            return [(f"reference_images[{i}]", ref) for i, ref in enumerate(self.reference_images)]
+        frames = [("first_frame", self.first_frame), ("last_frame", self.last_frame)]
+        return [(name, ref) for name, ref in frames if ref is not None]
 
     def overrides(self) -> dict[str, str]:
         """The manifest's settings in the shape of S3 metadata, so one resolver applies the same rules."""
         names = {"return_last_frame": "return-last-frame", "generate_audio": "generate-audio"}
-        values = self.model_dump(exclude={"first_frame", "last_frame"}, exclude_none=True)
+        values = self.model_dump(exclude={"first_frame", "last_frame", "reference_images"}, exclude_none=True)
         return {names.get(k, k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
 
 
@@ -143,9 +184,7 @@ def _describe(error: ErrorDetails) -> str:
 def frame_keys(manifest_key: str, manifest: JobManifest, settings: Settings) -> list[str]:
     folder = posixpath.dirname(manifest_key)
     keys = []
-    for name, ref in (("first_frame", manifest.first_frame), ("last_frame", manifest.last_frame)):
-        if ref is None:
-            continue
+    for name, ref in manifest.image_refs:
         key = (
             ref.lstrip("/")
             if ref.startswith(settings.input_prefix)

@@ -12,13 +12,18 @@ from urllib.parse import unquote
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.models import Ratio, Resolution, VideoRequest
-from seedance_pipeline.settings import I2V_MODELS, Settings
+from seedance_pipeline.rules.model_catalogue import (
+    ImageMode,
+    check_request,
+    describe_durations,
+    refuse_unknown_or_text_only,
+)
+from seedance_pipeline.settings import Settings
 
 MAX_PROMPT_CHARS = 800
 MAX_SEED = 2_147_483_647
 RESOLUTIONS: tuple[str, ...] = get_args(Resolution)
 RATIOS: tuple[str, ...] = get_args(Ratio)
-DURATIONS = (5, 10)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _BOOL_FIELDS = {
@@ -70,16 +75,28 @@ def _decodes(value: str) -> bool:
     return True
 
 
-def parse_bool(name: str, raw: str) -> bool:
+def parse_bool(name: str, raw: str, *, source: str = "metadata", code: ErrorCode = ErrorCode.INVALID_METADATA) -> bool:
     text = raw.strip().lower()
     if text in _TRUE:
         return True
     if text in _FALSE:
         return False
-    raise InvalidInput(f"metadata '{name}' is {raw!r}; allowed: true or false", code=ErrorCode.INVALID_METADATA)
+    raise InvalidInput(f"{source} '{name}' is {raw!r}; allowed: true or false", code=code)
 
 
-def resolve_request(settings: Settings, metadata: Mapping[str, str]) -> VideoRequest:
+def resolve_request(
+    settings: Settings,
+    metadata: Mapping[str, str],
+    *,
+    mode: ImageMode = ImageMode.FIRST_FRAME,
+    image_count: int = 1,
+    source: str = "metadata",
+    code: ErrorCode = ErrorCode.INVALID_METADATA,
+) -> VideoRequest:
+    """Defaults overridden by `metadata`, checked against the model catalogue for this image mode.
+
+    `source` and `code` name where the overrides came from (S3 metadata, or a manifest) in any refusal.
+    """
     meta = {key.lower().removeprefix("x-amz-meta-"): value for key, value in metadata.items()}
     notes_truncated = False
 
@@ -88,25 +105,36 @@ def resolve_request(settings: Settings, metadata: Mapping[str, str]) -> VideoReq
     if len(prompt) > MAX_PROMPT_CHARS:
         prompt, notes_truncated = prompt[:MAX_PROMPT_CHARS], True
 
+    catalogue = settings.model_catalogue
     model = meta.get("model", settings.model).strip()
-    if model not in I2V_MODELS:
-        raise InvalidInput(
-            f"metadata 'model' is {model!r}; allowed image-to-video models: {', '.join(I2V_MODELS)}",
-            code=ErrorCode.INVALID_METADATA,
-        )
-    resolution = _choice("resolution", meta.get("resolution", settings.resolution), RESOLUTIONS)
-    ratio = _choice("ratio", meta.get("ratio", settings.ratio), RATIOS)
-    duration = _duration(meta.get("duration"), settings.duration)
-    seed = _seed(meta.get("seed"))
+    field_name = f"{source} 'model'" if "model" in meta else "the Model parameter"
+    spec = refuse_unknown_or_text_only(model, catalogue, field=field_name, code=code)
+    resolution = _choice("resolution", meta.get("resolution", settings.resolution), RESOLUTIONS, source, code)
+    ratio = _choice("ratio", meta.get("ratio", settings.ratio), RATIOS, source, code)
+    durations = spec.durations_for(settings.provider_api)
+    duration = _duration(meta.get("duration"), settings.duration, durations, source, code, model)
+    seed = _seed(meta.get("seed"), source, code)
     flags: dict[str, Any] = {
         "watermark": settings.watermark,
         "camerafixed": settings.camera_fixed,
         "return_last_frame": settings.return_last_frame,
-        "generate_audio": settings.generate_audio,
+        # The template's GenerateAudio means "where the model has audio"; only an upload's own ask is refused.
+        "generate_audio": settings.generate_audio and spec.audio,
     }
     for meta_name, field in _BOOL_FIELDS.items():
         if meta_name in meta:
-            flags[field] = parse_bool(meta_name, meta[meta_name])
+            flags[field] = parse_bool(meta_name, meta[meta_name], source=source, code=code)
+    check_request(
+        model,
+        mode=mode,
+        image_count=image_count,
+        duration=duration,
+        resolution=resolution,
+        generate_audio=flags["generate_audio"],
+        catalogue=catalogue,
+        provider_api=settings.provider_api,
+        code=code,
+    )
     return VideoRequest(
         prompt=prompt,
         model=model,
@@ -119,30 +147,30 @@ def resolve_request(settings: Settings, metadata: Mapping[str, str]) -> VideoReq
     )
 
 
-def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+def _choice(name: str, raw: str, allowed: tuple[str, ...], source: str, code: ErrorCode) -> str:
     value = raw.strip()
     if value not in allowed:
-        raise InvalidInput(
-            f"metadata '{name}' is {raw!r}; allowed: {', '.join(allowed)}", code=ErrorCode.INVALID_METADATA
-        )
+        raise InvalidInput(f"{source} '{name}' is {raw!r}; allowed: {', '.join(allowed)}", code=code)
     return value
 
 
-def _duration(raw: str | None, default: int) -> int:
+def _duration(raw: str | None, default: int, allowed: frozenset[int], source: str, code: ErrorCode, model: str) -> int:
+    """The model's durations, as the provider dialect narrows them (the unified gateway offers only 5 and 10)."""
     if raw is None:
         return default
     try:
         value = int(raw.strip())
     except ValueError:
         value = -1
-    if value not in DURATIONS:
+    if value not in allowed:
         raise InvalidInput(
-            f"metadata 'duration' is {raw!r}; allowed: 5 or 10 (seconds)", code=ErrorCode.INVALID_METADATA
+            f"{source} 'duration' is {raw!r}; allowed: {describe_durations(allowed)} (seconds) with model {model}",
+            code=code,
         )
     return value
 
 
-def _seed(raw: str | None) -> int | None:
+def _seed(raw: str | None, source: str, code: ErrorCode) -> int | None:
     if raw is None or not raw.strip():
         return None
     try:
@@ -150,10 +178,7 @@ def _seed(raw: str | None) -> int | None:
     except ValueError:
         value = -1
     if not 0 <= value <= MAX_SEED:
-        raise InvalidInput(
-            f"metadata 'seed' is {raw!r}; allowed: a whole number from 0 to {MAX_SEED}",
-            code=ErrorCode.INVALID_METADATA,
-        )
+        raise InvalidInput(f"{source} 'seed' is {raw!r}; allowed: a whole number from 0 to {MAX_SEED}", code=code)
     return value
 
 
