@@ -7,6 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone
 from seedance_pipeline.models import Job, ObjectInfo, TaskResult
 from seedance_pipeline.runtime import Runtime
@@ -141,6 +143,7 @@ class FakeStorage:
         return f"https://example-bucket.s3.amazonaws.com/{key}?X-Amz-Signature=fake"
 
     def upload_stream(self, stream: Any, bucket: str, key: str, *, content_type: str) -> None:
+        _refuse_long_key(key, "CompleteMultipartUpload")
         chunks = []
         while chunk := stream.read(1024 * 1024):
             chunks.append(chunk)
@@ -149,7 +152,15 @@ class FakeStorage:
     def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
         import json
 
+        _refuse_long_key(key, "PutObject")
         self.uploads[(bucket, key)] = json.dumps(document).encode()
+
+
+def _refuse_long_key(key: str, operation: str) -> None:
+    """S3 refuses keys over 1,024 bytes of UTF-8, and so does the fake."""
+    if len(key.encode()) > 1024:
+        error = {"Error": {"Code": "KeyTooLongError", "Message": "Your key is too long"}}
+        raise ClientError(error, operation)  # type: ignore[arg-type]
 
 
 class FakeProvider:

@@ -1,21 +1,53 @@
+import pytest
+
+from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.models import Upload
-from seedance_pipeline.rules.keys import ignore_reason, job_id_for, output_keys
+from seedance_pipeline.rules.keys import check_output_keys, ignore_reason, job_id_for, output_keys, sidecar_key
 from seedance_pipeline.settings import Settings
 
 SETTINGS = Settings(jobs_table_name="t", input_bucket="b")
 
 
+JOB = "0123456789abcdef0123456789abcdef"
+
+
 def test_outputs_mirror_the_input_path_under_the_output_prefix():
-    keys = output_keys("uploads/My Photos/kitten (1).jpg", SETTINGS)
-    assert keys.video == "videos/My Photos/kitten (1).mp4"
-    assert keys.last_frame == "videos/My Photos/kitten (1).last-frame.png"
-    assert keys.sidecar == "videos/My Photos/kitten (1).json"
+    keys = output_keys("uploads/My Photos/kitten (1).jpg", SETTINGS, JOB)
+    assert keys.video == "videos/My Photos/kitten (1).jpg.0123456789ab.mp4"
+    assert keys.last_frame == "videos/My Photos/kitten (1).jpg.0123456789ab.last-frame.png"
+    assert keys.sidecar == "videos/My Photos/kitten (1).jpg.json"
 
 
 def test_outputs_of_a_top_level_file_and_a_name_without_extension():
-    assert output_keys("uploads/cat.png", SETTINGS).video == "videos/cat.mp4"
-    assert output_keys("uploads/a.b.c.webp", SETTINGS).video == "videos/a.b.c.mp4"
-    assert output_keys("uploads/noext", SETTINGS).video == "videos/noext.mp4"
+    assert output_keys("uploads/cat.png", SETTINGS, JOB).video == "videos/cat.png.0123456789ab.mp4"
+    assert output_keys("uploads/a.b.c.webp", SETTINGS, JOB).video == "videos/a.b.c.webp.0123456789ab.mp4"
+    assert output_keys("uploads/noext", SETTINGS, JOB).video == "videos/noext.0123456789ab.mp4"
+    assert sidecar_key("uploads/noext", SETTINGS) == "videos/noext.json"
+
+
+def test_uploads_that_differ_only_in_extension_never_share_an_output_object():
+    sources = ["uploads/a.jpg", "uploads/a.png", "uploads/a.json", "uploads/a", "uploads/a.jpg.json"]
+    written = [
+        key
+        for number, source in enumerate(sources)
+        for key in output_keys(source, SETTINGS, f"{number:032x}").model_dump().values()
+    ]
+    assert len(written) == len(set(written)) == 3 * len(sources)
+
+
+def test_two_jobs_of_one_key_write_different_media_and_share_only_the_sidecar():
+    first = output_keys("uploads/a.jpg", SETTINGS, "a" * 32)
+    second = output_keys("uploads/a.jpg", SETTINGS, "b" * 32)
+    assert {first.video, first.last_frame}.isdisjoint({second.video, second.last_frame})
+    assert first.sidecar == second.sidecar == "videos/a.jpg.json"
+
+
+def test_output_keys_over_s3s_limit_are_refused_with_the_limit_named():
+    check_output_keys("uploads/" + "é" * 400 + ".jpg", SETTINGS)  # 800 bytes of name: fits
+    with pytest.raises(InvalidInput) as refused:
+        check_output_keys("uploads/" + "é" * 500 + ".jpg", SETTINGS)  # 500 characters, 1,000 bytes
+    assert refused.value.code == ErrorCode.OUTPUT_KEY_TOO_LONG
+    assert "1024 bytes" in refused.value.message
 
 
 def test_keys_outside_the_input_prefix_under_the_output_prefix_and_folders_are_ignored():

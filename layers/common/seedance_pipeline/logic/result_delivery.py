@@ -1,24 +1,43 @@
-"""Copy a finished task's results into the output bucket: video, last frame, then the sidecar that vouches for them."""
+"""Copy a finished task's results into the output bucket: video, last frame, then the sidecar that vouches for them.
+
+Visibility is all or nothing through one pointer. The video and the last frame go to names only this job writes
+(`<name>.<ext>.<job tag>.mp4`); the sidecar, at the stable `<name>.<ext>.json`, is written last in one PUT and names
+them. A reader that follows the sidecar sees either the previous job's whole set or this job's whole set: a
+delivery that fails (or crashes) before the sidecar leaves the previous sidecar vouching only for its own objects.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from seedance_pipeline.errors import DownloadRefused
+from seedance_pipeline.errors import DeliveryFailed, DownloadRefused, PipelineError
 from seedance_pipeline.models import Job, JobOutputs, TaskResult, iso_time
 from seedance_pipeline.rules.keys import output_keys
 from seedance_pipeline.runtime import Runtime
 
+_MAX_REASON_CHARS = 500
+
 
 def deliver_results(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs, list[str]]:
-    """Stream the results into S3. Raises ResultExpired/ResultUnavailable/DownloadRefused for the caller to judge."""
+    """Stream the results into S3. Raises ResultExpired/ResultUnavailable/DownloadRefused/DeliveryFailed for the
+    caller to judge; an error no adapter classified becomes DeliveryFailed so it counts as an attempt."""
+    try:
+        return _deliver(job, result, runtime)
+    except PipelineError:
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]
+        raise DeliveryFailed(f"could not write the results to S3 ({reason})") from exc
+
+
+def _deliver(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs, list[str]]:
     settings = runtime.settings
     if result.malformed_url or not result.video_url:
         raise DownloadRefused(
             "the provider reported success but gave no usable video URL"
             + (" (the URL field is not a string)" if result.malformed_url else "")
         )
-    keys = output_keys(job.source_key, settings)
+    keys = output_keys(job.source_key, settings, job.job_id)
     bucket = settings.output_bucket or job.source_bucket
     notes: list[str] = []
 
@@ -36,6 +55,7 @@ def deliver_results(job: Job, result: TaskResult, runtime: Runtime) -> tuple[Job
 
     outputs = JobOutputs(bucket=bucket, video_key=keys.video, last_frame_key=last_frame_key, sidecar_key=keys.sidecar)
     delivered_at = runtime.clock()
+    # The switch: until this PUT lands, the sidecar (if any) still names the previous job's complete set.
     runtime.storage.put_json(bucket, keys.sidecar, sidecar_document(job, result, outputs, delivered_at, notes))
     return outputs, notes
 
