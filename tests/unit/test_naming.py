@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.models import Upload
@@ -58,10 +59,19 @@ def test_keys_outside_the_input_prefix_under_the_output_prefix_and_folders_are_i
     assert ignore_reason("uploads/cat.jpg", SETTINGS) is None
 
 
-def test_output_prefix_inside_the_input_prefix_is_still_ignored():
-    nested = Settings(jobs_table_name="t", input_prefix="media/", output_prefix="media/videos/")
-    assert ignore_reason("media/videos/cat.mp4", nested) is not None
-    assert ignore_reason("media/cat.jpg", nested) is None
+@pytest.mark.parametrize(
+    ("input_prefix", "output_prefix"),
+    [("media/", "media/videos/"), ("media/uploads/", "media/"), ("same/", "same/"), ("", "videos/"), ("in/", "")],
+)
+def test_prefixes_that_contain_each_other_are_refused_at_cold_start(input_prefix, output_prefix):
+    with pytest.raises(ValidationError, match="neither may start with the other"):
+        Settings(jobs_table_name="t", input_prefix=input_prefix, output_prefix=output_prefix)
+
+
+def test_prefixes_that_only_share_a_beginning_are_accepted():
+    settings = Settings(jobs_table_name="t", input_prefix="media/in/", output_prefix="media/out/")
+    assert ignore_reason("media/in/cat.jpg", settings) is None
+    assert ignore_reason("media/out/cat.jpg.json", settings) is not None
 
 
 def test_job_id_is_shared_by_duplicate_deliveries_and_new_for_a_reupload():
