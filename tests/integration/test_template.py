@@ -19,6 +19,7 @@ from seedance_local.stack import (
     find_template,
     parameter_defaults,
     resolve_parameters,
+    resolve_template,
 )
 
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
@@ -197,6 +198,34 @@ def test_template_rules_demand_a_key_and_distinct_prefixes(sam: dict[str, Any]) 
         resolve_parameters(sam, {"ApiKey": "k", "InputPrefix": "same/", "OutputPrefix": "same/"})
     arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:seedance-AbCdEf"
     assert resolve_parameters(sam, {"ApiKeySecretArn": arn})["ApiKeySecretArn"] == arn
+
+
+@pytest.mark.parametrize(
+    ("input_prefix", "output_prefix", "nest"),
+    [
+        ("media/uploads/", "media/", True),
+        ("media/", "media/videos/", True),
+        ("a/b/c/d/e/", "a/b/c/d/", True),
+        ("media/in/", "media/out/", False),
+        ("uploads/", "videos/", False),
+        ("up/", "uploads/", False),
+        ("a/b/c/d/e/", "a/b/c/d/f/", False),
+    ],
+)
+def test_prefixes_that_contain_each_other_stop_the_deployment(
+    cfn: dict[str, Any], input_prefix: str, output_prefix: str, nest: bool
+) -> None:
+    parameters = {"ApiKey": "k", "InputPrefix": input_prefix, "OutputPrefix": output_prefix}
+    resources = resolve_template(cfn, parameters)["Resources"]
+    assert ("InputPrefixAndOutputPrefixMustNotContainEachOther" in resources) is nest
+    if nest:
+        refusal = resources["InputPrefixAndOutputPrefixMustNotContainEachOther"]
+        assert refusal["Type"] == "AWS::CloudFormation::WaitCondition"  # never signalled: fails, stack rolls back
+
+
+def test_prefixes_deeper_than_the_nesting_check_are_refused_by_their_pattern(sam: dict[str, Any]) -> None:
+    with pytest.raises(LocalStackError, match="InputPrefix='a/b/c/d/e/f/'"):
+        resolve_parameters(sam, {"ApiKey": "k", "InputPrefix": "a/b/c/d/e/f/"})
 
 
 # --- environment ---------------------------------------------------------------------------------------------------
