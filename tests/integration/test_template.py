@@ -325,15 +325,19 @@ def test_submit_reads_only_the_input_prefix_and_writes_no_s3_object(cfn: dict[st
 
 def test_poll_writes_only_under_the_output_prefix(cfn: dict[str, Any]) -> None:
     s3 = [s for s in _statements(cfn, "PollFunction") if any(a.startswith("s3:") for a in _as_list(s["Action"]))]
-    by_actions = {tuple(sorted(_as_list(s["Action"]))): _sub_text(s["Resource"]) for s in s3}
+    listings = [s for s in s3 if _as_list(s["Action"]) == ["s3:ListBucket"]]
+    by_actions = {tuple(sorted(_as_list(s["Action"]))): _sub_text(s["Resource"]) for s in s3 if s not in listings}
     assert by_actions == {
         ("s3:GetObject", "s3:GetObjectVersion"): by_actions[("s3:GetObject", "s3:GetObjectVersion")],
-        ("s3:ListBucket",): "arn:${AWS::Partition}:s3:::${InputBucketName}",
         ("s3:AbortMultipartUpload", "s3:PutObject"): "arn:${AWS::Partition}:s3:::${OutputBucket}/${OutputPrefix}*",
+        # Reading the previous sidecar and deleting the media it named, once a re-upload's set replaces them.
+        ("s3:DeleteObject", "s3:GetObject"): "arn:${AWS::Partition}:s3:::${OutputBucket}/${OutputPrefix}*",
     }
     assert by_actions[("s3:GetObject", "s3:GetObjectVersion")].endswith("/${InputPrefix}*")
-    (listing,) = [s for s in s3 if _as_list(s["Action"]) == ["s3:ListBucket"]]
-    _assert_lists_only_the_input_prefix(listing)
+    input_listing, output_listing = listings
+    _assert_lists_only_the_input_prefix(input_listing)
+    assert _sub_text(output_listing["Resource"]) == "arn:${AWS::Partition}:s3:::${OutputBucket}"
+    assert output_listing["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${OutputPrefix}*"}}}
 
 
 def _assert_lists_only_the_input_prefix(statement: dict[str, Any]) -> None:

@@ -155,6 +155,15 @@ class FakeStorage:
         _refuse_long_key(key, "PutObject")
         self.uploads[(bucket, key)] = json.dumps(document).encode()
 
+    def read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        import json
+
+        body = self.uploads.get((bucket, key))
+        return json.loads(body) if body is not None else None
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.uploads.pop((bucket, key), None)
+
 
 def _refuse_long_key(key: str, operation: str) -> None:
     """S3 refuses keys over 1,024 bytes of UTF-8, and so does the fake."""

@@ -5,14 +5,18 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
+from seedance_pipeline.errors import Superseded
 from seedance_pipeline.logic.polling import run_poll
-from seedance_pipeline.models import JobStatus
+from seedance_pipeline.logic.result_delivery import deliver_results
+from seedance_pipeline.models import JobStatus, ProviderState, TaskResult
+from seedance_pipeline.rules.keys import output_keys
 from tests.support.fakes import FakeDownloader, FakeStorage, make_runtime
 from tests.unit.test_polling import BUCKET, poll_until_terminal, submitted
 
 VIDEO_1 = b"\x00\x00\x00\x18ftypmp42 first video"
 VIDEO_2 = b"\x00\x00\x00\x18ftypmp42 second video"
-BODIES = {"https://cdn.example.com/cgt-00001.mp4": VIDEO_1, "https://cdn.example.com/cgt-00002.mp4": VIDEO_2}
+VIDEO_URL_1, VIDEO_URL_2 = "https://cdn.example.com/cgt-00001.mp4", "https://cdn.example.com/cgt-00002.mp4"
+BODIES = {VIDEO_URL_1: VIDEO_1, VIDEO_URL_2: VIDEO_2}
 
 
 class FaultyStorage(FakeStorage):
@@ -135,3 +139,32 @@ def test_a_crash_between_video_and_sidecar_leaves_no_half_visible_set_and_the_re
     assert store.get(second).status is JobStatus.SUCCEEDED
     assert vouched(storage, sidecar) == (second, {"video": VIDEO_2})
     assert store.get(second).outputs.video_key != store.get(first).outputs.video_key
+
+
+def test_a_reupload_replaces_the_previous_outputs_once_its_own_are_in_place():
+    runtime, store, storage, provider = faulty_runtime()
+    provider.outcome = {"state": "SUCCEEDED", "last_frame_url": "https://cdn.example.com/last.png"}
+    runtime.downloader.bodies["https://cdn.example.com/last.png"] = b"\x89PNG last"
+    first = submitted(runtime, storage, key="uploads/cat.jpg", metadata={"return-last-frame": "true"}, sequencer="01")
+    poll_until_terminal(runtime, store)
+    old = store.get(first).outputs
+    second = submitted(runtime, storage, key="uploads/cat.jpg", metadata={"return-last-frame": "true"}, sequencer="02")
+    poll_until_terminal(runtime, store)
+    new = store.get(second).outputs
+    assert vouched(storage, new.sidecar_key) == (second, {"video": VIDEO_2, "last_frame": b"\x89PNG last"})
+    assert {old.video_key, old.last_frame_key}.isdisjoint({new.video_key, new.last_frame_key})
+    assert (BUCKET, old.video_key) not in storage.uploads and (BUCKET, old.last_frame_key) not in storage.uploads
+
+
+def test_an_older_upload_delivering_late_never_replaces_a_newer_uploads_outputs():
+    runtime, store, storage, provider = faulty_runtime()
+    older = store.get(submitted(runtime, storage, key="uploads/cat.jpg", sequencer="00A1"))
+    newer = store.get(submitted(runtime, storage, key="uploads/cat.jpg", sequencer="00A2"))
+    success = TaskResult(task_id="t", state=ProviderState.SUCCEEDED, raw_status="SUCCESS")
+    newer_outputs, _ = deliver_results(newer, success.model_copy(update={"video_url": VIDEO_URL_2}), runtime)
+    # The older job passed its own supersession check just before the newer upload was recorded: a race.
+    with pytest.raises(Superseded) as refused:
+        deliver_results(older, success.model_copy(update={"video_url": VIDEO_URL_1}), runtime)
+    assert vouched(storage, newer_outputs.sidecar_key) == (newer.job_id, {"video": VIDEO_2})
+    older_video = output_keys(older.source_key, runtime.settings, older.job_id).video
+    assert storage.uploads[(BUCKET, older_video)] == VIDEO_1 and older_video in refused.value.message

@@ -137,6 +137,12 @@ class DeliveryFailed(PipelineError):
     code = ErrorCode.DELIVERY_FAILED
 
 
+class Superseded(PipelineError):
+    """A newer upload of the same key delivered its outputs first: this job's must not replace them."""
+
+    code = ErrorCode.SUPERSEDED
+
+
 class LeaseLost(PipelineError):
     """Another worker holds or has finished this job; drop it quietly."""
 
@@ -168,6 +174,7 @@ OUTCOMES: dict[type[PipelineError], Outcome] = {
     ResultExpired: Outcome.TRY_LATER,
     ResultUnavailable: Outcome.TRY_LATER,
     DeliveryFailed: Outcome.TRY_LATER,
+    Superseded: Outcome.FAILED,
     SubmissionUncertain: Outcome.UNCERTAIN,
     LeaseLost: Outcome.DROP,
     AlreadyClaimed: Outcome.DROP,
