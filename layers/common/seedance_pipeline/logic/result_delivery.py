@@ -30,7 +30,7 @@ def deliver_results(job: Job, result: TaskResult, runtime: Runtime) -> tuple[Job
         raise
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]
-        raise DeliveryFailed(f"could not write the results to S3 ({reason})") from exc
+        raise DeliveryFailed(f"could not deliver the results ({reason})") from exc
 
 
 def _deliver(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs, list[str]]:
