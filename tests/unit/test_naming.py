@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput
@@ -82,3 +84,17 @@ def test_job_id_is_shared_by_duplicate_deliveries_and_new_for_a_reupload():
     assert job_id_for(first) == job_id_for(duplicate)
     assert job_id_for(first) != job_id_for(reupload)
     assert job_id_for(versioned) != job_id_for(first)
+
+
+_NAME = st.text(st.sampled_from("ab.-_ é/"), min_size=1, max_size=12).filter(lambda n: not n.endswith("/"))
+_JOB = st.text(st.sampled_from("0123456789abcdef"), min_size=32, max_size=32)
+
+
+@given(first=_NAME, second=_NAME, first_job=_JOB, second_job=_JOB)
+def test_no_two_uploads_ever_share_an_output_object(first, second, first_job, second_job):
+    ours = set(output_keys("uploads/" + first, SETTINGS, first_job).model_dump().values())
+    theirs = set(output_keys("uploads/" + second, SETTINGS, second_job).model_dump().values())
+    if first != second:
+        assert ours.isdisjoint(theirs)
+    elif first_job[:12] != second_job[:12]:
+        assert ours & theirs == {sidecar_key("uploads/" + first, SETTINGS)}  # the one pointer, replaced whole
