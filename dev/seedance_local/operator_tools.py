@@ -24,7 +24,7 @@ from seedance_pipeline.adapters.job_store import BOOKKEEPING_ID_PREFIX, JobStore
 from seedance_pipeline.errors import AlreadyClaimed
 from seedance_pipeline.models import Job, JobStatus, Upload
 from seedance_pipeline.ports import JobCatalogPort
-from seedance_pipeline.rules.keys import due_shard_for, ignore_reason, job_id_for, output_keys
+from seedance_pipeline.rules.keys import due_shard_for, ignore_reason, job_id_for, sidecar_key
 from seedance_pipeline.settings import Settings
 
 DEFAULT_INPUT_PREFIX = "uploads/"
@@ -284,7 +284,7 @@ def _backfill_one(
 ) -> str:
     if ignore_reason(listed.key, settings):
         return "ignored"
-    sidecar_time = finished.get(output_keys(listed.key, settings).sidecar)
+    sidecar_time = finished.get(sidecar_key(listed.key, settings))
     if sidecar_time is not None and sidecar_time >= listed.last_modified:
         return "present"
     upload = Upload(bucket=bucket, key=listed.key, etag=listed.etag, version_id=listed.version_id)

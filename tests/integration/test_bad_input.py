@@ -204,9 +204,9 @@ def test_objects_outside_the_input_prefix_or_folder_placeholders_are_ignored_wit
 
 def test_keys_with_spaces_plus_percent_and_non_ascii_are_processed_to_the_same_characters(pipeline, sim, stack):
     keys = {
-        "uploads/été 2026/a+b 100%.jpg": "videos/été 2026/a+b 100%.mp4",
-        "uploads/literal %41%20 escapes.jpg": "videos/literal %41%20 escapes.mp4",
-        "uploads/日本語/写真 1+1=2.jpeg": "videos/日本語/写真 1+1=2.mp4",
+        "uploads/été 2026/a+b 100%.jpg": "videos/été 2026/a+b 100%.jpg",
+        "uploads/literal %41%20 escapes.jpg": "videos/literal %41%20 escapes.jpg",
+        "uploads/日本語/写真 1+1=2.jpeg": "videos/日本語/写真 1+1=2.jpeg",
     }
     data = image_bytes()
     for key in keys:
@@ -218,15 +218,16 @@ def test_keys_with_spaces_plus_percent_and_non_ascii_are_processed_to_the_same_c
     jobs = pipeline.run_until_terminal(timeout=60)
 
     s3 = stack.client("s3")
-    for key, video_key in keys.items():
+    for key, output_base in keys.items():
         job = jobs[key]
+        video_key = f"{output_base}.{job.job_id[:12]}.mp4"
         assert job.status is JobStatus.SUCCEEDED, job.error
         assert job.source_key == key
         assert job.outputs.video_key == video_key
         assert s3.get_object(Bucket=stack.bucket, Key=video_key)["Body"].read(8)[4:8] == b"ftyp"
         sidecar = json.loads(s3.get_object(Bucket=stack.bucket, Key=job.outputs.sidecar_key)["Body"].read())
         assert sidecar["source"]["key"] == key
-        assert job.outputs.sidecar_key == video_key.removesuffix(".mp4") + ".json"
+        assert job.outputs.sidecar_key == f"{output_base}.json"
     assert sim.counters.submit == len(keys)
 
 

@@ -54,8 +54,10 @@ def test_run_turns_a_png_into_a_480p_square_video_with_a_sidecar(tmp_path, capsy
     )
 
     assert code == 0, capsys.readouterr()
-    assert _video(out / "garden photo.mp4") == (640, 640, 24.0, 121)
-    sidecar = json.loads((out / "garden photo.json").read_text())
+    (video,) = out.glob("garden photo.png.*.mp4")  # <name>.<ext>.<job tag>.mp4
+    assert _video(video) == (640, 640, 24.0, 121)
+    sidecar = json.loads((out / "garden photo.png.json").read_text())
+    assert sidecar["outputs"]["video"] == f"videos/{video.name}"
     assert sidecar["request"]["resolution"] == "480p"
     assert sidecar["request"]["ratio"] == "1:1"
     assert sidecar["request"]["prompt"] == prompt  # RFC 2047 on the wire, decoded by the pipeline
@@ -108,12 +110,13 @@ def test_demo_makes_three_videos_of_the_requested_sizes_with_sidecars(tmp_path, 
     assert code == 0, capsys.readouterr()
     expected = {"sunset-hills": (864, 480), "night-city": (480, 864), "flower-garden": (640, 640)}  # 16:9, 9:16, 1:1
     for name, size in expected.items():
-        width, height, fps, frames = _video(out / "demo" / f"{name}.mp4")
+        (source,) = {p.name for p in (out / "demo").glob(f"{name}.*.json")}
+        sidecar = json.loads((out / "demo" / source).read_text())
+        width, height, fps, frames = _video(out / sidecar["outputs"]["video"].removeprefix("videos/"))
         assert (width, height, fps, frames) == (*size, 24.0, 121)
-        sidecar = json.loads((out / "demo" / f"{name}.json").read_text())
         assert sidecar["task_id"]
-    assert (out / "demo" / "night-city.last-frame.png").is_file()  # asked for with return-last-frame
-    garden = json.loads((out / "demo" / "flower-garden.json").read_text())["request"]
+    assert list((out / "demo").glob("night-city.jpg.*.last-frame.png"))  # asked for with return-last-frame
+    garden = json.loads((out / "demo" / "flower-garden.png.json").read_text())["request"]
     assert garden["camerafixed"] is True
     assert garden["prompt"] == cli_demo.DEMO_NON_ASCII_PROMPT  # sent RFC 2047-encoded, stored decoded
     assert (out / "pipeline.log").stat().st_size > 0  # the handlers' logs went there, not to the terminal

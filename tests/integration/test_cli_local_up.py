@@ -80,7 +80,8 @@ def test_local_up_turns_an_upload_into_a_video_and_the_operator_commands_see_it(
         return "SUCCEEDED" in capsys.readouterr().out
 
     wait_for(listed_succeeded, 90, "the job to succeed")
-    head = s3.head_object(Bucket=state["bucket"], Key="videos/local/cat.mp4")
+    sidecar = json.loads(s3.get_object(Bucket=state["bucket"], Key="videos/local/cat.jpg.json")["Body"].read())
+    head = s3.head_object(Bucket=state["bucket"], Key=sidecar["outputs"]["video"])
     assert head["ContentLength"] > 1000
 
     process.send_signal(signal.SIGTERM)

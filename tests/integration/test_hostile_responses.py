@@ -56,12 +56,12 @@ def test_every_gateway_shape_delivers_the_bytes_the_provider_serves(make_pipelin
     job = run_one(pipeline, key)
 
     assert job.status is JobStatus.SUCCEEDED, job.error
-    assert job.outputs.video_key == f"videos/shapes/{shape}.mp4"
+    assert job.outputs.video_key == f"videos/shapes/{shape}.jpg.{job.job_id[:12]}.mp4"
     s3 = stack.client("s3")
     stored = s3.get_object(Bucket=stack.bucket, Key=job.outputs.video_key)["Body"].read()
     assert stored == served(sim, job.task_id, ".mp4")
     assert stored[4:8] == b"ftyp"
-    assert job.outputs.last_frame_key == f"videos/shapes/{shape}.last-frame.png"
+    assert job.outputs.last_frame_key == f"videos/shapes/{shape}.jpg.{job.job_id[:12]}.last-frame.png"
     frame = s3.get_object(Bucket=stack.bucket, Key=job.outputs.last_frame_key)["Body"].read()
     assert frame == served(sim, job.task_id, ".last-frame.png")
     assert frame.startswith(b"\x89PNG")

@@ -23,9 +23,10 @@ def test_a_success_event_carries_the_source_and_output_uris_the_request_and_timi
     assert set(detail) == DETAIL_KEYS
     assert detail["job_id"] == job.job_id and detail["task_id"] == job.task_id
     assert detail["source"]["uri"] == f"s3://{stack.bucket}/uploads/events/ok.jpg"
-    assert detail["outputs"]["video"] == f"s3://{stack.bucket}/videos/events/ok.mp4"
-    assert detail["outputs"]["last_frame"] == f"s3://{stack.bucket}/videos/events/ok.last-frame.png"
-    assert detail["outputs"]["sidecar"] == f"s3://{stack.bucket}/videos/events/ok.json"
+    tag = job.job_id[:12]
+    assert detail["outputs"]["video"] == f"s3://{stack.bucket}/videos/events/ok.jpg.{tag}.mp4"
+    assert detail["outputs"]["last_frame"] == f"s3://{stack.bucket}/videos/events/ok.jpg.{tag}.last-frame.png"
+    assert detail["outputs"]["sidecar"] == f"s3://{stack.bucket}/videos/events/ok.jpg.json"
     assert detail["request"]["return_last_frame"] is True
     assert detail["timings"]["created_at"] and detail["timings"]["seconds_total"] > 0
 

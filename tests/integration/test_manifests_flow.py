@@ -29,7 +29,7 @@ def test_a_first_and_last_frame_manifest_sends_both_frames(pipeline, sim, stack)
     job = pipeline.run_until_terminal(timeout=60)["uploads/clips/sunrise.json"]
 
     assert job.status is JobStatus.SUCCEEDED, job.error
-    assert job.outputs.video_key == "videos/clips/sunrise.mp4"
+    assert job.outputs.video_key == f"videos/clips/sunrise.json.{job.job_id[:12]}.mp4"
     sent = sim.counters.request_bodies[-1]
     assert len(sent["images"]) == 2 and sent["model"] == LITE
     assert sent["prompt"] == "镜头缓慢推进，天色由蓝转橙"

@@ -121,7 +121,7 @@ def test_show_prints_the_job_record_as_json(finished, cli_target, capsys):
     record = json.loads(capsys.readouterr().out)
     assert record["job_id"] == finished.succeeded.job_id
     assert record["status"] == "SUCCEEDED"
-    assert record["outputs"]["video_key"] == "videos/ops/fine.mp4"
+    assert record["outputs"]["video_key"] == f"videos/ops/fine.png.{finished.succeeded.job_id[:12]}.mp4"
 
 
 def test_show_of_an_unknown_job_is_one_error_line(stack, cli_target, capsys):

@@ -23,14 +23,15 @@ def test_three_uploads_become_three_videos_at_the_documented_keys(pipeline, sim,
     jobs = pipeline.run_until_terminal(timeout=120)
 
     s3 = stack.client("s3")
-    expected_video_keys = {
-        "uploads/My Photos/kitten (1).jpg": "videos/My Photos/kitten (1).mp4",
-        "uploads/beach.png": "videos/beach.mp4",
-        "uploads/a/b/c/tower+night.webp": "videos/a/b/c/tower+night.mp4",
+    expected_outputs = {
+        "uploads/My Photos/kitten (1).jpg": "videos/My Photos/kitten (1).jpg",
+        "uploads/beach.png": "videos/beach.png",
+        "uploads/a/b/c/tower+night.webp": "videos/a/b/c/tower+night.webp",
     }
     for key, job in jobs.items():
         assert job.status is JobStatus.SUCCEEDED, job.error
-        assert job.outputs.video_key == expected_video_keys[key]
+        assert job.outputs.video_key == f"{expected_outputs[key]}.{job.job_id[:12]}.mp4"
+        assert job.outputs.sidecar_key == f"{expected_outputs[key]}.json"
         stored = s3.get_object(Bucket=stack.bucket, Key=job.outputs.video_key)["Body"].read()
         served = requests.get(f"{sim.base_url}/results/{job.task_id}.mp4", timeout=10).content
         assert stored == served and stored[4:8] == b"ftyp"

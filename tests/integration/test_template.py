@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from seedance_local.local_stack import LocalStack, LocalStackError
-from seedance_local.stack_template import find_template, parameter_defaults, resolve_parameters
+from seedance_local.stack_template import find_template, parameter_defaults, resolve_parameters, resolve_template
 
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
 REPO = TEMPLATE_PATH.parent
@@ -195,6 +195,34 @@ def test_template_rules_demand_a_key_and_distinct_prefixes(sam: dict[str, Any]) 
     assert resolve_parameters(sam, {"ApiKeySecretArn": arn})["ApiKeySecretArn"] == arn
 
 
+@pytest.mark.parametrize(
+    ("input_prefix", "output_prefix", "nest"),
+    [
+        ("media/uploads/", "media/", True),
+        ("media/", "media/videos/", True),
+        ("a/b/c/d/e/", "a/b/c/d/", True),
+        ("media/in/", "media/out/", False),
+        ("uploads/", "videos/", False),
+        ("up/", "uploads/", False),
+        ("a/b/c/d/e/", "a/b/c/d/f/", False),
+    ],
+)
+def test_prefixes_that_contain_each_other_stop_the_deployment(
+    cfn: dict[str, Any], input_prefix: str, output_prefix: str, nest: bool
+) -> None:
+    parameters = {"ApiKey": "k", "InputPrefix": input_prefix, "OutputPrefix": output_prefix}
+    resources = resolve_template(cfn, parameters)["Resources"]
+    assert ("InputPrefixAndOutputPrefixMustNotContainEachOther" in resources) is nest
+    if nest:
+        refusal = resources["InputPrefixAndOutputPrefixMustNotContainEachOther"]
+        assert refusal["Type"] == "AWS::CloudFormation::WaitCondition"  # never signalled: fails, stack rolls back
+
+
+def test_prefixes_deeper_than_the_nesting_check_are_refused_by_their_pattern(sam: dict[str, Any]) -> None:
+    with pytest.raises(LocalStackError, match="InputPrefix='a/b/c/d/e/f/'"):
+        resolve_parameters(sam, {"ApiKey": "k", "InputPrefix": "a/b/c/d/e/f/"})
+
+
 # --- environment ---------------------------------------------------------------------------------------------------
 
 
@@ -292,15 +320,19 @@ def test_submit_reads_only_the_input_prefix_and_writes_no_s3_object(cfn: dict[st
 
 def test_poll_writes_only_under_the_output_prefix(cfn: dict[str, Any]) -> None:
     s3 = [s for s in _statements(cfn, "PollFunction") if any(a.startswith("s3:") for a in _as_list(s["Action"]))]
-    by_actions = {tuple(sorted(_as_list(s["Action"]))): _sub_text(s["Resource"]) for s in s3}
+    listings = [s for s in s3 if _as_list(s["Action"]) == ["s3:ListBucket"]]
+    by_actions = {tuple(sorted(_as_list(s["Action"]))): _sub_text(s["Resource"]) for s in s3 if s not in listings}
     assert by_actions == {
         ("s3:GetObject", "s3:GetObjectVersion"): by_actions[("s3:GetObject", "s3:GetObjectVersion")],
-        ("s3:ListBucket",): "arn:${AWS::Partition}:s3:::${InputBucketName}",
         ("s3:AbortMultipartUpload", "s3:PutObject"): "arn:${AWS::Partition}:s3:::${OutputBucket}/${OutputPrefix}*",
+        # Reading the previous sidecar and deleting the media it named, once a re-upload's set replaces them.
+        ("s3:DeleteObject", "s3:GetObject"): "arn:${AWS::Partition}:s3:::${OutputBucket}/${OutputPrefix}*",
     }
     assert by_actions[("s3:GetObject", "s3:GetObjectVersion")].endswith("/${InputPrefix}*")
-    (listing,) = [s for s in s3 if _as_list(s["Action"]) == ["s3:ListBucket"]]
-    _assert_lists_only_the_input_prefix(listing)
+    input_listing, output_listing = listings
+    _assert_lists_only_the_input_prefix(input_listing)
+    assert _sub_text(output_listing["Resource"]) == "arn:${AWS::Partition}:s3:::${OutputBucket}"
+    assert output_listing["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${OutputPrefix}*"}}}
 
 
 def _assert_lists_only_the_input_prefix(statement: dict[str, Any]) -> None:

@@ -514,6 +514,6 @@ def test_an_upload_to_the_existing_bucket_becomes_a_video_through_eventbridge(
         (job,) = pipeline.run_until_terminal(timeout=120).values()
         assert job.status.value == "SUCCEEDED", job
         assert job.source_bucket == job.outputs.bucket == EXISTING
-        assert job.outputs.video_key == "videos/eb/kitten.mp4"
+        assert job.outputs.video_key == f"videos/eb/kitten.jpg.{job.job_id[:12]}.mp4"
         head = existing_stack.client("s3").head_object(Bucket=EXISTING, Key=job.outputs.video_key)
         assert head["ContentLength"] > 0

@@ -228,6 +228,7 @@ class FakeStorage:
         return f"https://example-bucket.s3.amazonaws.com/{key}?X-Amz-Signature=fake"
 
     def upload_stream(self, stream: Readable, bucket: str, key: str, *, content_type: str) -> None:
+        _refuse_long_key(key, "CompleteMultipartUpload")
         chunks: list[bytes] = []
         while chunk := stream.read(1024 * 1024):
             chunks.append(chunk)
@@ -236,7 +237,24 @@ class FakeStorage:
     def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
         import json
 
+        _refuse_long_key(key, "PutObject")
         self.uploads[(bucket, key)] = json.dumps(document).encode()
+
+    def read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        import json
+
+        body = self.uploads.get((bucket, key))
+        return json.loads(body) if body is not None else None
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.uploads.pop((bucket, key), None)
+
+
+def _refuse_long_key(key: str, operation: str) -> None:
+    """S3 refuses keys over 1,024 bytes of UTF-8, and so does the fake."""
+    if len(key.encode()) > 1024:
+        error = {"Error": {"Code": "KeyTooLongError", "Message": "Your key is too long"}}
+        raise ClientError(error, operation)  # type: ignore[arg-type]
 
 
 class FakeProvider:

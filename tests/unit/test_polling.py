@@ -31,8 +31,8 @@ def test_success_streams_the_video_and_sidecar_and_leaves_the_due_index():
     poll_until_terminal(runtime, store)
     job = store.job(job_id)
     assert job.status is JobStatus.SUCCEEDED
-    assert storage.uploads[(BUCKET, "videos/a b/cat.mp4")] == runtime.downloader.default
-    assert (BUCKET, "videos/a b/cat.json") in storage.uploads
+    assert storage.uploads[(BUCKET, f"videos/a b/cat.jpg.{job_id[:12]}.mp4")] == runtime.downloader.default
+    assert (BUCKET, "videos/a b/cat.jpg.json") in storage.uploads
     assert store.items[job_id]["due_shard"] is None and store.items[job_id]["expires_at"]
     assert store.slots == set()
     assert runtime.events.published[-1].status is JobStatus.SUCCEEDED
@@ -44,8 +44,8 @@ def test_the_last_frame_is_delivered_when_asked_for():
     runtime.downloader = FakeDownloader({"https://cdn.example.com/last.png": b"\x89PNG last"})
     job_id = submitted(runtime, storage, metadata={"return-last-frame": "true"})
     poll_until_terminal(runtime, store)
-    assert storage.uploads[(BUCKET, "videos/a b/cat.last-frame.png")] == b"\x89PNG last"
-    assert present(store.job(job_id).outputs).last_frame_key == "videos/a b/cat.last-frame.png"
+    assert storage.uploads[(BUCKET, f"videos/a b/cat.jpg.{job_id[:12]}.last-frame.png")] == b"\x89PNG last"
+    assert present(store.job(job_id).outputs).last_frame_key == f"videos/a b/cat.jpg.{job_id[:12]}.last-frame.png"
 
 
 def test_provider_failure_ends_failed_with_the_providers_reason():
@@ -179,7 +179,8 @@ def test_an_older_upload_does_not_write_outputs_once_a_newer_upload_exists():
     poll_until_terminal(runtime, store)
     assert store.job(newer).status is JobStatus.SUCCEEDED
     assert store.job(older).status is JobStatus.FAILED and present(store.job(older).error).code == "SUPERSEDED"
-    assert storage.uploads[(BUCKET, "videos/cat.mp4")] == b"newer video"
+    assert storage.uploads[(BUCKET, f"videos/cat.jpg.{newer[:12]}.mp4")] == b"newer video"
+    assert not any(key.endswith(f"{older[:12]}.mp4") for _, key in storage.uploads)
 
 
 def test_a_waiting_job_that_raises_does_not_stall_the_jobs_behind_it(monkeypatch):

@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     IMAGE_ASPECT_RATIO = "IMAGE_ASPECT_RATIO"
     CORRUPT_IMAGE = "CORRUPT_IMAGE"
     OBJECT_GONE = "OBJECT_GONE"
+    OUTPUT_KEY_TOO_LONG = "OUTPUT_KEY_TOO_LONG"
     SUPERSEDED = "SUPERSEDED"
     # The provider's side.
     PROVIDER_REJECTED = "PROVIDER_REJECTED"
@@ -130,6 +131,18 @@ class ResultUnavailable(PipelineError):
     code = ErrorCode.RESULT_UNAVAILABLE
 
 
+class DeliveryFailed(PipelineError):
+    """Writing the results into S3 failed for a reason no adapter classified (e.g. a ClientError): an attempt."""
+
+    code = ErrorCode.DELIVERY_FAILED
+
+
+class Superseded(PipelineError):
+    """A newer upload of the same key delivered its outputs first: this job's must not replace them."""
+
+    code = ErrorCode.SUPERSEDED
+
+
 class LeaseLost(PipelineError):
     """Another worker holds or has finished this job; drop it quietly."""
 
@@ -160,6 +173,8 @@ OUTCOMES: dict[type[PipelineError], Outcome] = {
     ProviderAuthError: Outcome.TRY_LATER,
     ResultExpired: Outcome.TRY_LATER,
     ResultUnavailable: Outcome.TRY_LATER,
+    DeliveryFailed: Outcome.TRY_LATER,
+    Superseded: Outcome.FAILED,
     SubmissionUncertain: Outcome.UNCERTAIN,
     LeaseLost: Outcome.DROP,
     AlreadyClaimed: Outcome.DROP,

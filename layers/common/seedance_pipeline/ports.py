@@ -39,7 +39,7 @@ class JobCatalogPort(JobStorePort, Protocol):
 
 
 class ObjectStoragePort(Protocol):
-    """S3: read an upload with its metadata, presign it, stream results in."""
+    """S3: read an upload with its metadata, presign it, stream results in, replace a previous job's outputs."""
 
     def read(
         self,
@@ -54,6 +54,8 @@ class ObjectStoragePort(Protocol):
     def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str: ...
     def upload_stream(self, stream: Readable, bucket: str, key: str, *, content_type: str) -> None: ...
     def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None: ...
+    def read_json(self, bucket: str, key: str) -> dict[str, Any] | None: ...
+    def delete(self, bucket: str, key: str) -> None: ...
 
 
 class Readable(Protocol):

@@ -124,6 +124,18 @@ class Settings(BaseSettings):
             object.__setattr__(self, "output_bucket", self.input_bucket)
         return self
 
+    @model_validator(mode="after")
+    def _prefixes_do_not_contain_each_other(self) -> Settings:
+        # Every key under the inner prefix is also under the outer one: either every upload would be ignored as an
+        # output, or every output would trigger the submit function again. An empty prefix contains everything.
+        inner, outer = self.input_prefix, self.output_prefix
+        if inner.startswith(outer) or outer.startswith(inner):
+            raise ValueError(
+                f"InputPrefix {inner!r} and OutputPrefix {outer!r} must be non-empty and neither may start with "
+                "the other (for example uploads/ and videos/)"
+            )
+        return self
+
     @property
     def model_catalogue(self) -> ModelCatalogue:
         return BUILT_IN_CATALOGUE.merged(self.extra_models)

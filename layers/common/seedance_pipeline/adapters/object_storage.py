@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from seedance_pipeline.ports import Readable
 
+_MAX_JSON_BYTES = 1024**2
 _GONE_CODES = {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412"}
 
 
@@ -90,6 +91,26 @@ class ObjectStorage:
     def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
         body = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True).encode()
         self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+
+    def read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """A small JSON document (a sidecar), or None when there is none or it is not a JSON object."""
+        try:
+            response = self._client.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in _GONE_CODES:
+                return None
+            raise
+        body = response["Body"]
+        try:
+            document = json.loads(body.read(_MAX_JSON_BYTES))
+        except ValueError:
+            return None
+        finally:
+            body.close()
+        return document if isinstance(document, dict) else None
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._client.delete_object(Bucket=bucket, Key=key)
 
 
 def _info(response: Mapping[str, Any]) -> ObjectInfo:

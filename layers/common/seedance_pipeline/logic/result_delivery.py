@@ -1,24 +1,46 @@
-"""Copy a finished task's results into the output bucket: video, last frame, then the sidecar that vouches for them."""
+"""Copy a finished task's results into the output bucket: video, last frame, then the sidecar that vouches for them.
+
+Visibility is all or nothing through one pointer. The video and the last frame go to names only this job writes
+(`<name>.<ext>.<job tag>.mp4`); the sidecar, at the stable `<name>.<ext>.json`, is written last in one PUT and names
+them. A reader that follows the sidecar sees either the previous job's whole set or this job's whole set: a
+delivery that fails (or crashes) before the sidecar leaves the previous sidecar vouching only for its own objects.
+Only after the switch are the previous job's media deleted (a re-upload replaces its outputs); a crash in between
+leaves them in place, unnamed, rather than losing a paid video.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from seedance_pipeline.errors import DownloadRefused
+from seedance_pipeline.errors import DeliveryFailed, DownloadRefused, PipelineError, Superseded
 from seedance_pipeline.models import Job, JobOutputs, TaskResult, iso_time
-from seedance_pipeline.rules.keys import output_keys
+from seedance_pipeline.observability import logger
+from seedance_pipeline.rules.keys import OutputKeys, output_base, output_keys
 from seedance_pipeline.runtime import Runtime
+
+_MAX_REASON_CHARS = 500
 
 
 def deliver_results(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs, list[str]]:
-    """Stream the results into S3. Raises ResultExpired/ResultUnavailable/DownloadRefused for the caller to judge."""
+    """Stream the results into S3. Raises ResultExpired/ResultUnavailable/DownloadRefused/DeliveryFailed for the
+    caller to judge; an error no adapter classified becomes DeliveryFailed so it counts as an attempt."""
+    try:
+        return _deliver(job, result, runtime)
+    except PipelineError:
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]
+        raise DeliveryFailed(f"could not deliver the results ({reason})") from exc
+
+
+def _deliver(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs, list[str]]:
     settings = runtime.settings
     if result.malformed_url or not result.video_url:
         raise DownloadRefused(
             "the provider reported success but gave no usable video URL"
             + (" (the URL field is not a string)" if result.malformed_url else "")
         )
-    keys = output_keys(job.source_key, settings)
+    keys = output_keys(job.source_key, settings, job.job_id)
     bucket = settings.output_bucket or job.source_bucket
     notes: list[str] = []
 
@@ -35,9 +57,47 @@ def deliver_results(job: Job, result: TaskResult, runtime: Runtime) -> tuple[Job
             notes.append("a last frame was asked for, but the provider's answer carried no last-frame URL")
 
     outputs = JobOutputs(bucket=bucket, video_key=keys.video, last_frame_key=last_frame_key, sidecar_key=keys.sidecar)
+    previous = runtime.storage.read_json(bucket, keys.sidecar)
+    if previous is not None and _from_a_newer_upload(previous, job):
+        raise Superseded(
+            "a newer upload of this key delivered its outputs first; this job's video is kept, unnamed by any "
+            f"sidecar, at s3://{bucket}/{keys.video}"
+        )
     delivered_at = runtime.clock()
+    # The switch: until this PUT lands, the sidecar (if any) still names the previous job's complete set.
     runtime.storage.put_json(bucket, keys.sidecar, sidecar_document(job, result, outputs, delivered_at, notes))
+    if previous is not None and previous.get("job_id") != job.job_id:
+        notes.extend(_retire(previous, keys, output_base(job.source_key, settings), bucket, runtime))
     return outputs, notes
+
+
+def _from_a_newer_upload(previous: dict[str, Any], job: Job) -> bool:
+    """S3 sequencers of one key order by hex value once left-padded; without both, the later delivery wins."""
+    theirs = (previous.get("source") or {}).get("sequencer")
+    if not isinstance(theirs, str) or not job.source_sequencer or previous.get("job_id") == job.job_id:
+        return False
+    return theirs.upper().rjust(64, "0") > job.source_sequencer.upper().rjust(64, "0")
+
+
+def _retire(previous: dict[str, Any], keys: OutputKeys, base: str, bucket: str, runtime: Runtime) -> list[str]:
+    """Delete the media the previous sidecar named, now that nothing names them. Only this source's own names."""
+    named = previous.get("outputs") or {}
+    if named.get("bucket") != bucket:
+        return []
+    ours = {keys.video, keys.last_frame, keys.sidecar}
+    stale = [
+        key
+        for key in (named.get("video"), named.get("last_frame"))
+        if isinstance(key, str) and key.startswith(f"{base}.") and key not in ours
+    ]
+    notes = []
+    for key in stale:
+        try:
+            runtime.storage.delete(bucket, key)
+        except Exception as exc:  # the new set is delivered; a leftover object costs storage, not correctness
+            logger.warning("could not delete a replaced output", extra={"key": key, "error": type(exc).__name__})
+            notes.append(f"the replaced output s3://{bucket}/{key} could not be deleted ({type(exc).__name__})")
+    return notes
 
 
 def sidecar_document(
@@ -46,7 +106,12 @@ def sidecar_document(
     return {
         "job_id": job.job_id,
         "task_id": job.task_id,
-        "source": {"bucket": job.source_bucket, "key": job.source_key, "version_id": job.source_version_id},
+        "source": {
+            "bucket": job.source_bucket,
+            "key": job.source_key,
+            "version_id": job.source_version_id,
+            "sequencer": job.source_sequencer,
+        },
         "request": job.request.model_dump() if job.request else None,
         "outputs": {
             "video": outputs.video_key,

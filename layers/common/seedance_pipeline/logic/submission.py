@@ -32,7 +32,7 @@ from seedance_pipeline.observability import (
     logger,
 )
 from seedance_pipeline.rules import image_rules
-from seedance_pipeline.rules.keys import due_shard_for, ignore_reason, job_id_for
+from seedance_pipeline.rules.keys import check_output_keys, due_shard_for, ignore_reason, job_id_for
 from seedance_pipeline.rules.video_request import provider_body
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.triggers.upload_events import ParsedEvent
@@ -153,6 +153,7 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
 
     try:
         inputs = load_inputs(job, runtime)
+        check_output_keys(job.source_key, settings)
     except (InvalidInput, ObjectGone) as exc:
         return finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=exc.code, message=exc.message)
     request = inputs.request

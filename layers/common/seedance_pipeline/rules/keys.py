@@ -7,8 +7,14 @@ import posixpath
 
 from pydantic import BaseModel
 
+from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.models import Upload
 from seedance_pipeline.settings import Settings
+
+S3_MAX_KEY_BYTES = 1024
+# Enough of the job id that two uploads of one key never share a media object name in practice (48 bits).
+JOB_TAG_LENGTH = 12
+JOB_ID_LENGTH = 32
 
 
 class OutputKeys(BaseModel):
@@ -36,15 +42,47 @@ def job_id_for(upload: Upload) -> str:
     """Deterministic: duplicate deliveries of one upload share it; a new upload of the key gets a new one."""
     identity = upload.version_id or upload.sequencer or upload.etag or ""
     digest = hashlib.sha256(f"{upload.bucket}\n{upload.key}\n{identity}".encode()).hexdigest()
-    return digest[:32]
+    return digest[:JOB_ID_LENGTH]
 
 
-def output_keys(source_key: str, settings: Settings) -> OutputKeys:
+def output_base(source_key: str, settings: Settings) -> str:
+    """`<OutputPrefix><path>/<file name>`: the whole file name, extension included.
+
+    Keeping the extension is what makes the mapping one-to-one: `a.jpg`, `a.png` and a manifest `a.json` beside
+    them are three uploads with three sets of outputs, never one object written twice.
+    """
     relative = source_key[len(settings.input_prefix) :] if source_key.startswith(settings.input_prefix) else source_key
-    folder, filename = posixpath.split(relative)
-    stem = filename.rsplit(".", 1)[0] if "." in filename.lstrip(".") else filename
-    base = posixpath.join(settings.output_prefix + folder, stem) if folder else settings.output_prefix + stem
-    return OutputKeys(video=f"{base}.mp4", last_frame=f"{base}.last-frame.png", sidecar=f"{base}.json")
+    return settings.output_prefix + relative
+
+
+def sidecar_key(source_key: str, settings: Settings) -> str:
+    """The one stable name per upload key: the sidecar, written last, names the media objects of the job it vouches
+    for. A reader reads the sidecar, then the objects it names."""
+    return f"{output_base(source_key, settings)}.json"
+
+
+def output_keys(source_key: str, settings: Settings, job_id: str) -> OutputKeys:
+    """Media objects carry the job's tag, so a job only ever writes objects no other job writes: a re-upload's
+    delivery that fails half-way leaves the previous job's set whole, and the sidecar still names exactly that set."""
+    base = output_base(source_key, settings)
+    tag = job_id[:JOB_TAG_LENGTH]
+    return OutputKeys(
+        video=f"{base}.{tag}.mp4",
+        last_frame=f"{base}.{tag}.last-frame.png",
+        sidecar=sidecar_key(source_key, settings),
+    )
+
+
+def check_output_keys(source_key: str, settings: Settings) -> None:
+    """Refuse, before anything is paid for, an upload whose output keys S3 would refuse (1,024 bytes of UTF-8)."""
+    longest = output_keys(source_key, settings, "0" * JOB_ID_LENGTH).last_frame
+    size = len(longest.encode())
+    if size > S3_MAX_KEY_BYTES:
+        raise InvalidInput(
+            f"the output keys for this upload would be {size} bytes long (UTF-8), over S3's limit of "
+            f"{S3_MAX_KEY_BYTES} bytes: use a shorter file name, folder path or OutputPrefix",
+            code=ErrorCode.OUTPUT_KEY_TOO_LONG,
+        )
 
 
 def due_shard_for(job_id: str, shards: int) -> str:
