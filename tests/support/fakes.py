@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,14 @@ from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, Ob
 from seedance_pipeline.models import Job, ObjectInfo, TaskResult
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.settings import Settings
+
+# The service limits the real adapters meet, so logic that would break them fails in unit tests too.
+DYNAMODB_ITEM_LIMIT_BYTES = 400 * 1024
+EVENTBRIDGE_ENTRY_LIMIT_BYTES = 256 * 1024
+
+
+class ItemTooLarge(Exception):
+    """What DynamoDB answers (ValidationException) to an item over 400 KB, or EventBridge to an entry over 256 KB."""
 
 
 class FakeClock:
@@ -100,6 +109,9 @@ class FakeStore:
 
     def _put(self, job: Job, due_shard: str | None, expires_at: float | None = None) -> None:
         data = job.model_dump(mode="json")
+        size = len(json.dumps(data, ensure_ascii=False).encode())  # a little over DynamoDB's own count
+        if size > DYNAMODB_ITEM_LIMIT_BYTES:
+            raise ItemTooLarge(f"Item size has exceeded the maximum allowed size ({size} bytes)")
         live = due_shard is not None and job.next_check_at is not None
         self.items[job.job_id] = {"job": data, "due_shard": due_shard if live else None, "expires_at": expires_at}
 
@@ -210,6 +222,11 @@ class RecordingEvents:
         self.published: list[Job] = []
 
     def publish(self, job: Job) -> None:
+        from seedance_pipeline.adapters.job_events import detail_json
+
+        size = len(detail_json(job).encode())
+        if size > EVENTBRIDGE_ENTRY_LIMIT_BYTES:
+            raise ItemTooLarge(f"the event entry is over 256 KB ({size} bytes)")
         self.published.append(job)
 
 

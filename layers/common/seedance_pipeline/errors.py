@@ -37,6 +37,8 @@ class ErrorCode(StrEnum):
     PROVIDER_AUTH = "PROVIDER_AUTH"
     PROVIDER_FAILURE = "PROVIDER_FAILURE"
     SUBMISSION_UNCERTAIN = "SUBMISSION_UNCERTAIN"
+    # Our own configuration: the API key secret cannot be read (missing, throttled, KMS or IAM denial).
+    SECRET_UNAVAILABLE = "SECRET_UNAVAILABLE"  # noqa: S105 (a name, not a password)
     # Results.
     DOWNLOAD_REFUSED = "DOWNLOAD_REFUSED"
     RESULT_EXPIRED = "RESULT_EXPIRED"
@@ -106,6 +108,18 @@ class ProviderAuthError(PipelineError):
     code = ErrorCode.PROVIDER_AUTH
 
 
+class SecretUnavailable(PipelineError):
+    """The API key secret could not be read. Nothing was sent: jobs wait and resume once it is readable."""
+
+    code = ErrorCode.SECRET_UNAVAILABLE
+
+    def __init__(self, message: str, *, secret_id: str, cause: str) -> None:
+        super().__init__(message)
+        self.secret_id = secret_id
+        # An AWS error code or exception class name, never the secret's value.
+        self.cause = cause
+
+
 class SubmissionUncertain(PipelineError):
     """The provider may have accepted a task we never heard back about; resubmitting could pay twice."""
 
@@ -160,6 +174,7 @@ OUTCOMES: dict[type[PipelineError], Outcome] = {
     ProviderAuthError: Outcome.TRY_LATER,
     ResultExpired: Outcome.TRY_LATER,
     ResultUnavailable: Outcome.TRY_LATER,
+    SecretUnavailable: Outcome.TRY_LATER,
     SubmissionUncertain: Outcome.UNCERTAIN,
     LeaseLost: Outcome.DROP,
     AlreadyClaimed: Outcome.DROP,
