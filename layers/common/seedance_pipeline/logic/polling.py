@@ -55,10 +55,18 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
         )
 
     reconciled = False
+    # After the queue met no capacity (or an unreadable or refused key), the waiting jobs still due are left
+    # alone until then: the next pass would only meet the same, one job at a time.
+    queue_paused_until = 0.0
     while window_left() > 0:
         due = collect_due_jobs(runtime)
+        queue_paused = runtime.clock() < queue_paused_until
+        if queue_paused:
+            due = [j for j in due if j.status is not JobStatus.WAITING]
         if not due:
             earliest = _earliest_due(runtime)
+            if earliest is not None and queue_paused:
+                earliest = max(earliest, queue_paused_until)
             wait = (earliest - runtime.clock()) if earliest is not None else None
             if wait is None or wait > window_left():
                 break
@@ -67,6 +75,8 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
         report.passes += 1
         checked_before = report.checked
         blocked = _process_pass(due, runtime, owner=owner, report=report, window_left=window_left)
+        if blocked is not None:
+            queue_paused_until = waiting_retry_at(runtime.clock(), settings)
         if blocked is Blocked.NO_CAPACITY and not reconciled:
             # Jobs queue for capacity: make sure every slot is held by a live job (a leaked slot blocks forever).
             reconciled = True
