@@ -27,10 +27,10 @@ class SecretsManager:
         self.client = boto3.client(
             "secretsmanager", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
         )
+        self.reads = 0
+        self.client.meta.events.register("provide-client-params.secrets-manager.GetSecretValue", self._count)
         self.stubber = Stubber(self.client)
         self.stubber.activate()
-        self.reads = 0
-        self.client.meta.events.register("before-call.secrets-manager.GetSecretValue", self._count)
 
     def _count(self, **_) -> None:
         self.reads += 1
@@ -140,3 +140,20 @@ def test_waiting_jobs_stop_at_the_first_secret_outage_of_a_pass():
     assert report.passes >= 1 and report.checked == report.passes and provider.submissions == []
     assert secrets.reads <= report.passes
     assert {j.status for j in store.jobs()} == {JobStatus.WAITING} and store.slots == set()
+
+
+def test_a_secret_outage_costs_one_secret_read_per_pause_not_one_per_job():
+    secrets = SecretsManager()
+    runtime, store, storage, provider = runtime_reading_the_key(secrets)
+    secrets.answer()
+    for n in range(8):
+        storage.add(BUCKET, f"uploads/{n}.jpg", image_bytes())
+        accept_upload(upload(f"uploads/{n}.jpg", f"0{n}"), runtime, owner="s")
+    runtime.refresh_provider()
+    secrets.reads = 0
+    secrets.fail("ThrottlingException")
+    runtime.clock.advance(60)
+    report = run_poll(runtime, owner="p", time_left=lambda: 5.0 + runtime.settings.poll_deadline_margin_seconds)
+    assert report.outcomes.get("SUBMITTED", 0) + report.outcomes.get("RUNNING", 0) == 8
+    assert secrets.reads == 1
+    assert all(j.last_error.code == "SECRET_UNAVAILABLE" for j in store.jobs())
