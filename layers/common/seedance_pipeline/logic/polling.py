@@ -80,7 +80,9 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
         if blocked is Blocked.NO_CAPACITY and not reconciled:
             # Jobs queue for capacity: make sure every slot is held by a live job (a leaked slot blocks forever).
             reconciled = True
-            report.stale_slots_released += release_stale_slots(runtime, known_live={j.job_id for j in due})
+            report.stale_slots_released += release_stale_slots(
+                runtime, known_live={j.job_id for j in due if not j.status.is_terminal}
+            )
         if report.checked == checked_before:
             break  # everything due is leased by another invocation; their leases will expire into a later tick
     count(MetricName.JOBS_IN_FLIGHT, len(runtime.store.slot_holders()))
