@@ -157,3 +157,14 @@ def test_a_secret_outage_costs_one_secret_read_per_pause_not_one_per_job():
     assert report.outcomes.get("SUBMITTED", 0) + report.outcomes.get("RUNNING", 0) == 8
     assert secrets.reads == 1
     assert all(j.last_error.code == "SECRET_UNAVAILABLE" for j in store.jobs())
+
+
+def test_an_empty_secret_is_a_key_problem_that_keeps_the_job_waiting():
+    secrets = SecretsManager()
+    runtime, store, storage, provider = runtime_reading_the_key(secrets)
+    storage.add(BUCKET, "uploads/cat.jpg", image_bytes())
+    secrets.stubber.add_response("get_secret_value", {"ARN": SECRET_ID, "Name": "seedance-key", "SecretString": " "})
+    outcome = accept_upload(upload(), runtime, owner="s")
+    job = store.get(outcome.job_id)
+    assert job.status is JobStatus.WAITING and job.last_error.code == "PROVIDER_AUTH"
+    assert job.submission_started_at is None and store.slots == set()

@@ -193,8 +193,9 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
     # exactly as it was, WAITING, never an uncertain submission.
     try:
         runtime.provider()
-    except SecretUnavailable as exc:
-        return SubmitAttempt(_back_to_waiting(job, runtime, owner=owner, error=exc), Blocked.SECRET_UNAVAILABLE)
+    except PipelineError as exc:  # an unreadable secret, or an empty or unconfigured one (ProviderAuthError)
+        not_ready = _not_submitted(job, runtime, owner=owner, error=exc)
+        return SubmitAttempt(not_ready, _blocked_by(exc) if not_ready.status is JobStatus.WAITING else None)
 
     if not runtime.store.acquire_slot(job.job_id, settings.max_in_flight):
         count(MetricName.JOB_WAITING)
