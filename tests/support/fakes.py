@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,8 +26,13 @@ from seedance_pipeline.ports import (
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.settings import Settings
 
-# DynamoDB refuses an item over 400 KB, attribute names included.
+# The service limits the real adapters meet, so logic that would break them fails in unit tests too.
 DYNAMODB_ITEM_LIMIT_BYTES = 400 * 1024
+EVENTBRIDGE_ENTRY_LIMIT_BYTES = 256 * 1024
+
+
+class ItemTooLarge(Exception):
+    """What EventBridge answers to an entry over 256 KB (the store raises DynamoDB's own ValidationException)."""
 
 
 class FakeClock:
@@ -235,13 +241,11 @@ class FakeStorage:
         self.uploads[(bucket, key)] = b"".join(chunks)
 
     def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
-        import json
 
         _refuse_long_key(key, "PutObject")
         self.uploads[(bucket, key)] = json.dumps(document).encode()
 
     def read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
-        import json
 
         body = self.uploads.get((bucket, key))
         return json.loads(body) if body is not None else None
@@ -320,6 +324,11 @@ class RecordingEvents:
         self.published: list[Job] = []
 
     def publish(self, job: Job) -> None:
+        from seedance_pipeline.adapters.job_events import detail_json
+
+        size = len(detail_json(job).encode())
+        if size > EVENTBRIDGE_ENTRY_LIMIT_BYTES:
+            raise ItemTooLarge(f"the event entry is over 256 KB ({size} bytes)")
         self.published.append(job)
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from seedance_pipeline.errors import ProviderAuthError, ProviderUnavailable, ResultExpired
+from seedance_pipeline.errors import ProviderAuthError, ProviderThrottled, ProviderUnavailable, ResultExpired
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, Upload
@@ -223,3 +223,68 @@ def test_a_slot_taken_just_before_a_crash_is_given_back_when_the_job_ends(monkey
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
     assert store.jobs()[0].status is JobStatus.TIMED_OUT
     assert store.slots == set()
+
+
+def test_a_job_paid_just_before_its_age_limit_is_still_asked_and_delivered():
+    runtime, store, storage, provider = make_runtime(max_in_flight=1, max_job_age_minutes=10)
+    provider.ready_after = 10**9
+    first = submitted(runtime, storage, key="uploads/a.jpg", sequencer="01")
+    late = submitted(runtime, storage, key="uploads/b.jpg", sequencer="02")
+    runtime.clock.advance(570)  # the second job waits 9.5 minutes for the first one's slot
+    provider.ready_after = 45
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert store.job(first).status is JobStatus.SUCCEEDED
+    paid = store.job(late)
+    assert paid.task_id and present(paid.submitted_at) - paid.created_at >= 570
+
+    runtime.clock.advance(40)  # its first check falls after created_at + 10 minutes
+    poll_until_terminal(runtime, store)
+    job = store.job(late)
+    assert job.status is JobStatus.SUCCEEDED and job.checks >= 1
+
+
+def test_a_paid_job_times_out_only_after_being_asked_counting_from_its_submission():
+    runtime, store, storage, provider = make_runtime(max_in_flight=1, max_job_age_minutes=10)
+    provider.ready_after = 10**9
+    first = submitted(runtime, storage, key="uploads/a.jpg", sequencer="01")
+    late = submitted(runtime, storage, key="uploads/b.jpg", sequencer="02")
+    runtime.clock.advance(570)
+    provider.ready_after = 45
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert store.job(first).status is JobStatus.SUCCEEDED
+    provider.ready_after = 10**9  # the paid job never finishes
+    poll_until_terminal(runtime, store)
+    job = store.job(late)
+    assert job.status is JobStatus.TIMED_OUT and job.checks >= 1
+    assert 10 * 60 <= present(job.finished_at) - present(job.submitted_at) <= 10 * 60 + 90
+    assert "of its submission" in present(job.error).message and "IN_PROGRESS" in present(job.error).message
+
+
+def test_a_paid_job_never_answered_is_timed_out_at_twice_the_limit_not_kept_forever():
+    runtime, store, storage, provider = make_runtime(max_job_age_minutes=10)
+    job_id = submitted(runtime, storage)
+    provider.get_error = ProviderUnavailable("HTTP 503")
+    poll_until_terminal(runtime, store, limit=200)
+    job = store.job(job_id)
+    assert job.status is JobStatus.TIMED_OUT and job.checks == 0
+    assert 20 * 60 <= present(job.finished_at) - present(job.submitted_at) <= 20 * 60 + 90
+    assert "HTTP 503" in present(job.error).message
+
+
+def test_queued_jobs_cost_no_s3_read_while_no_slot_is_free_even_with_a_stale_last_error():
+    runtime, store, storage, provider = make_runtime(max_in_flight=50)
+    provider.submit_error = ProviderThrottled("429", retry_after=1)
+    for n in range(50):
+        submitted(runtime, storage, key=f"uploads/{n:02d}.jpg", sequencer=f"{n + 1:02x}")
+    assert all(j.status is JobStatus.WAITING and j.last_error for j in store.jobs())
+    provider.submit_error = None
+    provider.ready_after = 10**9
+    runtime.settings = runtime.settings.model_copy(update={"max_in_flight": 1})
+    storage.reads = 0
+
+    runtime.clock.advance(60)
+    report = run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert report.passes >= 3
+    assert len(provider.submissions) == 1
+    assert storage.reads == 1, "only the job that got the slot reads its image"
+    assert report.outcomes["WAITING"] <= report.passes, "each pass stops at the first job that finds no capacity"

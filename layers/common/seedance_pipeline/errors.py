@@ -38,6 +38,8 @@ class ErrorCode(StrEnum):
     PROVIDER_AUTH = "PROVIDER_AUTH"
     PROVIDER_FAILURE = "PROVIDER_FAILURE"
     SUBMISSION_UNCERTAIN = "SUBMISSION_UNCERTAIN"
+    # Our own configuration: the API key secret cannot be read (missing, throttled, KMS or IAM denial).
+    SECRET_UNAVAILABLE = "SECRET_UNAVAILABLE"  # noqa: S105 (a name, not a password)
     # Results.
     DOWNLOAD_REFUSED = "DOWNLOAD_REFUSED"
     RESULT_EXPIRED = "RESULT_EXPIRED"
@@ -105,6 +107,18 @@ class ProviderAuthError(PipelineError):
     """401/403: a configuration fault (wrong key, unpaid account). Jobs wait; an operator must act."""
 
     code = ErrorCode.PROVIDER_AUTH
+
+
+class SecretUnavailable(PipelineError):
+    """The API key secret could not be read. Nothing was sent: jobs wait and resume once it is readable."""
+
+    code = ErrorCode.SECRET_UNAVAILABLE
+
+    def __init__(self, message: str, *, secret_id: str, cause: str) -> None:
+        super().__init__(message)
+        self.secret_id = secret_id
+        # An AWS error code or exception class name, never the secret's value.
+        self.cause = cause
 
 
 class SubmissionUncertain(PipelineError):
@@ -175,6 +189,7 @@ OUTCOMES: dict[type[PipelineError], Outcome] = {
     ResultUnavailable: Outcome.TRY_LATER,
     DeliveryFailed: Outcome.TRY_LATER,
     Superseded: Outcome.FAILED,
+    SecretUnavailable: Outcome.TRY_LATER,
     SubmissionUncertain: Outcome.UNCERTAIN,
     LeaseLost: Outcome.DROP,
     AlreadyClaimed: Outcome.DROP,

@@ -2,14 +2,63 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Resolution = Literal["480p", "720p", "1080p"]
 Ratio = Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "keep_ratio", "adaptive"]
+
+
+# Every string a provider (or a failure) can make arbitrarily long is cut before it is stored or published: a job
+# item must stay far below DynamoDB's 400 KB, or every save of it fails and the job dies for a false reason.
+CUT_MARK = "…(cut)"
+MAX_MESSAGE_CHARS = 2000
+MAX_STATUS_CHARS = 100
+MAX_NOTE_CHARS = 500
+MAX_NOTES = 20
+MAX_USAGE_FIELDS = 16
+MAX_USAGE_KEY_CHARS = 64
+_MAX_USAGE_NUMBER = 10**15
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` at most `limit` characters, ending with a visible mark when something was cut."""
+    return text if len(text) <= limit else text[: limit - len(CUT_MARK)] + CUT_MARK
+
+
+def _bounded_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Provider usage is token counts: keep the finite numbers under short keys, a few of them, nothing else."""
+    if usage is None:
+        return None
+    kept: dict[str, Any] = {}
+    for key, value in usage.items():
+        if len(kept) >= MAX_USAGE_FIELDS:
+            break
+        if not isinstance(key, str) or len(key) > MAX_USAGE_KEY_CHARS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not math.isfinite(value) or abs(value) >= _MAX_USAGE_NUMBER:
+            continue
+        kept[key] = value
+    return kept
+
+
+def _bounded_notes(notes: list[str]) -> list[str]:
+    bounded = [cut(note, MAX_NOTE_CHARS) for note in notes]
+    if len(bounded) > MAX_NOTES:
+        bounded = [*bounded[: MAX_NOTES - 1], f"{CUT_MARK} {len(bounded) - MAX_NOTES + 1} more notes"]
+    return bounded
+
+
+Message = Annotated[str, AfterValidator(lambda text: cut(text, MAX_MESSAGE_CHARS))]
+ProviderStatusText = Annotated[str, AfterValidator(lambda text: cut(text, MAX_STATUS_CHARS))]
+Usage = Annotated[dict[str, Any] | None, AfterValidator(_bounded_usage)]
+Notes = Annotated[list[str], AfterValidator(_bounded_notes)]
 
 
 class JobStatus(StrEnum):
@@ -42,6 +91,7 @@ class CheckDisposition(StrEnum):
 
     LEASED = "LEASED"  # another invocation holds it
     ERROR = "ERROR"  # an unexpected fault; the lease expires and a later poll retries
+    FINALIZED = "FINALIZED"  # a terminal job whose slot release and event were completed by this poll
 
 
 def iso_time(timestamp: float | None) -> str | None:
@@ -83,8 +133,8 @@ class Upload(BaseModel):
 
 class JobError(BaseModel):
     # An ErrorCode value, or the provider's own code for its refusals and throttles.
-    code: str
-    message: str
+    code: ProviderStatusText
+    message: Message
 
 
 class JobOutputs(BaseModel):
@@ -111,7 +161,7 @@ class Job(BaseModel):
     updated_at: float
     submitted_at: float | None = None
     finished_at: float | None = None
-    provider_status: str | None = None
+    provider_status: ProviderStatusText | None = None
     next_check_at: float | None = None
     checks: int = 0
     error: JobError | None = None
@@ -119,12 +169,21 @@ class Job(BaseModel):
     last_error: JobError | None = None
     delivery_attempts: int = 0
     outputs: JobOutputs | None = None
-    usage: dict[str, Any] | None = None
-    notes: list[str] = Field(default_factory=list)
+    usage: Usage = None
+    notes: Notes = Field(default_factory=list)
     # Set when a POST left our hands; a job found WAITING with this set may already be paid for.
     submission_started_at: float | None = None
+    # A terminal job whose slot release and event are not yet done: it stays in the due index until some poll
+    # completes them, so a failure between the terminal save and the release can neither leak a slot nor lose
+    # the event.
+    finalize_pending: bool = False
     lease_owner: str | None = None
     lease_until: float | None = None
+
+    def bounded(self) -> Job:
+        """This job with every length limit applied. model_copy(update=...) skips validators, so the savers call
+        this: whatever was copied in (a provider's status, usage, a failure text) is cut before it is stored."""
+        return Job.model_validate(self.model_dump())
 
 
 class ProviderState(StrEnum):
@@ -139,12 +198,12 @@ class TaskResult(BaseModel):
 
     task_id: str
     state: ProviderState
-    raw_status: str
-    progress: str | None = None
+    raw_status: ProviderStatusText
+    progress: ProviderStatusText | None = None
     video_url: str | None = None
     last_frame_url: str | None = None
-    failure_reason: str | None = None
-    usage: dict[str, Any] | None = None
+    failure_reason: Message | None = None
+    usage: Usage = None
     # Present but unusable URL fields, e.g. a number where a URL belongs.
     malformed_url: bool = False
 

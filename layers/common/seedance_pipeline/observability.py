@@ -57,6 +57,8 @@ class MetricName:
     JOB_TIMED_OUT = "JobsTimedOut"
     PROVIDER_ERROR = "ProviderErrors"
     PROVIDER_AUTH_ERROR = "ProviderAuthErrors"
+    SECRET_ERROR = "SecretErrors"  # noqa: S105 (a metric name)
+    STALE_SLOTS_RELEASED = "StaleSlotsReleased"
     GENERATION_SECONDS = "GenerationSeconds"
     JOBS_IN_FLIGHT = "JobsInFlight"
     STATUS_CHECKS = "StatusChecks"

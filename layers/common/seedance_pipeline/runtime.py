@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from seedance_pipeline.errors import SecretUnavailable
 from seedance_pipeline.ports import (
     EventPublisherPort,
     JobStorePort,
@@ -19,6 +20,10 @@ from seedance_pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from boto3.session import Session
+
+# While the API key secret cannot be read, ask Secrets Manager again at most this often: a poll pass of many jobs
+# must not turn one outage (often a throttle) into one GetSecretValue call per job.
+SECRET_RETRY_SECONDS = 10.0
 
 
 @dataclass
@@ -36,12 +41,24 @@ class Runtime:
     time_left: Callable[[], float] | None = None
     _provider: ProviderPort | None = field(default=None, repr=False)
     _refetch_key: bool = field(default=False, repr=False)
+    _secret_error: SecretUnavailable | None = field(default=None, repr=False)
+    _secret_retry_at: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def provider(self) -> ProviderPort:
+        """The provider client, built with the key on first use. Raises SecretUnavailable while the key's secret
+        cannot be read; the next call after SECRET_RETRY_SECONDS tries again, so work resumes on its own."""
         with self._lock:
             if self._provider is None:
-                self._provider = self.provider_factory(self._refetch_key)
+                known = self._secret_error
+                if known is not None and self.clock() < self._secret_retry_at:
+                    raise SecretUnavailable(known.message, secret_id=known.secret_id, cause=known.cause)
+                try:
+                    self._provider = self.provider_factory(self._refetch_key)
+                except SecretUnavailable as exc:
+                    self._secret_error, self._secret_retry_at = exc, self.clock() + SECRET_RETRY_SECONDS
+                    raise
+                self._secret_error = None
                 self._refetch_key = False
             return self._provider
 

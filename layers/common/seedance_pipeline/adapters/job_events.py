@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from seedance_pipeline.models import Job, JobStatus, iso_time
+from seedance_pipeline.models import MAX_MESSAGE_CHARS, Job, JobStatus, cut, iso_time
 from seedance_pipeline.observability import logger
 
 if TYPE_CHECKING:
@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
 SOURCE = "seedance.pipeline"
+# PutEvents refuses an entry over 256 KB (Detail, DetailType, Source, Resources and Time together); the detail
+# keeps well below it so the rest of the entry always fits.
+MAX_ENTRY_BYTES = 256 * 1024
+MAX_DETAIL_BYTES = MAX_ENTRY_BYTES - 4 * 1024
 DETAIL_TYPES = {
     JobStatus.SUCCEEDED: "Video Generation Succeeded",
     JobStatus.FAILED: "Video Generation Failed",
@@ -55,6 +59,33 @@ def event_detail(job: Job) -> dict[str, Any]:
     }
 
 
+def detail_json(job: Job) -> str:
+    """The event detail as sent: cut to fit EventBridge, with `"truncated": true` when anything was cut."""
+    detail = event_detail(job)
+    text = json.dumps(detail)
+    if len(text.encode()) <= MAX_DETAIL_BYTES:
+        return text
+    slim = _cut_strings(detail, MAX_MESSAGE_CHARS)
+    slim["truncated"] = True
+    text = json.dumps(slim)
+    if len(text.encode()) <= MAX_DETAIL_BYTES:
+        return text
+    # Pathological ids or keys: what identifies the job, cut hard, is still worth sending.
+    return json.dumps(
+        {**_cut_strings({k: detail[k] for k in ("job_id", "task_id", "status")}, 1024), "truncated": True}
+    )
+
+
+def _cut_strings(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return cut(value, limit)
+    if isinstance(value, dict):
+        return {k: _cut_strings(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_strings(v, limit) for v in value]
+    return value
+
+
 class JobEventPublisher:
     def __init__(self, client: EventBridgeClient, bus_name: str) -> None:
         self._client = client
@@ -67,7 +98,7 @@ class JobEventPublisher:
         entry: PutEventsRequestEntryTypeDef = {
             "Source": SOURCE,
             "DetailType": detail_type,
-            "Detail": json.dumps(event_detail(job)),
+            "Detail": detail_json(job),
             "EventBusName": self._bus,
             "Resources": [],
         }

@@ -264,6 +264,8 @@ class JobStore:
     @staticmethod
     def _item(job: Job, *, due_shard: str | None, expires_at: float | None = None) -> dict[str, Any]:
         item = job.model_dump(mode="json", exclude_none=True)
+        if not item.get("finalize_pending"):
+            item.pop("finalize_pending", None)  # only an unfinished terminal job carries the mark
         if due_shard is not None and job.next_check_at is not None:
             item["due_shard"] = due_shard
         else:

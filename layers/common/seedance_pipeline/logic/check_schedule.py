@@ -24,14 +24,17 @@ def next_check_at(job: Job, now: float, *, max_age_seconds: float, scale: float 
 
     `scale` shrinks every figure for providers much faster than Seedance (the local simulator).
     """
-    deadline = job.created_at + max_age_seconds
+    # A paid job's age limit counts from its submission (the time it waited for capacity cost nothing).
+    deadline = (job.submitted_at or job.created_at) + max_age_seconds
     submitted = job.submitted_at or now
     if job.checks == 0 and job.request is not None:
         planned = submitted + expected_ready_seconds(job.request) * scale
     else:
         age = max(0.0, now - submitted)
         planned = now + min(MAX_INTERVAL * scale, max(MIN_INTERVAL * scale, age * BACKOFF_FRACTION))
-    return min(max(planned, now + min(1.0, MIN_INTERVAL * scale)), deadline + 1.0)
+    planned = max(planned, now + min(1.0, MIN_INTERVAL * scale))
+    # One check just after the deadline decides; past it (a job never yet answered) the back-off applies.
+    return min(planned, deadline + 1.0) if deadline + 1.0 > now else planned
 
 
 def planned_check(job: Job, now: float, settings: Settings) -> float:

@@ -1,4 +1,10 @@
-"""Job transitions that touch more than the record: terminal states give back the slot, emit metrics and events."""
+"""Job transitions that touch more than the record: terminal states give back the slot, emit metrics and events.
+
+A terminal transition is two steps. `finish` saves the terminal record marked `finalize_pending` (still leased,
+still in the due index), then `complete_finish` gives back the slot, publishes the event and clears the mark. If
+anything fails in between (the slot release, the event, a crash), the record stays findable: the next poll that
+leases it runs `complete_finish` again. Giving back a slot twice is harmless; the event is at-least-once.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ def reschedule(job: Job, runtime: Runtime, *, owner: str, next_check_at: float) 
             "lease_until": None,
         }
     )
+    updated = updated.bounded()
     runtime.store.save(updated, owner=owner, due_shard=due_shard_for(job.job_id, runtime.settings.due_index_shards))
     return updated
 
@@ -38,23 +45,25 @@ def finish(
     error_code: str | None = None,
     message: str | None = None,
 ) -> Job:
-    """Terminal transition: out of the due index, TTL set, slot released, one metric, one event."""
+    """Terminal transition: recorded first (marked unfinished), then slot released, one metric, one event."""
     now = runtime.clock()
     error = JobError(code=error_code or status.value, message=message or "") if status != JobStatus.SUCCEEDED else None
-    updated = job.model_copy(
+    lease_until = max(job.lease_until or now, now)
+    terminal = job.model_copy(
         update={
             "status": status,
             "error": error,
             "finished_at": now,
             "updated_at": now,
-            "next_check_at": None,
-            "lease_owner": None,
-            "lease_until": None,
+            # Due once our lease has run out: only a worker that finds the release undone by then completes it.
+            "next_check_at": lease_until,
+            "finalize_pending": True,
+            "lease_owner": owner,
+            "lease_until": lease_until,
         }
-    )
-    runtime.store.save(updated, owner=owner, due_shard=None, expires_at=now + runtime.settings.retention_seconds)
-    # Always: a slot taken just before a crash would otherwise leak, and giving back a slot not held is harmless.
-    runtime.store.release_slot(job.job_id)
+    ).bounded()
+    shard = due_shard_for(job.job_id, runtime.settings.due_index_shards)
+    runtime.store.save(terminal, owner=owner, due_shard=shard, expires_at=now + runtime.settings.retention_seconds)
     count(_TERMINAL_METRIC[status])
     if status == JobStatus.SUCCEEDED and job.submitted_at:
         count(MetricName.GENERATION_SECONDS, now - job.submitted_at, MetricUnit.Seconds)
@@ -68,8 +77,25 @@ def finish(
             "error": error and error.model_dump(),
         },
     )
-    runtime.events.publish(updated)
-    return updated
+    try:
+        return complete_finish(terminal, runtime, owner=owner)
+    except Exception:
+        # The terminal record is safe; what is left undone is picked up by a later poll (see the module docstring).
+        logger.exception("could not complete a terminal transition; a later poll completes it")
+        return terminal
 
 
-__all__ = ["finish", "reschedule"]
+def complete_finish(job: Job, runtime: Runtime, *, owner: str) -> Job:
+    """For a leased terminal job marked finalize_pending: give back its slot, publish its event, clear the mark."""
+    # Always release: a slot taken just before a crash would otherwise leak, and a slot not held is harmless.
+    runtime.store.release_slot(job.job_id)
+    done = job.model_copy(
+        update={"finalize_pending": False, "next_check_at": None, "lease_owner": None, "lease_until": None}
+    )
+    runtime.events.publish(done)
+    finished_at = job.finished_at or runtime.clock()
+    runtime.store.save(done, owner=owner, due_shard=None, expires_at=finished_at + runtime.settings.retention_seconds)
+    return done
+
+
+__all__ = ["complete_finish", "finish", "reschedule"]

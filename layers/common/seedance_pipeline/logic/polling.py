@@ -11,11 +11,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel, Field
 
-from seedance_pipeline.errors import ErrorCode, LeaseLost, Outcome, PipelineError, ProviderAuthError, outcome_of
+from seedance_pipeline.errors import (
+    ErrorCode,
+    LeaseLost,
+    Outcome,
+    PipelineError,
+    ProviderAuthError,
+    SecretUnavailable,
+    outcome_of,
+)
 from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
-from seedance_pipeline.logic.job_lifecycle import finish, reschedule
+from seedance_pipeline.logic.job_lifecycle import complete_finish, finish, reschedule
 from seedance_pipeline.logic.result_delivery import deliver_results
-from seedance_pipeline.logic.submission import submit_job
+from seedance_pipeline.logic.submission import Blocked, try_submit
 from seedance_pipeline.models import CheckDisposition, Job, JobError, JobStatus, ProviderState, TaskResult
 from seedance_pipeline.observability import MetricName, count, count_provider_error, job_log_context, logger
 from seedance_pipeline.runtime import Runtime
@@ -27,6 +35,7 @@ class PollReport(BaseModel):
     passes: int = 0
     checked: int = 0
     skipped_leased: int = 0
+    stale_slots_released: int = 0
     outcomes: dict[str, int] = Field(default_factory=dict)
 
     def add(self, status: str) -> None:
@@ -45,10 +54,19 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
             started + settings.poll_window_seconds - runtime.clock(),
         )
 
+    reconciled = False
+    # After the queue met no capacity (or an unreadable or refused key), the waiting jobs still due are left
+    # alone until then: the next pass would only meet the same, one job at a time.
+    queue_paused_until = 0.0
     while window_left() > 0:
         due = collect_due_jobs(runtime)
+        queue_paused = runtime.clock() < queue_paused_until
+        if queue_paused:
+            due = [j for j in due if j.status is not JobStatus.WAITING]
         if not due:
             earliest = _earliest_due(runtime)
+            if earliest is not None and queue_paused:
+                earliest = max(earliest, queue_paused_until)
             wait = (earliest - runtime.clock()) if earliest is not None else None
             if wait is None or wait > window_left():
                 break
@@ -56,7 +74,15 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
             continue
         report.passes += 1
         checked_before = report.checked
-        _process_pass(due, runtime, owner=owner, report=report, window_left=window_left)
+        blocked = _process_pass(due, runtime, owner=owner, report=report, window_left=window_left)
+        if blocked is not None:
+            queue_paused_until = waiting_retry_at(runtime.clock(), settings)
+        if blocked is Blocked.NO_CAPACITY and not reconciled:
+            # Jobs queue for capacity: make sure every slot is held by a live job (a leaked slot blocks forever).
+            reconciled = True
+            report.stale_slots_released += release_stale_slots(
+                runtime, known_live={j.job_id for j in due if not j.status.is_terminal}
+            )
         if report.checked == checked_before:
             break  # everything due is leased by another invocation; their leases will expire into a later tick
     count(MetricName.JOBS_IN_FLIGHT, len(runtime.store.slot_holders()))
@@ -79,11 +105,34 @@ def _earliest_due(runtime: Runtime) -> float | None:
     return min(times) if times else None
 
 
+def release_stale_slots(runtime: Runtime, *, known_live: set[str]) -> int:
+    """Give back every slot whose job is terminal or gone. A holder seen live in this pass needs no read."""
+    released = 0
+    for job_id in sorted(runtime.store.slot_holders() - known_live):
+        job = runtime.store.get(job_id)
+        if job is None or job.status.is_terminal:
+            runtime.store.release_slot(job_id)
+            released += 1
+            logger.warning(
+                "gave back a slot its job no longer needed",
+                extra={"job_id": job_id, "status": job.status.value if job else "missing"},
+            )
+    if released:
+        count(MetricName.STALE_SLOTS_RELEASED, released)
+    return released
+
+
 def _process_pass(
     due: list[Job], runtime: Runtime, *, owner: str, report: PollReport, window_left: Callable[[], float]
-) -> None:
+) -> Blocked | None:
+    """One pass over the due jobs; returns why the waiting queue stopped, when it stopped early."""
     live = [j for j in due if j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)]
     waiting = sorted((j for j in due if j.status == JobStatus.WAITING), key=lambda j: j.created_at)
+    unfinished = [j for j in due if j.status.is_terminal]
+    for job in unfinished:
+        if window_left() <= 0:
+            return None
+        _complete_unfinished(job, runtime, owner=owner, report=report)
 
     def check(job: Job) -> None:
         if window_left() <= 0:
@@ -111,7 +160,7 @@ def _process_pass(
             continue
         with job_log_context(leased.job_id):
             try:
-                result = submit_job(leased, runtime, owner=owner)
+                attempt = try_submit(leased, runtime, owner=owner)
             except LeaseLost:
                 report.skipped_leased += 1
                 continue
@@ -122,11 +171,31 @@ def _process_pass(
                 report.add(CheckDisposition.ERROR)
                 continue
         report.checked += 1
-        report.add(result.status.value)
-        if result.status == JobStatus.WAITING and result.last_error is None:
-            break  # no capacity left: the rest wait for the next pass
-        if result.last_error is not None and result.last_error.code == ErrorCode.PROVIDER_AUTH:
-            break  # the key is refused: every further attempt would fail the same way
+        report.add(attempt.job.status.value)
+        if attempt.blocked is not None:
+            # No capacity, a refused key or an unreadable secret: every job behind this one would meet the same.
+            return attempt.blocked
+    return None
+
+
+def _complete_unfinished(job: Job, runtime: Runtime, *, owner: str, report: PollReport) -> None:
+    """A terminal job whose slot release or event did not happen (a fault or crash right after its terminal save)."""
+    with job_log_context(job.job_id, job.task_id):
+        try:
+            leased = runtime.store.acquire_lease(
+                job, owner=owner, now=runtime.clock(), lease_seconds=runtime.settings.claim_lease_seconds
+            )
+            complete_finish(leased, runtime, owner=owner)
+        except LeaseLost:
+            report.skipped_leased += 1
+            return
+        except Exception:
+            logger.exception("could not complete a terminal job's transition; a later poll retries")
+            report.add(CheckDisposition.ERROR)
+            return
+        logger.info("completed an unfinished terminal transition")
+        report.checked += 1
+        report.add(CheckDisposition.FINALIZED)
 
 
 def _check_one(job: Job, runtime: Runtime, *, owner: str) -> JobStatus | CheckDisposition:
@@ -153,24 +222,19 @@ def _lease_and_check(job: Job, runtime: Runtime, *, owner: str) -> JobStatus | C
 
 
 def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
+    """Ask the provider, then judge. The age limit of a paid job counts from its submission and is applied only
+    after asking: a job is never timed out on a status it was not asked for (see `_past_age_limit`)."""
     settings = runtime.settings
     now = runtime.clock()
-    if now - job.created_at > settings.max_job_age_seconds:
-        return finish(
-            job,
-            runtime,
-            owner=owner,
-            status=JobStatus.TIMED_OUT,
-            error_code=ErrorCode.TIMED_OUT,
-            message=f"the provider did not finish task {job.task_id} within {settings.max_job_age_minutes:g} minutes "
-            f"(last status {job.provider_status or 'unknown'})",
-        )
     assert job.task_id is not None  # live jobs always carry one
     try:
         result = runtime.provider().get(job.task_id, deadline=runtime.provider_deadline(job.lease_until))
     except PipelineError as exc:
         outcome = outcome_of(exc)
         if outcome is Outcome.TRY_LATER:
+            if _past_age_limit(job, now, settings.max_job_age_seconds * (1 if job.checks else 2)):
+                # Asked before and past the limit; or never answered at all for twice the limit.
+                return _time_out(job, runtime, owner=owner, last_problem=exc.message)
             return _retry_later(job, runtime, owner=owner, error=exc)
         if outcome is Outcome.DROP:
             raise
@@ -197,9 +261,30 @@ def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
         )
     if result.state is ProviderState.SUCCEEDED:
         return _deliver(job, result, runtime, owner=owner)
+    if _past_age_limit(job, now, settings.max_job_age_seconds):
+        return _time_out(job, runtime, owner=owner)
     status = JobStatus.RUNNING if result.state is ProviderState.RUNNING else JobStatus.SUBMITTED
     job = job.model_copy(update={"status": status, "last_error": None})
     return reschedule(job, runtime, owner=owner, next_check_at=planned_check(job, now, settings))
+
+
+def _past_age_limit(job: Job, now: float, limit_seconds: float) -> bool:
+    # The clock of a paid job starts at its submission: time spent WAITING for capacity cost nothing.
+    return now - (job.submitted_at or job.created_at) > limit_seconds
+
+
+def _time_out(job: Job, runtime: Runtime, *, owner: str, last_problem: str | None = None) -> Job:
+    minutes = runtime.settings.max_job_age_minutes
+    problem = f"; last problem: {last_problem}" if last_problem else ""
+    return finish(
+        job,
+        runtime,
+        owner=owner,
+        status=JobStatus.TIMED_OUT,
+        error_code=ErrorCode.TIMED_OUT,
+        message=f"the provider did not finish task {job.task_id} within {minutes:g} minutes of its submission "
+        f"(last status {job.provider_status or 'unknown'}{problem})",
+    )
 
 
 def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> Job:
@@ -253,7 +338,13 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> J
 
 def _retry_later(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
     now = runtime.clock()
-    if isinstance(error, ProviderAuthError):
+    if isinstance(error, SecretUnavailable):
+        count(MetricName.SECRET_ERROR)
+        logger.error(
+            "the API key secret cannot be read while checking a job: the job stays live",
+            extra={"error_code": error.code, "secret_id": error.secret_id, "cause": error.cause, "fix": error.message},
+        )
+    elif isinstance(error, ProviderAuthError):
         count(MetricName.PROVIDER_AUTH_ERROR)
         logger.error(
             "the provider refused the API key while checking a job: fix the key in the secret",

@@ -6,6 +6,9 @@ that had to wait for capacity, or whose submit invocation crashed, is sent by th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
+
 from pydantic import BaseModel
 
 from seedance_pipeline.errors import (
@@ -17,12 +20,13 @@ from seedance_pipeline.errors import (
     PipelineError,
     ProviderAuthError,
     ProviderThrottled,
+    SecretUnavailable,
     outcome_of,
 )
 from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
 from seedance_pipeline.logic.job_inputs import image_urls, load_inputs
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
-from seedance_pipeline.models import Job, JobError, JobStatus, Upload, UploadDisposition
+from seedance_pipeline.models import Job, JobError, JobStatus, Upload, UploadDisposition, VideoRequest
 from seedance_pipeline.observability import (
     MetricName,
     add_task_id_to_logs,
@@ -124,61 +128,106 @@ def _outcome(upload: Upload, job: Job) -> UploadOutcome:
     )
 
 
+class Blocked(StrEnum):
+    """Why a WAITING job stayed WAITING in a way every job behind it would meet too (so the poller stops)."""
+
+    NO_CAPACITY = "NO_CAPACITY"
+    KEY_REFUSED = "KEY_REFUSED"
+    SECRET_UNAVAILABLE = "SECRET_UNAVAILABLE"  # noqa: S105 (a name, not a password)
+
+
+@dataclass(frozen=True)
+class SubmitAttempt:
+    job: Job
+    blocked: Blocked | None = None
+
+
 def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     """For a leased WAITING job: validate, admit, submit. Always leaves the job saved and consistent."""
+    return try_submit(job, runtime, owner=owner).job
+
+
+def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
+    """submit_job, also saying whether the jobs queued behind this one can be sent now."""
     settings = runtime.settings
     now = runtime.clock()
     if now - job.created_at > settings.max_job_age_seconds:
         last = f" (last problem: {job.last_error.message})" if job.last_error else ""
-        return finish(
-            job,
-            runtime,
-            owner=owner,
-            status=JobStatus.TIMED_OUT,
-            error_code=ErrorCode.NEVER_SUBMITTED,
-            message=f"the job could not be submitted within {settings.max_job_age_minutes:g} minutes{last}",
+        return SubmitAttempt(
+            finish(
+                job,
+                runtime,
+                owner=owner,
+                status=JobStatus.TIMED_OUT,
+                error_code=ErrorCode.NEVER_SUBMITTED,
+                message=f"the job could not be submitted within {settings.max_job_age_minutes:g} minutes{last}",
+            )
         )
     if job.submission_started_at and not job.task_id:
         # A submission left here before and its outcome was never recorded (crash or lost answer).
         # Sending it again could pay twice, so a person decides: `seedance-pipeline jobs retry`.
-        return finish(
-            job,
-            runtime,
-            owner=owner,
-            status=JobStatus.FAILED,
-            error_code=ErrorCode.SUBMISSION_UNCERTAIN,
-            message="an earlier submission attempt ended without a recorded answer; the provider may have "
-            f"created the task. {UNCERTAIN_ADVICE}",
+        return SubmitAttempt(
+            finish(
+                job,
+                runtime,
+                owner=owner,
+                status=JobStatus.FAILED,
+                error_code=ErrorCode.SUBMISSION_UNCERTAIN,
+                message="an earlier submission attempt ended without a recorded answer; the provider may have "
+                f"created the task. {UNCERTAIN_ADVICE}",
+            )
         )
 
-    try:
-        inputs = load_inputs(job, runtime)
-        check_output_keys(job.source_key, settings)
-    except (InvalidInput, ObjectGone) as exc:
-        return finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=exc.code, message=exc.message)
-    request = inputs.request
+    # An upload seen for the first time is checked at once, so a bad image is rejected even while the provider is
+    # full. A job checked before (its request is recorded) is read again only once it holds a slot: a queued job
+    # costs no S3 read and no image decode per poll.
+    inputs = None
+    if job.request is None:
+        try:
+            inputs = load_inputs(job, runtime)
+            check_output_keys(job.source_key, settings)
+        except (InvalidInput, ObjectGone) as exc:
+            return SubmitAttempt(_rejected(job, runtime, owner=owner, error=exc))
+        job = _with_request(job, inputs.request)
 
-    notes = list(job.notes)
-    if request.prompt_truncated and not any("prompt" in n for n in notes):
-        notes.append("the prompt was longer than 800 characters and was cut to 800")
-    job = job.model_copy(update={"request": request, "notes": notes})
+    # The key is read before a slot is taken or anything is marked as sent: a secret outage leaves the job
+    # exactly as it was, WAITING, never an uncertain submission.
+    try:
+        runtime.provider()
+    except PipelineError as exc:  # an unreadable secret, or an empty or unconfigured one (ProviderAuthError)
+        not_ready = _not_submitted(job, runtime, owner=owner, error=exc)
+        return SubmitAttempt(not_ready, _blocked_by(exc) if not_ready.status is JobStatus.WAITING else None)
 
     if not runtime.store.acquire_slot(job.job_id, settings.max_in_flight):
         count(MetricName.JOB_WAITING)
         logger.info("no provider capacity; job waits")
-        return reschedule(job, runtime, owner=owner, next_check_at=waiting_retry_at(now, settings))
+        waiting = reschedule(job, runtime, owner=owner, next_check_at=waiting_retry_at(now, settings))
+        return SubmitAttempt(waiting, Blocked.NO_CAPACITY)
+
+    if inputs is None:
+        try:
+            inputs = load_inputs(job, runtime)
+        except (InvalidInput, ObjectGone) as exc:
+            return SubmitAttempt(_rejected(job, runtime, owner=owner, error=exc))  # finish gives the slot back
+        except Exception:
+            # An unexpected fault (say, a missing S3 permission) leaves the job WAITING: it must not sit on a slot.
+            runtime.store.release_slot(job.job_id)
+            raise
+        job = _with_request(job, inputs.request)
+    request = inputs.request
 
     urls = image_urls(inputs, job.source_bucket, runtime)
     del inputs  # the image bytes (and any base64 copy) are not needed past this point
 
     job = job.model_copy(update={"submission_started_at": now, "attempts": job.attempts + 1, "updated_at": now})
-    runtime.store.save(job, owner=owner, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
+    runtime.store.save(job.bounded(), owner=owner, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
     try:
         task_id = runtime.provider().submit(
             provider_body(request, urls), deadline=runtime.provider_deadline(job.lease_until)
         )
     except PipelineError as exc:
-        return _not_submitted(job, runtime, owner=owner, error=exc)
+        not_sent = _not_submitted(job, runtime, owner=owner, error=exc)
+        return SubmitAttempt(not_sent, _blocked_by(exc) if not_sent.status is JobStatus.WAITING else None)
 
     submitted_at = runtime.clock()
     job = job.model_copy(
@@ -192,12 +241,33 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     count(MetricName.JOB_SUBMITTED)
     add_task_id_to_logs(task_id)
     logger.info("job submitted")
-    return reschedule(
-        job,
-        runtime,
-        owner=owner,
-        next_check_at=planned_check(job, submitted_at, settings),
+    return SubmitAttempt(
+        reschedule(
+            job,
+            runtime,
+            owner=owner,
+            next_check_at=planned_check(job, submitted_at, settings),
+        )
     )
+
+
+def _blocked_by(error: PipelineError) -> Blocked | None:
+    if isinstance(error, ProviderAuthError):
+        return Blocked.KEY_REFUSED
+    if isinstance(error, SecretUnavailable):
+        return Blocked.SECRET_UNAVAILABLE
+    return None
+
+
+def _rejected(job: Job, runtime: Runtime, *, owner: str, error: InvalidInput | ObjectGone) -> Job:
+    return finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=error.code, message=error.message)
+
+
+def _with_request(job: Job, request: VideoRequest) -> Job:
+    notes = list(job.notes)
+    if request.prompt_truncated and not any("prompt" in n for n in notes):
+        notes.append("the prompt was longer than 800 characters and was cut to 800")
+    return job.model_copy(update={"request": request, "notes": notes})
 
 
 def _not_submitted(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
@@ -219,7 +289,13 @@ def _back_to_waiting(job: Job, runtime: Runtime, *, owner: str, error: PipelineE
     runtime.store.release_slot(job.job_id)
     now = runtime.clock()
     at_least = 0.0
-    if isinstance(error, ProviderAuthError):
+    if isinstance(error, SecretUnavailable):
+        count(MetricName.SECRET_ERROR)
+        logger.error(
+            "the API key secret cannot be read: nothing was sent, jobs keep waiting",
+            extra={"error_code": error.code, "secret_id": error.secret_id, "cause": error.cause, "fix": error.message},
+        )
+    elif isinstance(error, ProviderAuthError):
         count(MetricName.PROVIDER_AUTH_ERROR)
         logger.error(
             "the provider refused the API key: fix the key in the secret (jobs keep waiting)",

@@ -1,0 +1,37 @@
+"""SubmitFunction's role allows exactly the DynamoDB calls its code path makes (least privilege, both ways)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support.images import image_bytes
+
+
+def _submit_dynamodb_actions(cfn: dict[str, Any]) -> set[str]:
+    role = cfn["Resources"]["SubmitFunctionRole"]["Properties"]
+    actions: set[str] = set()
+    for policy in role.get("Policies", []):
+        statements = policy["PolicyDocument"]["Statement"]
+        for statement in [statements] if isinstance(statements, dict) else statements:
+            listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            actions |= {a.split(":", 1)[1] for a in listed if a.startswith("dynamodb:")}
+    return actions
+
+
+def test_the_submit_path_calls_only_the_dynamodb_actions_its_role_allows(cfn, make_pipeline):
+    pipeline = make_pipeline(MAX_IN_FLIGHT="1")
+    called: set[str] = set()
+    client = pipeline.runtime.store._client  # the JobStore's own client: every table call goes through it
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: called.add(model.name))
+
+    first = pipeline.upload("uploads/first.jpg", image_bytes())
+    assert pipeline.submit(first)["outcomes"][0]["outcome"] == "SUBMITTED"
+    assert pipeline.submit(first)["outcomes"][0]["outcome"] == "DUPLICATE"
+    queued = pipeline.submit(pipeline.upload("uploads/queued.jpg", image_bytes()))
+    assert queued["outcomes"][0]["outcome"] == "WAITING"
+    bad = pipeline.submit(pipeline.upload("uploads/bad.jpg", b"not an image"))
+    assert bad["outcomes"][0]["outcome"] == "REJECTED"
+
+    allowed = _submit_dynamodb_actions(cfn)
+    assert called <= allowed, f"the submit path calls {called - allowed}, which its role does not allow"
+    assert allowed == called, f"the role allows {allowed - called}, which the submit path never calls"
