@@ -1,0 +1,337 @@
+"""The job lifecycle as a state machine: uploads, duplicate and out-of-order deliveries, submit and poll
+invocations (two at once, interleaved at any adapter call), provider outcomes and faults, a crash before or after
+any adapter call, clock jumps past leases, and operator retries, all over the in-memory fakes.
+
+After every step the invariants of the README hold: at most one provider task per upload, no output object
+written for two source keys, every job live at the provider holds a slot and no more than MaxInFlight are held,
+and every sidecar vouches only for objects of its own job. At the end, with the provider healthy, every event
+delivered once more (Lambda's retry) and the clock past every lease and limit, every upload is terminal with a
+reason and no slot is held.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from seedance_local.operator_tools import retry_job
+from seedance_pipeline.errors import (
+    ErrorCode,
+    ProviderThrottled,
+    ProviderUnavailable,
+    SubmissionUncertain,
+)
+from seedance_pipeline.logic.polling import run_poll
+from seedance_pipeline.logic.submission import accept_upload
+from seedance_pipeline.models import JobStatus, TaskResult, Upload
+from tests.support.fakes import FakeClock, FakeDownloader, FakeProvider, FakeStorage, FakeStore, make_runtime
+from tests.support.images import image_bytes
+
+BUCKET = "in-bucket"
+KEYS = ("uploads/a.jpg", "uploads/b.png", "uploads/sub/c.jpg")
+GOOD_IMAGE = image_bytes(400, 300)
+MAX_IN_FLIGHT = 2
+LIVE_AT_PROVIDER = (JobStatus.SUBMITTED, JobStatus.RUNNING)
+
+
+class Crash(BaseException):
+    """The Lambda process dies: nothing after this point runs, no except-branch of ours sees it."""
+
+
+# A crash point is "the n-th adapter call of the invocation, before or after it": a submit invocation makes about
+# eight calls and a poll a dozen or more per job, so small n reach every step of either.
+CrashPoint = tuple[int, bool]
+crash_points = st.none() | st.tuples(st.integers(1, 12), st.booleans())
+
+
+class AdapterCalls:
+    """Counts one invocation's adapter calls; can crash, or pause for another invocation, at the n-th."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.crash_at: CrashPoint | None = None
+        self.pause_at: int | None = None
+        self.on_pause: Callable[[], None] | None = None
+
+    def around(self, name: str, call: Callable[[], Any]) -> Any:
+        self.calls += 1
+        if self.pause_at == self.calls and self.on_pause is not None:
+            pause, self.on_pause = self.on_pause, None
+            pause()
+        crash = self.crash_at is not None and self.crash_at[0] == self.calls
+        if crash and not self.crash_at[1]:  # type: ignore[index]
+            raise Crash(f"before {name} (call {self.calls})")
+        result = call()
+        if crash:
+            raise Crash(f"after {name} (call {self.calls})")
+        return result
+
+
+class Faulty:
+    """Wraps an adapter (fake) so every public method call goes through AdapterCalls."""
+
+    def __init__(self, inner: Any, calls: AdapterCalls) -> None:
+        object.__setattr__(self, "_inner", inner)
+        object.__setattr__(self, "_calls", calls)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        if name.startswith("_") or not callable(value):
+            return value
+        return lambda *args, **kwargs: self._calls.around(name, lambda: value(*args, **kwargs))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._inner, name, value)
+
+
+class ScriptedStorage(FakeStorage):
+    """Presigned URLs name the object's ETag, so every provider task can be traced to the upload it paid for."""
+
+    def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
+        etag = self.objects[(bucket, key)][2]
+        return f"https://{bucket}.s3.amazonaws.com/{key}?etag={etag}&X-Amz-Signature=fake"
+
+
+class ScriptedProvider(FakeProvider):
+    """Per-task outcomes, and faults that either refuse the POST or take it and lose the answer."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock, ready_after=40.0)
+        self.outcomes: dict[str, str] = {}
+        self.submit_fault: str | None = None
+        self.get_fault = False
+
+    def submit(self, body: dict[str, Any], *, deadline: float | None = None) -> str:
+        fault, self.submit_fault = self.submit_fault, None
+        if fault == "429":
+            raise ProviderThrottled("HTTP 429 ModelAccountRpmRateLimitExceeded", retry_after=5)
+        if fault == "503":
+            raise ProviderUnavailable("HTTP 503 ServerOverloaded")
+        task_id = super().submit(body, deadline=deadline)
+        if fault in ("504", "unreadable-2xx", "reset-after-send"):
+            # The task exists and is billed; the answer is lost on the way back.
+            raise SubmissionUncertain(f"{fault}: the provider may have created the task")
+        return task_id
+
+    def get(self, task_id: str, *, deadline: float | None = None) -> TaskResult:
+        if self.get_fault:
+            self.gets += 1
+            raise ProviderUnavailable("HTTP 502 on a status check")
+        self.outcome = {"state": self.outcomes.get(task_id, "SUCCEEDED"), "failure_reason": "moderation"}
+        return super().get(task_id, deadline=deadline)
+
+
+class Downloads(FakeDownloader):
+    """Each task's video is its own bytes, so a visible object can be traced to the task that made it."""
+
+    def open(self, url: str, *, max_bytes: int, **_: Any) -> Any:
+        import io
+
+        return io.BytesIO(b"video-of:" + url.rsplit("/", 1)[-1].encode())
+
+
+def upload_identity(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.path.lstrip("/"), parse_qs(parts.query)["etag"][0]
+
+
+class JobLifecycle(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.provider = ScriptedProvider(self.clock)
+        runtime, store, _, _ = make_runtime(
+            self.clock,
+            provider=self.provider,
+            max_in_flight=MAX_IN_FLIGHT,
+            poll_concurrency=1,
+            max_job_age_minutes=30,
+            max_delivery_attempts=3,
+        )
+        self.store: FakeStore = store
+        self.storage = ScriptedStorage()
+        self.calls = AdapterCalls()
+        runtime.storage = Faulty(self.storage, self.calls)
+        runtime.store = Faulty(store, self.calls)
+        runtime.downloader = Faulty(Downloads(), self.calls)
+        runtime.events = Faulty(runtime.events, self.calls)
+        runtime.provider_factory = lambda _force: Faulty(self.provider, self.calls)
+        self.runtime = runtime
+        self.uploads: list[Upload] = []
+        self.etag_counter = 0
+        self.invocations = 0
+
+    # --- the world ----------------------------------------------------------------------------------
+    @rule(key=st.sampled_from(KEYS), good=st.sampled_from([True, True, True, False]), crash=crash_points)
+    def upload(self, key: str, good: bool, crash: CrashPoint | None) -> None:
+        """A new object (or a new version of a key), and its event's first delivery."""
+        self.etag_counter += 1
+        etag = f"etag{self.etag_counter}"
+        self.storage.add(BUCKET, key, GOOD_IMAGE if good else b"GIF89a almost an image", etag=etag)
+        upload = Upload(bucket=BUCKET, key=key, etag=etag, sequencer=f"{self.etag_counter:016X}")
+        self.uploads.append(upload)
+        self._invoke(lambda owner: accept_upload(upload, self.runtime, owner=owner), crash)
+
+    @rule(seconds=st.sampled_from([5.0, 30.0, 130.0, 400.0, 2000.0]))
+    def clock_jumps(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    @rule(
+        submit_fault=st.sampled_from([None, None, "429", "503", "504", "unreadable-2xx", "reset-after-send"]),
+        status_checks_fail=st.booleans(),
+    )
+    def provider_weather(self, submit_fault: str | None, status_checks_fail: bool) -> None:
+        """The next POST meets this fault; status checks answer 502 until the weather changes."""
+        self.provider.submit_fault = submit_fault
+        self.provider.get_fault = status_checks_fail
+
+    @precondition(lambda self: bool(self.provider.tasks))
+    @rule(data=st.data())
+    def a_task_fails_at_the_provider(self, data: st.DataObject) -> None:
+        task_id = data.draw(st.sampled_from(sorted(self.provider.tasks)))
+        self.provider.outcomes[task_id] = "FAILED"
+
+    # --- invocations, possibly crashing or interleaved ------------------------------------------------
+    @precondition(lambda self: bool(self.uploads))
+    @rule(data=st.data(), crash=crash_points)
+    def deliver_an_event_again(self, data: st.DataObject, crash: CrashPoint | None) -> None:
+        """Any earlier upload's event, again or late: S3 delivers at least once and out of order."""
+        upload = data.draw(st.sampled_from(self.uploads))
+        self._invoke(lambda owner: accept_upload(upload, self.runtime, owner=owner), crash)
+
+    @rule(crash=crash_points)
+    def poll(self, crash: CrashPoint | None) -> None:
+        self._invoke(self._poll, crash)
+
+    @precondition(lambda self: bool(self.uploads))
+    @rule(data=st.data(), pause_at=st.integers(1, 12))
+    def two_invocations_at_once(self, data: st.DataObject, pause_at: int) -> None:
+        """A submit or poll is paused at its n-th adapter call while a whole poll runs, then resumes."""
+        upload = data.draw(st.sampled_from(self.uploads))
+        first: Callable[[str], object] = data.draw(
+            st.sampled_from(
+                [lambda owner: accept_upload(upload, self.runtime, owner=owner), self._poll],
+            )
+        )
+
+        def run_second() -> None:
+            # The first invocation stands still at its n-th adapter call while a whole poll runs.
+            self._invoke(self._poll, None, nested=True)
+
+        self.calls.pause_at, self.calls.on_pause = pause_at, run_second
+        self._invoke(first, None)
+        self.calls.pause_at, self.calls.on_pause = None, None
+
+    @precondition(lambda self: bool(self.store.items))
+    @rule(data=st.data())
+    def operator_retries_an_uncertain_job_that_was_never_created(self, data: st.DataObject) -> None:
+        """A person checks the provider's console, sees no task, and runs `seedance-pipeline jobs retry`."""
+        candidates = [
+            job
+            for job in self.store.jobs()
+            if job.status is JobStatus.FAILED
+            and job.error is not None
+            and job.error.code == ErrorCode.SUBMISSION_UNCERTAIN
+            and not self._tasks_for((job.source_key, job.source_etag or ""))
+        ]
+        if candidates:
+            job = data.draw(st.sampled_from(candidates))
+            retry_job(self.store, job.job_id, now=self.clock())  # type: ignore[arg-type]
+
+    def _poll(self, owner: str) -> object:
+        return run_poll(self.runtime, owner=owner, time_left=lambda: 300.0)
+
+    def _invoke(self, body: Callable[[str], object], crash: CrashPoint | None, *, nested: bool = False) -> None:
+        self.invocations += 1
+        owner = f"invocation-{self.invocations}"
+        outer = (self.calls.calls, self.calls.crash_at)
+        self.calls.calls, self.calls.crash_at = 0, crash
+        try:
+            body(owner)
+        except Crash:
+            pass
+        finally:
+            self.calls.calls, self.calls.crash_at = outer if nested else (0, None)
+
+    # --- invariants -----------------------------------------------------------------------------------
+    def _tasks_for(self, identity: tuple[str, str]) -> list[str]:
+        return [
+            task_id
+            for task_id, task in self.provider.tasks.items()
+            if upload_identity(task["body"]["images"][0]) == identity
+        ]
+
+    @invariant()
+    def at_most_one_provider_task_per_upload(self) -> None:
+        per_upload: dict[tuple[str, str], list[str]] = {}
+        for task_id, task in self.provider.tasks.items():
+            per_upload.setdefault(upload_identity(task["body"]["images"][0]), []).append(task_id)
+        retried = {
+            (job.source_key, job.source_etag or "") for job in self.store.jobs() if any("retr" in n for n in job.notes)
+        }
+        paid_twice = {u: t for u, t in per_upload.items() if len(t) > 1 and u not in retried}
+        assert not paid_twice, f"paid more than once: {paid_twice}"
+
+    @invariant()
+    def slots_are_held_by_every_job_live_at_the_provider(self) -> None:
+        holders = self.store.slot_holders()
+        live = {job.job_id for job in self.store.jobs() if job.status in LIVE_AT_PROVIDER}
+        assert live <= holders, f"live at the provider without a slot: {live - holders}"
+        assert len(holders) <= MAX_IN_FLIGHT, f"{len(holders)} slots held, limit {MAX_IN_FLIGHT}"
+
+    @invariant()
+    def visible_outputs_are_one_jobs_complete_set(self) -> None:
+        jobs = {job.job_id: job for job in self.store.jobs()}
+        writers: dict[str, set[str]] = {}
+        for (_, key), data in self.storage.uploads.items():
+            if not key.endswith(".json"):
+                continue
+            sidecar = json.loads(data)
+            job = jobs.get(sidecar["job_id"])
+            assert job is not None, f"{key} vouches for an unknown job"
+            video = self.storage.uploads.get((BUCKET, sidecar["outputs"]["video"]))
+            assert video == b"video-of:" + f"{sidecar['task_id']}.mp4".encode(), (
+                f"{key} names {sidecar['outputs']['video']}, which is not the video of its task {sidecar['task_id']}"
+            )
+            writers.setdefault(sidecar["outputs"]["video"], set()).add(job.source_key)
+        shared = {k: v for k, v in writers.items() if len(v) > 1}
+        assert not shared, f"output objects written for two source keys: {shared}"
+
+    def teardown(self) -> None:
+        """With the provider healthy and time past every lease and limit, nothing stays live."""
+        self.calls.crash_at = None
+        self.provider.submit_fault, self.provider.get_fault = None, False
+        for upload in self.uploads:  # Lambda retries a crashed submit invocation's event
+            self._invoke(lambda owner, u=upload: accept_upload(u, self.runtime, owner=owner), None)
+        for _ in range(60):
+            self.clock.advance(400)
+            self._invoke(self._poll, None)
+            if all(job.status.is_terminal for job in self.store.jobs()):
+                break
+        jobs = self.store.jobs()
+        stuck = [(j.job_id, j.status) for j in jobs if not j.status.is_terminal]
+        assert not stuck, f"jobs still live at the end: {stuck}"
+        no_reason = [
+            j.job_id for j in jobs if j.status is not JobStatus.SUCCEEDED and not (j.error and j.error.message)
+        ]
+        assert not no_reason, f"terminal without a reason: {no_reason}"
+        identities = {(u.key, u.etag) for u in self.uploads}
+        with_jobs = {(j.source_key, j.source_etag) for j in jobs}
+        assert identities <= with_jobs, f"uploads without a job: {identities - with_jobs}"
+        assert self.store.slot_holders() == set(), f"slots still held: {self.store.slot_holders()}"
+        self.at_most_one_provider_task_per_upload()
+        self.visible_outputs_are_one_jobs_complete_set()
+
+
+# Crash points are many and each bug needs a few steps in a row: more examples than the profile's default (the fuzz
+# profile's 5,000 stay as they are).
+JobLifecycle.TestCase.settings = settings(
+    max_examples=max(400, settings.default.max_examples), stateful_step_count=50, deadline=None
+)
+test_job_lifecycle_holds_its_invariants_under_faults_and_crashes = JobLifecycle.TestCase
