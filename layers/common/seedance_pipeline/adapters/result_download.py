@@ -378,6 +378,9 @@ class ResultDownloader:
                 raise ResultUnavailable(f"could not fetch the result: {type(exc).__name__}") from exc
             finally:
                 _current_hop.reset(token)
+            if budget.expired():  # the deadline's shutdown can end a trickled header block early, not loudly
+                response.close()
+                raise budget.out_of_time()
             if response.status_code in _REDIRECT_CODES and response.headers.get("Location"):
                 response.close()
                 current = urljoin(current, response.headers["Location"])
