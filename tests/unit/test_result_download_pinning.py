@@ -10,8 +10,8 @@ import socket
 import threading
 
 import pytest
+import urllib3.util.connection
 
-from seedance_pipeline.adapters import result_download
 from seedance_pipeline.adapters.result_download import ResultDownloader, _is_public
 from seedance_pipeline.errors import DownloadRefused, ResultUnavailable
 
@@ -34,7 +34,7 @@ def dialed(monkeypatch):
         addresses.append(address)
         raise Dialed(address)
 
-    monkeypatch.setattr(result_download.connection, "create_connection", record)
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", record)
     return addresses
 
 
@@ -83,7 +83,7 @@ def test_a_second_address_is_tried_when_the_first_will_not_connect(monkeypatch):
             raise ConnectionRefusedError("no")
         raise Dialed(address)
 
-    monkeypatch.setattr(result_download.connection, "create_connection", refuse_first)
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", refuse_first)
     other = "2606:2800:220:1:248:1893:25c8:1946"
     downloader = ResultDownloader(allow_private=False, resolver=lambda host, port: [PUBLIC, other])
 
@@ -104,7 +104,7 @@ def test_the_download_session_refuses_a_connection_nobody_checked(dialed):
 
 def test_tls_to_the_pinned_address_still_names_the_host_for_sni(monkeypatch):
     ours, theirs = socket.socketpair()
-    monkeypatch.setattr(result_download.connection, "create_connection", lambda address, *a, **k: ours)
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", lambda address, *a, **k: ours)
     hello = bytearray()
 
     def read_client_hello() -> None:
@@ -173,6 +173,9 @@ def test_ipv6_forms_of_public_addresses_pass(address):
         ("https://[fe80::1%25eth0]/v.mp4", "read differently|zone"),
         ("https://cdn.example.com:0/v.mp4", "port 0"),
         ("https://cdn.example.com:99999/v.mp4", "does not parse"),
+        ("https://[::1/v.mp4", "does not parse"),
+        ("https://[\\::1]/v.mp4", "backslashes"),
+        ("https://[v1.127.0.0.1]/v.mp4", "does not parse"),
     ],
 )
 def test_urls_that_parsers_read_differently_are_refused(url, refusal):

@@ -101,7 +101,10 @@ def _refuse_ambiguous(url: str, allowed_schemes: set[str]) -> tuple[SplitResult,
         raise DownloadRefused(
             "refusing a result URL with whitespace, control characters or backslashes: URL parsers disagree on them"
         )
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unbalanced IPv6 bracket, for one
+        raise DownloadRefused(f"refusing a result URL that does not parse cleanly: {exc}") from exc
     if parts.scheme not in allowed_schemes:
         raise DownloadRefused(f"refusing to download over {parts.scheme or 'no scheme'}: only https is allowed")
     if "@" in parts.netloc:
@@ -124,7 +127,10 @@ def _refuse_ambiguous(url: str, allowed_schemes: set[str]) -> tuple[SplitResult,
     if parts.netloc.rsplit(":", 1)[0].startswith("[") or ":" in host:
         if "%" in host:
             raise DownloadRefused("refusing a result URL with an IPv6 zone")
-        ipaddress.IPv6Address(host)  # urlsplit already validated a bracketed host; a bare one never gets here
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise DownloadRefused("refusing a result URL whose IPv6 host is not a plain address") from exc
     elif not _HOST_NAME.fullmatch(host):
         raise DownloadRefused("refusing a result URL whose host is not a plain DNS name or IP address")
     elif _NUMERIC_LABEL.fullmatch(host.rstrip(".").rsplit(".", 1)[-1]) and not _is_canonical_ipv4(host):
@@ -416,7 +422,10 @@ def _download_session() -> requests.Session:
 
 def _redact(url: str) -> str:
     """Result URLs carry signatures; logs and errors get the address without the query."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "the result URL"  # unparseable: the check refuses it, and its text may hold a signature
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
