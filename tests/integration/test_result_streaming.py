@@ -48,8 +48,8 @@ def read_sizes(monkeypatch):
     sizes: list[int] = []
     real_open = ResultDownloader.open
 
-    def spying_open(self, url, *, max_bytes):
-        stream = real_open(self, url, max_bytes=max_bytes)
+    def spying_open(self, url, **options):
+        stream = real_open(self, url, **options)
         real_read = stream.read
 
         def read(size=-1):

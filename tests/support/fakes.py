@@ -313,7 +313,7 @@ class FakeDownloader:
         self.default = b"\x00\x00\x00\x18ftypmp42fake-video"
         self.error = error
 
-    def open(self, url: str, *, max_bytes: int) -> io.BytesIO:
+    def open(self, url: str, *, max_bytes: int, deadline: float | None = None) -> io.BytesIO:
         if self.error:
             raise self.error
         return io.BytesIO(self.bodies.get(url, self.default))

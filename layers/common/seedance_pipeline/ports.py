@@ -73,9 +73,12 @@ class ResultStream(Readable, Protocol):
 
 
 class ResultDownloaderPort(Protocol):
-    """Follows a provider's result URL under the download rules (public https only, size cap)."""
+    """Follows a provider's result URL under the download rules (public https only, size cap, deadline).
 
-    def open(self, url: str, *, max_bytes: int) -> ResultStream: ...
+    `deadline` is a time.monotonic() value by which the whole download must be done; None means a default budget.
+    """
+
+    def open(self, url: str, *, max_bytes: int, deadline: float | None = None) -> ResultStream: ...
 
 
 class ProviderPort(Protocol):
