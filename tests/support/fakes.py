@@ -312,8 +312,10 @@ class FakeDownloader:
         self.bodies = bodies or {}
         self.default = b"\x00\x00\x00\x18ftypmp42fake-video"
         self.error = error
+        self.deadlines: list[float | None] = []
 
     def open(self, url: str, *, max_bytes: int, deadline: float | None = None) -> io.BytesIO:
+        self.deadlines.append(deadline)
         if self.error:
             raise self.error
         return io.BytesIO(self.bodies.get(url, self.default))

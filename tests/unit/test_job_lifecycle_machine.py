@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from hypothesis import settings
@@ -30,6 +30,14 @@ from seedance_pipeline.errors import (
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, TaskResult, Upload
+from seedance_pipeline.ports import (
+    EventPublisherPort,
+    JobStorePort,
+    ObjectStoragePort,
+    ProviderPort,
+    ResultDownloaderPort,
+)
+from seedance_pipeline.runtime import Runtime
 from tests.support.fakes import FakeClock, FakeDownloader, FakeProvider, FakeStorage, FakeStore, make_runtime
 from tests.support.images import image_bytes
 
@@ -146,7 +154,7 @@ class JobLifecycle(RuleBasedStateMachine):
         super().__init__()
         self.clock = FakeClock()
         self.provider = ScriptedProvider(self.clock)
-        runtime, store, _, _ = make_runtime(
+        fake_runtime, store, _, _ = make_runtime(
             self.clock,
             provider=self.provider,
             max_in_flight=MAX_IN_FLIGHT,
@@ -157,12 +165,18 @@ class JobLifecycle(RuleBasedStateMachine):
         self.store: FakeStore = store
         self.storage = ScriptedStorage()
         self.calls = AdapterCalls()
-        runtime.storage = Faulty(self.storage, self.calls)
-        runtime.store = Faulty(store, self.calls)
-        runtime.downloader = Faulty(Downloads(), self.calls)
-        runtime.events = Faulty(runtime.events, self.calls)
-        runtime.provider_factory = lambda _force: Faulty(self.provider, self.calls)
-        self.runtime = runtime
+        # Every adapter behind the crash switch; Faulty is duck-typed, so the ports are asserted, not inferred.
+        runtime = Runtime(
+            settings=fake_runtime.settings,
+            clock=self.clock,
+            sleep=self.clock.advance,
+            storage=cast(ObjectStoragePort, Faulty(self.storage, self.calls)),
+            store=cast(JobStorePort, Faulty(store, self.calls)),
+            downloader=cast(ResultDownloaderPort, Faulty(Downloads(), self.calls)),
+            events=cast(EventPublisherPort, Faulty(fake_runtime.events, self.calls)),
+            provider_factory=lambda _force: cast(ProviderPort, Faulty(self.provider, self.calls)),
+        )
+        self.runtime: Runtime = runtime
         self.uploads: list[Upload] = []
         self.etag_counter = 0
         self.invocations = 0
@@ -242,7 +256,10 @@ class JobLifecycle(RuleBasedStateMachine):
         ]
         if candidates:
             job = data.draw(st.sampled_from(candidates))
-            retry_job(self.store, job.job_id, now=self.clock())  # type: ignore[arg-type]
+            retry_job(self.store, job.job_id, now=self.clock())
+
+    def _deliverer(self, upload: Upload) -> Callable[[str], object]:
+        return lambda owner: accept_upload(upload, self.runtime, owner=owner)
 
     def _poll(self, owner: str) -> object:
         return run_poll(self.runtime, owner=owner, time_left=lambda: 300.0)
@@ -308,7 +325,7 @@ class JobLifecycle(RuleBasedStateMachine):
         self.calls.crash_at = None
         self.provider.submit_fault, self.provider.get_fault = None, False
         for upload in self.uploads:  # Lambda retries a crashed submit invocation's event
-            self._invoke(lambda owner, u=upload: accept_upload(u, self.runtime, owner=owner), None)
+            self._invoke(self._deliverer(upload), None)
         for _ in range(60):
             self.clock.advance(400)
             self._invoke(self._poll, None)
@@ -332,6 +349,6 @@ class JobLifecycle(RuleBasedStateMachine):
 # Crash points are many and each bug needs a few steps in a row: more examples than the profile's default (the fuzz
 # profile's 5,000 stay as they are).
 JobLifecycle.TestCase.settings = settings(
-    max_examples=max(400, settings.default.max_examples), stateful_step_count=50, deadline=None
+    max_examples=max(400, settings().max_examples), stateful_step_count=50, deadline=None
 )
 test_job_lifecycle_holds_its_invariants_under_faults_and_crashes = JobLifecycle.TestCase

@@ -73,6 +73,17 @@ class Runtime:
             budget = min(budget, self.time_left() - settings.provider_call_margin_seconds)
         return time.monotonic() + max(0.0, budget)
 
+    def delivery_deadline(self, lease_until: float | None) -> float | None:
+        """A time.monotonic() deadline shared by one job's downloads (video, then last frame): they end, with room to
+        record the outcome, before the lease runs out or the invocation is killed. None: the adapter's own default."""
+        margin = self.settings.provider_call_margin_seconds
+        budgets = []
+        if lease_until is not None:
+            budgets.append(lease_until - self.clock() - margin)
+        if self.time_left is not None:
+            budgets.append(self.time_left() - margin)
+        return time.monotonic() + max(0.0, min(budgets)) if budgets else None
+
     def refresh_provider(self) -> None:
         """After a 401/403 the operator may be fixing the key: bypass the secret's cache on the next call."""
         with self._lock:

@@ -44,13 +44,16 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs
     bucket = settings.output_bucket or job.source_bucket
     notes: list[str] = []
 
-    with runtime.downloader.open(result.video_url, max_bytes=settings.max_video_bytes) as stream:
+    deadline = runtime.delivery_deadline(job.lease_until)
+    with runtime.downloader.open(result.video_url, max_bytes=settings.max_video_bytes, deadline=deadline) as stream:
         runtime.storage.upload_stream(stream, bucket, keys.video, content_type="video/mp4")
 
     last_frame_key = None
     if job.request is not None and job.request.return_last_frame:
         if result.last_frame_url:
-            with runtime.downloader.open(result.last_frame_url, max_bytes=settings.max_last_frame_bytes) as stream:
+            with runtime.downloader.open(
+                result.last_frame_url, max_bytes=settings.max_last_frame_bytes, deadline=deadline
+            ) as stream:
                 runtime.storage.upload_stream(stream, bucket, keys.last_frame, content_type="image/png")
             last_frame_key = keys.last_frame
         else:
