@@ -90,7 +90,8 @@ print(json.dumps(load_handler("poll").lambda_handler(schedule_event(), LambdaCon
 
 def test_a_poller_killed_mid_transfer_leaves_no_object_and_its_lease_expires(make_pipeline, sim, stack):
     sim.knobs.video_body_factory = slow_body(40 * MIB, pause=0.25)
-    pipeline = make_pipeline(MULTIPART_CHUNK_BYTES=str(5 * MIB), LEASE_SECONDS="3")
+    # A 3 s lease, so the test need not wait long for it to expire; the provider call margin shrinks with it.
+    pipeline = make_pipeline(MULTIPART_CHUNK_BYTES=str(5 * MIB), LEASE_SECONDS="3", PROVIDER_CALL_MARGIN_SECONDS="0.5")
     pipeline.submit(pipeline.upload("uploads/killed.jpg", image_bytes()))
     time.sleep(1.5)  # the task finishes at the simulator
 
@@ -119,7 +120,8 @@ def test_a_poller_killed_mid_transfer_leaves_no_object_and_its_lease_expires(mak
 
 
 def test_a_crash_after_the_provider_accepted_never_leads_to_a_second_submission(make_pipeline, sim, stack, monkeypatch):
-    pipeline = make_pipeline(CLAIM_LEASE_SECONDS="1")
+    # The claim lease must leave room for a POST (at least 5 s inside the lease, less the call margin).
+    pipeline = make_pipeline(CLAIM_LEASE_SECONDS="6", PROVIDER_CALL_MARGIN_SECONDS="0.5")
     from seedance_pipeline.logic import submission
 
     real_planned_check = submission.planned_check
@@ -133,7 +135,7 @@ def test_a_crash_after_the_provider_accepted_never_leads_to_a_second_submission(
     monkeypatch.setattr(submission, "planned_check", real_planned_check)
     assert sim.counters.tasks_created == 1
 
-    time.sleep(1.2)  # the claim lease runs out; the poller finds the job
+    time.sleep(6.2)  # the claim lease runs out; the poller finds the job
     items = stack.client("dynamodb").scan(TableName=stack.table_name)["Items"]
     job_ids = [i["job_id"]["S"] for i in items if not i["job_id"]["S"].startswith("#")]
     pipeline.job_ids["uploads/window.jpg"] = job_ids[0]

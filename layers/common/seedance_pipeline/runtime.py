@@ -73,16 +73,13 @@ class Runtime:
             budget = min(budget, self.time_left() - settings.provider_call_margin_seconds)
         return time.monotonic() + max(0.0, budget)
 
-    def delivery_deadline(self, lease_until: float | None) -> float | None:
+    def delivery_deadline(self) -> float | None:
         """A time.monotonic() deadline shared by one job's downloads (video, then last frame): they end, with room to
-        record the outcome, before the lease runs out or the invocation is killed. None: the adapter's own default."""
-        margin = self.settings.provider_call_margin_seconds
-        budgets = []
-        if lease_until is not None:
-            budgets.append(lease_until - self.clock() - margin)
-        if self.time_left is not None:
-            budgets.append(self.time_left() - margin)
-        return time.monotonic() + max(0.0, min(budgets)) if budgets else None
+        record the outcome, before the invocation is killed. The poll lease (LEASE_SECONDS, 330 s) outlives the poll
+        function's 300 s timeout, so this bound keeps the lease too. None: the adapter's own default."""
+        if self.time_left is None:
+            return None
+        return time.monotonic() + max(0.0, self.time_left() - self.settings.provider_call_margin_seconds)
 
     def refresh_provider(self) -> None:
         """After a 401/403 the operator may be fixing the key: bypass the secret's cache on the next call."""

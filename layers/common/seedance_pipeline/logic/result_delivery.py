@@ -44,7 +44,7 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs
     bucket = settings.output_bucket or job.source_bucket
     notes: list[str] = []
 
-    deadline = runtime.delivery_deadline(job.lease_until)
+    deadline = runtime.delivery_deadline()
     with runtime.downloader.open(result.video_url, max_bytes=settings.max_video_bytes, deadline=deadline) as stream:
         runtime.storage.upload_stream(stream, bucket, keys.video, content_type="video/mp4")
 
