@@ -38,7 +38,7 @@ try:  # the command groups need the `demo` extra (rich, moto, PyAV, ...); withou
 except ModuleNotFoundError as exc:
     if (exc.name or "").split(".")[0] not in DEMO_EXTRA_MODULES:
         raise
-    _MISSING_DEMO_MODULE: str | None = exc.name
+    _MISSING_DEMO_MODULE: str | None = (exc.name or "").split(".")[0]
 else:
     _MISSING_DEMO_MODULE = None
 
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in DEMO_EXTRA_MODULES:
             return _crash(exc)
-        return _fail(missing_demo_extra_message(exc.name or "?"), 1)
+        return _fail(missing_demo_extra_message((exc.name or "?").split(".")[0]), 1)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except SystemExit as exc:  # --help and --version exit through argparse
