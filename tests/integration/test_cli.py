@@ -187,7 +187,7 @@ def test_a_folder_of_images_and_a_long_prompt_go_through_a_manifest_with_the_mod
     photos.mkdir()
     (photos / "lake.png").write_bytes(image_bytes(800, 600, "PNG"))
     (photos / "notes.txt").write_text("not an image, not taken\n")
-    prompt = "湖面上的薄雾慢慢散开，" * 82  # 902 characters: over 2 KB as RFC 2047 metadata # noqa: RUF001
+    prompt = "湖面上的薄雾慢慢散开，" * 82  # 902 characters: over 2 KB as RFC 2047 metadata
     out = tmp_path / "out"
     model = "doubao-seedance-1-0-lite-i2v-250428"
 
