@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import secrets
 import signal
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from botocore.exceptions import ClientError
 from rich.console import Console
 
 from seedance_local import operator_tools
@@ -35,25 +37,38 @@ class UploadWatcher:
     """Stands in for S3 event notifications, which moto does not send to a Lambda: new objects -> S3 events.
 
     S3 sends an event for every PUT, also of the same bytes (new metadata, say), so an upload is known by its key,
-    ETag and LastModified (millisecond resolution in the listing), not by its content alone.
+    ETag and LastModified. moto's listing gives LastModified in whole seconds: for an object modified in the last
+    RECENT_SECONDS, its metadata (one HEAD) tells apart a re-upload of the same bytes within the same second.
     """
+
+    RECENT_SECONDS = 2.0
 
     def __init__(self, s3: Any, bucket: str, prefix: str) -> None:
         self._s3, self._bucket, self._prefix = s3, bucket, prefix
-        self._seen: set[tuple[str, str, Any]] = set()
+        # (key, ETag, LastModified) -> the metadata seen while that was recent (None: not looked at)
+        self._seen: dict[tuple[str, str, Any], str | None] = {}
 
     def new_upload_events(self) -> Iterator[dict[str, Any]]:
         from seedance_local.harness import next_sequencer, s3_put_event
 
+        now = time.time()
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=self._prefix):
             for obj in page.get("Contents", []):
                 identity = (obj["Key"], obj["ETag"], obj["LastModified"])
-                if identity not in self._seen:
-                    self._seen.add(identity)
-                    etag = obj["ETag"].strip('"')
-                    yield s3_put_event(
-                        self._bucket, obj["Key"], size=obj["Size"], etag=etag, sequencer=next_sequencer()
-                    )
+                recent = now - obj["LastModified"].timestamp() < self.RECENT_SECONDS
+                metadata = self._metadata(obj["Key"]) if recent else None
+                if identity in self._seen and (metadata is None or self._seen[identity] in (None, metadata)):
+                    continue
+                self._seen[identity] = metadata
+                etag = obj["ETag"].strip('"')
+                yield s3_put_event(self._bucket, obj["Key"], size=obj["Size"], etag=etag, sequencer=next_sequencer())
+
+    def _metadata(self, key: str) -> str | None:
+        try:
+            head = self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError:  # deleted since the listing: nothing to tell apart
+            return None
+        return json.dumps(head.get("Metadata", {}), sort_keys=True)
 
 
 def _stop_on_sigterm() -> None:
