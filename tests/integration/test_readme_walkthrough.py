@@ -184,3 +184,19 @@ def test_the_readme_walkthrough_works_as_written_with_the_real_aws_cli(workdir, 
     size = log.stat().st_size
     time.sleep(5)
     assert log.stat().st_size - size < 1000, log.read_text(encoding="utf-8")[size:][:2000]
+
+
+def test_the_readme_says_where_the_demo_videos_land():
+    from seedance_local import cli_demo, operator_tools
+    from seedance_pipeline.rules.keys import output_keys
+
+    settings = operator_tools.naming_settings(operator_tools.DEFAULT_INPUT_PREFIX, operator_tools.DEFAULT_OUTPUT_PREFIX)
+    # `demo --out out` mirrors the output keys under ./out/, as LocalPipeline.download_outputs does.
+    folders = {
+        "./out/" + output_keys(upload.key, settings).video.removeprefix(settings.output_prefix).rsplit("/", 1)[0] + "/"
+        for upload in cli_demo.planned_demo_uploads()
+    }
+    assert folders == {"./out/demo/"}
+    text = README.read_text(encoding="utf-8")
+    assert "MP4s appear in ./out/demo/" in text
+    assert "downloads the results into `./out/demo/`" in text
