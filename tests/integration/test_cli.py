@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pytest
 
 import seedance_simulator
 from seedance_local import cli, cli_demo
+from seedance_local.harness import REPO_ROOT
 from tests.support.expect import present
 from tests.support.images import image_bytes
 
@@ -172,7 +174,9 @@ def test_version_comes_from_the_installed_package(capsys):
 def test_without_the_demo_extra_the_command_names_it_in_one_line():
     # rich missing, as after `pip install -e .` without [demo]: a None entry in sys.modules makes its import fail.
     script = "import sys; sys.modules['rich'] = None; from seedance_local import cli; sys.exit(cli.main(['demo']))"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    dev_paths = os.pathsep.join(str(REPO_ROOT / p) for p in ("layers/common", "dev"))
+    env = {**os.environ, "PYTHONPATH": dev_paths}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
