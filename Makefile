@@ -102,4 +102,4 @@ bench: $(VENV)/.installed build
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(VENV313) $(TOOLS) .aws-sam out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) $(TOOLS) .venv-awscli .aws-sam out .pytest_cache .mypy_cache .ruff_cache
