@@ -227,3 +227,4 @@ def test_an_unreachable_provider_shows_the_reason_and_ends_the_wait_early(tmp_pa
     out = capsys.readouterr().out
     assert "Stopped waiting: every job has been held up by the same problem" in out
     assert "still WAITING when the wait ended; last problem: PROVIDER_" in out
+    assert "1 WAITING - last problem (1 job(s)): PROVIDER_" in out  # the live view said so while it waited
