@@ -17,7 +17,7 @@ VENV313 := .venv-py313
 .PHONY: help demo test test-lambda-python unit integration check lint typecheck template-checks build bench clean run fuzz
 
 help:
-	@echo "make demo   - run the pipeline on the embedded stack (moto + simulator); videos land in ./out/"
+	@echo "make demo   - run the pipeline on the embedded stack (moto + simulator); videos land in ./out/demo/"
 	@echo "make test   - create the environment and run the whole test suite (+ sam validate/build)"
 	@echo "make check  - ruff, mypy, layer pins vs pyproject.toml, sam validate --lint, cfn-lint, checkov"
 	@echo "make bench  - benchmarks against baselines measured in the same run"
@@ -102,4 +102,4 @@ bench: $(VENV)/.installed build
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(VENV313) $(TOOLS) .aws-sam out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) $(TOOLS) .venv-awscli .aws-sam out .pytest_cache .mypy_cache .ruff_cache

@@ -46,8 +46,13 @@ def backfill_command(args: argparse.Namespace, console: Console) -> int:
             output_bucket=target.output_bucket,
             on_object=on_object,
         )
+    skipped = ""
+    if report.has_job:
+        statuses = ", ".join(f"{n} {status}" for status, n in sorted(report.existing_statuses.items()))
+        skipped = f", skipped {report.has_job} that already have a job ({statuses}; `jobs retry` sends one again)"
     console.print(
-        f"created {report.created}, already present {report.already_present}, ignored {report.ignored} "
-        f"(of {report.seen} objects under s3://{bucket}/{prefix})"
+        f"created {report.created}, already present {report.already_present}, ignored {report.ignored}{skipped} "
+        f"(of {report.seen} objects under s3://{bucket}/{prefix})",
+        highlight=False,
     )
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import json
 import secrets
 import signal
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from botocore.exceptions import ClientError
 from rich.console import Console
 
 from seedance_local import operator_tools
@@ -31,24 +34,41 @@ def add_local_commands(commands: Subcommands) -> None:
 
 
 class UploadWatcher:
-    """Stands in for S3 event notifications, which moto does not send to a Lambda: new objects -> S3 events."""
+    """Stands in for S3 event notifications, which moto does not send to a Lambda: new objects -> S3 events.
+
+    S3 sends an event for every PUT, also of the same bytes (new metadata, say), so an upload is known by its key,
+    ETag and LastModified. moto's listing gives LastModified in whole seconds: for an object modified in the last
+    RECENT_SECONDS, its metadata (one HEAD) tells apart a re-upload of the same bytes within the same second.
+    """
+
+    RECENT_SECONDS = 2.0
 
     def __init__(self, s3: Any, bucket: str, prefix: str) -> None:
         self._s3, self._bucket, self._prefix = s3, bucket, prefix
-        self._seen: set[tuple[str, str]] = set()
+        # (key, ETag, LastModified) -> the metadata seen while that was recent (None: not looked at)
+        self._seen: dict[tuple[str, str, Any], str | None] = {}
 
     def new_upload_events(self) -> Iterator[dict[str, Any]]:
         from seedance_local.harness import next_sequencer, s3_put_event
 
+        now = time.time()
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=self._prefix):
             for obj in page.get("Contents", []):
-                identity = (obj["Key"], obj["ETag"])
-                if identity not in self._seen:
-                    self._seen.add(identity)
-                    etag = obj["ETag"].strip('"')
-                    yield s3_put_event(
-                        self._bucket, obj["Key"], size=obj["Size"], etag=etag, sequencer=next_sequencer()
-                    )
+                identity = (obj["Key"], obj["ETag"], obj["LastModified"])
+                recent = now - obj["LastModified"].timestamp() < self.RECENT_SECONDS
+                metadata = self._metadata(obj["Key"]) if recent else None
+                if identity in self._seen and (metadata is None or self._seen[identity] in (None, metadata)):
+                    continue
+                self._seen[identity] = metadata
+                etag = obj["ETag"].strip('"')
+                yield s3_put_event(self._bucket, obj["Key"], size=obj["Size"], etag=etag, sequencer=next_sequencer())
+
+    def _metadata(self, key: str) -> str | None:
+        try:
+            head = self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError:  # deleted since the listing: nothing to tell apart
+            return None
+        return json.dumps(head.get("Metadata", {}), sort_keys=True)
 
 
 def _stop_on_sigterm() -> None:
@@ -117,12 +137,37 @@ def _serve_locally(pipeline: Any, watcher: UploadWatcher, console: Console) -> N
             for outcome in pipeline.submit(event).get("outcomes", []):
                 if not outcome.get("job_id"):  # ignored: no job will report on it later
                     console.print(f"{outcome['key']}: {outcome['outcome']} ({outcome.get('reason')})", soft_wrap=True)
-        pipeline.poll(timeout_seconds=60)
+        _poll_logging_only_activity(pipeline)
         for key, job in pipeline.jobs().items():
             if job is not None and last_status.get(job.job_id) != job.status.value:
                 last_status[job.job_id] = job.status.value
                 console.print(f"{key}: {_job_summary(job)}", soft_wrap=True, highlight=False)
         time.sleep(1.0)
+
+
+def _poll_logging_only_activity(pipeline: Any) -> None:
+    """One scheduled poll. Its log lines (and EMF metrics on stdout) reach the log only when it did something:
+    an idle poll every second would otherwise add ~30 KB a minute of "poll finished" to seedance-local.log."""
+    from seedance_pipeline.observability import logger
+
+    handler: Any = logger.registered_handler
+    log_stream = handler.stream
+    buffer = io.StringIO()
+    handler.stream = buffer
+    report: dict[str, Any] | None = None
+    try:
+        with contextlib.redirect_stdout(buffer):
+            report = pipeline.poll(timeout_seconds=60)
+    finally:
+        handler.stream = log_stream
+        text = buffer.getvalue()
+        if report is None or not _idle(report) or any(f'"level":"{level}"' in text for level in ("WARNING", "ERROR")):
+            log_stream.write(text)
+            log_stream.flush()
+
+
+def _idle(report: dict[str, Any]) -> bool:
+    return not (report.get("checked") or report.get("skipped_leased") or report.get("outcomes"))
 
 
 def _job_summary(job: Job) -> str:

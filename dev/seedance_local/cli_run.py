@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import json
 import os
 import secrets
 import time
@@ -28,12 +29,19 @@ from seedance_pipeline.errors import InvalidInput
 from seedance_pipeline.models import Job, JobStatus
 from seedance_pipeline.rules.image_rules import inspect_image
 from seedance_pipeline.rules.video_request import MAX_SEED, decode_metadata_text
-from seedance_pipeline.settings import Ratio, Resolution, Settings
+from seedance_pipeline.settings import I2V_MODELS, Ratio, Resolution, Settings
 
 S3_METADATA_LIMIT = 2048  # bytes of user metadata (keys + values) S3 accepts on one object
 SIMULATED_RUN_SECONDS = 1.5
 SIMULATED_TIMEOUT_SECONDS = 120.0
-REAL_PROVIDER_TIMEOUT_SECONDS = 30 * 60.0
+# A 10-second 1080p video takes the real provider a few minutes, more behind a queue; 20 minutes covers a handful.
+REAL_PROVIDER_TIMEOUT_SECONDS = 20 * 60.0
+# Every job waiting on the same provider error for this long (an unreachable host, a wrong key): stop waiting.
+STUCK_SECONDS = 90.0
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+# Where `run` puts an image whose request is too big for S3 metadata: its manifest names it ("_" folders are
+# never processed on their own).
+MANIFEST_FRAMES_FOLDER = "_run-frames/"
 
 
 def _seed(text: str) -> int:
@@ -46,18 +54,35 @@ def _seed(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def timing_options() -> CliParser:
     """--out and --timeout, shared by `run` and `demo`."""
     timing = CliParser(add_help=False)
     timing.add_argument("--out", type=Path, default=Path("out"), help="where videos and the log go (default ./out)")
-    timing.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    timing.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=None,
+        help=f"give up waiting after this many seconds (default {SIMULATED_TIMEOUT_SECONDS:.0f} with the simulator, "
+        f"{REAL_PROVIDER_TIMEOUT_SECONDS:.0f} with the real provider; sooner when every job is stuck on one error)",
+    )
     return timing
 
 
 def add_run_command(commands: Subcommands, timing: CliParser) -> None:
     run = commands.add_parser("run", parents=[timing], help="run your own images through the pipeline")
-    run.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    run.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files, or folders of them")
     run.add_argument("--prompt", help="what should happen in the video (any language)")
+    run.add_argument("--model", choices=I2V_MODELS)
     run.add_argument("--resolution", choices=get_args(Resolution))
     run.add_argument("--ratio", choices=get_args(Ratio))
     run.add_argument("--duration", type=int, choices=(5, 10), help="seconds")
@@ -72,9 +97,11 @@ def add_run_command(commands: Subcommands, timing: CliParser) -> None:
 @dataclass(frozen=True)
 class PlannedUpload:
     label: str  # what the results table calls it
-    key: str
+    key: str  # the object whose S3 event makes the job
     data: bytes
     metadata: dict[str, str]
+    # Objects put before `key` that make no job on their own: the frames a manifest names.
+    frames: tuple[tuple[str, bytes], ...] = ()
 
 
 def encode_metadata_text(text: str) -> str:
@@ -100,22 +127,51 @@ def request_metadata(args: argparse.Namespace) -> dict[str, str]:
     metadata: dict[str, str] = {}
     if args.prompt is not None:
         metadata["prompt"] = encode_metadata_text(args.prompt)
-    for name, value in (("resolution", args.resolution), ("ratio", args.ratio), ("duration", args.duration),
-                        ("seed", args.seed)):  # fmt: skip
+    for name, value in (("model", args.model), ("resolution", args.resolution), ("ratio", args.ratio),
+                        ("duration", args.duration), ("seed", args.seed)):  # fmt: skip
         if value is not None:
             metadata[name] = str(value)
     for name, flag in (("camerafixed", args.camera_fixed), ("watermark", args.watermark),
                        ("return-last-frame", args.last_frame)):  # fmt: skip
         if flag is not None:
             metadata[name] = "true" if flag else "false"
-    size = sum(len(k) + len(v) for k, v in metadata.items())
-    if size > S3_METADATA_LIMIT:
-        raise UsageError(f"the request is {size} bytes as S3 metadata (the prompt, mostly); S3 allows 2 KB")
     return metadata
+
+
+def metadata_size(metadata: Mapping[str, str]) -> int:
+    return sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
+
+
+def request_manifest(args: argparse.Namespace, first_frame: str) -> dict[str, Any]:
+    """The same request as a job manifest (rules/manifests.py), which carries any prompt, unencoded."""
+    manifest: dict[str, Any] = {"first_frame": first_frame}
+    for name, value in (("prompt", args.prompt), ("model", args.model), ("resolution", args.resolution),
+                        ("ratio", args.ratio), ("duration", args.duration), ("seed", args.seed),
+                        ("camerafixed", args.camera_fixed), ("watermark", args.watermark),
+                        ("return_last_frame", args.last_frame)):  # fmt: skip
+        if value is not None:
+            manifest[name] = value
+    return manifest
+
+
+def image_paths(arguments: list[Path]) -> list[Path]:
+    """The files given, with each folder replaced by the images directly in it (by name)."""
+    paths: list[Path] = []
+    for path in arguments:
+        if not path.is_dir():
+            paths.append(path)
+            continue
+        images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not images:
+            raise UsageError(f"{path}: is a folder with no images in it ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        paths.extend(images)
+    return paths
 
 
 def checked_image(path: Path) -> bytes:
     """The image's bytes, after the provider's input rules: a bad file stops here, before anything starts."""
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder, not an image")
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:
@@ -129,14 +185,35 @@ def checked_image(path: Path) -> bytes:
 
 
 def planned_user_uploads(args: argparse.Namespace) -> list[PlannedUpload]:
+    """One upload per image; every bad image is reported at once, before anything starts.
+
+    A request over S3's 2 KB of user metadata (a long prompt, mostly non-ASCII) goes as a job manifest instead:
+    the image under a "_" folder and a `<name>.json` manifest naming it, so the video keeps the image's name.
+    """
     metadata = request_metadata(args)
+    as_manifest = metadata_size(metadata) > S3_METADATA_LIMIT
+    prefix = operator_tools.DEFAULT_INPUT_PREFIX
     uploads: dict[str, PlannedUpload] = {}
-    for path in args.images:
-        data = checked_image(path)
-        key = operator_tools.DEFAULT_INPUT_PREFIX + path.name
-        if key in uploads:
-            raise UsageError(f"two images are named {path.name}; their videos would overwrite each other")
-        uploads[key] = PlannedUpload(path.name, key, data, metadata)
+    problems: list[str] = []
+    for path in image_paths(args.images):
+        try:
+            data = checked_image(path)
+        except UsageError as exc:
+            problems.append(str(exc))
+            continue
+        name = path.stem if as_manifest else path.name  # a manifest is named after the image's stem
+        if name in uploads:
+            problems.append(f"two images are named {name}; their videos would overwrite each other")
+            continue
+        if as_manifest:
+            frame_key = f"{prefix}{MANIFEST_FRAMES_FOLDER}{path.name}"
+            manifest = request_manifest(args, f"{MANIFEST_FRAMES_FOLDER}{path.name}")
+            body = json.dumps(manifest, ensure_ascii=False).encode("utf-8")
+            uploads[name] = PlannedUpload(path.name, f"{prefix}{path.stem}.json", body, {}, ((frame_key, data),))
+        else:
+            uploads[name] = PlannedUpload(path.name, prefix + path.name, data, metadata)
+    if problems:
+        raise UsageError("; ".join(problems))
     return list(uploads.values())
 
 
@@ -226,11 +303,54 @@ def _submit_all(pipeline: Any, uploads: list[PlannedUpload]) -> dict[str, JobRes
     """Upload each image and deliver its S3 event to the submit handler; returns the uploads that made no job."""
     untracked: dict[str, JobResult] = {}
     for upload in uploads:
+        for frame_key, frame in upload.frames:
+            pipeline.s3.put_object(Bucket=pipeline.stack.bucket, Key=frame_key, Body=frame)
         event = pipeline.upload(upload.key, upload.data, upload.metadata)
         for outcome in pipeline.submit(event).get("outcomes", []):
             if not outcome.get("job_id"):
                 untracked[upload.key] = JobResult(upload.label, outcome["outcome"], error=outcome.get("reason"))
     return untracked
+
+
+class AllJobsStuck(Exception):
+    """Every job has been waiting on the same provider error for STUCK_SECONDS: waiting longer will not help."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+class StuckDetector:
+    """Notices when every job is still unsubmitted and its last problem is the same error, for STUCK_SECONDS."""
+
+    def __init__(self, stuck_seconds: float) -> None:
+        self._stuck_seconds = stuck_seconds
+        self._since: float | None = None
+        self._problem: str | None = None
+
+    def check(self, jobs: dict[str, Job | None], now: float) -> None:
+        problem = _common_problem(jobs)
+        if problem is None or problem != self._problem:
+            self._since = now if problem is not None else None
+            self._problem = problem
+            return
+        if self._since is not None and now - self._since >= self._stuck_seconds:
+            raise AllJobsStuck(problem)
+
+
+def _common_problem(jobs: dict[str, Job | None]) -> str | None:
+    codes = set()
+    for job in jobs.values():
+        if job is None or job.status.is_terminal or job.task_id is not None or job.last_error is None:
+            return None
+        codes.add(job.last_error.code)
+    return codes.pop() if len(codes) == 1 else None
+
+
+def last_problem(job: Job | None) -> str:
+    if job is None or job.last_error is None or job.status.is_terminal:
+        return ""
+    return f"{job.last_error.code}: {job.last_error.message}"
 
 
 def _wait_with_progress(pipeline: Any, console: Console, timeout: float) -> dict[str, Job | None]:
@@ -243,17 +363,31 @@ def _wait_with_progress(pipeline: Any, console: Console, timeout: float) -> dict
     )
     with Progress(*columns, console=console, redirect_stdout=False, redirect_stderr=False) as progress:
         bar = progress.add_task("submitting", total=len(pipeline.job_ids))
+        stuck = StuckDetector(STUCK_SECONDS)
 
         def on_progress(jobs: dict[str, Job | None]) -> None:
             statuses = Counter(job.status.value if job else "MISSING" for job in jobs.values())
             done = sum(1 for job in jobs.values() if job is not None and job.status.is_terminal)
             description = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
+            problems = Counter(p for p in map(last_problem, jobs.values()) if p)
+            if problems:  # why the live jobs are not moving, without opening the log
+                problem, count = problems.most_common(1)[0]
+                description += f" - last problem ({count} job(s)): {problem}"
             progress.update(bar, completed=done, description=description)
+            stuck.check(jobs, time.monotonic())
 
         try:
             return dict(pipeline.run_until_terminal(timeout=timeout, on_progress=on_progress))
         except TimeoutError:
             return dict(pipeline.jobs())  # the table shows what is still running
+        except AllJobsStuck as exc:
+            progress.stop()
+            console.print(
+                f"Stopped waiting: every job has been held up by the same problem for {STUCK_SECONDS:.0f} s "
+                f"({exc.problem}). Check the provider settings (SEEDANCE_API_BASE_URL, SEEDANCE_API_KEY).",
+                highlight=False,
+            )
+            return dict(pipeline.jobs())
 
 
 def _result(upload: PlannedUpload, job: Job | None, pipeline: Any, out: Path) -> JobResult:
@@ -267,7 +401,10 @@ def _result(upload: PlannedUpload, job: Job | None, pipeline: Any, out: Path) ->
     elif job.error is not None:
         result.error = job.error.message or job.error.code
     else:
+        problem = last_problem(job)
         result.error = f"still {job.status.value} when the wait ended"
+        if problem:
+            result.error += f"; last problem: {problem}"
     return result
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ DEFAULT_INPUT_PREFIX = "uploads/"
 DEFAULT_OUTPUT_PREFIX = "videos/"
 DEFAULT_DUE_SHARDS = 4  # template.yaml DueIndexShards default
 LOCAL_STATE_FILE = ".seedance-local.json"
+SHORT_ID_LENGTH = 12  # what `jobs list` shows; unique in practice, and `jobs show` accepts any unique prefix
+MIN_ID_PREFIX = 6
 RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT})
 SUPERSEDED = "SUPERSEDED"  # the error code of a job a newer upload of its key replaced (polling.py)
 # moto accepts any credentials; a local endpoint should not need the operator's real ones.
@@ -42,6 +45,10 @@ class OperatorError(Exception):
 
 
 class JobNotFound(OperatorError):
+    pass
+
+
+class AmbiguousJobId(OperatorError):
     pass
 
 
@@ -151,10 +158,24 @@ def list_jobs(store: JobCatalogPort, *, status: JobStatus | None = None, limit: 
 
 
 def show_job(store: JobCatalogPort, job_id: str) -> Job:
+    """The job with this id, or with the only id that starts with it (at least MIN_ID_PREFIX characters)."""
     job = None if job_id.startswith(BOOKKEEPING_ID_PREFIX) else store.get(job_id)
-    if job is None:
+    if job is not None:
+        return job
+    if len(job_id) < MIN_ID_PREFIX:
+        raise JobNotFound(f"no job {job_id!r} in the table (a shortened id needs at least {MIN_ID_PREFIX} characters)")
+    # A Scan, like `jobs list`: an operator's occasional look, never a hot path.
+    matches = [j for j in store.iter_jobs() if j.job_id.startswith(job_id)]
+    if not matches:
         raise JobNotFound(f"no job {job_id!r} in the table")
-    return job
+    if len(matches) > 1:
+        listed = ", ".join(sorted(j.job_id for j in matches)[:10])
+        raise AmbiguousJobId(f"{job_id!r} starts {len(matches)} job ids ({listed}); give more characters")
+    return matches[0]
+
+
+def short_id(job_id: str) -> str:
+    return job_id[:SHORT_ID_LENGTH]
 
 
 # --- jobs retry -------------------------------------------------------------------------------------------------
@@ -168,6 +189,7 @@ def retry_job(store: JobCatalogPort, job_id: str, *, now: float | None = None) -
     once. The original time is kept in the note.
     """
     job = show_job(store, job_id)
+    job_id = job.job_id
     if job.status not in RETRYABLE_STATUSES:
         allowed = " or ".join(sorted(s.value for s in RETRYABLE_STATUSES))
         raise RetryRefused(f"job {job_id} is {job.status.value}; only {allowed} jobs can be retried")
@@ -220,10 +242,13 @@ class BackfillReport:
     created: int = 0
     already_present: int = 0
     ignored: int = 0
+    has_job: int = 0
+    """Objects skipped because their upload already made a job (of any status: a REJECTED one stays rejected)."""
+    existing_statuses: Counter[str] = field(default_factory=Counter)
 
     @property
     def seen(self) -> int:
-        return self.created + self.already_present + self.ignored
+        return self.created + self.already_present + self.ignored + self.has_job
 
 
 @dataclass(frozen=True)
@@ -258,20 +283,38 @@ def backfill(
     Idempotent: the job id comes from the object (bucket, key, version or ETag) and `JobStore.claim` creates it
     only once, so a re-run creates nothing. An image whose sidecar is newer than it was already made into a
     video (through its S3 event, under another job id) and also counts as already present: no second payment.
-    `on_object(key, outcome)` reports each object ("created", "present" or "ignored").
+    An object whose upload already has a job (any status, found through the key's latest-upload record and the
+    same ETag) is skipped: backfill is for objects that never had an event, not a retry of rejected ones.
+    `on_object(key, outcome)` reports each object ("created", "present", "ignored" or "has a job").
     """
     now = time.time() if now is None else now
     report = BackfillReport()
     finished = _sidecar_times(s3, output_bucket or bucket, settings.output_prefix)
     for listed in _latest_objects(s3, bucket, prefix):
-        outcome = _backfill_one(store, bucket, listed, settings, finished, now)
+        existing = None if ignore_reason(listed.key, settings) else _existing_job(store, bucket, listed)
+        if existing is not None:
+            outcome = "has a job"
+            report.existing_statuses[existing.status.value] += 1
+        else:
+            outcome = _backfill_one(store, bucket, listed, settings, finished, now)
         setattr(report, _REPORT_FIELD[outcome], getattr(report, _REPORT_FIELD[outcome]) + 1)
         if on_object is not None:
             on_object(listed.key, outcome)
     return report
 
 
-_REPORT_FIELD = {"created": "created", "present": "already_present", "ignored": "ignored"}
+_REPORT_FIELD = {"created": "created", "present": "already_present", "ignored": "ignored", "has a job": "has_job"}
+
+
+def _existing_job(store: JobCatalogPort, bucket: str, listed: ListedObject) -> Job | None:
+    """The job this very upload (same key, same bytes) already made through its S3 event, if any."""
+    job_id = store.latest_job_for(bucket, listed.key)
+    job = store.get(job_id) if job_id else None
+    if job is None or job.source_etag != listed.etag:
+        return None
+    if listed.version_id is not None and job.source_version_id not in (None, listed.version_id):
+        return None
+    return job
 
 
 def _backfill_one(

@@ -1,5 +1,8 @@
 """Turn an input image into a real H.264 MP4: a slow camera move over the image (none when the camera is fixed).
 
+With a last frame too (first-and-last-frame requests), the clip cross-fades from the first image to the last one
+while the camera moves, so it starts on the first frame and ends exactly on the last.
+
 Renders run on a small worker pool and are cached by image content and every setting that changes the pixels,
 so a burst of identical requests costs one render.
 """
@@ -47,6 +50,8 @@ class RenderSpec:
     last_frame: bool
     # False when the video body comes from a test's video_body_factory: only the last-frame PNG is made.
     video: bool = True
+    # The SHA-256 of the request's last-frame image, when it has one: the clip ends on it.
+    end_image_sha256: str | None = None
 
     def file_stem(self, image_sha256: str) -> str:
         flags = "".join(
@@ -54,7 +59,8 @@ class RenderSpec:
             for flag, on in (("F", self.camerafixed), ("W", self.watermark), ("L", self.last_frame), ("V", self.video))
             if on
         )
-        return f"{image_sha256[:20]}-{self.width}x{self.height}-{self.frames}f-{flags or 'none'}"
+        end = f"-to-{self.end_image_sha256[:12]}" if self.end_image_sha256 else ""
+        return f"{image_sha256[:20]}{end}-{self.width}x{self.height}-{self.frames}f-{flags or 'none'}"
 
 
 @dataclass(frozen=True)
@@ -91,10 +97,14 @@ def _ease(t: float) -> float:
 class Camera:
     """The picture at each frame index. Fixed camera: the same picture every frame."""
 
-    def __init__(self, source: Image.Image, spec: RenderSpec) -> None:
+    def __init__(self, source: Image.Image, spec: RenderSpec, end: Image.Image | None = None) -> None:
         self.spec = spec
         width, height = spec.width, spec.height
         box = _cover_box(source.width, source.height, width / height)
+        self._end: Image.Image | None = None
+        if end is not None:
+            end_box = _cover_box(end.width, end.height, width / height)
+            self._end = end.resize((width, height), Image.Resampling.LANCZOS, box=end_box)
         if spec.camerafixed:
             self._still: Image.Image | None = source.resize((width, height), Image.Resampling.LANCZOS, box=box)
             return
@@ -105,6 +115,12 @@ class Camera:
         )
 
     def frame(self, index: int) -> Image.Image:
+        picture = self._camera_frame(index)
+        if self._end is None:
+            return picture
+        return Image.blend(picture, self._end, _ease(index / max(self.spec.frames - 1, 1)))
+
+    def _camera_frame(self, index: int) -> Image.Image:
         if self._still is not None:
             return self._still
         plate_w, plate_h = self._plate.size
@@ -193,13 +209,19 @@ def _encode(path: Path, camera: Camera, cancel: threading.Event) -> None:
 
 
 def render(
-    image_bytes: bytes, image_sha256: str, spec: RenderSpec, out_dir: Path, cancel: threading.Event
+    image_bytes: bytes,
+    image_sha256: str,
+    spec: RenderSpec,
+    out_dir: Path,
+    cancel: threading.Event,
+    end_image_bytes: bytes | None = None,
 ) -> RenderResult:
     """Render the clip and/or its last frame into out_dir. Files get their final names only once complete."""
     started = time.monotonic()
     if cancel.is_set():
         raise RenderCancelled()
-    camera = Camera(open_source(image_bytes), spec)
+    end = open_source(end_image_bytes) if end_image_bytes is not None else None
+    camera = Camera(open_source(image_bytes), spec, end)
     stem = spec.file_stem(image_sha256)
     video_path: Path | None = None
     last_frame_path: Path | None = None
@@ -237,14 +259,19 @@ class RenderCache:
         self._cancel = threading.Event()
         self.renders_started = 0
 
-    def submit(self, image_bytes: bytes, image_sha256: str, spec: RenderSpec) -> Future[RenderResult]:
+    def submit(
+        self, image_bytes: bytes, image_sha256: str, spec: RenderSpec, end_image_bytes: bytes | None = None
+    ) -> Future[RenderResult]:
+        # spec.end_image_sha256 names the end image, so the key tells two-frame renders apart.
         key: RenderKey = (image_sha256, spec)
         with self._lock:
             existing = self._futures.get(key)
             if existing is not None:
                 return existing
             self.renders_started += 1
-            future = self._pool.submit(render, image_bytes, image_sha256, spec, self.directory, self._cancel)
+            future = self._pool.submit(
+                render, image_bytes, image_sha256, spec, self.directory, self._cancel, end_image_bytes
+            )
             self._futures[key] = future
         future.add_done_callback(lambda f: self._forget_failure(key, f))
         return future

@@ -182,8 +182,10 @@ class _Handler(BaseHTTPRequestHandler):
             load_image(ref, f"images[{i}]", timeout=self.sim.image_fetch_timeout)
             for i, ref in enumerate(request.images)
         ]
-        # The first image is the first frame: it is what the clip is made from.
-        task = self.sim.simulator.create_task(request, redacted, images[0])
+        # The first image is the first frame: it is what the clip is made from. A second one (first-and-last-frame
+        # requests, which the pipeline sends for a manifest's last_frame) is where the clip ends.
+        last_image = images[1] if len(images) == 2 else None
+        task = self.sim.simulator.create_task(request, redacted, images[0], last_image)
         self._send_json(200, {"task_id": task.task_id})
 
     def _query(self, task_id: str) -> None:

@@ -128,7 +128,9 @@ class Simulator:
 
     # -- tasks -----------------------------------------------------------------------------------------------
 
-    def create_task(self, request: GenerationRequest, body: dict[str, Any], image: InputImage) -> TaskRecord:
+    def create_task(
+        self, request: GenerationRequest, body: dict[str, Any], image: InputImage, last_image: InputImage | None = None
+    ) -> TaskRecord:
         """Accept a validated request: enforce the queue quota, record the task and start its render."""
         width, height = output_size(request.resolution, request.ratio, image.width, image.height)
         with self._lock:
@@ -177,6 +179,7 @@ class Simulator:
                 watermark=request.watermark,
                 last_frame=request.return_last_frame,
                 video=k.video_body_factory is None,  # a test serving its own body does not need the MP4
+                end_image_sha256=last_image.sha256 if last_image is not None else None,
             )
             needs_render = planned_failure is None and (spec.video or spec.last_frame)
             if not needs_render:
@@ -187,7 +190,9 @@ class Simulator:
             self.advance(now)
         if needs_render:
             # Start rendering straight away (outside the lock: a cache hit may complete synchronously).
-            task.render = self.renders.submit(image.data, image.sha256, spec)
+            task.render = self.renders.submit(
+                image.data, image.sha256, spec, last_image.data if last_image is not None else None
+            )
             task.render.add_done_callback(lambda f: self._render_done(task, f))
         return task
 

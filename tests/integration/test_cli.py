@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import av
@@ -12,6 +16,7 @@ import pytest
 
 import seedance_simulator
 from seedance_local import cli, cli_demo
+from seedance_local.harness import REPO_ROOT
 from tests.support.expect import present
 from tests.support.images import image_bytes
 
@@ -131,3 +136,98 @@ def test_samples_are_small_images_the_provider_accepts():
         data = (SAMPLES_DIR / name).read_bytes()
         assert len(data) < MAX_SAMPLE_BYTES
         inspect_image(data)  # raises when a provider rule is broken
+
+
+def test_several_bad_images_are_all_named_in_one_line(tmp_path, capsys):
+    (tmp_path / "a.jpg").write_text("not a picture\n")
+    (tmp_path / "b.png").write_text("nor this\n")
+
+    code = cli.main(["run", str(tmp_path / "a.jpg"), str(tmp_path / "b.png"), str(tmp_path / "missing.jpg")])
+
+    assert code == 2
+    line = _one_line_error(capsys)
+    assert "a.jpg" in line
+    assert "b.png" in line
+    assert "missing.jpg: no such file" in line
+
+
+@pytest.mark.parametrize("timeout", ["-5", "0", "nan", "soon"])
+def test_a_timeout_that_is_not_a_positive_number_is_refused(tmp_path, capsys, timeout):
+    (tmp_path / "ok.png").write_bytes(image_bytes(640, 480, "PNG"))
+
+    assert cli.main(["run", str(tmp_path / "ok.png"), f"--timeout={timeout}", "--out", str(tmp_path / "out")]) == 2
+    assert "not a positive number of seconds" in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_without_images_is_named_as_a_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+
+    assert cli.main(["run", str(tmp_path / "empty")]) == 2
+    assert "is a folder with no images" in _one_line_error(capsys)
+
+
+def test_version_comes_from_the_installed_package(capsys):
+    from importlib.metadata import version
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"seedance-pipeline {version('seedance-s3-pipeline')}"
+
+
+def test_without_the_demo_extra_the_command_names_it_in_one_line():
+    # rich missing, as after `pip install -e .` without [demo]: a None entry in sys.modules makes its import fail.
+    script = "import sys; sys.modules['rich'] = None; from seedance_local import cli; sys.exit(cli.main(['demo']))"
+    dev_paths = os.pathsep.join(str(REPO_ROOT / p) for p in ("layers/common", "dev"))
+    env = {**os.environ, "PYTHONPATH": dev_paths}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "seedance-pipeline: error: the Python package 'rich' is missing: seedance-pipeline needs the 'demo' extra "
+        "(pip install -e '.[demo]', or `make demo` sets it up)"
+    ]
+
+
+def test_a_folder_of_images_and_a_long_prompt_go_through_a_manifest_with_the_model_asked_for(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "lake.png").write_bytes(image_bytes(800, 600, "PNG"))
+    (photos / "notes.txt").write_text("not an image, not taken\n")
+    prompt = "湖面上的薄雾慢慢散开，" * 82  # 902 characters: over 2 KB as RFC 2047 metadata
+    out = tmp_path / "out"
+    model = "doubao-seedance-1-0-lite-i2v-250428"
+
+    code = cli.main(
+        ["run", str(photos), "--prompt", prompt, "--model", model, "--resolution", "480p", "--out", str(out)]
+    )
+
+    assert code == 0, capsys.readouterr()
+    sidecar = json.loads((out / "lake.json").read_text())
+    assert sidecar["request"]["prompt"] == prompt[:800]  # the pipeline's 800-character cut, noted on the job
+    assert sidecar["request"]["model"] == model
+    assert sidecar["source"]["key"].endswith("lake.json")  # sent as a manifest
+    assert _video(out / "lake.mp4")[3] == 121
+
+
+def test_an_unreachable_provider_shows_the_reason_and_ends_the_wait_early(tmp_path, capsys, monkeypatch):
+    from seedance_local import cli_run
+    from seedance_local.local_stack import port_is_free
+
+    port = 9
+    assert port_is_free(port)
+    monkeypatch.setenv("SEEDANCE_API_KEY", "not-a-real-key")
+    monkeypatch.setenv("SEEDANCE_API_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(cli_run, "STUCK_SECONDS", 1.0)
+    photo = tmp_path / "city.jpg"
+    photo.write_bytes(image_bytes(800, 600))
+    started = time.monotonic()
+
+    code = cli.main(["run", str(photo), "--resolution", "480p", "--out", str(tmp_path / "out")])
+
+    assert code == 1
+    assert time.monotonic() - started < 120
+    out = capsys.readouterr().out
+    assert "Stopped waiting: every job has been held up by the same problem" in out
+    assert "still WAITING when the wait ended; last problem: PROVIDER_" in out
+    assert "1 WAITING - last problem (1 job(s)): PROVIDER_" in out  # the live view said so while it waited

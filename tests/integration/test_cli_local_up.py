@@ -87,3 +87,20 @@ def test_local_up_turns_an_upload_into_a_video_and_the_operator_commands_see_it(
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     assert not state_file.exists(), "local up should remove its state file when it stops"
+
+
+def test_the_upload_watcher_sees_a_re_upload_of_the_same_bytes_as_a_new_event(stack):
+    from seedance_local.cli_local import UploadWatcher
+
+    s3 = stack.client("s3")
+    watcher = UploadWatcher(s3, stack.bucket, "uploads/")
+    body = image_bytes()
+    s3.put_object(Bucket=stack.bucket, Key="uploads/again.jpg", Body=body, Metadata={"ratio": "1:1"})
+    assert len(list(watcher.new_upload_events())) == 1
+    assert list(watcher.new_upload_events()) == []  # nothing new: no event
+
+    time.sleep(0.01)  # S3's LastModified (in the listing) has millisecond resolution
+    s3.put_object(Bucket=stack.bucket, Key="uploads/again.jpg", Body=body, Metadata={"ratio": "16:9"})
+
+    events = list(watcher.new_upload_events())
+    assert len(events) == 1, "the same bytes with new metadata are a new PUT, and S3 would send a new event"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import time
 from dataclasses import dataclass
 
@@ -109,9 +110,10 @@ def test_list_filters_by_status_from_the_command_line(finished, cli_target, caps
 
     assert code == 0
     out = capsys.readouterr().out
-    assert finished.failed.job_id in out
+    assert finished.failed.job_id[:12] in out
+    assert finished.failed.job_id not in out  # short ids: one line per job when piped
     assert "PROVIDER_FAILURE" in out
-    assert finished.succeeded.job_id not in out
+    assert finished.succeeded.job_id[:12] not in out
 
 
 def test_show_prints_the_job_record_as_json(finished, cli_target, capsys):
@@ -242,7 +244,9 @@ def test_backfill_counts_an_image_whose_video_is_newer_as_already_present(stack,
         stack.client("s3"), target.store(), stack.bucket, "uploads/", target.naming_settings()
     )
 
-    assert (report.created, report.already_present, report.ignored) == (0, 1, 0)
+    # Its job record is still there, so it counts as having a job; once the record has expired (TTL), the newer
+    # sidecar alone makes it "already present".
+    assert (report.created, report.already_present + report.has_job, report.ignored) == (0, 1, 0)
 
 
 def test_target_selection_needs_exactly_one_of_stack_table_or_local(capsys, tmp_path, monkeypatch):
@@ -278,3 +282,54 @@ def test_stack_target_reads_the_table_and_bucket_from_the_stack_outputs(stack, m
     assert (target.input_prefix, target.output_prefix, target.due_shards) == ("incoming/", "videos/", 8)
     assert cli.main(["jobs", "list", "--stack", "seedance-prod"]) == 0
     assert "0 job(s)" in capsys.readouterr().out
+
+
+def test_list_and_show_as_json_carry_whole_ids_and_iso_times(finished, cli_target, capsys):
+    assert cli.main(["jobs", "list", "--output", "json", *cli_target]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {job["job_id"] for job in listed} == {finished.failed.job_id, finished.succeeded.job_id}
+
+    assert cli.main(["jobs", "show", finished.succeeded.job_id[:12], *cli_target]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["job_id"] == finished.succeeded.job_id
+    for name in ("created_at", "updated_at", "finished_at"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record[name]), record[name]
+
+
+def test_show_and_retry_take_a_unique_prefix_and_refuse_short_or_ambiguous_ones(stack, target, cli_target, capsys):
+    store = target.store()
+    now = time.time()
+    ids = ["abcdef0123" + "0" * 22, "abcdef0456" + "0" * 22]
+    for job_id in ids:
+        job = Job(job_id=job_id, status=JobStatus.FAILED, source_bucket="b", source_key=f"uploads/{job_id}.png",
+                  created_at=now, updated_at=now, error=JobError(code="PROVIDER_FAILURE", message="no"))  # fmt: skip
+        store.put_unconditionally(job, due_shard=None)
+
+    assert operator_tools.show_job(store, "abcdef04").job_id == ids[1]
+    with pytest.raises(operator_tools.AmbiguousJobId, match="starts 2 job ids") as ambiguous:
+        operator_tools.show_job(store, "abcdef0")
+    assert all(job_id in str(ambiguous.value) for job_id in ids)
+    with pytest.raises(operator_tools.JobNotFound, match="at least 6 characters"):
+        operator_tools.show_job(store, "abcde")
+
+    assert cli.main(["jobs", "retry", "abcdef01", *cli_target]) == 0
+    assert f"job {ids[0]} is WAITING again" in capsys.readouterr().out
+    assert store.get(ids[0]).status is JobStatus.WAITING
+
+
+def test_backfill_skips_objects_whose_upload_already_has_a_job_and_says_so(
+    stack, target, cli_target, make_pipeline, capsys
+):
+    pipeline = make_pipeline()
+    outcome = pipeline.submit(pipeline.upload("uploads/bad.png", image_bytes(640, 480, "PNG"), {"ratio": "5:4"}))
+    job = pipeline.jobs()["uploads/bad.png"]
+    assert job.status is JobStatus.REJECTED, outcome
+
+    report = operator_tools.backfill(
+        stack.client("s3"), target.store(), stack.bucket, "uploads/", target.naming_settings()
+    )
+
+    assert (report.created, report.has_job, dict(report.existing_statuses)) == (0, 1, {"REJECTED": 1})
+    assert len(operator_tools.list_jobs(target.store())) == 1
+    assert cli.main(["backfill", f"s3://{stack.bucket}/uploads/", *cli_target]) == 0
+    assert "skipped 1 that already have a job (1 REJECTED;" in capsys.readouterr().out

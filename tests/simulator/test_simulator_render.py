@@ -190,3 +190,27 @@ def test_command_line_entry_point_serves_until_stopped(tmp_path: Path) -> None:
         _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0
     assert "cli-secret" not in stderr
+
+
+def test_a_first_and_last_frame_clip_starts_on_the_first_image_and_ends_on_the_last(tmp_path: Path) -> None:
+    import threading
+
+    from seedance_simulator.render import render
+
+    first, last = make_image(), _solid_png((240, 160, 30))
+    spec = RenderSpec(864, 480, 49, camerafixed=False, watermark=False, last_frame=False, end_image_sha256="e" * 64)
+    result = render(first, "f" * 64, spec, tmp_path, threading.Event(), end_image_bytes=last)
+
+    assert result.video_path is not None
+    _, frames, _ = decode(result.video_path.read_bytes())
+    start = Camera(open_source(first), RenderSpec(864, 480, 49, False, False, False)).frame(0)
+    end = open_source(last).resize((864, 480))
+    assert mean_difference(frames[0], start) < 8.0
+    assert mean_difference(frames[-1], end) < 8.0
+    assert mean_difference(frames[-1], start) > 40.0
+
+
+def _solid_png(color: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1280, 720), color).save(buffer, format="PNG")
+    return buffer.getvalue()
