@@ -26,10 +26,11 @@ from rich.table import Table
 from seedance_local import operator_tools
 from seedance_local.cli_common import CliParser, Subcommands, UsageError, logs_to
 from seedance_pipeline.errors import InvalidInput
-from seedance_pipeline.models import Job, JobStatus
+from seedance_pipeline.models import Job, JobStatus, Ratio, Resolution
 from seedance_pipeline.rules.image_rules import inspect_image
+from seedance_pipeline.rules.model_catalogue import BUILT_IN_CATALOGUE
 from seedance_pipeline.rules.video_request import MAX_SEED, decode_metadata_text
-from seedance_pipeline.settings import I2V_MODELS, Ratio, Resolution, Settings
+from seedance_pipeline.settings import Settings
 
 S3_METADATA_LIMIT = 2048  # bytes of user metadata (keys + values) S3 accepts on one object
 SIMULATED_RUN_SECONDS = 1.5
@@ -82,7 +83,10 @@ def add_run_command(commands: Subcommands, timing: CliParser) -> None:
     run = commands.add_parser("run", parents=[timing], help="run your own images through the pipeline")
     run.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files, or folders of them")
     run.add_argument("--prompt", help="what should happen in the video (any language)")
-    run.add_argument("--model", choices=I2V_MODELS)
+    # Not a fixed list: a model allowed with EXTRA_MODELS is as good as a built-in one; the pipeline judges it.
+    run.add_argument(
+        "--model", metavar="MODEL", help=f"a model id, e.g. {', '.join(BUILT_IN_CATALOGUE.image_to_video_ids())}"
+    )
     run.add_argument("--resolution", choices=get_args(Resolution))
     run.add_argument("--ratio", choices=get_args(Ratio))
     run.add_argument("--duration", type=int, choices=(5, 10), help="seconds")

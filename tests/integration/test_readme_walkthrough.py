@@ -193,7 +193,9 @@ def test_the_readme_says_where_the_demo_videos_land():
     settings = operator_tools.naming_settings(operator_tools.DEFAULT_INPUT_PREFIX, operator_tools.DEFAULT_OUTPUT_PREFIX)
     # `demo --out out` mirrors the output keys under ./out/, as LocalPipeline.download_outputs does.
     folders = {
-        "./out/" + output_keys(upload.key, settings).video.removeprefix(settings.output_prefix).rsplit("/", 1)[0] + "/"
+        "./out/"
+        + output_keys(upload.key, settings, "0" * 32).video.removeprefix(settings.output_prefix).rsplit("/", 1)[0]
+        + "/"
         for upload in cli_demo.planned_demo_uploads()
     }
     assert folders == {"./out/demo/"}
