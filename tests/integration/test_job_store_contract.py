@@ -44,6 +44,13 @@ def store(request: pytest.FixtureRequest) -> JobStorePort:
     return JobStore(stack.table_name, stack.client("dynamodb"), due_shards=2)
 
 
+def _same_table(store: JobStorePort) -> JobStorePort:
+    """A second store over the same table, as another Lambda process sees it (no shared memory)."""
+    if isinstance(store, JobStore):
+        return JobStore(store._table, store._client, due_shards=store.due_shards)
+    return store
+
+
 def job(job_id: str, *, status: JobStatus = JobStatus.WAITING, next_check_at: float | None = NOW, **fields: Any) -> Job:
     return Job(
         job_id=job_id,
@@ -231,6 +238,34 @@ def test_slots_are_granted_up_to_the_limit_and_taking_or_giving_back_twice_is_ha
     store.release_slot("j-2")
     store.release_slot("j-3")
     assert store.slot_holders() == set()
+
+
+def test_a_thousand_holders_fill_a_limit_of_a_thousand_and_no_more(store: JobStorePort) -> None:
+    holders = {f"j-full-{n:04d}" for n in range(1000)}
+    assert all(store.acquire_slot(job_id, 1000) for job_id in sorted(holders))
+    assert store.slot_holders() == holders
+    assert not store.acquire_slot("j-one-too-many", 1000)
+    assert store.acquire_slot("j-full-0500", 1000)  # a holder taking again is confirmed, not counted twice
+    assert store.slot_holders() == holders
+    store.release_slot("j-full-0007")
+    store.release_slot("j-full-0007")
+    assert store.acquire_slot("j-one-too-many", 1000)  # the slot given back is the one free slot
+    assert not store.acquire_slot("j-two-too-many", 1000)
+    assert store.slot_holders() == holders - {"j-full-0007"} | {"j-one-too-many"}
+    for job_id in sorted(holders - {"j-full-0007"} | {"j-one-too-many"}):
+        store.release_slot(job_id)
+    assert store.slot_holders() == set()
+
+
+def test_a_slot_given_back_by_another_store_is_found_and_taken_again(store: JobStorePort) -> None:
+    """Submit takes a slot in one process, the poller gives it back in another (it did not see the take)."""
+    other = _same_table(store)
+    for n in range(40):
+        assert other.acquire_slot(f"j-other-{n:02d}", 40)
+    store.release_slot("j-other-23")
+    assert "j-other-23" not in other.slot_holders()
+    assert store.acquire_slot("j-newcomer", 40)
+    assert not other.acquire_slot("j-late", 40)
 
 
 # --- newest upload per key ------------------------------------------------------------------------

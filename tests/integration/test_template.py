@@ -396,9 +396,16 @@ def test_jobs_table_built_in_moto_has_the_documented_keys_indexes_and_ttl(stack:
     assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-    assert types == {"job_id": "S", "due_shard": "S", "next_check_at": "N", "task_id": "S"}
+    assert types == {
+        "job_id": "S",
+        "due_shard": "S",
+        "next_check_at": "N",
+        "task_id": "S",
+        "slot_pool": "S",
+        "holder": "S",
+    }
     indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"due-jobs", "by-task-id"}
+    assert set(indexes) == {"due-jobs", "by-task-id", "slot-holders"}
     assert indexes["due-jobs"]["KeySchema"] == [
         {"AttributeName": "due_shard", "KeyType": "HASH"},
         {"AttributeName": "next_check_at", "KeyType": "RANGE"},
@@ -406,6 +413,11 @@ def test_jobs_table_built_in_moto_has_the_documented_keys_indexes_and_ttl(stack:
     assert indexes["due-jobs"]["Projection"]["ProjectionType"] == "ALL"
     assert indexes["by-task-id"]["KeySchema"] == [{"AttributeName": "task_id", "KeyType": "HASH"}]
     assert indexes["by-task-id"]["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    assert indexes["slot-holders"]["KeySchema"] == [
+        {"AttributeName": "slot_pool", "KeyType": "HASH"},
+        {"AttributeName": "holder", "KeyType": "RANGE"},
+    ]
+    assert indexes["slot-holders"]["Projection"]["ProjectionType"] == "KEYS_ONLY"
     ttl = ddb.describe_time_to_live(TableName=stack.table_name)["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     backups = ddb.describe_continuous_backups(TableName=stack.table_name)["ContinuousBackupsDescription"]

@@ -43,7 +43,8 @@ class FakeStore:
     def __init__(self, due_shards: int = 2) -> None:
         self.due_shards = due_shards
         self.items: dict[str, dict[str, Any]] = {}
-        self.slots: set[str] = set()
+        # In-flight slot number -> holder, as JobStore keeps one small item per slot.
+        self.slot_items: dict[int, str] = {}
         self.latest: dict[tuple[str, str], tuple[str, str]] = {}
         self.operations: list[str] = []
         self._lock = threading.Lock()
@@ -100,19 +101,27 @@ class FakeStore:
             _check_item_size(job)
             self._put(job, due_shard)
 
+    @property
+    def slots(self) -> set[str]:
+        return set(self.slot_items.values())
+
     def acquire_slot(self, job_id: str, limit: int) -> bool:
         with self._lock:
-            if job_id in self.slots or len(self.slots) < limit:
-                self.slots.add(job_id)
+            if job_id in self.slot_items.values():
                 return True
-            return False
+            free = next((n for n in range(limit) if n not in self.slot_items), None)
+            if free is None:
+                return False
+            self.slot_items[free] = job_id
+            return True
 
     def slot_holders(self) -> set[str]:
-        return set(self.slots)
+        return self.slots
 
     def release_slot(self, job_id: str) -> None:
         with self._lock:
-            self.slots.discard(job_id)
+            for slot in [n for n, holder in self.slot_items.items() if holder == job_id]:
+                del self.slot_items[slot]
 
     def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool:
         with self._lock:
