@@ -182,6 +182,70 @@ def test_an_unconditional_put_overrides_a_held_lease(store: JobStorePort) -> Non
     assert [j.job_id for j in store.due_jobs("0", NOW)] == ["j-operator"]
 
 
+# --- status checks recorded without a lease ------------------------------------------------------------------
+
+
+def test_a_check_recorded_without_a_lease_moves_the_job_on_in_the_due_index(store: JobStorePort) -> None:
+    store.claim(job("j-check", status=JobStatus.SUBMITTED, task_id="cgt-1", last_error=_throttled()), due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    assert store.record_check(
+        due, status=JobStatus.RUNNING, provider_status="running", next_check_at=NOW + 30, now=NOW, usage=None
+    )
+    checked = present(store.get("j-check"))
+    assert (checked.status, checked.checks, checked.provider_status) == (JobStatus.RUNNING, 1, "running")
+    assert (checked.next_check_at, checked.updated_at, checked.last_error) == (NOW + 30, NOW, None)
+    assert list(store.due_jobs("0", NOW)) == []
+    assert [j.job_id for j in store.due_jobs("0", NOW + 30)] == ["j-check"]
+
+
+def test_a_check_recorded_without_a_lease_is_refused_while_another_holds_the_lease(store: JobStorePort) -> None:
+    claimed = job("j-busy", status=JobStatus.SUBMITTED, task_id="cgt-2")
+    store.claim(claimed, due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    leased(store, claimed, owner="worker-a")
+    assert not store.record_check(
+        due, status=JobStatus.RUNNING, provider_status="running", next_check_at=NOW + 30, now=NOW + 1
+    )
+    assert present(store.get("j-busy")).checks == 0
+
+
+def test_only_one_of_two_pollers_records_the_same_check(store: JobStorePort) -> None:
+    store.claim(job("j-twice", status=JobStatus.SUBMITTED, task_id="cgt-3"), due_shard="0")
+    (first,) = store.due_jobs("0", NOW)
+    (second,) = store.due_jobs("0", NOW)
+    assert store.record_check(first, status=JobStatus.RUNNING, provider_status="a", next_check_at=NOW + 5, now=NOW)
+    assert not store.record_check(second, status=JobStatus.RUNNING, provider_status="b", next_check_at=NOW + 9, now=NOW)
+    assert present(store.get("j-twice")).provider_status == "a"
+
+
+def test_a_check_is_not_recorded_on_a_job_that_left_the_due_index(store: JobStorePort) -> None:
+    claimed = job("j-gone", status=JobStatus.SUBMITTED, task_id="cgt-4")
+    store.claim(claimed, due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    done = leased(store, claimed).model_copy(update={"status": JobStatus.SUBMITTED, "lease_until": NOW - 1})
+    store.save(done, owner="worker-a", due_shard=None)
+    assert not store.record_check(due, status=JobStatus.RUNNING, provider_status="r", next_check_at=NOW, now=NOW)
+
+
+def test_due_jobs_carry_what_the_poller_needs_to_check_a_job(store: JobStorePort) -> None:
+    written = job("j-due-fields", status=JobStatus.RUNNING, task_id="cgt-5", submitted_at=NOW - 40, checks=2)
+    store.claim(written, due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    assert due.model_dump() == {
+        "job_id": "j-due-fields",
+        "status": JobStatus.RUNNING,
+        "created_at": NOW - 100,
+        "task_id": "cgt-5",
+        "submitted_at": NOW - 40,
+        "checks": 2,
+        "next_check_at": NOW,
+    }
+
+
+def _throttled() -> JobError:
+    return JobError(code="PROVIDER_THROTTLED", message="HTTP 429")
+
+
 # --- the due index --------------------------------------------------------------------------------
 
 

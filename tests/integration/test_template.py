@@ -20,6 +20,7 @@ from seedance_local.stack import (
     parameter_defaults,
     resolve_parameters,
 )
+from seedance_pipeline.models import DUE_INDEX_ATTRIBUTES
 
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
 REPO = TEMPLATE_PATH.parent
@@ -410,7 +411,10 @@ def test_jobs_table_built_in_moto_has_the_documented_keys_indexes_and_ttl(stack:
         {"AttributeName": "due_shard", "KeyType": "HASH"},
         {"AttributeName": "next_check_at", "KeyType": "RANGE"},
     ]
-    assert indexes["due-jobs"]["Projection"]["ProjectionType"] == "ALL"
+    assert indexes["due-jobs"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": list(DUE_INDEX_ATTRIBUTES),
+    }
     assert indexes["by-task-id"]["KeySchema"] == [{"AttributeName": "task_id", "KeyType": "HASH"}]
     assert indexes["by-task-id"]["Projection"]["ProjectionType"] == "KEYS_ONLY"
     assert indexes["slot-holders"]["KeySchema"] == [

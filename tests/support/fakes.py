@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone
-from seedance_pipeline.models import Job, ObjectInfo, TaskResult
+from seedance_pipeline.models import DueJob, Job, JobStatus, ObjectInfo, TaskResult
 from seedance_pipeline.ports import (
     EventPublisherPort,
     JobStorePort,
@@ -60,12 +60,12 @@ class FakeStore:
         assert job is not None, f"no job {job_id}"
         return job
 
-    def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> list[Job]:
+    def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> list[DueJob]:
         self.operations.append("Query")
         with self._lock:
             rows = [i for i in self.items.values() if i["due_shard"] == shard and i["job"]["next_check_at"] <= now]
         rows.sort(key=lambda i: i["job"]["next_check_at"])
-        return [Job.model_validate(i["job"]) for i in rows]
+        return [DueJob.model_validate(i["job"]) for i in rows]  # partial, as the index projects it
 
     def earliest_due(self, shard: str) -> float | None:
         self.operations.append("Query")
@@ -79,7 +79,7 @@ class FakeStore:
                 raise AlreadyClaimed(job.job_id)
             self._put(job, due_shard)
 
-    def acquire_lease(self, job: Job, *, owner: str, now: float, lease_seconds: float) -> Job:
+    def acquire_lease(self, job: Job | DueJob, *, owner: str, now: float, lease_seconds: float) -> Job:
         with self._lock:
             item = self.items.get(job.job_id)
             current = item["job"] if item else None
@@ -87,6 +87,40 @@ class FakeStore:
                 raise LeaseLost(job.job_id)
             current["lease_owner"], current["lease_until"] = owner, now + lease_seconds
             return Job.model_validate(current)
+
+    def record_check(
+        self,
+        job: DueJob,
+        *,
+        status: JobStatus,
+        provider_status: str,
+        next_check_at: float,
+        now: float,
+        usage: dict[str, Any] | None = None,
+    ) -> bool:
+        with self._lock:
+            item = self.items.get(job.job_id)
+            current = item["job"] if item else None
+            if (
+                item is None
+                or current is None
+                or item["due_shard"] is None
+                or current["status"] != job.status.value
+                or current["checks"] != job.checks
+                or (current.get("lease_until") or 0) >= now
+            ):
+                return False
+            current.update(
+                checks=job.checks + 1,
+                status=status.value,
+                provider_status=provider_status,
+                next_check_at=next_check_at,
+                updated_at=now,
+                last_error=None,
+            )
+            if usage is not None:
+                current["usage"] = usage
+            return True
 
     def save(self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None = None) -> None:
         with self._lock:

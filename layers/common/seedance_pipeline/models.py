@@ -127,6 +127,23 @@ class Job(BaseModel):
     lease_until: float | None = None
 
 
+class DueJob(BaseModel):
+    """A job as the due-jobs index holds it: only what the poller needs to pick it, order it and record a check
+    that delivers nothing (the index projects these, not the whole record, so most job writes touch no index)."""
+
+    job_id: str
+    status: JobStatus
+    created_at: float
+    task_id: str | None = None
+    submitted_at: float | None = None
+    checks: int = 0
+    next_check_at: float | None = None
+
+
+# The attributes the due-jobs index projects besides its keys (template.yaml NonKeyAttributes).
+DUE_INDEX_ATTRIBUTES = ("status", "created_at", "task_id", "submitted_at", "checks")
+
+
 class ProviderState(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"

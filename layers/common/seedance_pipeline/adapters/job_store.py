@@ -40,7 +40,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
-from seedance_pipeline.models import Job
+from seedance_pipeline.models import DueJob, Job, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -154,8 +154,9 @@ class JobStore:
         item = response.get("Item")
         return Job.model_validate(self._job_fields(deserialize(item))) if item else None
 
-    def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> Iterator[Job]:
-        """Live jobs whose next check is due, oldest first, from the sparse index (never a Scan)."""
+    def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> Iterator[DueJob]:
+        """Live jobs whose next check is due, oldest first, from the sparse index (never a Scan); partial: the
+        index projects only DueJob's fields, and acquire_lease returns the whole record."""
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": DUE_INDEX,
@@ -166,7 +167,7 @@ class JobStore:
         while True:
             response = self._client.query(**kwargs)
             for item in response.get("Items", []):
-                yield Job.model_validate(self._job_fields(deserialize(item)))
+                yield DueJob.model_validate(self._job_fields(deserialize(item)))
             if "LastEvaluatedKey" not in response:
                 return
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -208,7 +209,7 @@ class JobStore:
                 raise AlreadyClaimed(f"job {job.job_id} exists already") from exc
             raise
 
-    def acquire_lease(self, job: Job, *, owner: str, now: float, lease_seconds: float) -> Job:
+    def acquire_lease(self, job: Job | DueJob, *, owner: str, now: float, lease_seconds: float) -> Job:
         """Take the job for this worker unless another holds an unexpired lease or has moved it on."""
         try:
             response = self._client.update_item(
@@ -230,6 +231,45 @@ class JobStore:
                 raise LeaseLost(f"job {job.job_id} is leased or has moved on") from exc
             raise
         return Job.model_validate(self._job_fields(deserialize(response["Attributes"])))
+
+    def record_check(
+        self,
+        job: DueJob,
+        *,
+        status: JobStatus,
+        provider_status: str,
+        next_check_at: float,
+        now: float,
+        usage: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record a status check that delivered nothing, without a lease: one UpdateItem that holds only if nobody
+        leased the job or recorded a check since it was read (same status, same number of checks)."""
+        values: dict[str, Any] = {
+            ":checks": {"N": str(job.checks + 1)},
+            ":expected": {"N": str(job.checks)},
+            ":status": {"S": status.value},
+            ":was": {"S": job.status.value},
+            ":provider_status": {"S": provider_status},
+            ":next": {"N": repr(next_check_at)},
+            ":now": {"N": repr(now)},
+        }
+        update = (
+            "SET checks = :checks, #status = :status, provider_status = :provider_status, next_check_at = :next, "
+            "updated_at = :now"
+        )
+        if usage is not None:
+            update += ", #usage = :usage"
+            values[":usage"] = _serializer.serialize(_to_dynamo(usage))
+        return self._update_if(
+            Key={"job_id": {"S": job.job_id}},
+            UpdateExpression=update + " REMOVE last_error",
+            ConditionExpression=(
+                "attribute_exists(due_shard) AND #status = :was AND checks = :expected "
+                "AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+            ),
+            ExpressionAttributeNames={"#status": "status", **({"#usage": "usage"} if usage is not None else {})},
+            ExpressionAttributeValues=values,
+        )
 
     def save(self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None = None) -> None:
         """Write the whole job while we hold its lease. due_shard None takes it out of the due index."""
