@@ -1,7 +1,7 @@
 """A status check that delivers nothing is recorded without a lease; only a delivery or a terminal outcome leases."""
 
 from seedance_pipeline.logic.polling import run_poll
-from seedance_pipeline.models import Job, JobStatus
+from seedance_pipeline.models import DueJob, Job, JobStatus
 from tests.support.fakes import FakeStore, make_runtime
 from tests.unit.test_polling import poll_until_terminal, submitted
 
@@ -11,7 +11,7 @@ class LeaseCountingStore(FakeStore):
         super().__init__(due_shards)
         self.leases: list[str] = []
 
-    def acquire_lease(self, job, *, owner, now, lease_seconds) -> Job:  # type: ignore[no-untyped-def]
+    def acquire_lease(self, job: Job | DueJob, *, owner: str, now: float, lease_seconds: float) -> Job:
         self.leases.append(job.job_id)
         return super().acquire_lease(job, owner=owner, now=now, lease_seconds=lease_seconds)
 
