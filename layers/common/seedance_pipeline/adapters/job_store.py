@@ -1,28 +1,32 @@
 """DynamoDB adapter for the jobs table: claims, leases, the sparse due-jobs index and in-flight slots.
 
 In-flight slots. Admission must cost the same at MaxInFlight 10 and 5,000, so no item may grow with the jobs in
-flight (one string set of holders, rewritten by every take and release, cost ~35 WCU a take at 1,000 in flight).
-Each slot is its own small item `#slot#<n>` (n < limit) naming its holder:
+flight (one string set of holders, rewritten by every take and release, cost ~32 WCU a take at 1,000 in flight).
+Each slot is its own small item `#slot#<n>` (n < limit, ~80 bytes) naming its holder:
 
 - taking one is a conditional PutItem ("free, mine already, or its holder outlived any job"): 1 WCU, plus 1 WCU
-  for each busy slot tried. Candidates in order: the slot the job already holds (so taking twice, or again after
-  a crash, never takes a second one), slots this process has just given back (known free: at saturation a
-  finishing job's slot goes straight to the next waiting job), then a probe sequence from a hash of the job id
-  (every slot when the limit is at most SLOT_PROBES, else SLOT_PROBES of them);
+  for each busy slot tried. Candidates in order: the slot the job already holds (this process's memory, else the
+  slot-holders index: taking twice, or again after a crash, never takes a second one), slots this process saw
+  free (given back, or listed: at saturation a finishing job's slot goes straight to the next waiting job), then
+  SLOT_PROBES slots from a hash of the job id (every slot when the limit is no larger). Only when all of these are
+  busy does a take list the holders (~70 bytes each: this read, on this path only, grows with the jobs in flight)
+  and try free ones, so admission still reaches the limit exactly;
 - giving one back is a conditional update `holder = :job` that removes the holder: 1 WCU, harmless repeated;
 - the sparse index slot-holders (slot_pool, holder; KEYS_ONLY) lists the holders for the JobsInFlight metric and
   the reconciliation of holders with live jobs, and finds the slot of a job another process took: 1 index write
-  when a slot is taken, 1 when it is given back; a listing reads ~70 bytes per holder;
+  when a slot is taken, 1 when it is given back (its partition takes ~500 jobs a second);
 - a crash cannot hold a slot for ever: a slot carries expires_at (MaxJobAgeMinutes plus a margin after it was
   taken; no job lives longer) and an expired holder counts as free; the table's TTL then deletes idle slots.
 
-The alternative, a counter item moved in one TransactWriteItems with the job's own record, counts exactly, but a
-transaction bills each item twice (~4 WCU to take and ~5 to give back, folded into the job's own writes, against
-~2 and ~2 here) and the counter is one hot key. What slots give up: with more than SLOT_PROBES slots, nearly all
-busy, a take can miss the few free ones another process freed (the job waits as WAITING and tries again), and a
-limit lowered below the number in flight drains rather than applying at once.
+The alternative, a counter item moved in one TransactWriteItems with the job's own record, counts exactly too, but
+a transaction bills each item twice (~4 WCU to take and ~5 to give back, folded into the job's own writes, against
+~2 and ~2 here, with the index) and the counter is one hot key taking every admission. What slots give up: the
+index is eventually consistent, so a holder listing can lag a take by a moment (admission itself rests on the
+conditional writes), and a limit lowered below the number in flight drains rather than applying at once.
 
-Bookkeeping items (`#latest#...`, `#slot#...`) carry the table's TTL attribute, so none outlives its use.
+Due index. It projects only DueJob's fields, so a lease, the pre-submission mark or a delivery note costs no index
+write; `record_check` records a status check that delivers nothing without a lease (1 WCU + 2 index writes, where
+lease + save cost 5). Bookkeeping items (`#latest#...`, `#slot#...`) carry the table's TTL attribute.
 """
 
 from __future__ import annotations
