@@ -30,7 +30,7 @@ DEFAULT_OUTPUT_PREFIX = "videos/"
 DEFAULT_DUE_SHARDS = 4  # template.yaml DueIndexShards default
 LOCAL_STATE_FILE = ".seedance-local.json"
 # The table also holds bookkeeping items (the in-flight slots, the newest upload per key); job ids are hex.
-BOOKKEEPING_ID_PREFIX = "#"  # "#in-flight", "#latest#<hash>"
+BOOKKEEPING_ID_PREFIX = "#"  # "#slot#<n>", "#latest#<hash>"
 RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT})
 SUPERSEDED = "SUPERSEDED"  # the error code of a job a newer upload of its key replaced (polling.py)
 # moto accepts any credentials; a local endpoint should not need the operator's real ones.

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from seedance_local.stack import LocalStack
-from seedance_pipeline.adapters.job_store import JobStore
+from seedance_pipeline.adapters.job_store import JobStore, slot_probe_order
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
 from seedance_pipeline.models import Job, JobError, JobOutputs, JobStatus, VideoRequest
 from seedance_pipeline.ports import JobStorePort
@@ -180,6 +180,23 @@ def test_an_unconditional_put_overrides_a_held_lease(store: JobStorePort) -> Non
     store.put_unconditionally(retried, due_shard="0")
     assert store.get("j-operator") == retried
     assert [j.job_id for j in store.due_jobs("0", NOW)] == ["j-operator"]
+
+
+def test_taking_again_after_a_crash_finds_the_slot_already_held_and_takes_no_second(store: JobStorePort) -> None:
+    """The process that took the slot died before recording anything; a fresh one takes again for the same job."""
+    # j-before wants the same slot first as j-resumed, so j-resumed got its second choice, and then the first one
+    # came free: a take that only probed would now hold both.
+    first_choice = slot_probe_order("j-resumed", 2)[0]
+    before = next(f"j-before-{n}" for n in range(100) if slot_probe_order(f"j-before-{n}", 2)[0] == first_choice)
+    crashed = _same_table(store)
+    assert crashed.acquire_slot(before, 2)
+    assert crashed.acquire_slot("j-resumed", 2)
+    crashed.release_slot(before)
+    assert store.acquire_slot("j-resumed", 2)
+    assert store.acquire_slot("j-other", 2)
+    assert not store.acquire_slot("j-third", 2)
+    store.release_slot("j-resumed")
+    assert store.slot_holders() == {"j-other"}
 
 
 # --- status checks recorded without a lease ------------------------------------------------------------------
