@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from seedance_local.local_stack import LocalStack
-from seedance_pipeline.adapters.job_store import JobStore
+from seedance_pipeline.adapters.job_store import JobStore, slot_probe_order
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
 from seedance_pipeline.models import Job, JobError, JobOutputs, JobStatus, VideoRequest
 from seedance_pipeline.ports import JobStorePort
@@ -42,6 +42,13 @@ def store(request: pytest.FixtureRequest) -> JobStorePort:
     stack: LocalStack = request.getfixturevalue("module_stack")
     _empty_table(stack)
     return JobStore(stack.table_name, stack.client("dynamodb"), due_shards=2)
+
+
+def _same_table(store: JobStorePort) -> JobStorePort:
+    """A second store over the same table, as another Lambda process sees it (no shared memory)."""
+    if isinstance(store, JobStore):
+        return JobStore(store._table, store._client, due_shards=store.due_shards)
+    return store
 
 
 def job(job_id: str, *, status: JobStatus = JobStatus.WAITING, next_check_at: float | None = NOW, **fields: Any) -> Job:
@@ -175,6 +182,87 @@ def test_an_unconditional_put_overrides_a_held_lease(store: JobStorePort) -> Non
     assert [j.job_id for j in store.due_jobs("0", NOW)] == ["j-operator"]
 
 
+def test_taking_again_after_a_crash_finds_the_slot_already_held_and_takes_no_second(store: JobStorePort) -> None:
+    """The process that took the slot died before recording anything; a fresh one takes again for the same job."""
+    # j-before wants the same slot first as j-resumed, so j-resumed got its second choice, and then the first one
+    # came free: a take that only probed would now hold both.
+    first_choice = slot_probe_order("j-resumed", 2)[0]
+    before = next(f"j-before-{n}" for n in range(100) if slot_probe_order(f"j-before-{n}", 2)[0] == first_choice)
+    crashed = _same_table(store)
+    assert crashed.acquire_slot(before, 2)
+    assert crashed.acquire_slot("j-resumed", 2)
+    crashed.release_slot(before)
+    assert store.acquire_slot("j-resumed", 2)
+    assert store.acquire_slot("j-other", 2)
+    assert not store.acquire_slot("j-third", 2)
+    store.release_slot("j-resumed")
+    assert store.slot_holders() == {"j-other"}
+
+
+# --- status checks recorded without a lease ------------------------------------------------------------------
+
+
+def test_a_check_recorded_without_a_lease_moves_the_job_on_in_the_due_index(store: JobStorePort) -> None:
+    store.claim(job("j-check", status=JobStatus.SUBMITTED, task_id="cgt-1", last_error=_throttled()), due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    assert store.record_check(
+        due, status=JobStatus.RUNNING, provider_status="running", next_check_at=NOW + 30, now=NOW, usage=None
+    )
+    checked = present(store.get("j-check"))
+    assert (checked.status, checked.checks, checked.provider_status) == (JobStatus.RUNNING, 1, "running")
+    assert (checked.next_check_at, checked.updated_at, checked.last_error) == (NOW + 30, NOW, None)
+    assert list(store.due_jobs("0", NOW)) == []
+    assert [j.job_id for j in store.due_jobs("0", NOW + 30)] == ["j-check"]
+
+
+def test_a_check_recorded_without_a_lease_is_refused_while_another_holds_the_lease(store: JobStorePort) -> None:
+    claimed = job("j-busy", status=JobStatus.SUBMITTED, task_id="cgt-2")
+    store.claim(claimed, due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    leased(store, claimed, owner="worker-a")
+    assert not store.record_check(
+        due, status=JobStatus.RUNNING, provider_status="running", next_check_at=NOW + 30, now=NOW + 1
+    )
+    assert present(store.get("j-busy")).checks == 0
+
+
+def test_only_one_of_two_pollers_records_the_same_check(store: JobStorePort) -> None:
+    store.claim(job("j-twice", status=JobStatus.SUBMITTED, task_id="cgt-3"), due_shard="0")
+    (first,) = store.due_jobs("0", NOW)
+    (second,) = store.due_jobs("0", NOW)
+    assert store.record_check(first, status=JobStatus.RUNNING, provider_status="a", next_check_at=NOW + 5, now=NOW)
+    assert not store.record_check(second, status=JobStatus.RUNNING, provider_status="b", next_check_at=NOW + 9, now=NOW)
+    assert present(store.get("j-twice")).provider_status == "a"
+
+
+def test_a_check_is_not_recorded_on_a_job_that_left_the_due_index(store: JobStorePort) -> None:
+    claimed = job("j-gone", status=JobStatus.SUBMITTED, task_id="cgt-4")
+    store.claim(claimed, due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    done = leased(store, claimed).model_copy(update={"status": JobStatus.SUBMITTED, "lease_until": NOW - 1})
+    store.save(done, owner="worker-a", due_shard=None)
+    assert not store.record_check(due, status=JobStatus.RUNNING, provider_status="r", next_check_at=NOW, now=NOW)
+
+
+def test_due_jobs_carry_what_the_poller_needs_to_check_a_job(store: JobStorePort) -> None:
+    written = job("j-due-fields", status=JobStatus.RUNNING, task_id="cgt-5", submitted_at=NOW - 40, checks=2)
+    store.claim(written, due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    assert due.model_dump() == {
+        "job_id": "j-due-fields",
+        "status": JobStatus.RUNNING,
+        "created_at": NOW - 100,
+        "task_id": "cgt-5",
+        "submitted_at": NOW - 40,
+        "checks": 2,
+        "next_check_at": NOW,
+    }
+
+
+def _throttled() -> JobError:
+    return JobError(code="PROVIDER_THROTTLED", message="HTTP 429")
+
+
 # --- the due index --------------------------------------------------------------------------------
 
 
@@ -231,6 +319,34 @@ def test_slots_are_granted_up_to_the_limit_and_taking_or_giving_back_twice_is_ha
     store.release_slot("j-2")
     store.release_slot("j-3")
     assert store.slot_holders() == set()
+
+
+def test_a_thousand_holders_fill_a_limit_of_a_thousand_and_no_more(store: JobStorePort) -> None:
+    holders = {f"j-full-{n:04d}" for n in range(1000)}
+    assert all(store.acquire_slot(job_id, 1000) for job_id in sorted(holders))
+    assert store.slot_holders() == holders
+    assert not store.acquire_slot("j-one-too-many", 1000)
+    assert store.acquire_slot("j-full-0500", 1000)  # a holder taking again is confirmed, not counted twice
+    assert store.slot_holders() == holders
+    store.release_slot("j-full-0007")
+    store.release_slot("j-full-0007")
+    assert store.acquire_slot("j-one-too-many", 1000)  # the slot given back is the one free slot
+    assert not store.acquire_slot("j-two-too-many", 1000)
+    assert store.slot_holders() == holders - {"j-full-0007"} | {"j-one-too-many"}
+    for job_id in sorted(holders - {"j-full-0007"} | {"j-one-too-many"}):
+        store.release_slot(job_id)
+    assert store.slot_holders() == set()
+
+
+def test_a_slot_given_back_by_another_store_is_found_and_taken_again(store: JobStorePort) -> None:
+    """Submit takes a slot in one process, the poller gives it back in another (it did not see the take)."""
+    other = _same_table(store)
+    for n in range(40):
+        assert other.acquire_slot(f"j-other-{n:02d}", 40)
+    store.release_slot("j-other-23")
+    assert "j-other-23" not in other.slot_holders()
+    assert store.acquire_slot("j-newcomer", 40)
+    assert not other.acquire_slot("j-late", 40)
 
 
 # --- newest upload per key ------------------------------------------------------------------------

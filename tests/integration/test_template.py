@@ -15,6 +15,7 @@ import pytest
 
 from seedance_local.local_stack import LocalStack, LocalStackError
 from seedance_local.stack_template import find_template, parameter_defaults, resolve_parameters, resolve_template
+from seedance_pipeline.models import DUE_INDEX_ATTRIBUTES
 
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
 REPO = TEMPLATE_PATH.parent
@@ -429,16 +430,31 @@ def test_jobs_table_built_in_moto_has_the_documented_keys_indexes_and_ttl(stack:
     assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-    assert types == {"job_id": "S", "due_shard": "S", "next_check_at": "N", "task_id": "S"}
+    assert types == {
+        "job_id": "S",
+        "due_shard": "S",
+        "next_check_at": "N",
+        "task_id": "S",
+        "slot_pool": "S",
+        "holder": "S",
+    }
     indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"due-jobs", "by-task-id"}
+    assert set(indexes) == {"due-jobs", "by-task-id", "slot-holders"}
     assert indexes["due-jobs"]["KeySchema"] == [
         {"AttributeName": "due_shard", "KeyType": "HASH"},
         {"AttributeName": "next_check_at", "KeyType": "RANGE"},
     ]
-    assert indexes["due-jobs"]["Projection"]["ProjectionType"] == "ALL"
+    assert indexes["due-jobs"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": list(DUE_INDEX_ATTRIBUTES),
+    }
     assert indexes["by-task-id"]["KeySchema"] == [{"AttributeName": "task_id", "KeyType": "HASH"}]
     assert indexes["by-task-id"]["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    assert indexes["slot-holders"]["KeySchema"] == [
+        {"AttributeName": "slot_pool", "KeyType": "HASH"},
+        {"AttributeName": "holder", "KeyType": "RANGE"},
+    ]
+    assert indexes["slot-holders"]["Projection"]["ProjectionType"] == "KEYS_ONLY"
     ttl = ddb.describe_time_to_live(TableName=stack.table_name)["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     backups = ddb.describe_continuous_backups(TableName=stack.table_name)["ContinuousBackupsDescription"]

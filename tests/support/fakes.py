@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone
-from seedance_pipeline.models import Job, JobStatus, ObjectInfo, TaskResult
+from seedance_pipeline.models import DueJob, Job, JobStatus, ObjectInfo, TaskResult
 from seedance_pipeline.ports import (
     EventPublisherPort,
     JobStorePort,
@@ -50,7 +50,8 @@ class FakeStore:
     def __init__(self, due_shards: int = 2) -> None:
         self.due_shards = due_shards
         self.items: dict[str, dict[str, Any]] = {}
-        self.slots: set[str] = set()
+        # In-flight slot number -> holder, as JobStore keeps one small item per slot.
+        self.slot_items: dict[int, str] = {}
         self.latest: dict[tuple[str, str], tuple[str, str]] = {}
         self.operations: list[str] = []
         self._lock = threading.Lock()
@@ -66,12 +67,12 @@ class FakeStore:
         assert job is not None, f"no job {job_id}"
         return job
 
-    def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> list[Job]:
+    def due_jobs(self, shard: str, now: float, *, page_size: int = 100) -> list[DueJob]:
         self.operations.append("Query")
         with self._lock:
             rows = [i for i in self.items.values() if i["due_shard"] == shard and i["job"]["next_check_at"] <= now]
         rows.sort(key=lambda i: i["job"]["next_check_at"])
-        return [Job.model_validate(i["job"]) for i in rows]
+        return [DueJob.model_validate(i["job"]) for i in rows]  # partial, as the index projects it
 
     def earliest_due(self, shard: str) -> float | None:
         self.operations.append("Query")
@@ -105,7 +106,7 @@ class FakeStore:
                 raise AlreadyClaimed(job.job_id)
             self._put(job, due_shard)
 
-    def acquire_lease(self, job: Job, *, owner: str, now: float, lease_seconds: float) -> Job:
+    def acquire_lease(self, job: Job | DueJob, *, owner: str, now: float, lease_seconds: float) -> Job:
         with self._lock:
             item = self.items.get(job.job_id)
             current = item["job"] if item else None
@@ -113,6 +114,40 @@ class FakeStore:
                 raise LeaseLost(job.job_id)
             current["lease_owner"], current["lease_until"] = owner, now + lease_seconds
             return Job.model_validate(current)
+
+    def record_check(
+        self,
+        job: DueJob,
+        *,
+        status: JobStatus,
+        provider_status: str,
+        next_check_at: float,
+        now: float,
+        usage: dict[str, Any] | None = None,
+    ) -> bool:
+        with self._lock:
+            item = self.items.get(job.job_id)
+            current = item["job"] if item else None
+            if (
+                item is None
+                or current is None
+                or item["due_shard"] is None
+                or current["status"] != job.status.value
+                or current["checks"] != job.checks
+                or (current.get("lease_until") or 0) >= now
+            ):
+                return False
+            current.update(
+                checks=job.checks + 1,
+                status=status.value,
+                provider_status=provider_status,
+                next_check_at=next_check_at,
+                updated_at=now,
+                last_error=None,
+            )
+            if usage is not None:
+                current["usage"] = usage
+            return True
 
     def save(self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None = None) -> None:
         with self._lock:
@@ -127,19 +162,27 @@ class FakeStore:
             _check_item_size(job)
             self._put(job, due_shard)
 
+    @property
+    def slots(self) -> set[str]:
+        return set(self.slot_items.values())
+
     def acquire_slot(self, job_id: str, limit: int) -> bool:
         with self._lock:
-            if job_id in self.slots or len(self.slots) < limit:
-                self.slots.add(job_id)
+            if job_id in self.slot_items.values():
                 return True
-            return False
+            free = next((n for n in range(limit) if n not in self.slot_items), None)
+            if free is None:
+                return False
+            self.slot_items[free] = job_id
+            return True
 
     def slot_holders(self) -> set[str]:
-        return set(self.slots)
+        return self.slots
 
     def release_slot(self, job_id: str) -> None:
         with self._lock:
-            self.slots.discard(job_id)
+            for slot in [n for n, holder in self.slot_items.items() if holder == job_id]:
+                del self.slot_items[slot]
 
     def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool:
         with self._lock:

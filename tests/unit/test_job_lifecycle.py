@@ -73,7 +73,8 @@ def test_a_slot_held_by_a_finished_or_missing_job_is_given_back_when_jobs_queue(
     poll_for(runtime, 120)
     assert store.job(done).status is JobStatus.FAILED
     # Slots leaked by a release lost before terminal transitions were completed (an older version, a deleted job).
-    store.slots |= {done, "a-job-that-was-deleted"}
+    for leaked in (done, "a-job-that-was-deleted"):
+        store.slot_items[len(store.slot_items)] = leaked
     provider.outcome = {"state": "SUCCEEDED"}
     waiting = submitted(runtime, storage, key="uploads/next.jpg", sequencer="02")
     assert store.job(waiting).status is JobStatus.WAITING

@@ -30,7 +30,7 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - len(CUT_MARK)] + CUT_MARK
 
 
-def _bounded_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+def bounded_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     """Provider usage is token counts: keep the finite numbers under short keys, a few of them, nothing else."""
     if usage is None:
         return None
@@ -57,7 +57,7 @@ def _bounded_notes(notes: list[str]) -> list[str]:
 
 Message = Annotated[str, AfterValidator(lambda text: cut(text, MAX_MESSAGE_CHARS))]
 ProviderStatusText = Annotated[str, AfterValidator(lambda text: cut(text, MAX_STATUS_CHARS))]
-Usage = Annotated[dict[str, Any] | None, AfterValidator(_bounded_usage)]
+Usage = Annotated[dict[str, Any] | None, AfterValidator(bounded_usage)]
 Notes = Annotated[list[str], AfterValidator(_bounded_notes)]
 
 
@@ -184,6 +184,23 @@ class Job(BaseModel):
         """This job with every length limit applied. model_copy(update=...) skips validators, so the savers call
         this: whatever was copied in (a provider's status, usage, a failure text) is cut before it is stored."""
         return Job.model_validate(self.model_dump())
+
+
+class DueJob(BaseModel):
+    """A job as the due-jobs index holds it: only what the poller needs to pick it, order it and record a check
+    that delivers nothing (the index projects these, not the whole record, so most job writes touch no index)."""
+
+    job_id: str
+    status: JobStatus
+    created_at: float
+    task_id: str | None = None
+    submitted_at: float | None = None
+    checks: int = 0
+    next_check_at: float | None = None
+
+
+# The attributes the due-jobs index projects besides its keys (template.yaml NonKeyAttributes).
+DUE_INDEX_ATTRIBUTES = ("status", "created_at", "task_id", "submitted_at", "checks")
 
 
 class ProviderState(StrEnum):

@@ -129,6 +129,8 @@ def build_runtime(settings: Settings, session: Session | None = None) -> Runtime
             settings.jobs_table_name,
             session.client("dynamodb", config=pool),
             due_shards=settings.due_index_shards,
+            slot_lifetime_seconds=settings.max_job_age_seconds + settings.lease_seconds + 3600,
+            bookkeeping_lifetime_seconds=settings.max_job_age_seconds + settings.retention_seconds,
         ),
         storage=ObjectStorage(
             session.client("s3", config=s3_config),

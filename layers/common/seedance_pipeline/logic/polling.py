@@ -24,7 +24,18 @@ from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_
 from seedance_pipeline.logic.job_lifecycle import complete_finish, finish, reschedule
 from seedance_pipeline.logic.result_delivery import deliver_results
 from seedance_pipeline.logic.submission import Blocked, try_submit
-from seedance_pipeline.models import CheckDisposition, Job, JobError, JobStatus, ProviderState, TaskResult
+from seedance_pipeline.models import (
+    MAX_STATUS_CHARS,
+    CheckDisposition,
+    DueJob,
+    Job,
+    JobError,
+    JobStatus,
+    ProviderState,
+    TaskResult,
+    bounded_usage,
+    cut,
+)
 from seedance_pipeline.observability import MetricName, count, count_provider_error, job_log_context, logger
 from seedance_pipeline.runtime import Runtime
 
@@ -89,9 +100,9 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
     return report
 
 
-def collect_due_jobs(runtime: Runtime) -> list[Job]:
+def collect_due_jobs(runtime: Runtime) -> list[DueJob]:
     now = runtime.clock()
-    jobs: list[Job] = []
+    jobs: list[DueJob] = []
     for shard in range(runtime.store.due_shards):
         for job in runtime.store.due_jobs(str(shard), now):
             jobs.append(job)
@@ -123,7 +134,7 @@ def release_stale_slots(runtime: Runtime, *, known_live: set[str]) -> int:
 
 
 def _process_pass(
-    due: list[Job], runtime: Runtime, *, owner: str, report: PollReport, window_left: Callable[[], float]
+    due: list[DueJob], runtime: Runtime, *, owner: str, report: PollReport, window_left: Callable[[], float]
 ) -> Blocked | None:
     """One pass over the due jobs; returns why the waiting queue stopped, when it stopped early."""
     live = [j for j in due if j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)]
@@ -134,7 +145,7 @@ def _process_pass(
             return None
         _complete_unfinished(job, runtime, owner=owner, report=report)
 
-    def check(job: Job) -> None:
+    def check(job: DueJob) -> None:
         if window_left() <= 0:
             return
         status = _check_one(job, runtime, owner=owner)
@@ -178,7 +189,7 @@ def _process_pass(
     return None
 
 
-def _complete_unfinished(job: Job, runtime: Runtime, *, owner: str, report: PollReport) -> None:
+def _complete_unfinished(job: DueJob, runtime: Runtime, *, owner: str, report: PollReport) -> None:
     """A terminal job whose slot release or event did not happen (a fault or crash right after its terminal save)."""
     with job_log_context(job.job_id, job.task_id):
         try:
@@ -198,12 +209,20 @@ def _complete_unfinished(job: Job, runtime: Runtime, *, owner: str, report: Poll
         report.add(CheckDisposition.FINALIZED)
 
 
-def _check_one(job: Job, runtime: Runtime, *, owner: str) -> JobStatus | CheckDisposition:
+def _check_one(job: DueJob, runtime: Runtime, *, owner: str) -> JobStatus | CheckDisposition:
     with job_log_context(job.job_id, job.task_id):
         return _lease_and_check(job, runtime, owner=owner)
 
 
-def _lease_and_check(job: Job, runtime: Runtime, *, owner: str) -> JobStatus | CheckDisposition:
+def _lease_and_check(job: DueJob, runtime: Runtime, *, owner: str) -> JobStatus | CheckDisposition:
+    known: TaskResult | None = None
+    try:
+        recorded, known = _record_if_still_running(job, runtime)
+    except Exception:
+        logger.exception("unexpected error while checking a job without a lease")
+        return CheckDisposition.ERROR
+    if recorded is not None:
+        return recorded
     try:
         leased = runtime.store.acquire_lease(
             job, owner=owner, now=runtime.clock(), lease_seconds=runtime.settings.lease_seconds
@@ -211,7 +230,7 @@ def _lease_and_check(job: Job, runtime: Runtime, *, owner: str) -> JobStatus | C
     except LeaseLost:
         return CheckDisposition.LEASED
     try:
-        return check_job(leased, runtime, owner=owner).status
+        return check_job(leased, runtime, owner=owner, known=known).status
     except LeaseLost:
         logger.warning("lost a job's lease mid-check")
         return CheckDisposition.LEASED
@@ -221,14 +240,69 @@ def _lease_and_check(job: Job, runtime: Runtime, *, owner: str) -> JobStatus | C
         return CheckDisposition.ERROR
 
 
-def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
+# --- optimistic status check (dynamodb cost): a check that delivers nothing takes no lease ----------------------
+def _record_if_still_running(
+    job: DueJob, runtime: Runtime
+) -> tuple[JobStatus | CheckDisposition | None, TaskResult | None]:
+    """Ask the provider without a lease; when the task is still pending or running, record that with one
+    conditional update (it holds only if nobody leased the job or recorded a check since it was read).
+
+    Returns (disposition, None) when done here, else (None, the answer if one was read) for the lease path, which
+    then reuses the answer instead of asking again. Errors, terminal answers and overdue jobs take the lease path.
+    """
+    settings = runtime.settings
+    now = runtime.clock()
+    if job.status not in (JobStatus.SUBMITTED, JobStatus.RUNNING) or job.task_id is None:
+        return None, None
+    if _past_age_limit(job, now, settings.max_job_age_seconds):
+        return None, None  # the lease path asks and judges the age limit
+    try:
+        # No lease is held, but the call keeps to what a lease would allow, as every status check does.
+        result = runtime.provider().get(job.task_id, deadline=runtime.provider_deadline(now + settings.lease_seconds))
+    except PipelineError:
+        return None, None  # the lease path asks again and applies the outcome table
+    if result.state not in (ProviderState.PENDING, ProviderState.RUNNING):
+        return None, result
+    count(MetricName.STATUS_CHECKS)
+    status = JobStatus.RUNNING if result.state is ProviderState.RUNNING else JobStatus.SUBMITTED
+    # Once a job has been checked, the schedule reads only its age, submission time and number of checks.
+    as_checked = Job(
+        job_id=job.job_id,
+        status=status,
+        source_bucket="",
+        source_key="",
+        created_at=job.created_at,
+        updated_at=now,
+        submitted_at=job.submitted_at,
+        checks=job.checks + 1,
+    )
+    recorded = runtime.store.record_check(
+        job,
+        status=status,
+        # Bounded as a full save would bound them: an answer the client did not validate must not grow the item.
+        provider_status=cut(result.raw_status, MAX_STATUS_CHARS),
+        next_check_at=planned_check(as_checked, now, settings),
+        now=now,
+        usage=bounded_usage(result.usage),
+    )
+    return (status if recorded else CheckDisposition.LEASED), None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | None = None) -> Job:
     """Ask the provider, then judge. The age limit of a paid job counts from its submission and is applied only
     after asking: a job is never timed out on a status it was not asked for (see `_past_age_limit`)."""
     settings = runtime.settings
     now = runtime.clock()
     assert job.task_id is not None  # live jobs always carry one
     try:
-        result = runtime.provider().get(job.task_id, deadline=runtime.provider_deadline(job.lease_until))
+        result = (
+            known
+            if known is not None and known.task_id == job.task_id
+            else runtime.provider().get(job.task_id, deadline=runtime.provider_deadline(job.lease_until))
+        )
     except PipelineError as exc:
         outcome = outcome_of(exc)
         if outcome is Outcome.TRY_LATER:
@@ -268,7 +342,7 @@ def check_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     return reschedule(job, runtime, owner=owner, next_check_at=planned_check(job, now, settings))
 
 
-def _past_age_limit(job: Job, now: float, limit_seconds: float) -> bool:
+def _past_age_limit(job: Job | DueJob, now: float, limit_seconds: float) -> bool:
     # The clock of a paid job starts at its submission: time spent WAITING for capacity cost nothing.
     return now - (job.submitted_at or job.created_at) > limit_seconds
 
