@@ -203,11 +203,11 @@ def test_a_folder_of_images_and_a_long_prompt_go_through_a_manifest_with_the_mod
     )
 
     assert code == 0, capsys.readouterr()
-    sidecar = json.loads((out / "lake.json").read_text())
+    sidecar = json.loads((out / "lake.json.json").read_text())  # the manifest uploads/lake.json's sidecar
     assert sidecar["request"]["prompt"] == prompt[:800]  # the pipeline's 800-character cut, noted on the job
     assert sidecar["request"]["model"] == model
     assert sidecar["source"]["key"].endswith("lake.json")  # sent as a manifest
-    assert _video(out / "lake.mp4")[3] == 121
+    assert _video(out / sidecar["outputs"]["video"].removeprefix("videos/"))[3] == 121
 
 
 def test_an_unreachable_provider_shows_the_reason_and_ends_the_wait_early(tmp_path, capsys, monkeypatch):

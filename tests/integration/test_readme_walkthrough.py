@@ -176,8 +176,9 @@ def test_the_readme_walkthrough_works_as_written_with_the_real_aws_cli(workdir, 
     assert sunrise["job_id"] not in out.split("{", 1)[0]  # the table shows short ids, not whole ones
     record = json.loads(out[out.index("{") : out.rindex("}") + 1])
     assert record["job_id"] == sunrise["job_id"]
-    for name in ("pets/kitten.mp4", "cat.mp4", "big-photo.mp4", "clips/sunrise.mp4"):
-        assert f"videos/{name}" in out
+    for source in ("pets/kitten.jpg", "cat.png", "big-photo.png", "clips/sunrise.json"):
+        tag = jobs[f"uploads/{source}"]["job_id"][:12]
+        assert f"videos/{source}.{tag}.mp4" in out and f"videos/{source}.json" in out
 
     # Idle now: polls that find nothing to do leave the log alone.
     log = workdir / "seedance-local.log"
