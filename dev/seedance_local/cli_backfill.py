@@ -23,6 +23,11 @@ def _s3_url(text: str) -> tuple[str, str]:
 def add_backfill_command(commands: Subcommands, target: CliParser) -> None:
     backfill = commands.add_parser("backfill", parents=[target], help="make jobs for objects already in a bucket")
     backfill.add_argument("url", metavar="S3_URL", type=_s3_url, help="s3://bucket/prefix")
+    backfill.add_argument(
+        "--include-recent",
+        action="store_true",
+        help="also take objects modified in the last 15 minutes (their S3 event may still make a job of its own)",
+    )
 
 
 def backfill_command(args: argparse.Namespace, console: Console) -> int:
@@ -45,11 +50,14 @@ def backfill_command(args: argparse.Namespace, console: Console) -> int:
             target.naming_settings(),
             output_bucket=target.output_bucket,
             on_object=on_object,
+            settle_seconds=0 if args.include_recent else operator_tools.BACKFILL_SETTLE_SECONDS,
         )
     skipped = ""
     if report.has_job:
         statuses = ", ".join(f"{n} {status}" for status, n in sorted(report.existing_statuses.items()))
         skipped = f", skipped {report.has_job} that already have a job ({statuses}; `jobs retry` sends one again)"
+    if report.recent:
+        skipped += f", left {report.recent} modified in the last 15 minutes (run again later, or --include-recent)"
     console.print(
         f"created {report.created}, already present {report.already_present}, ignored {report.ignored}{skipped} "
         f"(of {report.seen} objects under s3://{bucket}/{prefix})",

@@ -237,6 +237,11 @@ def iso_time(timestamp: float) -> str:
 # --- backfill ---------------------------------------------------------------------------------------------------
 
 
+# S3 delivers nearly every event within seconds; a quarter of an hour leaves room for the slow ones and for
+# Lambda's own retries of a failed submit invocation.
+BACKFILL_SETTLE_SECONDS = 15 * 60
+
+
 @dataclass
 class BackfillReport:
     created: int = 0
@@ -244,11 +249,13 @@ class BackfillReport:
     ignored: int = 0
     has_job: int = 0
     """Objects skipped because their upload already made a job (of any status: a REJECTED one stays rejected)."""
+    recent: int = 0
+    """Objects newer than the settle time: their S3 event may still be on its way and would make a second job."""
     existing_statuses: Counter[str] = field(default_factory=Counter)
 
     @property
     def seen(self) -> int:
-        return self.created + self.already_present + self.ignored + self.has_job
+        return self.created + self.already_present + self.ignored + self.has_job + self.recent
 
 
 @dataclass(frozen=True)
@@ -277,6 +284,7 @@ def backfill(
     output_bucket: str | None = None,
     now: float | None = None,
     on_object: Callable[[str, str], None] | None = None,
+    settle_seconds: float = BACKFILL_SETTLE_SECONDS,
 ) -> BackfillReport:
     """Turn objects already in the bucket into WAITING jobs, due now, for the poller to submit.
 
@@ -285,14 +293,19 @@ def backfill(
     video (through its S3 event, under another job id) and also counts as already present: no second payment.
     An object whose upload already has a job (any status, found through the key's latest-upload record and the
     same ETag) is skipped: backfill is for objects that never had an event, not a retry of rejected ones.
-    `on_object(key, outcome)` reports each object ("created", "present", "ignored" or "has a job").
+    An object modified in the last `settle_seconds` is left alone ("recent"): an event job and a backfill job of
+    one upload have different ids (the event's sequencer is not listed), so backfill waits until the event, if
+    any, has made its job and recorded the upload as the key's latest.
+    `on_object(key, outcome)` reports each object ("created", "present", "ignored", "has a job" or "recent").
     """
     now = time.time() if now is None else now
     report = BackfillReport()
     finished = _sidecar_times(s3, output_bucket or bucket, settings.output_prefix)
     for listed in _latest_objects(s3, bucket, prefix):
         existing = None if ignore_reason(listed.key, settings) else _existing_job(store, bucket, listed)
-        if existing is not None:
+        if existing is None and not ignore_reason(listed.key, settings) and _is_recent(listed, now, settle_seconds):
+            outcome = "recent"
+        elif existing is not None:
             outcome = "has a job"
             report.existing_statuses[existing.status.value] += 1
         else:
@@ -303,7 +316,17 @@ def backfill(
     return report
 
 
-_REPORT_FIELD = {"created": "created", "present": "already_present", "ignored": "ignored", "has a job": "has_job"}
+_REPORT_FIELD = {
+    "created": "created",
+    "present": "already_present",
+    "ignored": "ignored",
+    "has a job": "has_job",
+    "recent": "recent",
+}
+
+
+def _is_recent(listed: ListedObject, now: float, settle_seconds: float) -> bool:
+    return listed.last_modified.timestamp() > now - settle_seconds
 
 
 def _existing_job(store: JobCatalogPort, bucket: str, listed: ListedObject) -> Job | None:
