@@ -44,6 +44,14 @@ class Runtime:
     _secret_error: SecretUnavailable | None = field(default=None, repr=False)
     _secret_retry_at: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _deliveries: threading.BoundedSemaphore | None = field(default=None, repr=False)
+
+    def delivery_slot(self) -> threading.BoundedSemaphore:
+        """Held for the length of one job's result transfer: memory is bounded per invocation, not only per video."""
+        with self._lock:
+            if self._deliveries is None:
+                self._deliveries = threading.BoundedSemaphore(self.settings.delivery_concurrency)
+            return self._deliveries
 
     def provider(self) -> ProviderPort:
         """The provider client, built with the key on first use. Raises SecretUnavailable while the key's secret

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     max_last_frame_bytes: int = 64 * 1024**2
     multipart_chunk_bytes: int = 8 * 1024**2
     multipart_concurrency: int = 4
+    # Lambda sets this; deliveries at once are derived from it (delivery_concurrency). Unset off Lambda.
+    aws_lambda_function_memory_size: int | None = Field(default=None, ge=128)
+    # What one poll invocation may use for result transfers, as a share of the function's memory, after the
+    # process itself (Python, boto3, Powertools: about 150 MiB measured).
+    delivery_memory_share: float = Field(default=0.6, gt=0, le=0.9)
+    process_baseline_mib: int = 150
     presigned_url_seconds: int = 3600
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 30.0
@@ -139,6 +145,17 @@ class Settings(BaseSettings):
     @property
     def model_catalogue(self) -> ModelCatalogue:
         return BUILT_IN_CATALOGUE.merged(self.extra_models)
+
+    @property
+    def delivery_concurrency(self) -> int:
+        """Deliveries one poll invocation runs at once: each buffers up to (multipart_concurrency + 1) parts, so
+        status checks may run PollConcurrency-wide while transfers stay inside the function's memory."""
+        if self.aws_lambda_function_memory_size is None:
+            return self.poll_concurrency
+        per_delivery = self.multipart_chunk_bytes * (self.multipart_concurrency + 1)
+        budget = self.aws_lambda_function_memory_size * 1024**2 * self.delivery_memory_share
+        budget -= self.process_baseline_mib * 1024**2
+        return max(1, min(self.poll_concurrency, int(budget // per_delivery)))
 
     @property
     def max_job_age_seconds(self) -> float:

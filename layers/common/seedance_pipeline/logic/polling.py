@@ -376,7 +376,8 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> J
             )
     attempts = job.delivery_attempts + 1
     try:
-        outputs, notes = deliver_results(job, result, runtime)
+        with runtime.delivery_slot():
+            outputs, notes = deliver_results(job, result, runtime)
     except PipelineError as exc:
         outcome = outcome_of(exc)
         if outcome is Outcome.DROP:
