@@ -119,7 +119,7 @@ def fetch_streams(url: str) -> tuple[list[str], int, int, int]:
     response = requests.get(url, timeout=30)
     assert response.status_code == 200
     with av.open(io.BytesIO(response.content), mode="r") as container:
-        kinds = [stream.type for stream in container.streams]
+        kinds: list[str] = [str(stream.type) for stream in container.streams]
         video = container.streams.video[0]
         frames = sum(1 for _ in container.decode(video=0))
         return kinds, video.codec_context.width, video.codec_context.height, frames
