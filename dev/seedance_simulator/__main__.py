@@ -26,6 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-seconds", type=float, default=Knobs.queue_seconds, help="time a task spends QUEUED")
     parser.add_argument("--max-running", type=int, default=Knobs.max_running, help="tasks IN_PROGRESS at once")
     parser.add_argument("--max-queued", type=int, default=None, help="waiting tasks before 429 QuotaExceeded")
+    parser.add_argument(
+        "--execution-expiry-scale",
+        type=float,
+        default=Knobs.execution_expiry_scale,
+        help="simulator seconds per second of an Ark task's execution_expires_after",
+    )
+    parser.add_argument(
+        "--flex-multiplier", type=float, default=Knobs.flex_multiplier, help="how much longer a flex task takes"
+    )
     parser.add_argument("--work-dir", default=None, help="where renders are kept (default: a temporary directory)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request line")
     args = parser.parse_args(argv)
@@ -37,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         queue_seconds=args.queue_seconds,
         max_running=args.max_running,
         max_queued=args.max_queued,
+        execution_expiry_scale=args.execution_expiry_scale,
+        flex_multiplier=args.flex_multiplier,
     )
     server = SimulatorServer(knobs=knobs, host=args.host, port=args.port, work_dir=args.work_dir)
 
@@ -46,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     # The key is deliberately not printed.
     print(f"Seedance simulator listening on {server.base_url}", flush=True)
+    print(f"Native Ark dialect at {server.ark_base_url}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -25,12 +25,14 @@ class ApiError(Exception):
         code: str,
         message: str,
         headers: dict[str, str] | None = None,
+        param: str = "",
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+        self.param = param  # the request field at fault, which the native Ark dialect names in its error body
 
     @property
     def type(self) -> str:
@@ -42,6 +44,10 @@ class ApiError(Exception):
             return {"code": self.code, "message": self.message}
         return {"error": {"code": self.code, "message": self.message, "type": self.type}}
 
+    def ark_body(self) -> dict[str, object]:
+        """The native Ark platform's error body: always nested, and it names the parameter at fault."""
+        return {"error": {"code": self.code, "message": self.message, "param": self.param, "type": self.type}}
+
 
 def invalid_parameter(field: str, reason: str) -> ApiError:
     """400 naming the offending field, worded like the provider's own messages."""
@@ -49,6 +55,7 @@ def invalid_parameter(field: str, reason: str) -> ApiError:
         400,
         "InvalidParameter",
         f"The parameter `{field}` specified in the request is not valid: {reason}",
+        param=field,
     )
 
 

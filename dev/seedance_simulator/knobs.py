@@ -46,6 +46,10 @@ class Knobs:
     queue_seconds: float = 0.0  # further time QUEUED before it may run (capacity permitting)
     run_seconds: float = 2.0  # time IN_PROGRESS before it may finish (it also waits for its render)
     never_finish: bool = False  # running tasks stay IN_PROGRESS until this is cleared
+    # Native Ark dialect: simulator seconds per second of `execution_expires_after` (0.001: the 3600 s minimum
+    # expires after 3.6 s, the 172800 s default after 172.8 s), and how much longer a `flex` task queues and runs.
+    execution_expiry_scale: float = 0.001
+    flex_multiplier: float = 3.0
     # Outcomes
     failure_reason: str | None = None  # when set, every new task ends FAILURE with this reason
     fail_next: int = 0  # the next N new tasks end FAILURE (with failure_reason, else a moderation reason)
@@ -74,6 +78,8 @@ class Knobs:
         allowed = {"response_shape": RESPONSE_SHAPES, "error_shape": ERROR_SHAPES, "fault_methods": FAULT_METHODS}
         if name in allowed and value not in allowed[name]:
             raise ValueError(f"{name} must be one of {allowed[name]}, got {value!r}")
+        if name in ("execution_expiry_scale", "flex_multiplier") and not float(value) > 0:
+            raise ValueError(f"{name} must be positive, got {value!r}")
         if name == "server_error_status" and not 500 <= int(value) <= 599:
             raise ValueError(f"server_error_status must be a 5xx status, got {value!r}")
         super().__setattr__(name, value)
@@ -96,6 +102,11 @@ class Counters:
     rate_limited: int  # every 429 sent, whatever its code
     dropped: int  # connections closed without an answer (drop_connections_next)
     tasks_created: int
+    listed: int  # native Ark list calls
+    deletes: int  # native Ark DELETE calls, whatever their outcome
+    cancelled: int  # queued tasks cancelled by a DELETE
+    deleted: int  # finished task records removed by a DELETE
+    expired: int  # tasks that passed their execution_expires_after
     peak_running: int  # most tasks IN_PROGRESS at the same time
     request_bodies: list[Any]  # submit bodies received, data URLs shortened
     status_codes: dict[int, int]  # responses sent, by HTTP status
@@ -108,6 +119,7 @@ class Counters:
         with self._lock:
             self.submit = self.query = self.download = 0
             self.rate_limited = self.dropped = self.tasks_created = self.peak_running = 0
+            self.listed = self.deletes = self.cancelled = self.deleted = self.expired = 0
             self.request_bodies = []
             self.status_codes = {}
 
@@ -138,6 +150,11 @@ class Counters:
                 "rate_limited": self.rate_limited,
                 "dropped": self.dropped,
                 "tasks_created": self.tasks_created,
+                "listed": self.listed,
+                "deletes": self.deletes,
+                "cancelled": self.cancelled,
+                "deleted": self.deleted,
+                "expired": self.expired,
                 "peak_running": self.peak_running,
                 "request_bodies": list(self.request_bodies),
                 "status_codes": dict(self.status_codes),

@@ -1,4 +1,7 @@
-"""HTTP front end: the provider's two API endpoints plus the result URLs, over the stdlib threading server.
+"""HTTP front end: the provider's API in both dialects plus the result URLs, over the stdlib threading server.
+
+The unified gateway dialect lives at `/v2/videos/generations`; the native Ark dialect at
+`/api/v3/contents/generations/tasks`. Both share one set of tasks, knobs and counters.
 
 Never logs request headers: the Authorization header carries the API key.
 """
@@ -19,8 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+from .ark_dialect import ark_task_payload, parse_list_query, select_tasks, validate_ark_request
 from .errors import ApiError, format_retry_after
 from .knobs import Counters, Knobs
 from .render import RenderCache
@@ -31,6 +35,9 @@ from .validation import load_image, parse_json_body, redact_body, validate_reque
 log = logging.getLogger("seedance_simulator")
 
 API_PATH = "/v2/videos/generations"
+# The native Ark dialect, under the prefix the platform's own base URLs end with.
+ARK_PREFIX = "/api/v3"
+ARK_TASKS_PATH = ARK_PREFIX + "/contents/generations/tasks"
 RESULTS_PATH = "/results/"
 VIDEO_SUFFIX = ".mp4"
 LAST_FRAME_SUFFIX = ".last-frame.png"
@@ -72,6 +79,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._dispatch("HEAD")
 
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
@@ -98,10 +108,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(error.status, error.body(self.sim.knobs.error_shape), error.headers)
 
     def _dispatch(self, method: str) -> None:
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
+        ark = path.startswith(ARK_PREFIX + "/")
         try:
             body = self._read_body()
-            if path == API_PATH:
+            if ark:
+                self._ark_dispatch(method, path, url.query, body)
+            elif path == API_PATH:
                 if method != "POST":
                     raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {API_PATH}.")
                 self._api_call("POST", lambda: self._submit(body))
@@ -115,19 +129,48 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 raise ApiError(404, "NotFound", f"No route for {method} {path}.")
         except ApiError as error:
-            self._send_error(error)
+            if ark:
+                self._send_json(error.status, error.ark_body(), error.headers)
+            else:
+                self._send_error(error)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client went away mid-answer
         except Exception:
             log.exception("unexpected error answering %s %s", method, path)
-            self._send_error(ApiError(500, "InternalServiceError", "The simulator hit an unexpected error."))
+            internal = ApiError(500, "InternalServiceError", "The simulator hit an unexpected error.")
+            if ark:
+                self._send_json(500, internal.ark_body())
+            else:
+                self._send_error(internal)
+
+    def _ark_dispatch(self, method: str, path: str, query: str, body: bytes) -> None:
+        if path == ARK_TASKS_PATH:
+            if method == "POST":
+                self._api_call("POST", lambda: self._ark_create(body))
+            elif method == "GET":
+                self._api_call("GET", lambda: self._ark_list(query), counter="listed")
+            else:
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {ARK_TASKS_PATH}.")
+        elif path.startswith(ARK_TASKS_PATH + "/") and "/" not in path[len(ARK_TASKS_PATH) + 1 :]:
+            task_id = path[len(ARK_TASKS_PATH) + 1 :]
+            if method == "GET":
+                self._api_call("GET", lambda: self._ark_get(task_id))
+            elif method == "DELETE":
+                self._api_call("DELETE", lambda: self._ark_delete(task_id), counter="deletes")
+            else:
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a task.")
+        else:
+            raise ApiError(404, "NotFound", f"No route for {method} {path}.")
 
     # -- API endpoints -------------------------------------------------------------------------------------
 
-    def _api_call(self, method: str, answer: Callable[[], None]) -> None:
-        """What every API call goes through: count, delay, injected faults, authentication, then the answer."""
+    def _api_call(self, method: str, answer: Callable[[], None], counter: str | None = None) -> None:
+        """What every API call goes through: count, delay, injected faults, authentication, then the answer.
+
+        Creates count as `submit` and task reads as `query` in both dialects; Ark lists and deletes have their own.
+        """
         knobs, counters = self.sim.knobs, self.sim.counters
-        counters.incr("submit" if method == "POST" else "query")
+        counters.incr(counter or ("submit" if method == "POST" else "query"))
         if knobs.latency_seconds > 0:
             time.sleep(knobs.latency_seconds)
         fault = self.sim.simulator.take_fault(method)
@@ -202,6 +245,47 @@ class _Handler(BaseHTTPRequestHandler):
             self.sim.knobs.status_override,
         )
         self._send_json(200, payload)
+
+    # -- the native Ark dialect ---------------------------------------------------------------------------------
+
+    def _ark_create(self, raw: bytes) -> None:
+        counters = self.sim.counters
+        try:
+            body = parse_json_body(raw)
+        except ApiError:
+            counters.record_body({"_unparseable": raw[:200].decode("utf-8", "replace")})
+            raise
+        redacted = redact_body(body)
+        assert isinstance(redacted, dict)
+        counters.record_body(redacted)
+        request, refs = validate_ark_request(body)
+        images = [load_image(ref.url, ref.field, timeout=self.sim.image_fetch_timeout) for ref in refs]
+        # Reference images steer the clip without being a frame of it: the first one is rendered from.
+        last_image = images[1] if len(images) == 2 and refs[1].role == "last_frame" else None
+        task = self.sim.simulator.create_task(request, redacted, images[0], last_image)
+        self._send_json(200, {"id": task.task_id})
+
+    def _ark_task(self, task: TaskRecord) -> dict[str, Any]:
+        last_frame = self.sim.result_url(task, LAST_FRAME_SUFFIX) if task.request.return_last_frame else None
+        return ark_task_payload(
+            task, self.sim.result_url(task, VIDEO_SUFFIX), last_frame, self.sim.knobs.status_override
+        )
+
+    def _ark_get(self, task_id: str) -> None:
+        task = self.sim.simulator.get(task_id)
+        if task is None:
+            raise ApiError(404, "NotFound", f"The task {task_id} does not exist.", param="id")
+        self._send_json(200, self._ark_task(task))
+
+    def _ark_list(self, query: str) -> None:
+        selection = parse_list_query(parse_qs(query, keep_blank_values=False))
+        total, page = select_tasks(self.sim.simulator.all_tasks(), selection)
+        self._send_json(200, {"total": total, "items": [self._ark_task(task) for task in page]})
+
+    def _ark_delete(self, task_id: str) -> None:
+        if self.sim.simulator.delete(task_id) is None:
+            raise ApiError(404, "NotFound", f"The task {task_id} does not exist.", param="id")
+        self._send_json(200, {})
 
     # -- result downloads ---------------------------------------------------------------------------------------
 
@@ -329,6 +413,11 @@ class SimulatorServer:
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def ark_base_url(self) -> str:
+        """The native Ark dialect's base, like `https://ark.cn-beijing.volces.com/api/v3`."""
+        return self.base_url + ARK_PREFIX
 
     def result_url(self, task: TaskRecord, suffix: str) -> str:
         signature = hashlib.sha256(self._url_secret + task.task_id.encode() + suffix.encode()).hexdigest()[:32]

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .tasks import FAILURE, IN_PROGRESS, NOT_START, QUEUED, SUCCESS, TaskRecord
+from .tasks import CANCELLED, EXPIRED, FAILURE, IN_PROGRESS, NOT_START, QUEUED, SUCCESS, TaskRecord
 
 _LOWERCASE = {NOT_START: "queued", QUEUED: "queued", IN_PROGRESS: "running", SUCCESS: "succeeded", FAILURE: "failed"}
+# The gateway has no status of its own for these (reached through the native dialect on the same tasks): it passes
+# the upstream's lower-case value through, as gateways of this family do.
+_UPSTREAM_ONLY = {CANCELLED: "cancelled", EXPIRED: "expired"}
 
 
 def _epoch(value: float | None) -> int:
@@ -50,10 +53,14 @@ def query_payload(
 ) -> dict[str, Any]:
     """The body of GET /v2/videos/generations/{task_id} for this task right now."""
     status = task.status
+    if status in _UPSTREAM_ONLY:
+        shown = _UPSTREAM_ONLY[status]
+    else:
+        shown = _LOWERCASE[status] if shape == "lowercase_status" else status
     payload: dict[str, Any] = {
         "task_id": task.task_id,
-        "status": _LOWERCASE[status] if shape == "lowercase_status" else status,
-        "fail_reason": task.fail_reason if status == FAILURE else "",
+        "status": shown,
+        "fail_reason": task.fail_reason if status in (FAILURE, CANCELLED, EXPIRED) else "",
         "submit_time": _epoch(task.submitted_at),
         "start_time": _epoch(task.started_at),
         "finish_time": _epoch(task.finished_at),

@@ -28,7 +28,12 @@ QUEUED = "QUEUED"
 IN_PROGRESS = "IN_PROGRESS"
 SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
-TERMINAL = (SUCCESS, FAILURE)
+# Reached only through the native Ark dialect: a DELETE of a queued task, or execution_expires_after passing.
+CANCELLED = "CANCELLED"
+EXPIRED = "EXPIRED"
+TERMINAL = (SUCCESS, FAILURE, CANCELLED, EXPIRED)
+# A seed the caller leaves to the provider is drawn from the range both dialects accept.
+RANDOM_SEED_MAX = 2_147_483_647
 
 MODERATION_REASON = "The request failed because the output video may contain sensitive information."
 RENDER_FAILED_REASON = "The service encountered an unexpected internal error while generating the video."
@@ -52,6 +57,8 @@ class TaskRecord:
     queue_seconds: float
     run_seconds: float
     planned_failure: str | None  # set at submission from fail_next / failure_reason
+    seed: int = 0  # the caller's seed, or the one drawn for it
+    expires_at: float | None = None  # when an unfinished task becomes EXPIRED (native Ark tasks only)
     status: str = NOT_START
     started_at: float | None = None
     finished_at: float | None = None
@@ -81,9 +88,14 @@ class TaskRecord:
         return f"{min(99, int(100 * (now - self.started_at) / self.run_seconds))}%"
 
     @property
+    def updated_at(self) -> float:
+        return max(t for t in (self.submitted_at, self.started_at, self.finished_at) if t is not None)
+
+    @property
     def usage_tokens(self) -> int:
-        # The provider bills video tokens as width * height * fps * seconds / 1024.
-        return self.width * self.height * 24 * self.request.duration // 1024
+        # The provider bills video tokens as width * height * fps * seconds / 1024; a frame count is fps * seconds.
+        frames = self.request.frames if self.request.frames is not None else 24 * self.request.duration
+        return self.width * self.height * frames // 1024
 
 
 def new_task_id(now: float) -> str:
@@ -155,6 +167,14 @@ class Simulator:
             task_id = new_task_id(now)
             while task_id in self._tasks:
                 task_id = new_task_id(now)
+            # A flex task is cheaper because it waits for spare capacity and runs slower.
+            tier = k.flex_multiplier if request.service_tier == "flex" else 1.0
+            expires_at = None
+            if request.execution_expires_after is not None:
+                expires_at = now + request.execution_expires_after * k.execution_expiry_scale
+            seed = request.seed
+            if seed is None or seed == -1:
+                seed = secrets.randbelow(RANDOM_SEED_MAX + 1)
             task = TaskRecord(
                 task_id=task_id,
                 request=request,
@@ -164,12 +184,14 @@ class Simulator:
                 image_height=image.height,
                 width=width,
                 height=height,
-                frames=frame_count(request.duration),
+                frames=request.frames if request.frames is not None else frame_count(request.duration),
                 submitted_at=now,
                 not_start_seconds=max(0.0, k.not_start_seconds),
-                queue_seconds=max(0.0, k.queue_seconds),
-                run_seconds=max(0.0, k.run_seconds),
+                queue_seconds=max(0.0, k.queue_seconds) * tier,
+                run_seconds=max(0.0, k.run_seconds) * tier,
                 planned_failure=planned_failure,
+                seed=seed,
+                expires_at=expires_at,
             )
             spec = RenderSpec(
                 width=width,
@@ -180,6 +202,7 @@ class Simulator:
                 last_frame=request.return_last_frame,
                 video=k.video_body_factory is None,  # a test serving its own body does not need the MP4
                 end_image_sha256=last_image.sha256 if last_image is not None else None,
+                audio=request.with_audio,
             )
             needs_render = planned_failure is None and (spec.video or spec.last_frame)
             if not needs_render:
@@ -217,6 +240,31 @@ class Simulator:
             self.advance(time.time())
             return list(self._tasks.values())
 
+    def delete(self, task_id: str) -> str | None:
+        """The native Ark DELETE: cancel a waiting task, or forget a finished one. None for an unknown id."""
+        with self._lock:
+            now = time.time()
+            self.advance(now)
+            task = self._tasks.get(task_id)
+            if task is None:
+                return None
+            if task.status == IN_PROGRESS:
+                raise ApiError(
+                    400,
+                    "TaskNotCancellable",
+                    f"The task {task_id} is running and cannot be cancelled; only a queued task can be.",
+                    param="id",
+                )
+            if not task.terminal:
+                self._waiting.remove(task)
+                task.status, task.finished_at = CANCELLED, now
+                task.fail_reason = "The task was cancelled before it started."
+                self.counters.incr("cancelled")
+                return "cancelled"
+            del self._tasks[task_id]
+            self.counters.incr("deleted")
+            return "deleted"
+
     def reset(self) -> None:
         with self._lock:
             self._tasks.clear()
@@ -245,6 +293,10 @@ class Simulator:
                     due = self._finish_due(task)
                     if due < finish_at:
                         finish_at, finishing = due, task
+                expire_at, expiring = math.inf, None
+                for task in (*self._waiting, *self._running):
+                    if task.expires_at is not None and task.expires_at < expire_at:
+                        expire_at, expiring = task.expires_at, task
                 start_at, starting = math.inf, None
                 if self._waiting and len(self._running) < self.knobs.max_running:
                     # FIFO among the tasks already eligible; if none is, the first to become eligible.
@@ -253,11 +305,16 @@ class Simulator:
                     start_at = starting.ready_at
                 # A knob change can make an event "due" in the past; it happens no earlier than the last one.
                 finish_at, start_at = max(finish_at, self._clock), max(start_at, self._clock)
-                if min(finish_at, start_at) > now:
+                expire_at = max(expire_at, self._clock)
+                if min(finish_at, start_at, expire_at) > now:
                     break
-                if finishing is not None and finish_at <= start_at:
+                # On a tie a finish beats an expiry, and an expiry beats a start (a start would be pointless).
+                if finishing is not None and finish_at <= start_at and finish_at <= expire_at:
                     self._finish(finishing, finish_at)
                     self._clock = finish_at
+                elif expiring is not None and expire_at <= start_at:
+                    self._expire(expiring, expire_at)
+                    self._clock = expire_at
                 else:
                     assert starting is not None
                     self._start(starting, start_at)
@@ -271,6 +328,14 @@ class Simulator:
         task.status = IN_PROGRESS
         task.started_at = at
         self.counters.note_running(len(self._running))
+
+    def _expire(self, task: TaskRecord, at: float) -> None:
+        (self._running if task in self._running else self._waiting).remove(task)
+        task.status, task.finished_at = EXPIRED, at
+        task.fail_reason = (
+            f"The task did not finish within execution_expires_after ({task.request.execution_expires_after} s)."
+        )
+        self.counters.incr("expired")
 
     def _finish(self, task: TaskRecord, at: float) -> None:
         self._running.remove(task)

@@ -34,18 +34,49 @@ _DATA_URL = re.compile(r"^data:image/([a-z]+);base64,(.*)$", re.DOTALL)
 @dataclass(frozen=True)
 class ModelInfo:
     accepts_images: bool
-    max_images: int
+    max_images: int  # in the unified dialect's `images` list
     default_resolution: str
+    # What the native Ark dialect checks as well (the same facts as the pipeline's model catalogue).
+    first_and_last: bool = True
+    max_reference_images: int = 0
+    reference_resolutions: tuple[str, ...] = ("480p", "720p")
+    durations: tuple[int, ...] = tuple(range(2, 13))
+    audio: bool = False
 
 
 MODELS: dict[str, ModelInfo] = {
     # pro: text-to-video, or image-to-video from a first frame or a first and a last frame.
     "doubao-seedance-1-0-pro-250528": ModelInfo(True, 2, "1080p"),
-    # lite i2v: first frame, first + last frame, or up to 4 reference images.
-    "doubao-seedance-1-0-lite-i2v-250428": ModelInfo(True, 4, "720p"),
+    # pro-fast: a first frame only.
+    "doubao-seedance-1-0-pro-fast-251015": ModelInfo(True, 1, "1080p", first_and_last=False),
+    # lite i2v: first frame, first + last frame, or up to 4 reference images (no 1080p with those).
+    "doubao-seedance-1-0-lite-i2v-250428": ModelInfo(True, 4, "720p", max_reference_images=4),
+    # 1.5 pro: first frame or first + last, 4-12 s, with an audio track on request.
+    "doubao-seedance-1-5-pro-251215": ModelInfo(True, 2, "720p", durations=tuple(range(4, 13)), audio=True),
+    # 2.0: up to 9 reference images, 4-15 s, audio.
+    "doubao-seedance-2-0-260128": ModelInfo(
+        True,
+        9,
+        "720p",
+        max_reference_images=9,
+        reference_resolutions=RESOLUTIONS,
+        durations=tuple(range(4, 16)),
+        audio=True,
+    ),
+    "doubao-seedance-2-0-fast-260128": ModelInfo(
+        True,
+        9,
+        "720p",
+        max_reference_images=9,
+        reference_resolutions=RESOLUTIONS,
+        durations=tuple(range(4, 16)),
+        audio=True,
+    ),
     # lite t2v: text only; an image request is a caller mistake.
-    "doubao-seedance-1-0-lite-t2v-250428": ModelInfo(False, 0, "720p"),
+    "doubao-seedance-1-0-lite-t2v-250428": ModelInfo(False, 0, "720p", first_and_last=False, durations=()),
 }
+# BytePlus ModelArk spells every id without the Volcengine prefix.
+MODELS.update({name.removeprefix("doubao-"): info for name, info in list(MODELS.items())})
 
 
 @dataclass(frozen=True)
@@ -64,6 +95,18 @@ class GenerationRequest:
     camerafixed: bool
     return_last_frame: bool
     generate_audio: bool
+    # Only the native Ark dialect sets these; the unified gateway has no such fields.
+    frames: int | None = None  # an exact frame count, which wins over duration
+    service_tier: str = "default"
+    execution_expires_after: int | None = None  # seconds; None: the task never expires
+    callback_url: str | None = None
+    dialect: str = "unified"
+
+    @property
+    def with_audio(self) -> bool:
+        """An audio track is added only when asked for and the model makes sound."""
+        info = MODELS.get(self.model)
+        return self.generate_audio and info is not None and info.audio
 
 
 @dataclass(frozen=True)
@@ -167,7 +210,10 @@ def validate_request(body: dict[str, Any]) -> GenerationRequest:
         resolution=resolution,
         ratio=ratio,
         seed=seed,
-        **flags,
+        watermark=flags["watermark"],
+        camerafixed=flags["camerafixed"],
+        return_last_frame=flags["return_last_frame"],
+        generate_audio=flags["generate_audio"],
     )
 
 
