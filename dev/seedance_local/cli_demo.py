@@ -9,7 +9,8 @@ from rich.console import Console
 
 from seedance_local import operator_tools
 from seedance_local.cli_common import CliParser, Subcommands
-from seedance_local.cli_run import PlannedUpload, encode_metadata_text, run_and_report
+from seedance_local.run_engine import run_and_report
+from seedance_local.run_uploads import PlannedUpload, encode_metadata_text
 
 SAMPLES_PACKAGE = "seedance_local"
 

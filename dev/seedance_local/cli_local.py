@@ -19,8 +19,8 @@ from rich.console import Console
 
 from seedance_local import operator_tools
 from seedance_local.cli_common import PROG, Subcommands, logs_to
-from seedance_local.cli_run import SIMULATED_RUN_SECONDS, SIMULATOR_SETTINGS
 from seedance_local.operator_tools import Target
+from seedance_local.run_engine import SIMULATED_RUN_SECONDS, SIMULATOR_SETTINGS
 from seedance_pipeline.models import Job
 
 

@@ -211,14 +211,14 @@ def test_a_folder_of_images_and_a_long_prompt_go_through_a_manifest_with_the_mod
 
 
 def test_an_unreachable_provider_shows_the_reason_and_ends_the_wait_early(tmp_path, capsys, monkeypatch):
-    from seedance_local import cli_run
+    from seedance_local import run_engine
     from seedance_local.local_stack import port_is_free
 
     port = 9
     assert port_is_free(port)
     monkeypatch.setenv("SEEDANCE_API_KEY", "not-a-real-key")
     monkeypatch.setenv("SEEDANCE_API_BASE_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(cli_run, "STUCK_SECONDS", 1.0)
+    monkeypatch.setattr(run_engine, "STUCK_SECONDS", 1.0)
     photo = tmp_path / "city.jpg"
     photo.write_bytes(image_bytes(800, 600))
     started = time.monotonic()
