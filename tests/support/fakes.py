@@ -364,6 +364,7 @@ class FakeProvider:
             video_url=self.outcome.get("video_url", f"https://cdn.example.com/{task_id}.mp4"),
             last_frame_url=self.outcome.get("last_frame_url"),
             failure_reason=self.outcome.get("failure_reason"),
+            usage=self.outcome.get("usage"),
         )
 
 

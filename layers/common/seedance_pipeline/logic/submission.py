@@ -155,8 +155,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
     """submit_job, also saying whether the jobs queued behind this one can be sent now."""
     settings = runtime.settings
     now = runtime.clock()
-    # Time spent held back by the daily budget does not count: the age limit restarts when the budget last held it.
-    if now - max(job.created_at, job.budget_blocked_at or 0.0) > settings.max_job_age_seconds:
+    if _past_waiting_age(job, now, runtime) and not _over_budget(job, runtime, now):
         last = f" (last problem: {job.last_error.message})" if job.last_error else ""
         return SubmitAttempt(
             finish(
@@ -264,6 +263,22 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
             next_check_at=planned_check(job, submitted_at, settings),
         )
     )
+
+
+def _past_waiting_age(job: Job, now: float, runtime: Runtime) -> bool:
+    """A WAITING job's age limit. Waiting for the daily budget never counts: a job the budget held last is not aged
+    out, and one the budget held before counts its age from then."""
+    if job.last_error is not None and job.last_error.code == ErrorCode.DAILY_BUDGET_REACHED:
+        return False
+    return now - max(job.created_at, job.budget_blocked_at or 0.0) > runtime.settings.max_job_age_seconds
+
+
+def _over_budget(job: Job, runtime: Runtime, now: float) -> bool:
+    """Whether today's budget would hold this job back (then it waits for the budget instead of timing out)."""
+    budget = runtime.settings.daily_token_budget
+    if not budget or not job.estimated_tokens:
+        return False
+    return runtime.store.committed_tokens(utc_day(now)) + job.estimated_tokens > budget
 
 
 def _blocked_by(error: PipelineError) -> Blocked | None:
