@@ -37,6 +37,7 @@ FIGURES = {
     "4": "bench.cold_start",
     "5": "bench.layer_footprint",
     "6": "bench.dynamodb_cost",
+    "7": "bench.token_accuracy",
 }
 COLUMNS = ["figure", "this pipeline", "baseline", "ratio", "target", "met"]
 RESULTS = bench.REPO_ROOT / "bench" / "results" / "latest.md"

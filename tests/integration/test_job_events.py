@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from tests.support.event_capture import EventCapture
+from tests.support.expect import present
 from tests.support.images import image_bytes
 
-DETAIL_KEYS = {"job_id", "task_id", "status", "source", "outputs", "request", "error", "timings"}
+DETAIL_KEYS = {"job_id", "task_id", "status", "source", "outputs", "request", "error", "timings", "tokens"}
 
 
 def events_by_key(capture: EventCapture) -> dict[str, dict]:
@@ -29,6 +30,8 @@ def test_a_success_event_carries_the_source_and_output_uris_the_request_and_timi
     assert detail["outputs"]["sidecar"] == f"s3://{stack.bucket}/videos/events/ok.jpg.json"
     assert detail["request"]["return_last_frame"] is True
     assert detail["timings"]["created_at"] and detail["timings"]["seconds_total"] > 0
+    assert detail["tokens"] == {"estimated": job.estimated_tokens, "billed": job.billed_tokens}
+    assert present(job.estimated_tokens) > 0 and present(job.billed_tokens) > 0  # the simulator reports usage
 
 
 def test_failed_rejected_and_timed_out_jobs_each_put_their_own_event(make_pipeline, sim, stack):

@@ -407,3 +407,38 @@ def test_a_save_that_would_grow_a_job_past_the_item_limit_is_refused_and_keeps_t
         store.save(mine.model_copy(update={"notes": padded_notes(450 * KB)}), owner="worker-a", due_shard="0")
     assert refused.value.response["Error"]["Code"] == "ValidationException"
     assert store.get("j-grows") == mine
+
+
+# --- the daily token budget -----------------------------------------------------------------------------------------
+
+
+def test_token_commits_stay_within_the_budget_and_days_count_apart(store: JobStorePort) -> None:
+    assert store.committed_tokens("2027-01-15") == 0
+    assert store.commit_tokens("2027-01-15", 400, budget=1000) == 400
+    assert store.commit_tokens("2027-01-15", 600, budget=1000) == 1000  # exactly at the budget is allowed
+    assert store.commit_tokens("2027-01-15", 1, budget=1000) is None
+    assert store.commit_tokens("2027-01-15", 2000, budget=1000) is None  # larger than the whole budget
+    assert store.commit_tokens("2027-01-16", 1000, budget=1000) == 1000  # a new UTC day starts from zero
+    store.return_tokens("2027-01-15", 600)
+    assert store.committed_tokens("2027-01-15") == 400
+    assert store.commit_tokens("2027-01-15", 500, budget=2000) == 900  # a raised budget applies at once
+
+
+def test_concurrent_token_commits_never_overshoot_the_budget(store: JobStorePort) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    stores = [_same_table(store) for _ in range(4)]  # as separate Lambda processes see the table
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda n: stores[n % 4].commit_tokens("2027-01-15", 300, budget=1000), range(24)))
+    granted = [r for r in results if r is not None]
+    assert len(granted) == 3 and sorted(granted) == [300, 600, 900]
+    assert store.committed_tokens("2027-01-15") == 900
+
+
+def test_a_budget_counter_expires_a_few_days_after_its_day(store: JobStorePort) -> None:
+    if not isinstance(store, JobStore):
+        pytest.skip("the TTL attribute is the DynamoDB item's")
+    store.commit_tokens("2027-01-15", 10, budget=100)
+    item = store._client.get_item(TableName=store._table, Key={"job_id": {"S": "#budget#2027-01-15"}})["Item"]
+    day_start = 1_799_971_200  # 2027-01-15T00:00:00Z
+    assert day_start + 2 * 86400 < int(item["expires_at"]["N"]) <= day_start + 7 * 86400

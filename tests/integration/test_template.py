@@ -76,6 +76,7 @@ ENVIRONMENT = {
     "JOB_RETENTION_DAYS": "JobRetentionDays",
     "POLL_CONCURRENCY": "PollConcurrency",
     "DUE_INDEX_SHARDS": "DueIndexShards",
+    "DAILY_TOKEN_BUDGET": "DailyTokenBudget",
     "EVENT_BUS_NAME": "EventBusName",
     "POWERTOOLS_SERVICE_NAME": None,
     "POWERTOOLS_METRICS_NAMESPACE": None,

@@ -307,6 +307,27 @@ def test_pipeline_alarms_use_the_namespace_and_service_the_functions_emit(create
             assert metric in emitted, alarm
 
 
+def test_daily_token_budget_alarm_fires_at_80_percent_only_when_a_budget_is_set(
+    cfn: dict[str, Any], created: dict[str, Any]
+) -> None:
+    from seedance_pipeline.observability import MetricName
+
+    assert "DailyTokenBudgetAlarm" not in created["Resources"]  # no budget (the default): no alarm
+    budgeted = resolve_template(cfn, {"ApiKey": "k", "DailyTokenBudget": "2000000"})
+    alarm = budgeted["Resources"]["DailyTokenBudgetAlarm"]
+    props = alarm["Properties"]
+    assert alarm["Type"] == "AWS::CloudWatch::Alarm"
+    assert (props["Namespace"], props["MetricName"], props["Dimensions"]) == (
+        "SeedancePipeline", MetricName.DAILY_TOKEN_BUDGET_USED_PERCENT, SERVICE_DIMENSION,
+    )  # fmt: skip
+    assert (props["Statistic"], props["Threshold"], props["ComparisonOperator"]) == (
+        "Maximum", 80, "GreaterThanOrEqualToThreshold",
+    )  # fmt: skip
+    assert props["TreatMissingData"] == "notBreaching"
+    assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert _environment(budgeted, "PollFunction")["DAILY_TOKEN_BUDGET"] == "2000000"
+
+
 def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(created: dict[str, Any]) -> None:
     topic = created["Resources"]["AlarmTopic"]["Properties"]
     assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": ["AlarmTopicKey", "Arn"]}

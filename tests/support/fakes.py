@@ -53,6 +53,8 @@ class FakeStore:
         # In-flight slot number -> holder, as JobStore keeps one small item per slot.
         self.slot_items: dict[int, str] = {}
         self.latest: dict[tuple[str, str], tuple[str, str]] = {}
+        # UTC day -> tokens committed under the daily budget, as JobStore's `#budget#<day>` items hold them.
+        self.committed: dict[str, int] = {}
         self.operations: list[str] = []
         self._lock = threading.Lock()
 
@@ -183,6 +185,21 @@ class FakeStore:
         with self._lock:
             for slot in [n for n, holder in self.slot_items.items() if holder == job_id]:
                 del self.slot_items[slot]
+
+    def commit_tokens(self, day: str, tokens: int, *, budget: int) -> int | None:
+        with self._lock:
+            total = self.committed.get(day, 0) + tokens
+            if total > budget:
+                return None
+            self.committed[day] = total
+            return total
+
+    def return_tokens(self, day: str, tokens: int) -> None:
+        with self._lock:
+            self.committed[day] = self.committed.get(day, 0) - tokens
+
+    def committed_tokens(self, day: str) -> int:
+        return self.committed.get(day, 0)
 
     def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool:
         with self._lock:
@@ -347,6 +364,7 @@ class FakeProvider:
             video_url=self.outcome.get("video_url", f"https://cdn.example.com/{task_id}.mp4"),
             last_frame_url=self.outcome.get("last_frame_url"),
             failure_reason=self.outcome.get("failure_reason"),
+            usage=self.outcome.get("usage"),
         )
 
 

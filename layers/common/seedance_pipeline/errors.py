@@ -40,6 +40,8 @@ class ErrorCode(StrEnum):
     SUBMISSION_UNCERTAIN = "SUBMISSION_UNCERTAIN"
     # Our own configuration: the API key secret cannot be read (missing, throttled, KMS or IAM denial).
     SECRET_UNAVAILABLE = "SECRET_UNAVAILABLE"  # noqa: S105 (a name, not a password)
+    # Our own spending cap (DailyTokenBudget): the job waits for the next UTC day or a raised budget.
+    DAILY_BUDGET_REACHED = "DAILY_BUDGET_REACHED"
     # Results.
     DOWNLOAD_REFUSED = "DOWNLOAD_REFUSED"
     RESULT_EXPIRED = "RESULT_EXPIRED"
@@ -121,6 +123,12 @@ class SecretUnavailable(PipelineError):
         self.cause = cause
 
 
+class DailyBudgetReached(PipelineError):
+    """Sending this job would take today's (UTC) committed tokens past DailyTokenBudget. Nothing was sent."""
+
+    code = ErrorCode.DAILY_BUDGET_REACHED
+
+
 class SubmissionUncertain(PipelineError):
     """The provider may have accepted a task we never heard back about; resubmitting could pay twice."""
 
@@ -190,6 +198,7 @@ OUTCOMES: dict[type[PipelineError], Outcome] = {
     DeliveryFailed: Outcome.TRY_LATER,
     Superseded: Outcome.FAILED,
     SecretUnavailable: Outcome.TRY_LATER,
+    DailyBudgetReached: Outcome.TRY_LATER,
     SubmissionUncertain: Outcome.UNCERTAIN,
     LeaseLost: Outcome.DROP,
     AlreadyClaimed: Outcome.DROP,

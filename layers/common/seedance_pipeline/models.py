@@ -170,6 +170,13 @@ class Job(BaseModel):
     delivery_attempts: int = 0
     outputs: JobOutputs | None = None
     usage: Usage = None
+    # Provider tokens: the estimate recorded before the POST (rules/token_estimate.py), and the provider's own count
+    # from its usage once the task succeeded.
+    estimated_tokens: int | None = None
+    billed_tokens: int | None = None
+    # The last time the daily token budget held this job back: the WAITING age limit counts from here, so waiting
+    # for the next UTC day never times a job out.
+    budget_blocked_at: float | None = None
     notes: Notes = Field(default_factory=list)
     # Set when a POST left our hands; a job found WAITING with this set may already be paid for.
     submission_started_at: float | None = None

@@ -63,6 +63,10 @@ class MetricName:
     JOBS_IN_FLIGHT = "JobsInFlight"
     STATUS_CHECKS = "StatusChecks"
     DUPLICATE_EVENTS = "DuplicateEvents"
+    TOKENS_SUBMITTED = "TokensSubmitted"
+    TOKENS_BILLED = "TokensBilled"
+    DAILY_TOKENS_COMMITTED = "DailyTokensCommitted"
+    DAILY_TOKEN_BUDGET_USED_PERCENT = "DailyTokenBudgetUsedPercent"  # noqa: S105 (a metric name)
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:
@@ -79,6 +83,18 @@ def count_provider_error(code: str) -> None:
         default_dimensions=metrics.default_dimensions,
     ) as metric:
         metric.add_dimension(name="error_code", value=code[:250] or "unknown")
+
+
+def count_tokens(name: str, model: str, tokens: int) -> None:
+    """TokensSubmitted / TokensBilled with the model as a dimension, so spend can be split (and priced) by model."""
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=tokens,
+        namespace=metrics.namespace,
+        default_dimensions=metrics.default_dimensions,
+    ) as metric:
+        metric.add_dimension(name="model", value=model[:250] or "unknown")
 
 
 @contextmanager
@@ -101,6 +117,7 @@ __all__ = [
     "add_task_id_to_logs",
     "count",
     "count_provider_error",
+    "count_tokens",
     "job_log_context",
     "logger",
     "metrics",

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     job_retention_days: int = Field(default=30, ge=1)
     poll_concurrency: int = Field(default=32, ge=1, le=256)
     due_index_shards: int = Field(default=4, ge=1, le=64)
+    # Provider tokens the stack may commit per UTC day (estimates of the jobs sent); 0 means no cap.
+    daily_token_budget: int = Field(default=0, ge=0)
 
     # Tunables with defaults chosen by measurement (README "Performance").
     event_bus_name: str = "default"
@@ -96,6 +98,11 @@ class Settings(BaseSettings):
     def _prefix_ends_with_slash(cls, value: str) -> str:
         value = value.lstrip("/")
         return value if not value or value.endswith("/") else value + "/"
+
+    @field_validator("daily_token_budget", mode="before")
+    @classmethod
+    def _empty_budget_is_no_cap(cls, value: Any) -> Any:
+        return 0 if value is None or (isinstance(value, str) and not value.strip()) else value
 
     @field_validator("duration")
     @classmethod

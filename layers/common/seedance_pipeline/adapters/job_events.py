@@ -50,6 +50,7 @@ def event_detail(job: Job) -> dict[str, Any]:
         "outputs": outputs,
         "request": job.request.model_dump() if job.request else None,
         "error": job.error.model_dump() if job.error else None,
+        "tokens": {"estimated": job.estimated_tokens, "billed": job.billed_tokens},
         "timings": {
             "created_at": iso_time(job.created_at),
             "submitted_at": iso_time(job.submitted_at),

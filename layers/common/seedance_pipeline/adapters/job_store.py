@@ -37,6 +37,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,9 @@ SLOT_INDEX = "slot-holders"
 SLOT_ITEM_PREFIX = "#slot#"
 SLOT_POOL = "slots"  # the slot-holders index's partition key: held slots carry it, free ones do not
 SLOT_PROBES = 4
+BUDGET_ITEM_PREFIX = "#budget#"
+# A day's token counter is read for that day only; kept a few days for the spend command, then TTL deletes it.
+BUDGET_ITEM_DAYS_KEPT = 3
 # Defaults for a store built without settings (operator tools): MaxJobAgeMinutes' default plus margins.
 DEFAULT_SLOT_LIFETIME_SECONDS = 120 * 60 + 3600
 DEFAULT_BOOKKEEPING_LIFETIME_SECONDS = 120 * 60 + 30 * 86400
@@ -109,6 +113,15 @@ def latest_upload_item_id(bucket: str, key: str) -> str:
 
 def slot_item_id(slot: int) -> str:
     return f"{SLOT_ITEM_PREFIX}{slot}"
+
+
+def budget_item_id(day: str) -> str:
+    return f"{BUDGET_ITEM_PREFIX}{day}"
+
+
+def budget_item_expires_at(day: str) -> int:
+    start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
+    return int((start + timedelta(days=1 + BUDGET_ITEM_DAYS_KEPT)).timestamp())
 
 
 def slot_probe_order(job_id: str, limit: int, probes: int = SLOT_PROBES) -> list[int]:
@@ -457,6 +470,49 @@ class JobStore:
             ExpressionAttributeValues={":pool": {"S": SLOT_POOL}, ":job": {"S": job_id}},
         )
         return [int(item["job_id"]["S"].removeprefix(SLOT_ITEM_PREFIX)) for item in response.get("Items", [])]
+
+    # --- daily token budget: one counter item per UTC day, moved by single conditional ADDs -----------------------
+    def commit_tokens(self, day: str, tokens: int, *, budget: int) -> int | None:
+        """Add `tokens` to the day's committed total if it stays within `budget`; the new total, else None.
+        DynamoDB conditions cannot add, so the condition compares the total before the ADD with budget - tokens."""
+        room = budget - tokens
+        if room < 0:
+            return None
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": budget_item_id(day)}},
+                UpdateExpression="ADD committed :tokens SET expires_at = :expires",
+                ConditionExpression="attribute_not_exists(committed) OR committed <= :room",
+                ExpressionAttributeValues={
+                    ":tokens": {"N": str(tokens)},
+                    ":room": {"N": str(room)},
+                    ":expires": {"N": str(budget_item_expires_at(day))},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise
+        return int(response["Attributes"]["committed"]["N"])
+
+    def return_tokens(self, day: str, tokens: int) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key={"job_id": {"S": budget_item_id(day)}},
+            UpdateExpression="ADD committed :tokens SET expires_at = :expires",
+            ExpressionAttributeValues={
+                ":tokens": {"N": str(-tokens)},
+                ":expires": {"N": str(budget_item_expires_at(day))},
+            },
+        )
+
+    def committed_tokens(self, day: str) -> int:
+        response = self._client.get_item(
+            TableName=self._table, Key={"job_id": {"S": budget_item_id(day)}}, ConsistentRead=True
+        )
+        return int((response.get("Item") or {}).get("committed", {}).get("N", "0"))
 
     # --- newest upload per key: an older event must not overwrite a newer upload's outputs ------------
     def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool:

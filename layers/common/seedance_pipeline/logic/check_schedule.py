@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from seedance_pipeline.models import Job, VideoRequest
+from seedance_pipeline.rules.token_estimate import next_utc_day_at
 from seedance_pipeline.settings import Settings
 
 # Seconds the pro model needs for a 5 s clip when it starts at once (provider docs: 1080p about 40-60 s).
@@ -12,6 +13,9 @@ MIN_INTERVAL = 5.0
 MAX_INTERVAL = 60.0
 BACKOFF_FRACTION = 0.25
 WAITING_RETRY_SECONDS = 10.0
+# A job held back by the daily token budget looks again this often (a raised budget applies within it), and at the
+# next UTC midnight at the latest.
+BUDGET_RETRY_SECONDS = 300.0
 
 
 def expected_ready_seconds(request: VideoRequest) -> float:
@@ -44,3 +48,8 @@ def planned_check(job: Job, now: float, settings: Settings) -> float:
 def waiting_retry_at(now: float, settings: Settings, *, at_least: float = 0.0) -> float:
     """When a job that could not be sent (no capacity, throttled) is tried again."""
     return now + max(WAITING_RETRY_SECONDS * settings.check_schedule_scale, at_least)
+
+
+def budget_retry_at(now: float, settings: Settings) -> float:
+    """When a job the daily token budget held back is tried again: soon, and never later than the day's end."""
+    return min(now + BUDGET_RETRY_SECONDS * settings.check_schedule_scale, next_utc_day_at(now) + 1.0)

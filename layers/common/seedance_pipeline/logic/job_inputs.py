@@ -29,6 +29,8 @@ class InputImage:
     version_id: str | None
     data: bytes
     format: str
+    # (width, height) in pixels: `adaptive` and `keep_ratio` requests follow it, and so does their token estimate.
+    size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
     )
     checked = image_rules.inspect_image(data)
     request = job.request or resolve_request(settings, info.metadata)
-    return JobInputs(request=request, images=[InputImage(job.source_key, job.source_version_id, data, checked.format)])
+    image = InputImage(job.source_key, job.source_version_id, data, checked.format, (checked.width, checked.height))
+    return JobInputs(request=request, images=[image])
 
 
 def _read_image(runtime: Runtime, bucket: str, key: str) -> InputImage:
@@ -88,7 +91,7 @@ def _read_image(runtime: Runtime, bucket: str, key: str) -> InputImage:
         checked = image_rules.inspect_image(data)
     except InvalidInput as exc:
         raise InvalidInput(f"{key}: {exc.message}", code=exc.code) from exc
-    return InputImage(key, None, data, checked.format)
+    return InputImage(key, None, data, checked.format, (checked.width, checked.height))
 
 
 def image_urls(inputs: JobInputs, bucket: str, runtime: Runtime) -> list[str]:

@@ -9,7 +9,7 @@ leases it runs `complete_finish` again. Giving back a slot twice is harmless; th
 from __future__ import annotations
 
 from seedance_pipeline.models import Job, JobError, JobStatus
-from seedance_pipeline.observability import MetricName, MetricUnit, count, logger
+from seedance_pipeline.observability import MetricName, MetricUnit, count, count_tokens, logger
 from seedance_pipeline.rules.keys import due_shard_for
 from seedance_pipeline.runtime import Runtime
 
@@ -67,6 +67,8 @@ def finish(
     count(_TERMINAL_METRIC[status])
     if status == JobStatus.SUCCEEDED and job.submitted_at:
         count(MetricName.GENERATION_SECONDS, now - job.submitted_at, MetricUnit.Seconds)
+    if status == JobStatus.SUCCEEDED and job.billed_tokens is not None and job.request is not None:
+        count_tokens(MetricName.TOKENS_BILLED, job.request.model, job.billed_tokens)
     log = logger.info if status == JobStatus.SUCCEEDED else logger.warning
     log(
         f"job {status.value}",

@@ -37,6 +37,7 @@ from seedance_pipeline.models import (
     cut,
 )
 from seedance_pipeline.observability import MetricName, count, count_provider_error, job_log_context, logger
+from seedance_pipeline.rules.token_estimate import billed_tokens
 from seedance_pipeline.runtime import Runtime
 
 MAX_JOBS_PER_PASS = 5000
@@ -403,6 +404,7 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> J
     job = job.model_copy(
         update={
             "outputs": outputs,
+            "billed_tokens": billed_tokens(result.usage),
             "notes": [*job.notes, *notes],
             "delivery_attempts": attempts,
             "last_error": None,

@@ -16,6 +16,7 @@ from seedance_pipeline.errors import DeliveryFailed, DownloadRefused, PipelineEr
 from seedance_pipeline.models import Job, JobOutputs, TaskResult, iso_time
 from seedance_pipeline.observability import logger
 from seedance_pipeline.rules.keys import OutputKeys, output_base, output_keys
+from seedance_pipeline.rules.token_estimate import billed_tokens
 from seedance_pipeline.runtime import Runtime
 
 _MAX_REASON_CHARS = 500
@@ -131,5 +132,6 @@ def sidecar_document(
             "status_checks": job.checks,
         },
         "provider": {"status": result.raw_status, "usage": result.usage},
+        "tokens": {"estimated": job.estimated_tokens, "billed": billed_tokens(result.usage)},
         "notes": [*job.notes, *notes],
     }

@@ -23,20 +23,23 @@ from seedance_pipeline.errors import (
     SecretUnavailable,
     outcome_of,
 )
-from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
-from seedance_pipeline.logic.job_inputs import image_urls, load_inputs
+from seedance_pipeline.logic.check_schedule import budget_retry_at, planned_check, waiting_retry_at
+from seedance_pipeline.logic.job_inputs import JobInputs, image_urls, load_inputs
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
-from seedance_pipeline.models import Job, JobError, JobStatus, Upload, UploadDisposition, VideoRequest
+from seedance_pipeline.models import Job, JobError, JobStatus, Upload, UploadDisposition
 from seedance_pipeline.observability import (
     MetricName,
+    MetricUnit,
     add_task_id_to_logs,
     count,
     count_provider_error,
+    count_tokens,
     job_log_context,
     logger,
 )
 from seedance_pipeline.rules import image_rules
 from seedance_pipeline.rules.keys import check_output_keys, due_shard_for, ignore_reason, job_id_for
+from seedance_pipeline.rules.token_estimate import estimate_tokens, utc_day
 from seedance_pipeline.rules.video_request import provider_body
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.triggers.upload_events import ParsedEvent
@@ -134,6 +137,7 @@ class Blocked(StrEnum):
     NO_CAPACITY = "NO_CAPACITY"
     KEY_REFUSED = "KEY_REFUSED"
     SECRET_UNAVAILABLE = "SECRET_UNAVAILABLE"  # noqa: S105 (a name, not a password)
+    DAILY_BUDGET = "DAILY_BUDGET"
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
     """submit_job, also saying whether the jobs queued behind this one can be sent now."""
     settings = runtime.settings
     now = runtime.clock()
-    if now - job.created_at > settings.max_job_age_seconds:
+    if _past_waiting_age(job, now, runtime) and not _over_budget(job, runtime, now):
         last = f" (last problem: {job.last_error.message})" if job.last_error else ""
         return SubmitAttempt(
             finish(
@@ -188,7 +192,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
             check_output_keys(job.source_key, settings)
         except (InvalidInput, ObjectGone) as exc:
             return SubmitAttempt(_rejected(job, runtime, owner=owner, error=exc))
-        job = _with_request(job, inputs.request)
+        job = _with_request(job, inputs)
 
     # The key is read before a slot is taken or anything is marked as sent: a secret outage leaves the job
     # exactly as it was, WAITING, never an uncertain submission.
@@ -213,11 +217,16 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
             # An unexpected fault (say, a missing S3 permission) leaves the job WAITING: it must not sit on a slot.
             runtime.store.release_slot(job.job_id)
             raise
-        job = _with_request(job, inputs.request)
+        job = _with_request(job, inputs)
     request = inputs.request
 
     urls = image_urls(inputs, job.source_bucket, runtime)
     del inputs  # the image bytes (and any base64 copy) are not needed past this point
+
+    # The budget is committed last before the POST, holding a slot, so only a job that is about to be sent counts.
+    commitment = _commit_tokens(job, runtime, now)
+    if commitment is None:
+        return SubmitAttempt(_held_by_budget(job, runtime, owner=owner, now=now), Blocked.DAILY_BUDGET)
 
     job = job.model_copy(update={"submission_started_at": now, "attempts": job.attempts + 1, "updated_at": now})
     runtime.store.save(job.bounded(), owner=owner, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
@@ -226,6 +235,9 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
             provider_body(request, urls), deadline=runtime.provider_deadline(job.lease_until)
         )
     except PipelineError as exc:
+        if outcome_of(exc) in (Outcome.TRY_LATER, Outcome.FAILED):
+            # No task was created (a refusal or nothing sent), so nothing is billed; an uncertain POST keeps them.
+            commitment.give_back(runtime)
         not_sent = _not_submitted(job, runtime, owner=owner, error=exc)
         return SubmitAttempt(not_sent, _blocked_by(exc) if not_sent.status is JobStatus.WAITING else None)
 
@@ -239,6 +251,8 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
         }
     )
     count(MetricName.JOB_SUBMITTED)
+    if job.estimated_tokens is not None:
+        count_tokens(MetricName.TOKENS_SUBMITTED, request.model, job.estimated_tokens)
     add_task_id_to_logs(task_id)
     logger.info("job submitted")
     return SubmitAttempt(
@@ -249,6 +263,22 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
             next_check_at=planned_check(job, submitted_at, settings),
         )
     )
+
+
+def _past_waiting_age(job: Job, now: float, runtime: Runtime) -> bool:
+    """A WAITING job's age limit. Waiting for the daily budget never counts: a job the budget held last is not aged
+    out, and one the budget held before counts its age from then."""
+    if job.last_error is not None and job.last_error.code == ErrorCode.DAILY_BUDGET_REACHED:
+        return False
+    return now - max(job.created_at, job.budget_blocked_at or 0.0) > runtime.settings.max_job_age_seconds
+
+
+def _over_budget(job: Job, runtime: Runtime, now: float) -> bool:
+    """Whether today's budget would hold this job back (then it waits for the budget instead of timing out)."""
+    budget = runtime.settings.daily_token_budget
+    if not budget or not job.estimated_tokens:
+        return False
+    return runtime.store.committed_tokens(utc_day(now)) + job.estimated_tokens > budget
 
 
 def _blocked_by(error: PipelineError) -> Blocked | None:
@@ -263,11 +293,70 @@ def _rejected(job: Job, runtime: Runtime, *, owner: str, error: InvalidInput | O
     return finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=error.code, message=error.message)
 
 
-def _with_request(job: Job, request: VideoRequest) -> Job:
+def _with_request(job: Job, inputs: JobInputs) -> Job:
+    request = inputs.request
     notes = list(job.notes)
     if request.prompt_truncated and not any("prompt" in n for n in notes):
         notes.append("the prompt was longer than 800 characters and was cut to 800")
-    return job.model_copy(update={"request": request, "notes": notes})
+    estimate = job.estimated_tokens
+    if estimate is None:
+        first_image = inputs.images[0].size if inputs.images else None
+        estimate = estimate_tokens(request.resolution, request.ratio, request.duration, first_image)
+    return job.model_copy(update={"request": request, "notes": notes, "estimated_tokens": estimate})
+
+
+@dataclass(frozen=True)
+class TokenCommitment:
+    """Tokens this job holds under today's budget (none when no budget is set), to give back if nothing is sent."""
+
+    day: str
+    tokens: int
+
+    def give_back(self, runtime: Runtime) -> None:
+        if self.tokens:
+            runtime.store.return_tokens(self.day, self.tokens)
+
+
+def _commit_tokens(job: Job, runtime: Runtime, now: float) -> TokenCommitment | None:
+    """Take the job's estimate out of today's (UTC) DailyTokenBudget; None when it does not fit."""
+    budget = runtime.settings.daily_token_budget
+    day = utc_day(now)
+    if not budget or not job.estimated_tokens:
+        return TokenCommitment(day, 0)
+    committed = runtime.store.commit_tokens(day, job.estimated_tokens, budget=budget)
+    if committed is None:
+        return None
+    count(MetricName.DAILY_TOKENS_COMMITTED, committed)
+    count(MetricName.DAILY_TOKEN_BUDGET_USED_PERCENT, round(100 * committed / budget, 2), MetricUnit.Percent)
+    return TokenCommitment(day, job.estimated_tokens)
+
+
+def _held_by_budget(job: Job, runtime: Runtime, *, owner: str, now: float) -> Job:
+    """Sending this job would pass today's budget: give the slot back and wait, WAITING, for the next UTC day or a
+    raised budget. Never fails the job."""
+    runtime.store.release_slot(job.job_id)
+    budget = runtime.settings.daily_token_budget
+    committed = runtime.store.committed_tokens(utc_day(now))
+    count(MetricName.JOB_WAITING)
+    count(MetricName.DAILY_TOKEN_BUDGET_USED_PERCENT, round(100 * committed / budget, 2), MetricUnit.Percent)
+    logger.warning(
+        "daily token budget reached; job waits",
+        extra={"estimated_tokens": job.estimated_tokens, "committed_tokens": committed, "budget": budget},
+    )
+    message = (
+        f"daily budget reached: this job's estimated {job.estimated_tokens:,} tokens would take today's (UTC) "
+        f"{committed:,} committed tokens past DailyTokenBudget {budget:,}; it waits for the next UTC day or a "
+        "raised budget"
+    )
+    if (job.estimated_tokens or 0) > budget:
+        message += " (this job alone is larger than the whole budget: only a raised budget lets it through)"
+    job = job.model_copy(
+        update={
+            "last_error": JobError(code=ErrorCode.DAILY_BUDGET_REACHED, message=message),
+            "budget_blocked_at": now,
+        }
+    )
+    return reschedule(job, runtime, owner=owner, next_check_at=budget_retry_at(now, runtime.settings))
 
 
 def _not_submitted(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
