@@ -335,8 +335,19 @@ def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | Non
         )
     if result.state is ProviderState.SUCCEEDED:
         return _deliver(job, result, runtime, owner=owner)
+    queued = result.state is ProviderState.PENDING
+    if queued and settings.provider_api == "ark" and _superseded(job, runtime):
+        # Only a dialect that can cancel pays for this look-up: a queued task cancelled now is never billed.
+        return finish(
+            _cancel_queued(job, runtime),
+            runtime,
+            owner=owner,
+            status=JobStatus.FAILED,
+            error_code=ErrorCode.SUPERSEDED,
+            message="a newer upload of this key replaced this one while its task was queued",
+        )
     if _past_age_limit(job, now, settings.max_job_age_seconds):
-        return _time_out(job, runtime, owner=owner)
+        return _time_out(_cancel_queued(job, runtime) if queued else job, runtime, owner=owner)
     status = JobStatus.RUNNING if result.state is ProviderState.RUNNING else JobStatus.SUBMITTED
     job = job.model_copy(update={"status": status, "last_error": None})
     return reschedule(job, runtime, owner=owner, next_check_at=planned_check(job, now, settings))
@@ -359,6 +370,28 @@ def _time_out(job: Job, runtime: Runtime, *, owner: str, last_problem: str | Non
         message=f"the provider did not finish task {job.task_id} within {minutes:g} minutes of its submission "
         f"(last status {job.provider_status or 'unknown'}{problem})",
     )
+
+
+def _superseded(job: Job, runtime: Runtime) -> bool:
+    if not job.source_sequencer:
+        return False
+    newest = runtime.store.latest_job_for(job.source_bucket, job.source_key)
+    return newest is not None and newest != job.job_id
+
+
+def _cancel_queued(job: Job, runtime: Runtime) -> Job:
+    """Ask the provider to cancel the job's queued task and note it when it did. Never blocks the terminal
+    transition: a refusal (the task started meanwhile) or a fault is logged, and the job ends all the same."""
+    assert job.task_id is not None
+    try:
+        cancelled = runtime.provider().cancel(job.task_id, deadline=runtime.provider_deadline(job.lease_until))
+    except Exception as exc:
+        logger.warning("could not cancel the provider task", extra={"task_id": job.task_id, "error": str(exc)[:300]})
+        return job
+    if not cancelled:
+        return job
+    logger.info("the provider task was cancelled", extra={"task_id": job.task_id})
+    return job.model_copy(update={"notes": [*job.notes, f"the provider task {job.task_id} was cancelled"]})
 
 
 def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> Job:
