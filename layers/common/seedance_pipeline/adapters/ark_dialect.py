@@ -47,6 +47,14 @@ def as_number(value: Any) -> float | None:
 
 
 def parse_task(task_id: str, payload: dict[str, Any]) -> TaskResult:
+    usage = payload.get("usage")
+    if isinstance(usage, dict):
+        # Token counts sent as strings are still token counts; the job keeps numbers only.
+        numbers = {key: as_number(value) for key, value in usage.items()}
+        payload = {
+            **payload,
+            "usage": {key: int(v) if v.is_integer() else v for key, v in numbers.items() if v is not None},
+        }
     result = task_result(
         task_id,
         payload,

@@ -251,6 +251,11 @@ class ProviderClient:
                 return _Answer(error=ProviderUnavailable(f"the cancel request failed: {_short(exc)}"))
             if 200 <= response.status_code < 300:
                 return _Answer(value=True)
+            if 400 <= response.status_code < 500 and response.status_code != 429:
+                # A running or finished task cannot be cancelled: asking again would not change that.
+                code, message = _error_fields(response) or ("", _body_excerpt(response))
+                detail = f"HTTP {response.status_code} {code}: {message}".strip()
+                return _Answer(error=ProviderRejected(detail, code=code or f"HTTP_{response.status_code}"))
             return _status_error(response)
 
         cancelled: bool = self._call(attempt, deadline, min_left=MIN_ATTEMPT_SECONDS, out_of_time="no cancel sent")

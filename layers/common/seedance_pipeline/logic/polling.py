@@ -263,6 +263,10 @@ def _record_if_still_running(
         return None, None  # the lease path asks again and applies the outcome table
     if result.state not in (ProviderState.PENDING, ProviderState.RUNNING):
         return None, result
+    if result.state is ProviderState.PENDING and settings.provider_api == "ark":
+        # A queued Ark task can still be cancelled unbilled if a newer upload replaced the job: that needs the
+        # job's key, which only the full record (the lease path) holds.
+        return None, result
     count(MetricName.STATUS_CHECKS)
     status = JobStatus.RUNNING if result.state is ProviderState.RUNNING else JobStatus.SUBMITTED
     # Once a job has been checked, the schedule reads only its age, submission time and number of checks.
@@ -395,18 +399,16 @@ def _cancel_queued(job: Job, runtime: Runtime) -> Job:
 
 
 def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> Job:
-    if job.source_sequencer:
-        newest = runtime.store.latest_job_for(job.source_bucket, job.source_key)
-        if newest is not None and newest != job.job_id:
-            return finish(
-                job,
-                runtime,
-                owner=owner,
-                status=JobStatus.FAILED,
-                error_code=ErrorCode.SUPERSEDED,
-                message="a newer upload of this key replaced this one while it was generating; "
-                "its outputs are left to the newer job",
-            )
+    if _superseded(job, runtime):
+        return finish(
+            job,
+            runtime,
+            owner=owner,
+            status=JobStatus.FAILED,
+            error_code=ErrorCode.SUPERSEDED,
+            message="a newer upload of this key replaced this one while it was generating; "
+            "its outputs are left to the newer job",
+        )
     attempts = job.delivery_attempts + 1
     try:
         outputs, notes = deliver_results(job, result, runtime)
