@@ -26,8 +26,7 @@ def ark(**settings: Any) -> tuple[Any, FakeStore, FakeStorage, FakeProvider]:
 def submitted(runtime: Any, storage: FakeStorage, key: str = "uploads/cat.jpg", sequencer: str = "01") -> str:
     storage.add(BUCKET, key, image_bytes(), {})
     upload = Upload(bucket=BUCKET, key=key, sequencer=sequencer, etag="e1")
-    job_id: str = accept_upload(upload, runtime, owner="s").job_id
-    return job_id
+    return present(accept_upload(upload, runtime, owner="s").job_id)
 
 
 def poll(runtime: Any, times: int = 1, step: float = 30.0) -> None:
