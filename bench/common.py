@@ -202,11 +202,11 @@ def external_stack(endpoint: str, parameters: dict[str, str] | None = None) -> A
     LocalStack.start always runs moto in this process; the throughput and memory figures need it outside, so
     the stack is built with the same construction step start() uses, on the external endpoint.
     """
-    from seedance_local.local_stack import LocalStack
+    from seedance_local.local_stack import LOCAL_API_BASE_URL, LocalStack
     from seedance_local.stack_template import DEFAULT_REGION, load_template, resolve_parameters
 
     sam = load_template()
-    values = resolve_parameters(sam, {"ApiKey": API_KEY, **(parameters or {})})
+    values = resolve_parameters(sam, {"ApiKey": API_KEY, "ApiBaseUrl": LOCAL_API_BASE_URL, **(parameters or {})})
     name = f"seedance-bench-{secrets.token_hex(3)}"
     return LocalStack._build(sam, values, endpoint, DEFAULT_REGION, name)
 

@@ -60,6 +60,10 @@ __all__ = ["DEFAULT_API_KEY", "LocalStack", "LocalStackError", "port_is_free"]
 DEFAULT_API_KEY = "local-api-key"
 
 
+# The simulator's default address (`python -m seedance_simulator`), the ApiBaseUrl a local stack deploys with.
+LOCAL_API_BASE_URL = "http://127.0.0.1:8787"
+
+
 class _EndpointSession(boto3.Session):
     """A boto3 session whose clients and resources default to the moto endpoint."""
 
@@ -129,7 +133,8 @@ class LocalStack:
         if quiet:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
         sam = load_template(template_path)
-        overrides = {"ApiKey": api_key, **dict(parameters or {})}
+        # The functions' API_BASE_URL is set per run (the simulator's address); the template wants one at deploy.
+        overrides = {"ApiKey": api_key, "ApiBaseUrl": LOCAL_API_BASE_URL, **dict(parameters or {})}
         values = resolve_parameters(sam, overrides)
         name = stack_name or f"seedance-local-{secrets.token_hex(3)}"
 

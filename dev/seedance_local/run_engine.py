@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from seedance_local.cli_common import logs_to
+from seedance_local.cli_common import UsageError, logs_to
 from seedance_local.run_uploads import PlannedUpload
 from seedance_pipeline.models import Job, JobStatus
-from seedance_pipeline.settings import Settings
+from seedance_pipeline.settings import BYTEPLUS_ARK_BASE_URL, VOLCENGINE_ARK_BASE_URL
 
 SIMULATED_RUN_SECONDS = 1.5
 SIMULATED_TIMEOUT_SECONDS = 120.0
@@ -36,6 +36,7 @@ class ProviderChoice:
     api_key: str
     base_url: str | None  # None: start the simulator, whose URL is known once it listens
     description: str
+    provider_api: str = "unified"
 
     @property
     def simulated(self) -> bool:
@@ -43,7 +44,8 @@ class ProviderChoice:
 
     def pipeline_settings(self) -> dict[str, str]:
         """Environment overrides for the handlers, per provider."""
-        return dict(SIMULATOR_SETTINGS if self.simulated else REAL_PROVIDER_SETTINGS)
+        chosen = dict(SIMULATOR_SETTINGS if self.simulated else REAL_PROVIDER_SETTINGS)
+        return chosen if self.simulated else {**chosen, "PROVIDER_API": self.provider_api}
 
 
 # The simulator renders in seconds, so the checks come 20x sooner, and short poll windows keep the progress bar
@@ -64,8 +66,20 @@ def choose_provider(environ: Mapping[str, str] = os.environ) -> ProviderChoice:
     if not api_key:
         # A fresh key per run: nothing outside this process can use the simulator, and the key is never shown.
         return ProviderChoice(secrets.token_urlsafe(32), None, "local Seedance simulator")
-    base_url = environ.get("SEEDANCE_API_BASE_URL", "").strip() or str(Settings.model_fields["api_base_url"].default)
-    return ProviderChoice(api_key, base_url.rstrip("/"), f"Seedance API at {base_url} (SEEDANCE_API_KEY)")
+    provider_api = environ.get("SEEDANCE_PROVIDER_API", "").strip().lower() or "unified"
+    if provider_api not in ("unified", "ark"):
+        raise UsageError(f"SEEDANCE_PROVIDER_API is {provider_api!r}; allowed: unified or ark")
+    base_url = environ.get("SEEDANCE_API_BASE_URL", "").strip()
+    if not base_url and provider_api == "ark":
+        base_url = VOLCENGINE_ARK_BASE_URL
+    if not base_url:
+        raise UsageError(
+            "SEEDANCE_API_BASE_URL is not set: set it to your gateway's base URL, or set SEEDANCE_PROVIDER_API=ark "
+            f"for a Volcengine Ark key ({VOLCENGINE_ARK_BASE_URL}; BytePlus: SEEDANCE_API_BASE_URL="
+            f"{BYTEPLUS_ARK_BASE_URL})"
+        )
+    description = f"Seedance API ({provider_api}) at {base_url} (SEEDANCE_API_KEY)"
+    return ProviderChoice(api_key, base_url.rstrip("/"), description, provider_api)
 
 
 # --- running the pipeline ---------------------------------------------------------------------------------------

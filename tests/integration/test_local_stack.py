@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from seedance_local.local_stack import LocalStack, LocalStackError
+from seedance_local.local_stack import LOCAL_API_BASE_URL, LocalStack, LocalStackError
 from seedance_local.stack_template import find_template, load_template, parameter_defaults
 
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
@@ -170,7 +170,7 @@ def test_environment_overrides_set_and_remove_variables(stack: LocalStack) -> No
     env = stack.environment(function="PollFunction", MAX_IN_FLIGHT=1, POWERTOOLS_TRACE_DISABLED=None)
     assert env["MAX_IN_FLIGHT"] == "1"
     assert "POWERTOOLS_TRACE_DISABLED" not in env
-    assert env["API_BASE_URL"] == parameter_defaults(load_template(TEMPLATE_PATH))["ApiBaseUrl"]
+    assert env["API_BASE_URL"] == LOCAL_API_BASE_URL
 
 
 def test_a_separate_process_reaches_moto_with_just_the_environment(stack: LocalStack, tmp_path: Path) -> None:

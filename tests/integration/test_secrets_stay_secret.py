@@ -152,7 +152,7 @@ def test_the_api_key_appears_in_no_output_of_the_pipeline(stack, sim, capfd, cap
         "Video Generation Rejected",
     }
     assert len(handler_answers) == 6
-    assert client_repr.startswith("SeedanceClient(")
+    assert client_repr.startswith("ProviderClient(") and "dialect='unified'" in client_repr
     assert stack.secret_id in settings_repr  # the secret is named, never its value
 
     leaks = [name for name, text in captures.items() if API_KEY in text]

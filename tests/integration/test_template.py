@@ -22,11 +22,13 @@ REPO = TEMPLATE_PATH.parent
 
 # The parameters README "Configuration" promises users; renaming one breaks every samconfig.toml.
 DOCUMENTED_PARAMETERS = [
+    "ProviderApi",
     "ApiBaseUrl",
     "ApiKey",
     "ApiKeySecretArn",
     "Model",
     "ExtraModels",
+    "ServiceTier",
     "DefaultPrompt",
     "Resolution",
     "Ratio",
@@ -55,7 +57,9 @@ ENVIRONMENT = {
     "JOBS_TABLE_NAME": None,
     "INPUT_BUCKET": None,
     "OUTPUT_BUCKET": None,
+    "PROVIDER_API": "ProviderApi",
     "API_BASE_URL": "ApiBaseUrl",
+    "SERVICE_TIER": "ServiceTier",
     "API_KEY_SECRET_ID": None,
     "MODEL": "Model",
     "EXTRA_MODELS": "ExtraModels",
@@ -194,7 +198,22 @@ def test_template_rules_demand_a_key_and_distinct_prefixes(sam: dict[str, Any]) 
     with pytest.raises(LocalStackError, match="rule DistinctPrefixes"):
         resolve_parameters(sam, {"ApiKey": "k", "InputPrefix": "same/", "OutputPrefix": "same/"})
     arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:seedance-AbCdEf"
-    assert resolve_parameters(sam, {"ApiKeySecretArn": arn})["ApiKeySecretArn"] == arn
+    gateway = {"ApiBaseUrl": "https://gateway.test"}
+    assert resolve_parameters(sam, {"ApiKeySecretArn": arn, **gateway})["ApiKeySecretArn"] == arn
+
+
+def test_a_unified_stack_needs_a_real_base_url_and_an_ark_stack_defaults_it(sam: dict[str, Any]) -> None:
+    assert sam["Parameters"]["ApiBaseUrl"]["Default"] == ""
+    with pytest.raises(LocalStackError, match="rule ApiBaseUrlProvided: Set ApiBaseUrl"):
+        resolve_parameters(sam, {"ApiKey": "k"})
+    with pytest.raises(LocalStackError, match="rule ApiBaseUrlProvided"):
+        resolve_parameters(sam, {"ApiKey": "k", "ProviderApi": "unified"})
+    assert resolve_parameters(sam, {"ApiKey": "k", "ProviderApi": "ark"})["ApiBaseUrl"] == ""
+    assert resolve_parameters(sam, {"ApiKey": "k", "ApiBaseUrl": "https://gw.test"})["ProviderApi"] == "unified"
+    with pytest.raises(LocalStackError, match="ProviderApi"):
+        resolve_parameters(sam, {"ApiKey": "k", "ProviderApi": "native"})
+    with pytest.raises(LocalStackError, match="ServiceTier"):
+        resolve_parameters(sam, {"ApiKey": "k", "ProviderApi": "ark", "ServiceTier": "cheap"})
 
 
 @pytest.mark.parametrize(

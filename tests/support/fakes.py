@@ -27,6 +27,8 @@ from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.settings import Settings
 
 # The service limits the real adapters meet, so logic that would break them fails in unit tests too.
+# A unified-dialect stack needs a base URL; the fakes never call it.
+GATEWAY_URL = "https://gateway.test"
 DYNAMODB_ITEM_LIMIT_BYTES = 400 * 1024
 EVENTBRIDGE_ENTRY_LIMIT_BYTES = 256 * 1024
 
@@ -333,6 +335,14 @@ class FakeProvider:
         self.submit_error: Exception | None = None
         self.get_error: Exception | None = None
         self.outcome: dict[str, Any] = {"state": "SUCCEEDED"}
+        # What a task not yet ready reports: RUNNING, or PENDING for a task still queued.
+        self.unready_state = "RUNNING"
+        # Ark-like behaviour, off by default (a unified gateway lists nothing and cancels nothing).
+        self.listed_task_id: str | None = None
+        self.can_cancel = False
+        self.cancel_error: Exception | None = None
+        self.cancels: list[str] = []
+        self.lookups: list[tuple[dict[str, Any], float, float]] = []
         # The deadline of every call, as seconds left when it was made (None: the caller gave none).
         self.submit_budgets: list[float | None] = []
         self.get_budgets: list[float | None] = []
@@ -355,7 +365,8 @@ class FakeProvider:
             raise self.get_error
         task = self.tasks[task_id]
         if self.clock() - task["at"] < self.ready_after:
-            return TaskResult(task_id=task_id, state="RUNNING", raw_status="IN_PROGRESS")
+            raw = "IN_PROGRESS" if self.unready_state == "RUNNING" else "queued"
+            return TaskResult(task_id=task_id, state=self.unready_state, raw_status=raw)
         state = self.outcome["state"]
         return TaskResult(
             task_id=task_id,
@@ -366,6 +377,24 @@ class FakeProvider:
             failure_reason=self.outcome.get("failure_reason"),
             usage=self.outcome.get("usage"),
         )
+
+    def find_task(
+        self, body: dict[str, Any], *, since: float, until: float, deadline: float | None = None
+    ) -> str | None:
+        """Answers `listed_task_id` (a test plants the task the lost answer created), registering it for get."""
+        self.lookups.append((body, since, until))
+        if self.listed_task_id is not None:
+            with self._lock:
+                self.tasks.setdefault(self.listed_task_id, {"body": body, "at": self.clock()})
+        return self.listed_task_id
+
+    def cancel(self, task_id: str, *, deadline: float | None = None) -> bool:
+        if not self.can_cancel:
+            return False
+        if self.cancel_error:
+            raise self.cancel_error
+        self.cancels.append(task_id)
+        return True
 
 
 class FakeDownloader:
@@ -420,7 +449,12 @@ def make_runtime(
     **settings: Any,
 ) -> tuple[FakeRuntime, FakeStore, FakeStorage, FakeProvider]:
     clock = clock or FakeClock()
-    fields: dict[str, Any] = {"jobs_table_name": "jobs", "input_bucket": "in-bucket", "due_index_shards": 2}
+    fields: dict[str, Any] = {
+        "jobs_table_name": "jobs",
+        "input_bucket": "in-bucket",
+        "due_index_shards": 2,
+        "api_base_url": GATEWAY_URL,
+    }
     fields.update(settings)
     store, storage = FakeStore(due_shards=fields["due_index_shards"]), storage or FakeStorage()
     chosen_provider = provider or FakeProvider(clock)

@@ -10,21 +10,33 @@ from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, Upload
 from seedance_pipeline.settings import Settings
-from tests.support.fakes import FakeDownloader, make_runtime
+from tests.support.fakes import GATEWAY_URL, FakeDownloader, make_runtime
 from tests.support.images import image_bytes
 
 MIB = 1024**2
 
 
 def test_deliveries_at_once_fit_sixty_percent_of_the_functions_memory_after_the_process_itself():
-    settings = Settings(jobs_table_name="t", aws_lambda_function_memory_size=1024)
+    settings = Settings(jobs_table_name="t", api_base_url=GATEWAY_URL, aws_lambda_function_memory_size=1024)
     per_delivery = settings.multipart_chunk_bytes * (settings.multipart_concurrency + 1)  # 5 parts of 8 MiB
     assert settings.delivery_concurrency == 11
     peak = settings.delivery_concurrency * per_delivery + settings.process_baseline_mib * MIB
     assert peak <= 0.6 * 1024 * MIB  # 32 videos due at once: 11 transfer, 21 wait their turn
-    assert Settings(jobs_table_name="t", aws_lambda_function_memory_size=128).delivery_concurrency == 1
-    assert Settings(jobs_table_name="t", aws_lambda_function_memory_size=10240).delivery_concurrency == 32
-    assert Settings(jobs_table_name="t").delivery_concurrency == 32  # off Lambda: PollConcurrency
+    assert (
+        Settings(
+            jobs_table_name="t", api_base_url=GATEWAY_URL, aws_lambda_function_memory_size=128
+        ).delivery_concurrency
+        == 1
+    )
+    assert (
+        Settings(
+            jobs_table_name="t", api_base_url=GATEWAY_URL, aws_lambda_function_memory_size=10240
+        ).delivery_concurrency
+        == 32
+    )
+    assert (
+        Settings(jobs_table_name="t", api_base_url=GATEWAY_URL).delivery_concurrency == 32
+    )  # off Lambda: PollConcurrency
 
 
 class CountingDownloader(FakeDownloader):

@@ -166,17 +166,9 @@ class JobLifecycle(RuleBasedStateMachine):
         self.storage = ScriptedStorage()
         self.calls = AdapterCalls()
         # Every adapter behind the crash switch; Faulty is duck-typed, so the ports are asserted, not inferred.
-        runtime = Runtime(
-            settings=fake_runtime.settings,
-            clock=self.clock,
-            sleep=self.clock.advance,
-            storage=cast(ObjectStoragePort, Faulty(self.storage, self.calls)),
-            store=cast(JobStorePort, Faulty(store, self.calls)),
-            downloader=cast(ResultDownloaderPort, Faulty(Downloads(), self.calls)),
-            events=cast(EventPublisherPort, Faulty(fake_runtime.events, self.calls)),
-            provider_factory=lambda _force: cast(ProviderPort, Faulty(self.provider, self.calls)),
-        )
-        self.runtime: Runtime = runtime
+        self.runtime = self._new_runtime(fake_runtime, store)
+        # Two invocations at once run in two containers, each with its own Runtime.
+        self.other_runtime = self._new_runtime(fake_runtime, store)
         self.uploads: list[Upload] = []
         self.etag_counter = 0
         self.invocations = 0
@@ -236,7 +228,7 @@ class JobLifecycle(RuleBasedStateMachine):
 
         def run_second() -> None:
             # The first invocation stands still at its n-th adapter call while a whole poll runs.
-            self._invoke(self._poll, None, nested=True)
+            self._invoke(self._poll_in_another_container, None, nested=True)
 
         self.calls.pause_at, self.calls.on_pause = pause_at, run_second
         self._invoke(first, None)
@@ -258,11 +250,27 @@ class JobLifecycle(RuleBasedStateMachine):
             job = data.draw(st.sampled_from(candidates))
             retry_job(self.store, job.job_id, now=self.clock())
 
+    def _new_runtime(self, fake_runtime: Runtime, store: FakeStore) -> Runtime:
+        """One Lambda container: its own provider cache and delivery slots, over the shared adapters."""
+        return Runtime(
+            settings=fake_runtime.settings,
+            clock=self.clock,
+            sleep=self.clock.advance,
+            storage=cast(ObjectStoragePort, Faulty(self.storage, self.calls)),
+            store=cast(JobStorePort, Faulty(store, self.calls)),
+            downloader=cast(ResultDownloaderPort, Faulty(Downloads(), self.calls)),
+            events=cast(EventPublisherPort, Faulty(fake_runtime.events, self.calls)),
+            provider_factory=lambda _force: cast(ProviderPort, Faulty(self.provider, self.calls)),
+        )
+
     def _deliverer(self, upload: Upload) -> Callable[[str], object]:
         return lambda owner: accept_upload(upload, self.runtime, owner=owner)
 
     def _poll(self, owner: str) -> object:
         return run_poll(self.runtime, owner=owner, time_left=lambda: 300.0)
+
+    def _poll_in_another_container(self, owner: str) -> object:
+        return run_poll(self.other_runtime, owner=owner, time_left=lambda: 300.0)
 
     def _invoke(self, body: Callable[[str], object], crash: CrashPoint | None, *, nested: bool = False) -> None:
         self.invocations += 1

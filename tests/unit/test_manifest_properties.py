@@ -14,8 +14,9 @@ from seedance_pipeline.rules.manifests import MAX_MANIFEST_DEPTH, JobManifest, f
 from seedance_pipeline.rules.video_request import resolve_request
 from seedance_pipeline.settings import Settings
 from tests.support.domain_answers import answer_or_refusal
+from tests.support.fakes import GATEWAY_URL
 
-SETTINGS = Settings(jobs_table_name="t")
+SETTINGS = Settings(jobs_table_name="t", api_base_url=GATEWAY_URL)
 FIELDS = list(JobManifest.model_fields)
 SCALARS = st.one_of(
     st.none(),

@@ -6,8 +6,9 @@ from seedance_pipeline.errors import InvalidInput
 from seedance_pipeline.rules.keys import ignore_reason
 from seedance_pipeline.rules.manifests import frame_keys, parse_manifest
 from seedance_pipeline.settings import Settings
+from tests.support.fakes import GATEWAY_URL
 
-SETTINGS = Settings(jobs_table_name="t")
+SETTINGS = Settings(jobs_table_name="t", api_base_url=GATEWAY_URL)
 LITE = "doubao-seedance-1-0-lite-i2v-250428"
 
 

@@ -18,8 +18,9 @@ from seedance_pipeline.rules.video_request import (
 )
 from seedance_pipeline.settings import Settings
 from tests.support.domain_answers import answer_or_refusal
+from tests.support.fakes import GATEWAY_URL
 
-SETTINGS = Settings(jobs_table_name="t")
+SETTINGS = Settings(jobs_table_name="t", api_base_url=GATEWAY_URL)
 # Every codec name Python knows, plus spellings it does not: an uploader picks the charset.
 CHARSETS = st.one_of(
     st.sampled_from(sorted(set(encodings.aliases.aliases.values()) | {"UTF-8", "utf-8", "unicode_escape", "rot13"})),

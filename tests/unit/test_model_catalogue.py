@@ -23,7 +23,7 @@ from seedance_pipeline.rules.model_catalogue import (
 from seedance_pipeline.rules.video_request import resolve_request
 from seedance_pipeline.settings import Settings
 from tests.support.expect import present
-from tests.support.fakes import make_runtime
+from tests.support.fakes import GATEWAY_URL, make_runtime
 from tests.support.images import image_bytes
 
 PRO = "doubao-seedance-1-0-pro-250528"
@@ -156,7 +156,7 @@ ACME = {"id": "acme-video-1", "modes": ["first_frame", "first_and_last_frame"], 
 
 
 def test_an_operator_model_passes_resolve_request_with_what_it_declares():
-    settings = Settings(jobs_table_name="t", extra_models=json.dumps([ACME]))
+    settings = Settings(jobs_table_name="t", api_base_url=GATEWAY_URL, extra_models=json.dumps([ACME]))
     request = resolve_request(settings, {"model": "acme-video-1", "generate-audio": "true", "duration": "10"})
     assert (request.model, request.generate_audio, request.duration) == ("acme-video-1", True, 10)
     two_frames = resolve_request(settings, {"model": "acme-video-1"}, mode=ImageMode.FIRST_AND_LAST, image_count=2)
@@ -185,7 +185,9 @@ def test_the_same_upload_without_the_operator_entry_is_rejected_before_any_call(
 
 def test_an_operator_entry_replaces_the_built_in_row_of_the_same_id():
     settings = Settings(
-        jobs_table_name="t", extra_models=json.dumps([{"id": PRO_FAST, "modes": ["first_and_last_frame"]}])
+        jobs_table_name="t",
+        api_base_url=GATEWAY_URL,
+        extra_models=json.dumps([{"id": PRO_FAST, "modes": ["first_and_last_frame"]}]),
     )
     resolve_request(settings, {"model": PRO_FAST}, mode=ImageMode.FIRST_AND_LAST, image_count=2)
     with pytest.raises(InvalidInput, match="takes a first and a last frame only, not a first frame"):
@@ -194,6 +196,7 @@ def test_an_operator_entry_replaces_the_built_in_row_of_the_same_id():
 
 def test_extra_models_are_read_from_the_environment_and_empty_means_none(monkeypatch):
     monkeypatch.setenv("JOBS_TABLE_NAME", "t")
+    monkeypatch.setenv("API_BASE_URL", GATEWAY_URL)
     monkeypatch.setenv("EXTRA_MODELS", "")
     assert Settings().extra_models == ()
     monkeypatch.setenv("EXTRA_MODELS", json.dumps([ACME]))
@@ -220,6 +223,7 @@ def test_extra_models_are_read_from_the_environment_and_empty_means_none(monkeyp
 )
 def test_bad_extra_models_fail_settings_at_cold_start_naming_the_entry_and_field(monkeypatch, raw, named):
     monkeypatch.setenv("JOBS_TABLE_NAME", "t")
+    monkeypatch.setenv("API_BASE_URL", GATEWAY_URL)
     monkeypatch.setenv("EXTRA_MODELS", raw)
     with pytest.raises(ValidationError) as caught:
         Settings()
@@ -231,11 +235,11 @@ def test_bad_extra_models_fail_settings_at_cold_start_naming_the_entry_and_field
 
 def test_a_default_model_the_catalogue_does_not_know_rejects_each_upload_naming_the_parameter():
     with pytest.raises(InvalidInput, match=r"the Model parameter is 'acme-video-1'.*ExtraModels"):
-        resolve_request(Settings(jobs_table_name="t", model="acme-video-1"), {})
+        resolve_request(Settings(jobs_table_name="t", api_base_url=GATEWAY_URL, model="acme-video-1"), {})
 
 
 def test_the_template_audio_default_applies_only_to_models_with_audio():
-    settings = Settings(jobs_table_name="t", generate_audio=True)
+    settings = Settings(jobs_table_name="t", api_base_url=GATEWAY_URL, generate_audio=True)
     assert resolve_request(settings, {}).generate_audio is False  # the default model, 1.0 pro, has no audio
     assert resolve_request(settings, {"model": PRO_1_5}).generate_audio is True
     with pytest.raises(InvalidInput, match=f"model {PRO} has no audio"):
@@ -263,7 +267,7 @@ declarations = st.builds(
 
 @given(declared=declarations, data=st.data(), provider_api=st.sampled_from(["unified", "ark"]))
 def test_an_operator_model_is_held_to_exactly_what_it_declares(declared, data, provider_api):
-    settings = Settings(jobs_table_name="t", extra_models=json.dumps([declared]))
+    settings = Settings(jobs_table_name="t", api_base_url=GATEWAY_URL, extra_models=json.dumps([declared]))
     spec = settings.model_catalogue.get("acme-any")
     # Mostly what the model declares, sometimes anything: every check must be reached, and each must bite.
     mode = ImageMode(data.draw(st.one_of(st.sampled_from(declared["modes"]), st.sampled_from(list(ImageMode)))))

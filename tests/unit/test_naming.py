@@ -7,8 +7,9 @@ from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.models import Upload
 from seedance_pipeline.rules.keys import check_output_keys, ignore_reason, job_id_for, output_keys, sidecar_key
 from seedance_pipeline.settings import Settings
+from tests.support.fakes import GATEWAY_URL
 
-SETTINGS = Settings(jobs_table_name="t", input_bucket="b")
+SETTINGS = Settings(jobs_table_name="t", api_base_url=GATEWAY_URL, input_bucket="b")
 
 
 JOB = "0123456789abcdef0123456789abcdef"
@@ -67,11 +68,13 @@ def test_keys_outside_the_input_prefix_under_the_output_prefix_and_folders_are_i
 )
 def test_prefixes_that_contain_each_other_are_refused_at_cold_start(input_prefix, output_prefix):
     with pytest.raises(ValidationError, match="neither may start with the other"):
-        Settings(jobs_table_name="t", input_prefix=input_prefix, output_prefix=output_prefix)
+        Settings(jobs_table_name="t", api_base_url=GATEWAY_URL, input_prefix=input_prefix, output_prefix=output_prefix)
 
 
 def test_prefixes_that_only_share_a_beginning_are_accepted():
-    settings = Settings(jobs_table_name="t", input_prefix="media/in/", output_prefix="media/out/")
+    settings = Settings(
+        jobs_table_name="t", api_base_url=GATEWAY_URL, input_prefix="media/in/", output_prefix="media/out/"
+    )
     assert ignore_reason("media/in/cat.jpg", settings) is None
     assert ignore_reason("media/out/cat.jpg.json", settings) is not None
 

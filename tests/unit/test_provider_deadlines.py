@@ -10,7 +10,7 @@ from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import Upload
 from seedance_pipeline.settings import Settings
-from tests.support.fakes import make_runtime
+from tests.support.fakes import GATEWAY_URL, make_runtime
 from tests.support.images import image_bytes
 
 BUCKET = "in-bucket"
@@ -66,6 +66,6 @@ def test_the_submit_function_outlives_its_provider_call_and_the_claim_lease_outl
     template = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # a SafeLoader: CloudFormation tags read as None
     function = template["Resources"]["SubmitFunction"]["Properties"]
     timeout = function.get("Timeout", template["Globals"]["Function"]["Timeout"])
-    defaults = Settings(jobs_table_name="t")
+    defaults = Settings(jobs_table_name="t", api_base_url=GATEWAY_URL)
     call = defaults.provider_call_budget_seconds + defaults.provider_call_margin_seconds
     assert call + WORK_BEFORE_THE_CALL_SECONDS <= timeout < defaults.claim_lease_seconds

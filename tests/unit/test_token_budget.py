@@ -16,7 +16,7 @@ from seedance_pipeline.rules.token_estimate import billed_tokens, estimate_token
 from seedance_pipeline.settings import Settings
 from seedance_simulator import dimensions
 from tests.support.expect import present
-from tests.support.fakes import FakeClock, make_runtime
+from tests.support.fakes import GATEWAY_URL, FakeClock, make_runtime
 from tests.support.images import image_bytes
 
 BUCKET = "in-bucket"
@@ -90,7 +90,7 @@ def test_utc_days_and_their_ends():
 
 
 def test_an_empty_budget_parameter_means_no_cap():
-    assert Settings(jobs_table_name="t", daily_token_budget="").daily_token_budget == 0
+    assert Settings(jobs_table_name="t", api_base_url=GATEWAY_URL, daily_token_budget="").daily_token_budget == 0
 
 
 # --- spend you can see -------------------------------------------------------------------------------------------

@@ -3,8 +3,16 @@ import pytest
 from seedance_pipeline.errors import InvalidInput
 from seedance_pipeline.rules.video_request import provider_body, resolve_request
 from seedance_pipeline.settings import Settings
+from tests.support.fakes import GATEWAY_URL
 
-SETTINGS = Settings(jobs_table_name="t", resolution="720p", ratio="16:9", duration=5, default_prompt="Default move")
+SETTINGS = Settings(
+    jobs_table_name="t",
+    api_base_url=GATEWAY_URL,
+    resolution="720p",
+    ratio="16:9",
+    duration=5,
+    default_prompt="Default move",
+)
 
 
 def test_template_defaults_apply_without_metadata():

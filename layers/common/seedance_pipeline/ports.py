@@ -98,15 +98,23 @@ class ResultDownloaderPort(Protocol):
 
 
 class ProviderPort(Protocol):
-    """The Seedance API: create a task, read it back.
+    """The Seedance API, in either dialect: create a task, read it back, look one up, cancel one.
 
-    `deadline` is a time.monotonic() value by which the call returns, retries included (None: unbounded but for
-    the retry count). A submit that runs out of time before sending raises ProviderUnavailable; after sending,
-    SubmissionUncertain.
+    `body` is the dialect's own request body (rules/video_request.provider_body_for builds it). `deadline` is a
+    time.monotonic() value by which the call returns, retries included (None: unbounded but for the retry count).
+    A submit that runs out of time before sending raises ProviderUnavailable; after sending, SubmissionUncertain.
+
+    `find_task` answers the one task `body` created between `since` and `until` (unix seconds), or None when the
+    dialect keeps no list (unified) or the list does not show exactly one. `cancel` stops a queued task: True when
+    the provider accepted, False when the dialect cannot cancel (unified); a refusal raises PipelineError.
     """
 
     def submit(self, body: dict[str, Any], *, deadline: float | None = None) -> str: ...
     def get(self, task_id: str, *, deadline: float | None = None) -> TaskResult: ...
+    def find_task(
+        self, body: dict[str, Any], *, since: float, until: float, deadline: float | None = None
+    ) -> str | None: ...
+    def cancel(self, task_id: str, *, deadline: float | None = None) -> bool: ...
 
 
 class EventPublisherPort(Protocol):

@@ -100,11 +100,13 @@ def build_runtime(settings: Settings, session: Session | None = None) -> Runtime
     import boto3  # deferred: keeps the import of handler modules cheap for cold starts
 
     from seedance_pipeline.adapters.api_key import ApiKeySource
+    from seedance_pipeline.adapters.ark_dialect import ArkDialect
     from seedance_pipeline.adapters.job_events import JobEventPublisher, NoEvents
     from seedance_pipeline.adapters.job_store import JobStore
     from seedance_pipeline.adapters.object_storage import ObjectStorage
-    from seedance_pipeline.adapters.provider_client import SeedanceClient
+    from seedance_pipeline.adapters.provider_client import ProviderClient
     from seedance_pipeline.adapters.result_download import ResultDownloader
+    from seedance_pipeline.adapters.unified_dialect import UnifiedDialect
 
     session = session or boto3.session.Session()
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -118,9 +120,10 @@ def build_runtime(settings: Settings, session: Session | None = None) -> Runtime
     )
 
     def provider_factory(force_fetch: bool) -> ProviderPort:
-        return SeedanceClient(
+        return ProviderClient(
             settings.api_base_url,
             key_source.get(force_fetch=force_fetch),
+            dialect=ArkDialect() if settings.provider_api == "ark" else UnifiedDialect(),
             connect_timeout=settings.connect_timeout_seconds,
             read_timeout=settings.read_timeout_seconds,
             retries=settings.http_retries,

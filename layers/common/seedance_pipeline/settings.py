@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -19,7 +20,14 @@ from seedance_pipeline.rules.model_catalogue import (
 )
 
 ImageDelivery = Literal["presigned-url", "data-url"]
+ServiceTier = Literal["default", "flex"]
 DEFAULT_MODEL = "doubao-seedance-1-0-pro-250528"
+# The native Ark v3 API's base URLs (docs/provider-api.md, "The native Ark v3 API"); a key works in its region only.
+VOLCENGINE_ARK_BASE_URL = "https://ark.cn-beijing.volces.com/api/v3"
+BYTEPLUS_ARK_BASE_URL = "https://ark.ap-southeast.bytepluses.com/api/v3"
+# The bounds Ark puts on execution_expires_after (seconds).
+ARK_MIN_EXPIRES_AFTER = 3600
+ARK_MAX_EXPIRES_AFTER = 259_200
 
 
 class Settings(BaseSettings):
@@ -30,7 +38,8 @@ class Settings(BaseSettings):
     jobs_table_name: str
     input_bucket: str = ""
     output_bucket: str = ""
-    api_base_url: str = "https://ark.cn-beijing.volces.com/api"
+    # Empty: the ark dialect takes Volcengine's URL; the unified dialect has no default (a gateway is the user's).
+    api_base_url: str = ""
     api_key_secret_id: str = ""
 
     # Checked per job against the catalogue (not here): a bad default then rejects each upload with a reason
@@ -39,6 +48,7 @@ class Settings(BaseSettings):
     # Operator-declared models merged over the built-in catalogue (rules/model_catalogue.py), as JSON.
     extra_models: Annotated[tuple[ModelSpec, ...], NoDecode] = ()
     provider_api: ProviderApi = "unified"
+    service_tier: ServiceTier = "default"
     default_prompt: str = "A slow, cinematic camera move that brings the picture to life."
     resolution: Resolution = "720p"
     ratio: Ratio = "adaptive"
@@ -129,7 +139,20 @@ class Settings(BaseSettings):
     @field_validator("api_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+        return value.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _base_url_fits_the_dialect(self) -> Settings:
+        if self.api_base_url:
+            return self
+        if self.provider_api == "ark":
+            object.__setattr__(self, "api_base_url", VOLCENGINE_ARK_BASE_URL)
+            return self
+        raise ValueError(
+            "API_BASE_URL (the ApiBaseUrl parameter) is empty: set it to your gateway's base URL (without /v2/...) "
+            f"for PROVIDER_API=unified, or set PROVIDER_API=ark for a Volcengine Ark key ({VOLCENGINE_ARK_BASE_URL}) "
+            f"or a BytePlus ModelArk key (with API_BASE_URL={BYTEPLUS_ARK_BASE_URL})"
+        )
 
     @model_validator(mode="after")
     def _output_bucket_defaults_to_input(self) -> Settings:
@@ -167,6 +190,12 @@ class Settings(BaseSettings):
     @property
     def max_job_age_seconds(self) -> float:
         return self.max_job_age_minutes * 60
+
+    @property
+    def ark_expires_after_seconds(self) -> int:
+        """Ark's execution_expires_after: the task ends `expired` when the job's own age limit does, within Ark's
+        bounds, so a job timed out here is not left to run (and be billed) for Ark's default two days."""
+        return int(min(ARK_MAX_EXPIRES_AFTER, max(ARK_MIN_EXPIRES_AFTER, math.ceil(self.max_job_age_seconds))))
 
     @property
     def retention_seconds(self) -> int:

@@ -1,5 +1,8 @@
 """Seedance HTTP client: one pooled session, retries budgeted against a deadline, tolerant parsing of every answer.
 
+The policy below is the dialects' common ground; what differs between the unified gateway format and the native Ark
+v3 API (paths, where the task id is, how a task reads) is a small dialect object (unified_dialect, ark_dialect).
+
 What a submission answer means (the rule that keeps a task from being paid twice)
 ---------------------------------------------------------------------------------
 Once the request body may have reached the provider, only a clear refusal proves that no task was created:
@@ -44,14 +47,15 @@ import random
 import re
 import time
 from collections.abc import Callable
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from seedance_pipeline.adapters.ark_dialect import LIST_PAGE_SIZE, ArkDialect, matches, oldest_created
+from seedance_pipeline.adapters.unified_dialect import UnifiedDialect, parse_task
 from seedance_pipeline.errors import (
     PipelineError,
     ProviderAuthError,
@@ -60,81 +64,28 @@ from seedance_pipeline.errors import (
     ProviderUnavailable,
     SubmissionUncertain,
 )
-from seedance_pipeline.models import ProviderState, TaskResult
+from seedance_pipeline.models import TaskResult
 
-GENERATIONS_PATH = "/v2/videos/generations"
-
-_STATE_BY_STATUS = {
-    "NOT_START": ProviderState.PENDING,
-    "SUBMITTED": ProviderState.PENDING,
-    "QUEUED": ProviderState.PENDING,
-    "PENDING": ProviderState.PENDING,
-    "UNKNOWN": ProviderState.PENDING,
-    "IN_PROGRESS": ProviderState.RUNNING,
-    "RUNNING": ProviderState.RUNNING,
-    "PROCESSING": ProviderState.RUNNING,
-    "SUCCESS": ProviderState.SUCCEEDED,
-    "SUCCEEDED": ProviderState.SUCCEEDED,
-    "FAILURE": ProviderState.FAILED,
-    "FAILED": ProviderState.FAILED,
-    "CANCELLED": ProviderState.FAILED,
-    "CANCELED": ProviderState.FAILED,
-    "EXPIRED": ProviderState.FAILED,
-}
-
-# Where gateways of this family put the video and last-frame URLs, in the order of docs/provider-api.md
-# ("Where result URLs are found").
-_VIDEO_URL_PATHS: tuple[tuple[str | int, ...], ...] = (
-    ("data", "output"),
-    ("data", "outputs", 0),
-    ("result_url",),
-    ("data", "content", "video_url"),
-    ("data", "data", "content", "video_url"),
-    ("video_url",),
-    ("url",),
-)
-_LAST_FRAME_URL_PATHS: tuple[tuple[str | int, ...], ...] = (
-    ("data", "content", "last_frame_url"),
-    ("data", "last_frame_url"),
-    ("last_frame_url",),
-)
-_FAILURE_TEXT_PATHS: tuple[tuple[str | int, ...], ...] = (
-    ("fail_reason",),
-    ("data", "error", "message"),
-    ("error", "message"),
-    ("message",),
-)
-
-_MISSING = object()
+__all__ = ["Dialect", "ProviderClient", "SeedanceClient", "ark_client", "parse_task"]
 
 
-def _dig(document: Any, path: tuple[str | int, ...]) -> Any:
-    node = document
-    for step in path:
-        if isinstance(step, int):
-            if not isinstance(node, list) or len(node) <= step:
-                return _MISSING
-            node = node[step]
-        else:
-            if not isinstance(node, dict) or step not in node:
-                return _MISSING
-            node = node[step]
-    return node
+class Dialect(Protocol):
+    """What one provider format decides; the client decides everything about HTTP."""
 
+    name: str
+    can_list: bool
+    can_cancel: bool
 
-def _first_present(document: Any, paths: tuple[tuple[str | int, ...], ...]) -> Any:
-    for path in paths:
-        value = _dig(document, path)
-        if value is not _MISSING and value not in (None, ""):
-            return value
-    return _MISSING
+    def create_path(self) -> str: ...
+    def task_path(self, task_id: str) -> str: ...
+    def created_task_id(self, payload: dict[str, Any]) -> str | None: ...
+    def parse_task(self, task_id: str, payload: dict[str, Any]) -> TaskResult: ...
 
 
 # An attempt needs at least this long to connect and be answered; with less left it is not started. A POST cut
 # short ends uncertain (a person must look), so it asks for more room than a GET, which is simply asked again.
 MIN_ATTEMPT_SECONDS = 1.0
 MIN_SUBMIT_ATTEMPT_SECONDS = 5.0
-MAX_TASK_ID_LENGTH = 256
 # The longest Retry-After kept on a ProviderThrottled: a gateway asking for a day must not park a job for a day.
 MAX_RECORDED_RETRY_AFTER = 3600.0
 
@@ -173,12 +124,15 @@ class _Answer:
         self.retry_after = retry_after
 
 
-class SeedanceClient:
+class ProviderClient:
+    """One dialect over the shared HTTP policy."""
+
     def __init__(
         self,
         base_url: str,
         api_key: str,
         *,
+        dialect: Dialect | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         retries: int = 3,
@@ -191,6 +145,7 @@ class SeedanceClient:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._base_url = base_url.rstrip("/")
+        self.dialect: Dialect = dialect or UnifiedDialect()
         self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -210,11 +165,12 @@ class SeedanceClient:
         self._session.mount("http://", adapter)
 
     def __repr__(self) -> str:  # never show the key
-        return f"SeedanceClient(base_url={self._base_url!r})"
+        return f"{type(self).__name__}(base_url={self._base_url!r}, dialect={self.dialect.name!r})"
 
     def submit(self, body: dict[str, Any], *, deadline: float | None = None) -> str:
         """POST a generation; returns the task id. `deadline` is a time.monotonic() value (see the module doc)."""
-        url = self._base_url + GENERATIONS_PATH
+        url = self._base_url + self.dialect.create_path()
+        dialect = self.dialect
 
         def attempt(timeout: tuple[float, float]) -> _Answer:
             try:
@@ -223,7 +179,7 @@ class SeedanceClient:
                 )
             except requests.exceptions.RequestException as exc:
                 return _Answer(error=_submission_fault(exc))
-            return _submission_answer(response)
+            return _submission_answer(response, dialect)
 
         task_id: str = self._call(
             attempt, deadline, min_left=self._min_submit_seconds, out_of_time="the submission was not sent"
@@ -232,19 +188,78 @@ class SeedanceClient:
 
     def get(self, task_id: str, *, deadline: float | None = None) -> TaskResult:
         """GET a task's status. `deadline` is a time.monotonic() value (see the module doc)."""
-        url = f"{self._base_url}{GENERATIONS_PATH}/{quote(task_id, safe='')}"
+        url = self._base_url + self.dialect.task_path(task_id)
+        dialect = self.dialect
 
         def attempt(timeout: tuple[float, float]) -> _Answer:
             try:
                 response = self._session.get(url, headers=self._headers, timeout=timeout)
             except requests.exceptions.RequestException as exc:
                 return _Answer(error=ProviderUnavailable(f"status check failed: {_short(exc)}"))
-            return _status_answer(task_id, response)
+            return _status_answer(task_id, response, dialect)
 
         result: TaskResult = self._call(
             attempt, deadline, min_left=MIN_ATTEMPT_SECONDS, out_of_time="the status check was not made"
         )
         return result
+
+    def find_task(
+        self, body: dict[str, Any], *, since: float, until: float, deadline: float | None = None
+    ) -> str | None:
+        """The id of the one listed task that `body` created between `since` and `until` (unix seconds), or None:
+        the dialect has no list, nothing matches, several do, or the newest page may not reach back far enough."""
+        dialect = self.dialect
+        if not isinstance(dialect, ArkDialect):
+            return None
+        url = self._base_url + dialect.list_path()
+        params = {"page_num": "1", "page_size": str(LIST_PAGE_SIZE), "filter.model": str(body.get("model", ""))}
+
+        def attempt(timeout: tuple[float, float]) -> _Answer:
+            try:
+                response = self._session.get(url, params=params, headers=self._headers, timeout=timeout)
+            except requests.exceptions.RequestException as exc:
+                return _Answer(error=ProviderUnavailable(f"the task list could not be read: {_short(exc)}"))
+            if not 200 <= response.status_code < 300:
+                return _status_error(response)
+            payload = _json_object(response)
+            items = dialect.list_items(payload) if payload is not None else None
+            if items is None:
+                return _Answer(error=ProviderUnavailable("the task list answer is not a list of tasks"))
+            return _Answer(value=items)
+
+        items: list[Any] = self._call(attempt, deadline, min_left=MIN_ATTEMPT_SECONDS, out_of_time="no look-up made")
+        found = [item for item in items if matches(item, body, since=since, until=until)]
+        if len(found) != 1:
+            return None
+        oldest = oldest_created(items)
+        if len(items) >= LIST_PAGE_SIZE and (oldest is None or oldest >= since):
+            return None  # a full page inside the window: an older page could hold a second match
+        task_id: str = found[0]["id"]
+        return task_id
+
+    def cancel(self, task_id: str, *, deadline: float | None = None) -> bool:
+        """Cancel a queued task (DELETE); True when the provider accepted. False where the dialect cannot cancel.
+        Raises PipelineError when the provider refused (a running task cannot be cancelled) or did not answer."""
+        if not self.dialect.can_cancel:
+            return False
+        url = self._base_url + self.dialect.task_path(task_id)
+
+        def attempt(timeout: tuple[float, float]) -> _Answer:
+            try:
+                response = self._session.delete(url, headers=self._headers, timeout=timeout)
+            except requests.exceptions.RequestException as exc:
+                return _Answer(error=ProviderUnavailable(f"the cancel request failed: {_short(exc)}"))
+            if 200 <= response.status_code < 300:
+                return _Answer(value=True)
+            if 400 <= response.status_code < 500 and response.status_code != 429:
+                # A running or finished task cannot be cancelled: asking again would not change that.
+                code, message = _error_fields(response) or ("", _body_excerpt(response))
+                detail = f"HTTP {response.status_code} {code}: {message}".strip()
+                return _Answer(error=ProviderRejected(detail, code=code or f"HTTP_{response.status_code}"))
+            return _status_error(response)
+
+        cancelled: bool = self._call(attempt, deadline, min_left=MIN_ATTEMPT_SECONDS, out_of_time="no cancel sent")
+        return cancelled
 
     def close(self) -> None:
         self._session.close()
@@ -294,6 +309,14 @@ class SeedanceClient:
         return deadline is None or self._monotonic() + wait + min_left <= deadline
 
 
+class SeedanceClient(ProviderClient):
+    """The unified gateway dialect (the default), under the name the tools and tests have always used."""
+
+
+def ark_client(base_url: str, api_key: str, **options: Any) -> ProviderClient:
+    return ProviderClient(base_url, api_key, dialect=ArkDialect(), **options)
+
+
 def _submission_fault(exc: requests.exceptions.RequestException) -> PipelineError:
     """A transport fault on a POST: only one before the request left is safe to send again."""
     if isinstance(exc, _NOT_SENT) or (isinstance(exc, requests.exceptions.ConnectionError) and _never_sent(exc)):
@@ -307,7 +330,7 @@ def _submission_fault(exc: requests.exceptions.RequestException) -> PipelineErro
     )
 
 
-def _submission_answer(response: requests.Response) -> _Answer:
+def _submission_answer(response: requests.Response, dialect: Dialect) -> _Answer:
     status = response.status_code
     if 200 <= status < 300:
         payload = _json_object(response)
@@ -318,7 +341,7 @@ def _submission_answer(response: requests.Response) -> _Answer:
                     "the provider may have created the task"
                 )
             )
-        task_id = _task_id_in(payload)
+        task_id = dialect.created_task_id(payload)
         if task_id is None:
             return _Answer(
                 error=SubmissionUncertain(
@@ -351,7 +374,7 @@ def _refusal(response: requests.Response, code: str, message: str, kind: type[Pi
     return _Answer(error=kind(detail, code=code or f"HTTP_{status}"), retry_after=retry_after)
 
 
-def _status_answer(task_id: str, response: requests.Response) -> _Answer:
+def _status_answer(task_id: str, response: requests.Response, dialect: Dialect) -> _Answer:
     status = response.status_code
     if 200 <= status < 300:
         payload = _json_object(response)
@@ -359,7 +382,13 @@ def _status_answer(task_id: str, response: requests.Response) -> _Answer:
             return _Answer(
                 error=ProviderUnavailable(f"the provider answered {status} with a body that is not a JSON object")
             )
-        return _Answer(value=parse_task(task_id, payload))
+        return _Answer(value=dialect.parse_task(task_id, payload))
+    return _status_error(response)
+
+
+def _status_error(response: requests.Response) -> _Answer:
+    """A non-2xx answer to a call that is safe to repeat (a status check, a list, a cancel)."""
+    status = response.status_code
     code, message = _error_fields(response) or ("", _body_excerpt(response))
     detail = f"HTTP {status} {code}: {message}".strip()
     if status in (401, 403):
@@ -373,57 +402,6 @@ def _status_answer(task_id: str, response: requests.Response) -> _Answer:
         )
     # 408, 409, 425, 5xx and anything unexpected: nothing says the task is gone, so ask again later.
     return _Answer(error=ProviderUnavailable(detail, code=code or f"HTTP_{status}"), retry_after=_retry_after(response))
-
-
-def _task_id_in(payload: dict[str, Any]) -> str | None:
-    """The task id in either dialect (`task_id`, `data.task_id`, native Ark `id`), or None when none is usable."""
-    for path in (("task_id",), ("data", "task_id"), ("id",)):
-        value = _dig(payload, path)
-        if value is _MISSING or value is None or value == "":
-            continue
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str):
-            return None
-        # Blank, huge or control characters: not an id we can query, log and show; a person must look.
-        if not value.strip() or len(value) > MAX_TASK_ID_LENGTH or not value.isprintable():
-            return None
-        return value
-    return None
-
-
-def parse_task(task_id: str, payload: dict[str, Any]) -> TaskResult:
-    body = payload
-    # Some gateways wrap the whole task in {"code": 0, "data": {...task...}}.
-    inner = payload.get("data")
-    if "status" not in payload and isinstance(inner, dict) and "status" in inner:
-        body = inner
-    raw_status = str(body.get("status") or "UNKNOWN")[:100]
-    state = _STATE_BY_STATUS.get(raw_status.strip().upper(), ProviderState.PENDING)
-
-    video = _first_present(body, _VIDEO_URL_PATHS)
-    last_frame = _first_present(body, _LAST_FRAME_URL_PATHS)
-    malformed = (video is not _MISSING and not isinstance(video, str)) or (
-        last_frame is not _MISSING and not isinstance(last_frame, str)
-    )
-    failure = None
-    if state is ProviderState.FAILED:
-        text = _first_present(body, _FAILURE_TEXT_PATHS)
-        failure = str(text)[:1000] if text is not _MISSING else f"the provider reported {raw_status} without a reason"
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
-    progress = body.get("progress")
-    echoed = body.get("task_id")
-    return TaskResult(
-        task_id=echoed if isinstance(echoed, str) and echoed else task_id,
-        state=state,
-        raw_status=raw_status,
-        progress=str(progress)[:100] if progress is not None else None,
-        video_url=video if isinstance(video, str) else None,
-        last_frame_url=last_frame if isinstance(last_frame, str) else None,
-        failure_reason=failure,
-        usage=usage,
-        malformed_url=malformed,
-    )
 
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:

@@ -216,7 +216,7 @@ def _check_one(job: DueJob, runtime: Runtime, *, owner: str) -> JobStatus | Chec
 
 
 def _lease_and_check(job: DueJob, runtime: Runtime, *, owner: str) -> JobStatus | CheckDisposition:
-    known: TaskResult | None = None
+    known: TaskResult | PipelineError | None = None
     try:
         recorded, known = _record_if_still_running(job, runtime)
     except Exception:
@@ -244,12 +244,13 @@ def _lease_and_check(job: DueJob, runtime: Runtime, *, owner: str) -> JobStatus 
 # --- optimistic status check (dynamodb cost): a check that delivers nothing takes no lease ----------------------
 def _record_if_still_running(
     job: DueJob, runtime: Runtime
-) -> tuple[JobStatus | CheckDisposition | None, TaskResult | None]:
+) -> tuple[JobStatus | CheckDisposition | None, TaskResult | PipelineError | None]:
     """Ask the provider without a lease; when the task is still pending or running, record that with one
     conditional update (it holds only if nobody leased the job or recorded a check since it was read).
 
-    Returns (disposition, None) when done here, else (None, the answer if one was read) for the lease path, which
-    then reuses the answer instead of asking again. Errors, terminal answers and overdue jobs take the lease path.
+    Returns (disposition, None) when done here, else (None, the answer or the error if the provider was asked) for
+    the lease path, which then judges that answer instead of asking again: one status call per check, whichever
+    path. Errors, terminal answers and overdue jobs take the lease path.
     """
     settings = runtime.settings
     now = runtime.clock()
@@ -260,9 +261,13 @@ def _record_if_still_running(
     try:
         # No lease is held, but the call keeps to what a lease would allow, as every status check does.
         result = runtime.provider().get(job.task_id, deadline=runtime.provider_deadline(now + settings.lease_seconds))
-    except PipelineError:
-        return None, None  # the lease path asks again and applies the outcome table
+    except PipelineError as exc:
+        return None, exc  # the lease path applies the outcome table to it
     if result.state not in (ProviderState.PENDING, ProviderState.RUNNING):
+        return None, result
+    if result.state is ProviderState.PENDING and settings.provider_api == "ark":
+        # A queued Ark task can still be cancelled unbilled if a newer upload replaced the job: that needs the
+        # job's key, which only the full record (the lease path) holds.
         return None, result
     count(MetricName.STATUS_CHECKS)
     status = JobStatus.RUNNING if result.state is ProviderState.RUNNING else JobStatus.SUBMITTED
@@ -292,13 +297,15 @@ def _record_if_still_running(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | None = None) -> Job:
+def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | PipelineError | None = None) -> Job:
     """Ask the provider, then judge. The age limit of a paid job counts from its submission and is applied only
     after asking: a job is never timed out on a status it was not asked for (see `_past_age_limit`)."""
     settings = runtime.settings
     now = runtime.clock()
     assert job.task_id is not None  # live jobs always carry one
     try:
+        if isinstance(known, PipelineError):
+            raise known  # the check without a lease met it: judged here, not asked again
         result = (
             known
             if known is not None and known.task_id == job.task_id
@@ -336,8 +343,19 @@ def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | Non
         )
     if result.state is ProviderState.SUCCEEDED:
         return _deliver(job, result, runtime, owner=owner)
+    queued = result.state is ProviderState.PENDING
+    if queued and settings.provider_api == "ark" and _superseded(job, runtime):
+        # Only a dialect that can cancel pays for this look-up: a queued task cancelled now is never billed.
+        return finish(
+            _cancel_queued(job, runtime),
+            runtime,
+            owner=owner,
+            status=JobStatus.FAILED,
+            error_code=ErrorCode.SUPERSEDED,
+            message="a newer upload of this key replaced this one while its task was queued",
+        )
     if _past_age_limit(job, now, settings.max_job_age_seconds):
-        return _time_out(job, runtime, owner=owner)
+        return _time_out(_cancel_queued(job, runtime) if queued else job, runtime, owner=owner)
     status = JobStatus.RUNNING if result.state is ProviderState.RUNNING else JobStatus.SUBMITTED
     job = job.model_copy(update={"status": status, "last_error": None})
     return reschedule(job, runtime, owner=owner, next_check_at=planned_check(job, now, settings))
@@ -362,19 +380,39 @@ def _time_out(job: Job, runtime: Runtime, *, owner: str, last_problem: str | Non
     )
 
 
+def _superseded(job: Job, runtime: Runtime) -> bool:
+    if not job.source_sequencer:
+        return False
+    newest = runtime.store.latest_job_for(job.source_bucket, job.source_key)
+    return newest is not None and newest != job.job_id
+
+
+def _cancel_queued(job: Job, runtime: Runtime) -> Job:
+    """Ask the provider to cancel the job's queued task and note it when it did. Never blocks the terminal
+    transition: a refusal (the task started meanwhile) or a fault is logged, and the job ends all the same."""
+    assert job.task_id is not None
+    try:
+        cancelled = runtime.provider().cancel(job.task_id, deadline=runtime.provider_deadline(job.lease_until))
+    except Exception as exc:
+        logger.warning("could not cancel the provider task", extra={"task_id": job.task_id, "error": str(exc)[:300]})
+        return job
+    if not cancelled:
+        return job
+    logger.info("the provider task was cancelled", extra={"task_id": job.task_id})
+    return job.model_copy(update={"notes": [*job.notes, f"the provider task {job.task_id} was cancelled"]})
+
+
 def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> Job:
-    if job.source_sequencer:
-        newest = runtime.store.latest_job_for(job.source_bucket, job.source_key)
-        if newest is not None and newest != job.job_id:
-            return finish(
-                job,
-                runtime,
-                owner=owner,
-                status=JobStatus.FAILED,
-                error_code=ErrorCode.SUPERSEDED,
-                message="a newer upload of this key replaced this one while it was generating; "
-                "its outputs are left to the newer job",
-            )
+    if _superseded(job, runtime):
+        return finish(
+            job,
+            runtime,
+            owner=owner,
+            status=JobStatus.FAILED,
+            error_code=ErrorCode.SUPERSEDED,
+            message="a newer upload of this key replaced this one while it was generating; "
+            "its outputs are left to the newer job",
+        )
     attempts = job.delivery_attempts + 1
     try:
         with runtime.delivery_slot():

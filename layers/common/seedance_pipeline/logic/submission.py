@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -21,6 +22,7 @@ from seedance_pipeline.errors import (
     ProviderAuthError,
     ProviderThrottled,
     SecretUnavailable,
+    SubmissionUncertain,
     outcome_of,
 )
 from seedance_pipeline.logic.check_schedule import budget_retry_at, planned_check, waiting_retry_at
@@ -40,12 +42,14 @@ from seedance_pipeline.observability import (
 from seedance_pipeline.rules import image_rules
 from seedance_pipeline.rules.keys import check_output_keys, due_shard_for, ignore_reason, job_id_for
 from seedance_pipeline.rules.token_estimate import estimate_tokens, utc_day
-from seedance_pipeline.rules.video_request import provider_body
+from seedance_pipeline.rules.video_request import provider_body_for
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.triggers.upload_events import ParsedEvent
 
 AUTH_RETRY_SECONDS = 60.0
 UNCERTAIN_ADVICE = "check the provider's console; if no video was made, run `seedance-pipeline jobs retry JOB_ID`"
+# How far before our POST a listed task may be stamped and still be ours: the provider's clock is not ours.
+LOOKUP_CLOCK_SKEW_SECONDS = 60.0
 
 
 class UploadOutcome(BaseModel):
@@ -220,7 +224,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
         job = _with_request(job, inputs)
     request = inputs.request
 
-    urls = image_urls(inputs, job.source_bucket, runtime)
+    body = provider_body_for(settings, request, image_urls(inputs, job.source_bucket, runtime), inputs.mode)
     del inputs  # the image bytes (and any base64 copy) are not needed past this point
 
     # The budget is committed last before the POST, holding a slot, so only a job that is about to be sent counts.
@@ -231,8 +235,20 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
     job = job.model_copy(update={"submission_started_at": now, "attempts": job.attempts + 1, "updated_at": now})
     runtime.store.save(job.bounded(), owner=owner, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
     try:
-        task_id = runtime.provider().submit(
-            provider_body(request, urls), deadline=runtime.provider_deadline(job.lease_until)
+        task_id = runtime.provider().submit(body, deadline=runtime.provider_deadline(job.lease_until))
+    except SubmissionUncertain as exc:
+        found = _look_up_lost_task(job, runtime, body, sent_at=now)
+        if found is None:
+            return SubmitAttempt(_not_submitted(job, runtime, owner=owner, error=exc))
+        task_id = found
+        job = job.model_copy(
+            update={
+                "notes": [
+                    *job.notes,
+                    f"the answer to the submission was lost ({exc.message}); task {task_id} was found in the "
+                    "provider's task list (same model, request and time) and adopted",
+                ]
+            }
         )
     except PipelineError as exc:
         if outcome_of(exc) in (Outcome.TRY_LATER, Outcome.FAILED):
@@ -279,6 +295,24 @@ def _over_budget(job: Job, runtime: Runtime, now: float) -> bool:
     if not budget or not job.estimated_tokens:
         return False
     return runtime.store.committed_tokens(utc_day(now)) + job.estimated_tokens > budget
+
+
+def _look_up_lost_task(job: Job, runtime: Runtime, body: dict[str, Any], *, sent_at: float) -> str | None:
+    """After a lost answer, the one task the provider lists for this body, if it lists exactly one (Ark); else None
+    and the submission stays uncertain. A failed look-up is only logged: it never makes things worse."""
+    try:
+        found = runtime.provider().find_task(
+            body,
+            since=sent_at - LOOKUP_CLOCK_SKEW_SECONDS,
+            until=runtime.clock() + LOOKUP_CLOCK_SKEW_SECONDS,
+            deadline=runtime.provider_deadline(job.lease_until),
+        )
+    except PipelineError as exc:
+        logger.warning("could not look the lost submission up", extra={"error_code": exc.code, "error": exc.message})
+        return None
+    if found is not None:
+        logger.info("lost submission found in the provider's task list", extra={"task_id": found})
+    return found
 
 
 def _blocked_by(error: PipelineError) -> Blocked | None:

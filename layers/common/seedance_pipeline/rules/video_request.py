@@ -14,6 +14,7 @@ from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.models import Ratio, Resolution, VideoRequest
 from seedance_pipeline.rules.model_catalogue import (
     ImageMode,
+    ProviderApi,
     check_request,
     describe_durations,
     refuse_unknown_or_text_only,
@@ -22,6 +23,8 @@ from seedance_pipeline.settings import Settings
 
 MAX_PROMPT_CHARS = 800
 MAX_SEED = 2_147_483_647
+# The native Ark API takes a wider range, with -1 meaning "random" (docs/provider-api.md, "The native Ark v3 API").
+ARK_SEEDS = (-1, 2**32 - 1)
 RESOLUTIONS: tuple[str, ...] = get_args(Resolution)
 RATIOS: tuple[str, ...] = get_args(Ratio)
 _TRUE = {"true", "1", "yes", "on"}
@@ -113,7 +116,7 @@ def resolve_request(
     ratio = _choice("ratio", meta.get("ratio", settings.ratio), RATIOS, source, code)
     durations = spec.durations_for(settings.provider_api)
     duration = _duration(meta.get("duration"), settings.duration, durations, source, code, model)
-    seed = _seed(meta.get("seed"), source, code)
+    seed = _seed(meta.get("seed"), source, code, settings.provider_api)
     flags: dict[str, Any] = {
         "watermark": settings.watermark,
         "camerafixed": settings.camera_fixed,
@@ -170,22 +173,87 @@ def _duration(raw: str | None, default: int, allowed: frozenset[int], source: st
     return value
 
 
-def _seed(raw: str | None, source: str, code: ErrorCode) -> int | None:
+def _seed(raw: str | None, source: str, code: ErrorCode, provider_api: ProviderApi = "unified") -> int | None:
     if raw is None or not raw.strip():
         return None
+    low, high = ARK_SEEDS if provider_api == "ark" else (0, MAX_SEED)
     try:
-        value = int(raw.strip())
+        value: int | None = int(raw.strip())
     except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        raise InvalidInput(f"{source} 'seed' is {raw!r}; allowed: a whole number from 0 to {MAX_SEED}", code=code)
+        value = None
+    if value is None or not low <= value <= high:
+        raise InvalidInput(f"{source} 'seed' is {raw!r}; allowed: a whole number from {low} to {high}", code=code)
     return value
 
 
 def provider_body(request: VideoRequest, image_urls: list[str]) -> dict[str, Any]:
+    """The unified gateway body: the request's fields and the image list."""
     body: dict[str, Any] = request.model_dump(exclude={"prompt_truncated"}, exclude_none=True)
     body["images"] = image_urls
     return body
+
+
+_ARK_ROLES = {
+    ImageMode.FIRST_FRAME: ("first_frame",),
+    ImageMode.FIRST_AND_LAST: ("first_frame", "last_frame"),
+}
+
+
+def ark_roles(mode: ImageMode, image_count: int) -> list[str]:
+    """Each image's role, in the images' order: the three modes cannot be mixed in one request."""
+    if mode is ImageMode.REFERENCE_IMAGES:
+        return ["reference_image"] * image_count
+    roles = _ARK_ROLES[mode]
+    if image_count != len(roles):
+        raise ValueError(f"{mode.value} takes {len(roles)} image(s), got {image_count}")
+    return list(roles)
+
+
+def ark_body(
+    request: VideoRequest,
+    image_urls: list[str],
+    mode: ImageMode,
+    *,
+    service_tier: str = "default",
+    expires_after: int | None = None,
+) -> dict[str, Any]:
+    """The native Ark body: a content list (the prompt, then each image with its role) and top-level settings,
+    never the older text flags after the prompt."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
+    for url, role in zip(image_urls, ark_roles(mode, len(image_urls)), strict=True):
+        content.append({"type": "image_url", "image_url": {"url": url}, "role": role})
+    body: dict[str, Any] = {
+        "model": request.model,
+        "content": content,
+        "resolution": request.resolution,
+        "ratio": request.ratio,
+        "duration": request.duration,
+        "camera_fixed": request.camerafixed,
+        "watermark": request.watermark,
+        "generate_audio": request.generate_audio,
+        "return_last_frame": request.return_last_frame,
+        "service_tier": service_tier,
+    }
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if expires_after is not None:
+        body["execution_expires_after"] = expires_after
+    return body
+
+
+def provider_body_for(
+    settings: Settings, request: VideoRequest, image_urls: list[str], mode: ImageMode
+) -> dict[str, Any]:
+    """The body in the dialect the stack speaks (PROVIDER_API)."""
+    if settings.provider_api == "ark":
+        return ark_body(
+            request,
+            image_urls,
+            mode,
+            service_tier=settings.service_tier,
+            expires_after=settings.ark_expires_after_seconds,
+        )
+    return provider_body(request, image_urls)
 
 
 def data_url(image_bytes: bytes, image_format: str) -> str:
