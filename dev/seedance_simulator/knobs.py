@@ -26,7 +26,7 @@ RESPONSE_SHAPES = (
 )
 ERROR_SHAPES = ("nested", "flat")
 FAULT_METHODS = ("both", "POST", "GET")
-FAULT_KINDS = ("drop", "server_error", "rate_limit", "malformed_json")
+FAULT_KINDS = ("drop", "server_error", "rate_limit", "malformed_json", "lose_answer")
 
 VideoBodyFactory = Callable[["TaskRecord"], tuple[int, Iterable[bytes]]]
 
@@ -61,6 +61,9 @@ class Knobs:
     server_error_status: int = 500  # 500, 502 or 503
     drop_connections_next: int = 0  # close the socket without answering
     malformed_json_next: int = 0  # 200 with a truncated, non-JSON body
+    # The next N creates are accepted (the task exists and is billed) and the connection then closes without an
+    # answer: the lost answer a client must not resend, and the native API lets it find in the task list.
+    lose_answers_next: int = 0
     # Response formats
     response_shape: str = "documented"  # where the query answer puts the video URL; see RESPONSE_SHAPES
     error_shape: str = "nested"  # "nested" {"error": {...}} or "flat" {"code", "message"}

@@ -90,6 +90,12 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        if getattr(self, "_lose_answer", False):
+            # The work is done (a create made its task); the answer never leaves.
+            self._lose_answer = False
+            self.close_connection = True
+            self.sim.counters.incr("dropped")
+            return
         # Counted before the answer leaves, so a client that reads the counters right after never races it.
         self.sim.counters.record_status(status)
         self.send_response(status)
@@ -196,6 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, MALFORMED_BODY, "application/json; charset=utf-8")
             return
         self._authenticate()
+        self._lose_answer = fault == "lose_answer"
         answer()
 
     def _authenticate(self) -> None:

@@ -131,7 +131,10 @@ class Simulator:
                 ("server_error", "server_errors_next"),
                 ("rate_limit", "rate_limit_next"),
                 ("malformed_json", "malformed_json_next"),
+                ("lose_answer", "lose_answers_next"),
             ):
+                if kind == "lose_answer" and method != "POST":
+                    continue
                 pending = getattr(k, attr)
                 if pending > 0:
                     setattr(k, attr, pending - 1)

@@ -40,12 +40,25 @@ def stack() -> Iterator[LocalStack]:
 
 
 @pytest.fixture
-def make_pipeline(stack: LocalStack, sim: SimulatorServer):
+def dialect(request: pytest.FixtureRequest) -> str:
+    """The provider dialect a pipeline speaks: `unified` unless a module parametrizes it (DIALECTS)."""
+    return str(getattr(request, "param", "unified"))
+
+
+# For `@pytest.mark.parametrize("dialect", DIALECTS, indirect=True)`: the suite runs against both of the
+# simulator's dialects over real HTTP, the gateway's `/v2/videos/generations` and native Ark's `/api/v3`.
+DIALECTS = ["unified", "ark"]
+
+
+@pytest.fixture
+def make_pipeline(stack: LocalStack, sim: SimulatorServer, dialect: str):
     """Build a LocalPipeline with extra environment overrides; closed at teardown."""
     opened: list[LocalPipeline] = []
+    base_url = sim.ark_base_url if dialect == "ark" else sim.base_url
 
     def build(log_stream=None, **overrides: str) -> LocalPipeline:
-        pipeline = LocalPipeline(stack, api_base_url=sim.base_url, log_stream=log_stream, **{**FAST, **overrides})
+        settings = {**FAST, "PROVIDER_API": dialect, **overrides}
+        pipeline = LocalPipeline(stack, api_base_url=base_url, log_stream=log_stream, **settings)
         opened.append(pipeline.__enter__())
         return pipeline
 

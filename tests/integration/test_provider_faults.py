@@ -7,6 +7,9 @@ import pytest
 from seedance_pipeline.models import JobStatus
 from tests.support.images import image_bytes
 
+# Every test here runs against both provider dialects.
+pytestmark = pytest.mark.parametrize("dialect", ["unified", "ark"], indirect=True)
+
 
 def submit_one(pipeline, key="uploads/fault.jpg"):
     return pipeline.submit(pipeline.upload(key, image_bytes()))["outcomes"][0]
