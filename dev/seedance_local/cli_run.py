@@ -41,7 +41,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def timing_options() -> CliParser:
-    """--out and --timeout, shared by `run` and `demo`."""
+    """--out, --timeout and --api, shared by `run` and `demo`."""
     timing = CliParser(add_help=False)
     timing.add_argument("--out", type=Path, default=Path("out"), help="where videos and the log go (default ./out)")
     timing.add_argument(
@@ -50,6 +50,13 @@ def timing_options() -> CliParser:
         default=None,
         help=f"give up waiting after this many seconds (default {SIMULATED_TIMEOUT_SECONDS:.0f} with the simulator, "
         f"{REAL_PROVIDER_TIMEOUT_SECONDS:.0f} with the real provider; sooner when every job is stuck on one error)",
+    )
+    timing.add_argument(
+        "--api",
+        choices=("unified", "ark"),
+        default=None,
+        help="the provider dialect: unified (a gateway's /v2/videos/generations) or ark (native Volcengine/BytePlus "
+        "v3); the simulator speaks both (default: SEEDANCE_PROVIDER_API, else unified)",
     )
     return timing
 

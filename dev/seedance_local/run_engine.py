@@ -45,7 +45,7 @@ class ProviderChoice:
     def pipeline_settings(self) -> dict[str, str]:
         """Environment overrides for the handlers, per provider."""
         chosen = dict(SIMULATOR_SETTINGS if self.simulated else REAL_PROVIDER_SETTINGS)
-        return chosen if self.simulated else {**chosen, "PROVIDER_API": self.provider_api}
+        return {**chosen, "PROVIDER_API": self.provider_api}
 
 
 # The simulator renders in seconds, so the checks come 20x sooner, and short poll windows keep the progress bar
@@ -61,12 +61,17 @@ REAL_PROVIDER_SETTINGS = {
 }
 
 
-def choose_provider(environ: Mapping[str, str] = os.environ) -> ProviderChoice:
+def choose_provider(environ: Mapping[str, str] = os.environ, *, api: str | None = None) -> ProviderChoice:
+    """The simulator, or the real provider when SEEDANCE_API_KEY is set; `api` (from --api) wins over
+    SEEDANCE_PROVIDER_API."""
+    provider_api = api or environ.get("SEEDANCE_PROVIDER_API", "").strip().lower() or "unified"
     api_key = environ.get("SEEDANCE_API_KEY", "").strip()
     if not api_key:
+        if provider_api not in ("unified", "ark"):
+            raise UsageError(f"SEEDANCE_PROVIDER_API is {provider_api!r}; allowed: unified or ark")
         # A fresh key per run: nothing outside this process can use the simulator, and the key is never shown.
-        return ProviderChoice(secrets.token_urlsafe(32), None, "local Seedance simulator")
-    provider_api = environ.get("SEEDANCE_PROVIDER_API", "").strip().lower() or "unified"
+        description = f"local Seedance simulator ({provider_api} dialect)"
+        return ProviderChoice(secrets.token_urlsafe(32), None, description, provider_api)
     if provider_api not in ("unified", "ark"):
         raise UsageError(f"SEEDANCE_PROVIDER_API is {provider_api!r}; allowed: unified or ark")
     base_url = environ.get("SEEDANCE_API_BASE_URL", "").strip()
@@ -101,13 +106,13 @@ class JobResult:
 
 
 def run_pipeline(
-    uploads: list[PlannedUpload], out: Path, console: Console, *, timeout: float | None
+    uploads: list[PlannedUpload], out: Path, console: Console, *, timeout: float | None, api: str | None = None
 ) -> list[JobResult]:
     from seedance_local.harness import LocalPipeline
     from seedance_local.local_stack import LocalStack
     from seedance_simulator import Knobs, SimulatorServer
 
-    provider = choose_provider()
+    provider = choose_provider(api=api)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "pipeline.log"
     console.print(f"Provider: {provider.description}. Handler logs: {log_path}")
@@ -118,7 +123,7 @@ def run_pipeline(
             if base_url is None:
                 knobs = Knobs(run_seconds=SIMULATED_RUN_SECONDS, queue_seconds=0)
                 simulator = resources_held.enter_context(SimulatorServer(api_key=provider.api_key, knobs=knobs))
-                base_url = simulator.base_url
+                base_url = simulator.ark_base_url if provider.provider_api == "ark" else simulator.base_url
         overrides = provider.pipeline_settings()
         with logs_to(log), LocalPipeline(stack, api_base_url=base_url, log_stream=log, **overrides) as pipeline:
             early = _submit_all(pipeline, uploads)
@@ -258,6 +263,6 @@ def _display_path(path: Path) -> str:
 
 
 def run_and_report(uploads: list[PlannedUpload], args: argparse.Namespace, console: Console) -> int:
-    results = run_pipeline(uploads, args.out, console, timeout=args.timeout)
+    results = run_pipeline(uploads, args.out, console, timeout=args.timeout, api=getattr(args, "api", None))
     console.print(results_table(results))
     return 0 if all(r.succeeded for r in results) else 1

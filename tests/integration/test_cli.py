@@ -231,3 +231,14 @@ def test_an_unreachable_provider_shows_the_reason_and_ends_the_wait_early(tmp_pa
     assert "Stopped waiting: every job has been held up by the same problem" in out
     assert "still WAITING when the wait ended; last problem: PROVIDER_" in out
     assert "1 WAITING - last problem (1 job(s)): PROVIDER_" in out  # the live view said so while it waited
+
+
+def test_run_speaks_the_native_ark_dialect_to_the_simulator_when_asked(tmp_path, capsys):
+    photo = tmp_path / "harbour.jpg"
+    photo.write_bytes(image_bytes(800, 600))
+    out = tmp_path / "out"
+    code = cli.main(["run", str(photo), "--api", "ark", "--resolution", "480p", "--out", str(out)])
+    assert code == 0, capsys.readouterr()
+    sidecar = json.loads((out / "harbour.jpg.json").read_text())
+    assert sidecar["provider"]["status"] == "succeeded"  # Ark's own status word; the gateway says SUCCESS
+    assert _video(out / sidecar["outputs"]["video"].removeprefix("videos/"))[3] == 121
