@@ -23,7 +23,7 @@ def add_demo_command(commands: Subcommands, timing: CliParser) -> None:
 DEMO_NON_ASCII_PROMPT = "微风吹过花园，花朵轻轻摇曳。"  # noqa: RUF001
 
 # Three requests that exercise different paths: landscape, portrait with a last frame, a locked camera with a
-# non-ASCII prompt (sent RFC 2047-encoded, as S3 metadata must be ASCII).
+# non-ASCII prompt (sent RFC 2047-encoded, as S3 metadata must be ASCII) and sound.
 DEMO_REQUESTS: dict[str, dict[str, str]] = {
     "sunset-hills.jpg": {
         "prompt": "The sun sinks slowly behind the hills while the sky turns violet.",
@@ -43,6 +43,9 @@ DEMO_REQUESTS: dict[str, dict[str, str]] = {
         "resolution": "480p",
         "ratio": "1:1",
         "camerafixed": "true",
+        # A model with sound, so one demo video has an audio track.
+        "model": "doubao-seedance-1-5-pro-251215",
+        "generate-audio": "true",
     },
 }
 

@@ -121,8 +121,11 @@ def test_demo_makes_three_videos_of_the_requested_sizes_with_sidecars(tmp_path, 
         assert (width, height, fps, frames) == (*size, 24.0, 121)
         assert sidecar["task_id"]
     assert list((out / "demo").glob("night-city.jpg.*.last-frame.png"))  # asked for with return-last-frame
-    garden = json.loads((out / "demo" / "flower-garden.png.json").read_text())["request"]
-    assert garden["camerafixed"] is True
+    garden_sidecar = json.loads((out / "demo" / "flower-garden.png.json").read_text())
+    garden = garden_sidecar["request"]
+    assert garden["camerafixed"] is True and garden["generate_audio"] is True
+    with av.open(str(out / "demo" / garden_sidecar["outputs"]["video"].removeprefix("videos/demo/"))) as container:
+        assert container.streams.audio, "the demo's 1.5 pro video asked for sound"
     assert garden["prompt"] == cli_demo.DEMO_NON_ASCII_PROMPT  # sent RFC 2047-encoded, stored decoded
     assert (out / "pipeline.log").stat().st_size > 0  # the handlers' logs went there, not to the terminal
     assert "{" not in capsys.readouterr().out  # no JSON log lines or EMF metrics in the terminal output
