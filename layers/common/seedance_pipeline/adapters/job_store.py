@@ -15,8 +15,9 @@ Each slot is its own small item `#slot#<n>` (n < limit, ~80 bytes) naming its ho
 - the sparse index slot-holders (slot_pool, holder; KEYS_ONLY) lists the holders for the JobsInFlight metric and
   the reconciliation of holders with live jobs, and finds the slot of a job another process took: 1 index write
   when a slot is taken, 1 when it is given back (its partition takes ~500 jobs a second);
-- a crash cannot hold a slot for ever: a slot carries expires_at (MaxJobAgeMinutes plus a margin after it was
-  taken; no job lives longer) and an expired holder counts as free; the table's TTL then deletes idle slots.
+- a crash cannot hold a slot for ever: a slot carries expires_at (twice MaxJobAgeMinutes, as long as a paid job
+  never answered lives, plus a margin after it was taken; no job lives longer) and an expired holder counts as
+  free; the table's TTL then deletes idle slots.
 
 The alternative, a counter item moved in one TransactWriteItems with the job's own record, counts exactly too, but
 a transaction bills each item twice (~4 WCU to take and ~5 to give back, folded into the job's own writes, against
@@ -58,7 +59,7 @@ SLOT_ITEM_PREFIX = "#slot#"
 SLOT_POOL = "slots"  # the slot-holders index's partition key: held slots carry it, free ones do not
 SLOT_PROBES = 4
 # Defaults for a store built without settings (operator tools): MaxJobAgeMinutes' default plus margins.
-DEFAULT_SLOT_LIFETIME_SECONDS = 120 * 60 + 3600
+DEFAULT_SLOT_LIFETIME_SECONDS = 2 * 120 * 60 + 3600
 DEFAULT_BOOKKEEPING_LIFETIME_SECONDS = 120 * 60 + 30 * 86400
 _SLOT_CACHE_SIZE = 4096
 _SLOT_HINTS_PER_TAKE = 4
@@ -426,7 +427,7 @@ class JobStore:
                     "slot_pool": {"S": SLOT_POOL},
                     "expires_at": {"N": str(int(now + self._slot_lifetime))},
                 },
-                # An expired holder outlived any job (MaxJobAgeMinutes plus a margin): its slot leaked in a crash.
+                # An expired holder outlived any job (twice MaxJobAgeMinutes plus a margin): its slot leaked in a crash.
                 ConditionExpression="attribute_not_exists(holder) OR holder = :job OR expires_at < :now",
                 ExpressionAttributeValues={":job": {"S": job_id}, ":now": {"N": str(int(now))}},
             )
