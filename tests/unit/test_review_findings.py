@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from seedance_pipeline.adapters.job_store import JobStore, serialize
 from seedance_pipeline.logic.polling import check_job
 from seedance_pipeline.logic.submission import accept_upload
-from seedance_pipeline.models import JobStatus, Upload
+from seedance_pipeline.models import Job, JobStatus, Upload, bounded_usage
 from tests.support.fakes import FakeDownloader, make_runtime
 from tests.support.images import image_bytes
 
@@ -51,3 +52,23 @@ def test_an_older_backfilled_upload_never_replaces_the_outputs_of_a_newer_upload
     sidecar = json.loads(storage.uploads[(BUCKET, SIDECAR)])
     assert sidecar["job_id"] == newer, "the sidecar of the key now vouches for the older upload"
     assert storage.uploads.get((BUCKET, newer_video)) == b"new video", "the newer upload's paid video was deleted"
+
+
+@pytest.mark.parametrize("tiny", [1e-300, 5e-324, -1e-200])
+def test_a_provider_usage_number_too_small_for_dynamodb_never_makes_the_job_unsaveable(tiny):
+    """Failed before the fix: bounded_usage kept any finite number under 1e15, but DynamoDB numbers stop at a
+    magnitude of 1e-130 and boto3's serializer raises decimal.Underflow: every save of the job (and the optimistic
+    record_check) raised, and the paid job could never be recorded again, not even as TIMED_OUT."""
+    job = Job(
+        job_id="0" * 32,
+        status=JobStatus.RUNNING,
+        source_bucket=BUCKET,
+        source_key=KEY,
+        created_at=1_800_000_000.0,
+        updated_at=1_800_000_000.0,
+        usage={"completion_tokens": 1200, "cost": tiny},
+    )
+    serialize(JobStore._item(job, due_shard="0"))  # what save() sends
+    recorded = bounded_usage({"completion_tokens": 1200, "cost": tiny})
+    serialize({"usage": recorded})  # what record_check() sends
+    assert recorded == {"completion_tokens": 1200}
