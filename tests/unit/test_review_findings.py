@@ -7,9 +7,11 @@ import json
 import pytest
 
 from seedance_pipeline.adapters.job_store import JobStore, serialize
-from seedance_pipeline.logic.polling import check_job
+from seedance_pipeline.errors import SecretUnavailable
+from seedance_pipeline.logic.polling import _record_if_still_running, check_job, run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import Job, JobStatus, Upload, bounded_usage
+from tests.support.expect import present
 from tests.support.fakes import FakeDownloader, make_runtime
 from tests.support.images import image_bytes
 
@@ -72,3 +74,60 @@ def test_a_provider_usage_number_too_small_for_dynamodb_never_makes_the_job_unsa
     recorded = bounded_usage({"completion_tokens": 1200, "cost": tiny})
     serialize({"usage": recorded})  # what record_check() sends
     assert recorded == {"completion_tokens": 1200}
+
+
+def _secret_outage(runtime):
+    def unreadable(_force: bool):
+        raise SecretUnavailable(
+            "the API key secret is throttled: retry later", secret_id="seedance-key", cause="ThrottlingException"
+        )
+
+    runtime.provider_factory = unreadable
+    runtime.refresh_provider()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="check_job applies the age limit on any TRY_LATER error, our own SecretUnavailable included: a paid task "
+    "is ended TIMED_OUT while its status was never asked (its video kept 24 h at the provider is lost, and "
+    "`jobs retry` pays again)",
+)
+def test_a_secret_outage_never_times_out_a_paid_job_the_provider_was_not_asked_about():
+    runtime, store, storage, provider = make_runtime(max_job_age_minutes=10)
+    provider.ready_after = 10**9
+    storage.add(BUCKET, KEY, image_bytes())
+    job_id = accept_upload(Upload(bucket=BUCKET, key=KEY, etag="e1", sequencer="01"), runtime, owner="s").job_id
+    runtime.clock.advance(60)
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert store.job(job_id).status is JobStatus.RUNNING and store.job(job_id).checks >= 1
+
+    _secret_outage(runtime)  # our Secrets Manager read fails for the next 15 minutes: nobody asks the provider
+    asked = provider.gets
+    for _ in range(30):
+        runtime.clock.advance(30)
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert provider.gets == asked
+    assert not store.job(job_id).status.is_terminal, present(store.job(job_id).error).message
+
+
+def test_an_optimistic_status_answer_about_an_old_task_is_never_recorded_on_the_jobs_new_task():
+    """Failed before the fix: record_check's condition (status, checks, no lease, in the due index) did not name the
+    task, so an answer about the job's previous task (read before an operator retry) was recorded on its new one."""
+    runtime, store, storage, provider = make_runtime()
+    storage.add(BUCKET, KEY, image_bytes())
+    job_id = accept_upload(Upload(bucket=BUCKET, key=KEY, etag="e1", sequencer="01"), runtime, owner="s").job_id
+    stale = next(j for shard in ("0", "1") for j in store.due_jobs(shard, runtime.clock() + 10**6))
+    assert stale.task_id == "cgt-00001" and stale.checks == 0
+    # The first task is given up (say, a person saw it stuck) and the job is retried: a new task, checks back at 0.
+    job = store.acquire_lease(store.job(job_id), owner="op", now=runtime.clock(), lease_seconds=60)
+    store.save(
+        job.model_copy(update={"task_id": "cgt-00002", "lease_owner": None, "lease_until": None}),
+        owner="op",
+        due_shard="0",
+    )
+    provider.tasks["cgt-00002"] = {"body": {}, "at": runtime.clock()}
+
+    # A poller that read the index before the retry now records its answer about cgt-00001.
+    provider.tasks["cgt-00001"]["at"] = runtime.clock()  # still running, as the old task says
+    _record_if_still_running(stale, runtime)
+    assert store.job(job_id).checks == 0, "a check of the old task was counted for the new one"

@@ -285,12 +285,13 @@ class JobStore:
         usage: dict[str, Any] | None = None,
     ) -> bool:
         """Record a status check that delivered nothing, without a lease: one UpdateItem that holds only if nobody
-        leased the job or recorded a check since it was read (same status, same number of checks)."""
+        leased the job or recorded a check since it was read (same status, task and number of checks)."""
         values: dict[str, Any] = {
             ":checks": {"N": str(job.checks + 1)},
             ":expected": {"N": str(job.checks)},
             ":status": {"S": status.value},
             ":was": {"S": job.status.value},
+            ":task": {"S": job.task_id or ""},
             ":provider_status": {"S": provider_status},
             ":next": {"N": repr(next_check_at)},
             ":now": {"N": repr(now)},
@@ -306,7 +307,8 @@ class JobStore:
             Key={"job_id": {"S": job.job_id}},
             UpdateExpression=update + " REMOVE last_error",
             ConditionExpression=(
-                "attribute_exists(due_shard) AND #status = :was AND checks = :expected "
+                # The task too: after an operator retry the job has a new task with the same status and checks.
+                "attribute_exists(due_shard) AND #status = :was AND checks = :expected AND task_id = :task "
                 "AND (attribute_not_exists(lease_until) OR lease_until < :now)"
             ),
             ExpressionAttributeNames={"#status": "status", **({"#usage": "usage"} if usage is not None else {})},
