@@ -7,13 +7,15 @@ import json
 import pytest
 
 from seedance_pipeline.adapters.job_store import JobStore, serialize
-from seedance_pipeline.errors import SecretUnavailable
+from seedance_pipeline.adapters.provider_client import SeedanceClient
+from seedance_pipeline.errors import SecretUnavailable, SubmissionUncertain
 from seedance_pipeline.logic.polling import _record_if_still_running, check_job, run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import Job, JobStatus, Upload, bounded_usage
 from tests.support.expect import present
 from tests.support.fakes import FakeDownloader, make_runtime
 from tests.support.images import image_bytes
+from tests.support.raw_http import RawHttpServer, json_answer
 
 BUCKET = "in-bucket"
 KEY = "uploads/cat.jpg"
@@ -131,3 +133,19 @@ def test_an_optimistic_status_answer_about_an_old_task_is_never_recorded_on_the_
     provider.tasks["cgt-00001"]["at"] = runtime.clock()  # still running, as the old task says
     _record_if_still_running(stale, runtime)
     assert store.job(job_id).checks == 0, "a check of the old task was counted for the new one"
+
+
+@pytest.mark.parametrize("task_id", [".", ".."])
+def test_a_task_id_that_is_a_dot_segment_is_never_taken_as_an_id_we_can_ask_about(task_id):
+    """Failed before the fix: "." and ".." passed as task ids, and urllib3 removes dot segments from the path, so
+    every status check of the paid task asked /v2/videos/generations/ or /v2/videos/ instead (a list or another
+    endpoint), never the task: the job ended TIMED_OUT after MaxJobAgeMinutes. Now the answer is uncertain and a
+    person looks, as for any answer without a usable id."""
+    server = RawHttpServer()
+    try:
+        server.answer(json_answer(200, json.dumps({"task_id": task_id})))
+        client = SeedanceClient(server.base_url, "sk-test", retries=0)
+        with pytest.raises(SubmissionUncertain):
+            client.submit({"model": "m", "prompt": "p", "images": ["https://x/i.png"]})
+    finally:
+        server.close()

@@ -388,6 +388,9 @@ def _task_id_in(payload: dict[str, Any]) -> str | None:
         # Blank, huge or control characters: not an id we can query, log and show; a person must look.
         if not value.strip() or len(value) > MAX_TASK_ID_LENGTH or not value.isprintable():
             return None
+        # "." and "..": urllib3 removes dot segments from the status URL's path, so the task could never be asked.
+        if value in (".", ".."):
+            return None
         return value
     return None
 
