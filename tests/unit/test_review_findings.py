@@ -13,7 +13,7 @@ from seedance_pipeline.logic.polling import _record_if_still_running, check_job,
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import Job, JobStatus, Upload, bounded_usage
 from tests.support.expect import present
-from tests.support.fakes import FakeDownloader, make_runtime
+from tests.support.fakes import FakeClock, FakeDownloader, FakeProvider, make_runtime
 from tests.support.images import image_bytes
 from tests.support.raw_http import RawHttpServer, json_answer
 
@@ -149,3 +149,28 @@ def test_a_task_id_that_is_a_dot_segment_is_never_taken_as_an_id_we_can_ask_abou
             client.submit({"model": "m", "prompt": "p", "images": ["https://x/i.png"]})
     finally:
         server.close()
+
+
+class _AnswersAboutAnotherTask(FakeProvider):
+    """A gateway (a cache keyed without the path, a proxy mixing up answers) answers with another task's result."""
+
+    def get(self, task_id, *, deadline=None):
+        answer = super().get(task_id, deadline=deadline)
+        return answer.model_copy(update={"task_id": "cgt-someone-elses", "video_url": "https://cdn.example.com/x.mp4"})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="check_job trusts a status answer whose echoed task id is another task's (only the optimistic path's "
+    "reuse compares ids): the other task's video is delivered as this upload's and the job ends SUCCEEDED",
+)
+def test_a_status_answer_about_another_task_never_delivers_that_tasks_video():
+    clock = FakeClock()
+    runtime, store, storage, _ = make_runtime(clock, provider=_AnswersAboutAnotherTask(clock))
+    storage.add(BUCKET, KEY, image_bytes())
+    job_id = accept_upload(Upload(bucket=BUCKET, key=KEY, etag="e1", sequencer="01"), runtime, owner="s").job_id
+    runtime.clock.advance(120)
+    for _ in range(5):
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+        runtime.clock.advance(60)
+    assert store.job(job_id).status is not JobStatus.SUCCEEDED
