@@ -174,3 +174,57 @@ def test_a_status_answer_about_another_task_never_delivers_that_tasks_video():
         run_poll(runtime, owner="p", time_left=lambda: 300.0)
         runtime.clock.advance(60)
     assert store.job(job_id).status is not JobStatus.SUCCEEDED
+
+
+class _Crash(BaseException):
+    """The Lambda process dies here: no except-branch of ours sees it."""
+
+
+def test_a_crash_between_the_claim_and_the_newest_upload_record_never_lets_the_older_upload_win():
+    """Failed before the fix: the crash left the newest upload unrecorded, the poller still paid for it, and its
+    superseded check at delivery (latest_job_for != job) failed it as replaced by the older upload, whose video
+    stayed the key's outputs. Now the record is made good before anything is sent."""
+    runtime, store, storage, _ = make_runtime()
+    storage.add(BUCKET, KEY, image_bytes(), etag="e1")
+    older = accept_upload(Upload(bucket=BUCKET, key=KEY, etag="e1", sequencer="01"), runtime, owner="s1").job_id
+    runtime.clock.advance(5)
+    storage.add(BUCKET, KEY, image_bytes(640, 480), etag="e2")
+
+    def crash(*_args, **_kwargs):
+        raise _Crash("killed after the claim")
+
+    record_latest, store.record_latest_upload = store.record_latest_upload, crash  # type: ignore[method-assign]
+    with pytest.raises(_Crash):
+        accept_upload(Upload(bucket=BUCKET, key=KEY, etag="e2", sequencer="02"), runtime, owner="s2")
+    store.record_latest_upload = record_latest  # type: ignore[method-assign]
+    # Lambda's retry of the event finds the job claimed (a duplicate); the poller sends it once the claim lease ends.
+    for _ in range(20):
+        runtime.clock.advance(60)
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    newer = next(j for j in store.jobs() if j.source_etag == "e2")
+    assert store.job(older).status.is_terminal and newer.status.is_terminal
+    shown = json.loads(storage.uploads[(BUCKET, SIDECAR)])["job_id"]
+    assert shown == newer.job_id, f"the key shows the older upload; the newer ended {newer.status}: {newer.error}"
+
+
+def test_an_older_upload_still_waiting_for_capacity_when_a_newer_one_arrives_is_never_paid_for():
+    """Before the same fix this job was sent (paid), then failed SUPERSEDED at delivery. A versioned bucket, and the
+    same bytes uploaded again (same ETag, a new version): the older version stays readable, so only the newest-upload
+    record can tell."""
+    runtime, store, storage, provider = make_runtime(max_in_flight=1)
+    storage.add(BUCKET, "uploads/other.jpg", image_bytes(), etag="x")
+    accept_upload(Upload(bucket=BUCKET, key="uploads/other.jpg", etag="x", sequencer="01"), runtime, owner="s")
+    storage.add(BUCKET, KEY, image_bytes(), etag="e1")
+    first = Upload(bucket=BUCKET, key=KEY, etag="e1", version_id="v1", sequencer="02")
+    older = accept_upload(first, runtime, owner="s")
+    assert older.outcome is JobStatus.WAITING
+    runtime.clock.advance(5)
+    second = Upload(bucket=BUCKET, key=KEY, etag="e1", version_id="v2", sequencer="03")
+    newer = accept_upload(second, runtime, owner="s")
+    assert newer.outcome is JobStatus.WAITING
+    for _ in range(20):
+        runtime.clock.advance(60)
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert store.job(newer.job_id).status is JobStatus.SUCCEEDED
+    assert store.job(older.job_id).status is JobStatus.REJECTED
+    assert len(provider.submissions) == 2  # the other key's and the newer upload's: never the older one
