@@ -241,6 +241,16 @@ def test_only_one_of_two_pollers_records_the_same_check(store: JobStorePort) -> 
     assert present(store.get("j-twice")).provider_status == "a"
 
 
+def test_a_check_of_a_jobs_previous_task_is_not_recorded_on_its_new_one(store: JobStorePort) -> None:
+    claimed = job("j-retried", status=JobStatus.SUBMITTED, task_id="cgt-old")
+    store.claim(claimed, due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    # An operator retry sent it again: same status, no checks yet, another task.
+    store.put_unconditionally(claimed.model_copy(update={"task_id": "cgt-new"}), due_shard="0")
+    assert not store.record_check(due, status=JobStatus.RUNNING, provider_status="r", next_check_at=NOW, now=NOW)
+    assert present(store.get("j-retried")).checks == 0
+
+
 def test_a_check_is_not_recorded_on_a_job_that_left_the_due_index(store: JobStorePort) -> None:
     claimed = job("j-gone", status=JobStatus.SUBMITTED, task_id="cgt-4")
     store.claim(claimed, due_shard="0")

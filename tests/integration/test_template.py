@@ -369,11 +369,11 @@ def test_functions_touch_only_the_jobs_table_the_secret_and_their_events(cfn: di
         if any(a.startswith("dynamodb:") for a in actions):
             if function == "SubmitFunction":
                 # Its code path writes the table (claim and saves PutItem, the newest-upload mark and slots
-                # UpdateItem) and reads only the slot-holders index.
+                # UpdateItem), reads one item (the newest-upload record) and queries only the slot-holders index.
                 if actions == ["dynamodb:Query"]:
                     assert statement["Resource"] == {"Fn::Sub": "${JobsTable.Arn}/index/slot-holders"}
                     continue
-                assert sorted(actions) == ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+                assert sorted(actions) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
                 assert statement["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
                 continue
             assert sorted(actions) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]

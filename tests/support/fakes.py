@@ -138,6 +138,7 @@ class FakeStore:
                 or item["due_shard"] is None
                 or current["status"] != job.status.value
                 or current["checks"] != job.checks
+                or current.get("task_id") != job.task_id
                 or (current.get("lease_until") or 0) >= now
             ):
                 return False

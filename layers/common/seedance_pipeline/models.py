@@ -23,6 +23,9 @@ MAX_NOTES = 20
 MAX_USAGE_FIELDS = 16
 MAX_USAGE_KEY_CHARS = 64
 _MAX_USAGE_NUMBER = 10**15
+# DynamoDB stores no number of a smaller magnitude than 1e-130 (boto3 raises decimal.Underflow): a count or a cost
+# this small is noise, and keeping it would make every later save of the job fail.
+_MIN_USAGE_MAGNITUDE = 1e-100
 
 
 def cut(text: str, limit: int) -> str:
@@ -42,7 +45,7 @@ def bounded_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        if not math.isfinite(value) or abs(value) >= _MAX_USAGE_NUMBER:
+        if not math.isfinite(value) or abs(value) >= _MAX_USAGE_NUMBER or 0 < abs(value) < _MIN_USAGE_MAGNITUDE:
             continue
         kept[key] = value
     return kept

@@ -140,7 +140,9 @@ def build_runtime(settings: Settings, session: Session | None = None) -> Runtime
             settings.jobs_table_name,
             session.client("dynamodb", config=pool),
             due_shards=settings.due_index_shards,
-            slot_lifetime_seconds=settings.max_job_age_seconds + settings.lease_seconds + 3600,
+            # A paid job never answered lives twice MaxJobAgeMinutes from its submission (polling.check_job): its
+            # slot must outlive that, or another job takes it while the first is still live at the provider.
+            slot_lifetime_seconds=2 * settings.max_job_age_seconds + settings.lease_seconds + 3600,
             bookkeeping_lifetime_seconds=settings.max_job_age_seconds + settings.retention_seconds,
         ),
         storage=ObjectStorage(

@@ -15,8 +15,9 @@ Each slot is its own small item `#slot#<n>` (n < limit, ~80 bytes) naming its ho
 - the sparse index slot-holders (slot_pool, holder; KEYS_ONLY) lists the holders for the JobsInFlight metric and
   the reconciliation of holders with live jobs, and finds the slot of a job another process took: 1 index write
   when a slot is taken, 1 when it is given back (its partition takes ~500 jobs a second);
-- a crash cannot hold a slot for ever: a slot carries expires_at (MaxJobAgeMinutes plus a margin after it was
-  taken; no job lives longer) and an expired holder counts as free; the table's TTL then deletes idle slots.
+- a crash cannot hold a slot for ever: a slot carries expires_at (twice MaxJobAgeMinutes, as long as a paid job
+  never answered lives, plus a margin after it was taken; no job lives longer) and an expired holder counts as
+  free; the table's TTL then deletes idle slots.
 
 The alternative, a counter item moved in one TransactWriteItems with the job's own record, counts exactly too, but
 a transaction bills each item twice (~4 WCU to take and ~5 to give back, folded into the job's own writes, against
@@ -62,7 +63,7 @@ BUDGET_ITEM_PREFIX = "#budget#"
 # A day's token counter is read for that day only; kept a few days for the spend command, then TTL deletes it.
 BUDGET_ITEM_DAYS_KEPT = 3
 # Defaults for a store built without settings (operator tools): MaxJobAgeMinutes' default plus margins.
-DEFAULT_SLOT_LIFETIME_SECONDS = 120 * 60 + 3600
+DEFAULT_SLOT_LIFETIME_SECONDS = 2 * 120 * 60 + 3600
 DEFAULT_BOOKKEEPING_LIFETIME_SECONDS = 120 * 60 + 30 * 86400
 _SLOT_CACHE_SIZE = 4096
 _SLOT_HINTS_PER_TAKE = 4
@@ -297,12 +298,13 @@ class JobStore:
         usage: dict[str, Any] | None = None,
     ) -> bool:
         """Record a status check that delivered nothing, without a lease: one UpdateItem that holds only if nobody
-        leased the job or recorded a check since it was read (same status, same number of checks)."""
+        leased the job or recorded a check since it was read (same status, task and number of checks)."""
         values: dict[str, Any] = {
             ":checks": {"N": str(job.checks + 1)},
             ":expected": {"N": str(job.checks)},
             ":status": {"S": status.value},
             ":was": {"S": job.status.value},
+            ":task": {"S": job.task_id or ""},
             ":provider_status": {"S": provider_status},
             ":next": {"N": repr(next_check_at)},
             ":now": {"N": repr(now)},
@@ -318,7 +320,8 @@ class JobStore:
             Key={"job_id": {"S": job.job_id}},
             UpdateExpression=update + " REMOVE last_error",
             ConditionExpression=(
-                "attribute_exists(due_shard) AND #status = :was AND checks = :expected "
+                # The task too: after an operator retry the job has a new task with the same status and checks.
+                "attribute_exists(due_shard) AND #status = :was AND checks = :expected AND task_id = :task "
                 "AND (attribute_not_exists(lease_until) OR lease_until < :now)"
             ),
             ExpressionAttributeNames={"#status": "status", **({"#usage": "usage"} if usage is not None else {})},
@@ -439,7 +442,7 @@ class JobStore:
                     "slot_pool": {"S": SLOT_POOL},
                     "expires_at": {"N": str(int(now + self._slot_lifetime))},
                 },
-                # An expired holder outlived any job (MaxJobAgeMinutes plus a margin): its slot leaked in a crash.
+                # An expired holder outlived any job (twice MaxJobAgeMinutes plus a margin): its slot leaked in a crash.
                 ConditionExpression="attribute_not_exists(holder) OR holder = :job OR expires_at < :now",
                 ExpressionAttributeValues={":job": {"S": job_id}, ":now": {"N": str(int(now))}},
             )

@@ -86,6 +86,9 @@ def usable_task_id(value: Any) -> str | None:
     # Blank, huge or control characters: not an id we can query, log and show; a person must look.
     if not value.strip() or len(value) > MAX_TASK_ID_LENGTH or not value.isprintable():
         return None
+    # "." and "..": urllib3 removes dot segments from the status URL's path, so the task could never be asked.
+    if value in (".", ".."):
+        return None
     return value
 
 

@@ -224,6 +224,18 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
         job = _with_request(job, inputs)
     request = inputs.request
 
+    if _superseded_before_sending(job, runtime):
+        return SubmitAttempt(
+            finish(
+                job,
+                runtime,
+                owner=owner,
+                status=JobStatus.REJECTED,
+                error_code=ErrorCode.SUPERSEDED,
+                message="a newer upload of this key was seen while this one waited; this one is not sent",
+            )
+        )
+
     body = provider_body_for(settings, request, image_urls(inputs, job.source_bucket, runtime), inputs.mode)
     del inputs  # the image bytes (and any base64 copy) are not needed past this point
 
@@ -313,6 +325,21 @@ def _look_up_lost_task(job: Job, runtime: Runtime, body: dict[str, Any], *, sent
     if found is not None:
         logger.info("lost submission found in the provider's task list", extra={"task_id": found})
     return found
+
+
+def _superseded_before_sending(job: Job, runtime: Runtime) -> bool:
+    """The key's newest-upload record must name this job before it is paid for. The submit function records it
+    right after the claim, but a crash in between leaves it unrecorded, and the poller's check at delivery would
+    then fail this newer job as replaced by the older one; and a newer upload may have arrived while this one
+    waited for capacity. One consistent read; a write only when the record names another job."""
+    if not job.source_sequencer:
+        return False
+    store = runtime.store
+    if store.latest_job_for(job.source_bucket, job.source_key) == job.job_id:
+        return False
+    return not store.record_latest_upload(
+        job.source_bucket, job.source_key, sequencer=job.source_sequencer, job_id=job.job_id
+    )
 
 
 def _blocked_by(error: PipelineError) -> Blocked | None:
