@@ -12,7 +12,8 @@ import threading
 import pytest
 import urllib3.util.connection
 
-from seedance_pipeline.adapters.result_download import ResultDownloader, _is_public
+from seedance_pipeline.adapters.result_download import ResultDownloader
+from seedance_pipeline.adapters.url_safety import _is_public
 from seedance_pipeline.errors import DownloadRefused, ResultUnavailable
 
 PUBLIC = "93.184.216.34"
