@@ -1,4 +1,4 @@
-"""Findings of the wave-3 hostile review: each test shows one hole (xfail strict while it is open)."""
+"""Findings of the wave-3 hostile review: each test shows one hole (xfail strict while it is still open)."""
 
 from __future__ import annotations
 
@@ -88,12 +88,6 @@ def _secret_outage(runtime):
     runtime.refresh_provider()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_job applies the age limit on any TRY_LATER error, our own SecretUnavailable included: a paid task "
-    "is ended TIMED_OUT while its status was never asked (its video kept 24 h at the provider is lost, and "
-    "`jobs retry` pays again)",
-)
 def test_a_secret_outage_never_times_out_a_paid_job_the_provider_was_not_asked_about():
     runtime, store, storage, provider = make_runtime(max_job_age_minutes=10)
     provider.ready_after = 10**9
@@ -159,11 +153,6 @@ class _AnswersAboutAnotherTask(FakeProvider):
         return answer.model_copy(update={"task_id": "cgt-someone-elses", "video_url": "https://cdn.example.com/x.mp4"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_job trusts a status answer whose echoed task id is another task's (only the optimistic path's "
-    "reuse compares ids): the other task's video is delivered as this upload's and the job ends SUCCEEDED",
-)
 def test_a_status_answer_about_another_task_never_delivers_that_tasks_video():
     clock = FakeClock()
     runtime, store, storage, _ = make_runtime(clock, provider=_AnswersAboutAnotherTask(clock))

@@ -11,6 +11,7 @@ from seedance_pipeline.errors import (
     Outcome,
     PipelineError,
     ProviderAuthError,
+    ProviderUnavailable,
     SecretUnavailable,
     outcome_of,
 )
@@ -104,10 +105,17 @@ def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | Pip
             if known is not None and known.task_id == job.task_id
             else runtime.provider().get(job.task_id, deadline=runtime.provider_deadline(job.lease_until))
         )
+        if result.task_id != job.task_id:
+            # An answer about another task must never deliver that task's video as this upload's.
+            raise ProviderUnavailable(f"the provider answered about task {result.task_id}, not {job.task_id}")
     except PipelineError as exc:
         outcome = outcome_of(exc)
         if outcome is Outcome.TRY_LATER:
-            if _past_age_limit(job, now, settings.max_job_age_seconds * (1 if job.checks else 2)):
+            # Our own secret outage is not an answer: a paid task the provider was never asked about is never
+            # timed out for it (the video would be lost, and a retry would pay again).
+            if not isinstance(exc, SecretUnavailable) and _past_age_limit(
+                job, now, settings.max_job_age_seconds * (1 if job.checks else 2)
+            ):
                 # Asked before and past the limit; or never answered at all for twice the limit.
                 return _time_out(job, runtime, owner=owner, last_problem=exc.message)
             return _retry_later(job, runtime, owner=owner, error=exc)
