@@ -111,7 +111,8 @@ def _jobs(bucket: str, task_ids: list[str], *, due: int) -> list[Any]:
 
 def _seed_moto(stack: Any, jobs: list[Any], shards: int) -> None:
     """(Re)write the jobs into the moto table, 25 to a BatchWriteItem."""
-    from seedance_pipeline.adapters.job_store import JobStore, serialize
+    from seedance_pipeline.adapters.dynamo_codec import serialize
+    from seedance_pipeline.adapters.job_store import JobStore
     from seedance_pipeline.rules.keys import due_shard_for
 
     items = [serialize(JobStore._item(job, due_shard=due_shard_for(job.job_id, shards))) for job in jobs]

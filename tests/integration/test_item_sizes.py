@@ -7,7 +7,8 @@ from typing import Any
 
 from bench.dynamodb_cost import item_size
 from seedance_local.local_stack import LocalStack
-from seedance_pipeline.adapters.job_store import JobStore, latest_upload_item_id, slot_item_id
+from seedance_pipeline.adapters.job_store import JobStore, latest_upload_item_id
+from seedance_pipeline.adapters.slot_items import slot_item_id
 from seedance_pipeline.models import Job, JobStatus
 from tests.support.fakes import FakeClock
 

@@ -10,7 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from seedance_local.local_stack import LocalStack
-from seedance_pipeline.adapters.job_store import JobStore, slot_probe_order
+from seedance_pipeline.adapters.job_store import JobStore
+from seedance_pipeline.adapters.slot_items import slot_probe_order
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
 from seedance_pipeline.models import Job, JobError, JobOutputs, JobStatus, VideoRequest
 from seedance_pipeline.ports import JobStorePort
