@@ -12,7 +12,7 @@ from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, Upload
 from seedance_pipeline.runtime import Runtime, build_runtime
 from seedance_pipeline.settings import Settings
-from tests.support.fakes import FakeClock, FakeDownloader, FakeProvider, FakeStorage, RecordingEvents
+from tests.support.fakes import GATEWAY_URL, FakeClock, FakeDownloader, FakeProvider, FakeStorage, RecordingEvents
 from tests.support.images import image_bytes
 
 BUCKET = "in-bucket"
@@ -22,7 +22,13 @@ def test_a_paid_job_keeps_its_slot_for_as_long_as_it_can_live(stack: LocalStack)
     """Failed before the fix: slots expired MaxJobAgeMinutes + LeaseSeconds + 1 h after the take, while a paid job
     never answered lives 2 x MaxJobAgeMinutes; another job took the slot and MaxInFlight was exceeded."""
     clock = FakeClock()
-    settings = Settings(jobs_table_name=stack.table_name, input_bucket=BUCKET, due_index_shards=1, max_in_flight=1)
+    settings = Settings(
+        jobs_table_name=stack.table_name,
+        input_bucket=BUCKET,
+        due_index_shards=1,
+        max_in_flight=1,
+        api_base_url=GATEWAY_URL,
+    )
     # The store exactly as a Lambda cold start builds it (its slot lifetime), on the fake clock.
     store = cast(JobStore, build_runtime(settings, session=stack.boto3_session()).store)
     store._clock = clock
