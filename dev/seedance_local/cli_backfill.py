@@ -8,14 +8,14 @@ from collections import Counter
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from seedance_local import operator_tools
+from seedance_local import backfill_tools
 from seedance_local.cli_common import CliParser, Subcommands, target_from_args
 from seedance_local.operator_tools import OperatorError
 
 
 def _s3_url(text: str) -> tuple[str, str]:
     try:
-        return operator_tools.parse_s3_url(text)
+        return backfill_tools.parse_s3_url(text)
     except OperatorError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -42,7 +42,7 @@ def backfill_command(args: argparse.Namespace, console: Console) -> int:
             counts[outcome] += 1
             progress.update(bar, advance=1, description=", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
 
-        report = operator_tools.backfill(
+        report = backfill_tools.backfill(
             target.client("s3"),
             target.store(),
             bucket,
@@ -50,7 +50,7 @@ def backfill_command(args: argparse.Namespace, console: Console) -> int:
             target.naming_settings(),
             output_bucket=target.output_bucket,
             on_object=on_object,
-            settle_seconds=0 if args.include_recent else operator_tools.BACKFILL_SETTLE_SECONDS,
+            settle_seconds=0 if args.include_recent else backfill_tools.BACKFILL_SETTLE_SECONDS,
         )
     skipped = ""
     if report.has_job:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from seedance_local import cli, operator_tools
+from seedance_local import backfill_tools, cli, operator_tools
 from seedance_local.operator_tools import RetryRefused, Target
 from seedance_pipeline.models import Job, JobError, JobStatus, Upload
 from seedance_pipeline.rules.keys import due_shard_for, job_id_for
@@ -212,7 +212,7 @@ def test_backfill_creates_waiting_jobs_once_and_ignores_keys_outside_the_input_p
     store = target.store()
 
     # Objects uploaded "before the stack existed": past the settle time that waits for in-flight events.
-    first = operator_tools.backfill(s3, store, stack.bucket, "", target.naming_settings(), settle_seconds=0)
+    first = backfill_tools.backfill(s3, store, stack.bucket, "", target.naming_settings(), settle_seconds=0)
 
     assert (first.created, first.already_present, first.ignored) == (2, 0, 3)
     for key in images:
@@ -241,7 +241,7 @@ def test_backfill_counts_an_image_whose_video_is_newer_as_already_present(stack,
     pipeline.submit(pipeline.upload("uploads/done.png", image_bytes(640, 480, "PNG"), {"resolution": "480p"}))
     assert pipeline.run_until_terminal(timeout=60)["uploads/done.png"].status is JobStatus.SUCCEEDED
 
-    report = operator_tools.backfill(
+    report = backfill_tools.backfill(
         stack.client("s3"), target.store(), stack.bucket, "uploads/", target.naming_settings(), settle_seconds=0
     )
 
@@ -326,7 +326,7 @@ def test_backfill_skips_objects_whose_upload_already_has_a_job_and_says_so(
     job = pipeline.jobs()["uploads/bad.png"]
     assert job.status is JobStatus.REJECTED, outcome
 
-    report = operator_tools.backfill(
+    report = backfill_tools.backfill(
         stack.client("s3"), target.store(), stack.bucket, "uploads/", target.naming_settings(), settle_seconds=0
     )
 
@@ -344,7 +344,7 @@ def test_backfill_leaves_fresh_objects_to_their_s3_event_so_one_upload_never_mak
     pipeline = make_pipeline()
     event = pipeline.upload("uploads/fresh.png", image_bytes(640, 480, "PNG"), {"resolution": "480p"})
 
-    report = operator_tools.backfill(
+    report = backfill_tools.backfill(
         stack.client("s3"), target.store(), stack.bucket, "uploads/", target.naming_settings()
     )
     assert (report.created, report.recent) == (0, 1)
@@ -353,7 +353,7 @@ def test_backfill_leaves_fresh_objects_to_their_s3_event_so_one_upload_never_mak
 
     pipeline.submit(event)  # the delayed event arrives
     assert pipeline.run_until_terminal(timeout=60)["uploads/fresh.png"].status is JobStatus.SUCCEEDED
-    later = operator_tools.backfill(
+    later = backfill_tools.backfill(
         stack.client("s3"), target.store(), stack.bucket, "uploads/", target.naming_settings(), settle_seconds=0
     )
     assert (later.created, later.has_job) == (0, 1)
