@@ -17,32 +17,27 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from .ark_dialect import ark_task_payload, parse_list_query, select_tasks, validate_ark_request
+from .ark_routes import ARK_PREFIX, LAST_FRAME_SUFFIX, VIDEO_SUFFIX, ArkRoutes
 from .errors import ApiError, format_retry_after
 from .knobs import Counters, Knobs
 from .render import RenderCache
+from .result_files import ResultFiles
 from .shapes import query_payload
-from .tasks import SUCCESS, Simulator, TaskRecord
+from .tasks import Simulator, TaskRecord
 from .validation import load_image, parse_json_body, redact_body, validate_request
 
 log = logging.getLogger("seedance_simulator")
 
 API_PATH = "/v2/videos/generations"
-# The native Ark dialect, under the prefix the platform's own base URLs end with.
-ARK_PREFIX = "/api/v3"
-ARK_TASKS_PATH = ARK_PREFIX + "/contents/generations/tasks"
 RESULTS_PATH = "/results/"
-VIDEO_SUFFIX = ".mp4"
-LAST_FRAME_SUFFIX = ".last-frame.png"
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a 30 MB image as base64 is ~40 MB
-CHUNK_BYTES = 256 * 1024
 # A gateway's response cut off mid-way: what a client sees when a proxy truncates the body.
 MALFORMED_BODY = b'{"task_id": "cgt-2025'
 
@@ -53,7 +48,7 @@ class _HTTPServer(ThreadingHTTPServer):
     simulator_server: SimulatorServer
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ArkRoutes, ResultFiles):
     protocol_version = "HTTP/1.1"  # keep-alive, so clients with a session reuse connections
     server_version = "SeedanceSimulator/1.0"
     # Headers and body go out in two sends; without this, Nagle plus delayed ACK add ~40 ms to every answer.
@@ -149,25 +144,6 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_error(internal)
 
-    def _ark_dispatch(self, method: str, path: str, query: str, body: bytes) -> None:
-        if path == ARK_TASKS_PATH:
-            if method == "POST":
-                self._api_call("POST", lambda: self._ark_create(body))
-            elif method == "GET":
-                self._api_call("GET", lambda: self._ark_list(query), counter="listed")
-            else:
-                raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {ARK_TASKS_PATH}.")
-        elif path.startswith(ARK_TASKS_PATH + "/") and "/" not in path[len(ARK_TASKS_PATH) + 1 :]:
-            task_id = path[len(ARK_TASKS_PATH) + 1 :]
-            if method == "GET":
-                self._api_call("GET", lambda: self._ark_get(task_id))
-            elif method == "DELETE":
-                self._api_call("DELETE", lambda: self._ark_delete(task_id), counter="deletes")
-            else:
-                raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a task.")
-        else:
-            raise ApiError(404, "NotFound", f"No route for {method} {path}.")
-
     # -- API endpoints -------------------------------------------------------------------------------------
 
     def _api_call(self, method: str, answer: Callable[[], None], counter: str | None = None) -> None:
@@ -254,112 +230,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, payload)
 
     # -- the native Ark dialect ---------------------------------------------------------------------------------
-
-    def _ark_create(self, raw: bytes) -> None:
-        counters = self.sim.counters
-        try:
-            body = parse_json_body(raw)
-        except ApiError:
-            counters.record_body({"_unparseable": raw[:200].decode("utf-8", "replace")})
-            raise
-        redacted = redact_body(body)
-        assert isinstance(redacted, dict)
-        counters.record_body(redacted)
-        request, refs = validate_ark_request(body)
-        images = [load_image(ref.url, ref.field, timeout=self.sim.image_fetch_timeout) for ref in refs]
-        # Reference images steer the clip without being a frame of it: the first one is rendered from.
-        last_image = images[1] if len(images) == 2 and refs[1].role == "last_frame" else None
-        task = self.sim.simulator.create_task(request, redacted, images[0], last_image)
-        self._send_json(200, {"id": task.task_id})
-
-    def _ark_task(self, task: TaskRecord) -> dict[str, Any]:
-        last_frame = self.sim.result_url(task, LAST_FRAME_SUFFIX) if task.request.return_last_frame else None
-        return ark_task_payload(
-            task, self.sim.result_url(task, VIDEO_SUFFIX), last_frame, self.sim.knobs.status_override
-        )
-
-    def _ark_get(self, task_id: str) -> None:
-        task = self.sim.simulator.get(task_id)
-        if task is None:
-            raise ApiError(404, "NotFound", f"The task {task_id} does not exist.", param="id")
-        self._send_json(200, self._ark_task(task))
-
-    def _ark_list(self, query: str) -> None:
-        selection = parse_list_query(parse_qs(query, keep_blank_values=False))
-        total, page = select_tasks(self.sim.simulator.all_tasks(), selection)
-        self._send_json(200, {"total": total, "items": [self._ark_task(task) for task in page]})
-
-    def _ark_delete(self, task_id: str) -> None:
-        if self.sim.simulator.delete(task_id) is None:
-            raise ApiError(404, "NotFound", f"The task {task_id} does not exist.", param="id")
-        self._send_json(200, {})
-
-    # -- result downloads ---------------------------------------------------------------------------------------
-
-    def _storage_error(self, status: int, code: str, message: str) -> None:
-        # Result URLs are object-storage links: their errors are S3-style XML, not the API's JSON.
-        body = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
-        self._send(status, body.encode(), "application/xml")
-
-    def _download(self, name: str) -> None:
-        knobs = self.sim.knobs
-        self.sim.counters.incr("download")
-        if knobs.expire_results:
-            self._storage_error(403, "AccessDenied", "Request has expired")
-            return
-        if knobs.result_status_override is not None and knobs.result_status_override != 200:
-            self._storage_error(knobs.result_status_override, "Simulated", "Status set by result_status_override")
-            return
-        if name.endswith(LAST_FRAME_SUFFIX):
-            task_id, kind = name[: -len(LAST_FRAME_SUFFIX)], "last_frame"
-        elif name.endswith(VIDEO_SUFFIX):
-            task_id, kind = name[: -len(VIDEO_SUFFIX)], "video"
-        else:
-            self._storage_error(404, "NoSuchKey", "The specified key does not exist.")
-            return
-        task = self.sim.simulator.get(task_id)
-        if task is None or task.status != SUCCESS:
-            self._storage_error(404, "NoSuchKey", "The specified key does not exist.")
-            return
-        if kind == "video" and knobs.video_body_factory is not None:
-            length, chunks = knobs.video_body_factory(task)
-            self._stream(length, chunks, "video/mp4")
-            return
-        path = None
-        if task.result is not None:
-            path = task.result.video_path if kind == "video" else task.result.last_frame_path
-        if path is None or not path.exists():
-            self._storage_error(404, "NoSuchKey", "The specified key does not exist.")
-            return
-        content_type = "video/mp4" if kind == "video" else "image/png"
-        with path.open("rb") as handle:
-            self._stream(path.stat().st_size, iter(lambda: handle.read(CHUNK_BYTES), b""), content_type)
-
-    def _stream(self, length: int, chunks: Iterable[bytes], content_type: str) -> None:
-        """Send a body chunk by chunk: nothing larger than one chunk is ever held in memory."""
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(length))
-        self.end_headers()
-        self.sim.counters.record_status(200)
-        if self.command == "HEAD":
-            return
-        sent = 0
-        try:
-            for chunk in chunks:
-                self.wfile.write(chunk)
-                sent += len(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            raise
-        except Exception:
-            # The status line is already out: the only honest signal left is a short body and a closed socket.
-            log.exception("result body failed after %d of %d bytes", sent, length)
-            self.close_connection = True
-            return
-        if sent != length:
-            # A body shorter or longer than announced leaves the connection unusable.
-            log.warning("result body was %d bytes, Content-Length said %d", sent, length)
-            self.close_connection = True
 
 
 class SimulatorServer:

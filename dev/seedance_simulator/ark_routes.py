@@ -1,0 +1,96 @@
+"""The simulator's native Ark v3 routes (create, get, list, delete under /api/v3/contents/generations/tasks), mixed
+into the request handler beside the gateway's; the request and answer shapes live in ark_dialect.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qs
+
+from .ark_dialect import ark_task_payload, parse_list_query, select_tasks, validate_ark_request
+from .errors import ApiError
+from .tasks import TaskRecord
+from .validation import load_image, parse_json_body, redact_body
+
+if TYPE_CHECKING:
+    from .server import SimulatorServer
+
+# The native Ark dialect, under the prefix the platform's own base URLs end with.
+ARK_PREFIX = "/api/v3"
+ARK_TASKS_PATH = ARK_PREFIX + "/contents/generations/tasks"
+VIDEO_SUFFIX = ".mp4"
+LAST_FRAME_SUFFIX = ".last-frame.png"
+
+
+class _Handler(Protocol):
+    """What the routes need of the request handler they are mixed into."""
+
+    @property
+    def sim(self) -> SimulatorServer: ...
+    def _api_call(self, method: str, answer: Callable[[], None], counter: str | None = None) -> None: ...
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None: ...
+    def _ark_create(self, raw: bytes) -> None: ...
+    def _ark_task(self, task: TaskRecord) -> dict[str, Any]: ...
+    def _ark_get(self, task_id: str) -> None: ...
+    def _ark_list(self, query: str) -> None: ...
+    def _ark_delete(self, task_id: str) -> None: ...
+
+
+class ArkRoutes:
+    def _ark_dispatch(self: _Handler, method: str, path: str, query: str, body: bytes) -> None:
+        if path == ARK_TASKS_PATH:
+            if method == "POST":
+                self._api_call("POST", lambda: self._ark_create(body))
+            elif method == "GET":
+                self._api_call("GET", lambda: self._ark_list(query), counter="listed")
+            else:
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on {ARK_TASKS_PATH}.")
+        elif path.startswith(ARK_TASKS_PATH + "/") and "/" not in path[len(ARK_TASKS_PATH) + 1 :]:
+            task_id = path[len(ARK_TASKS_PATH) + 1 :]
+            if method == "GET":
+                self._api_call("GET", lambda: self._ark_get(task_id))
+            elif method == "DELETE":
+                self._api_call("DELETE", lambda: self._ark_delete(task_id), counter="deletes")
+            else:
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a task.")
+        else:
+            raise ApiError(404, "NotFound", f"No route for {method} {path}.")
+
+    def _ark_create(self: _Handler, raw: bytes) -> None:
+        counters = self.sim.counters
+        try:
+            body = parse_json_body(raw)
+        except ApiError:
+            counters.record_body({"_unparseable": raw[:200].decode("utf-8", "replace")})
+            raise
+        redacted = redact_body(body)
+        assert isinstance(redacted, dict)
+        counters.record_body(redacted)
+        request, refs = validate_ark_request(body)
+        images = [load_image(ref.url, ref.field, timeout=self.sim.image_fetch_timeout) for ref in refs]
+        # Reference images steer the clip without being a frame of it: the first one is rendered from.
+        last_image = images[1] if len(images) == 2 and refs[1].role == "last_frame" else None
+        task = self.sim.simulator.create_task(request, redacted, images[0], last_image)
+        self._send_json(200, {"id": task.task_id})
+
+    def _ark_task(self: _Handler, task: TaskRecord) -> dict[str, Any]:
+        last_frame = self.sim.result_url(task, LAST_FRAME_SUFFIX) if task.request.return_last_frame else None
+        return ark_task_payload(
+            task, self.sim.result_url(task, VIDEO_SUFFIX), last_frame, self.sim.knobs.status_override
+        )
+
+    def _ark_get(self: _Handler, task_id: str) -> None:
+        task = self.sim.simulator.get(task_id)
+        if task is None:
+            raise ApiError(404, "NotFound", f"The task {task_id} does not exist.", param="id")
+        self._send_json(200, self._ark_task(task))
+
+    def _ark_list(self: _Handler, query: str) -> None:
+        selection = parse_list_query(parse_qs(query, keep_blank_values=False))
+        total, page = select_tasks(self.sim.simulator.all_tasks(), selection)
+        self._send_json(200, {"total": total, "items": [self._ark_task(task) for task in page]})
+
+    def _ark_delete(self: _Handler, task_id: str) -> None:
+        if self.sim.simulator.delete(task_id) is None:
+            raise ApiError(404, "NotFound", f"The task {task_id} does not exist.", param="id")
+        self._send_json(200, {})
