@@ -9,6 +9,9 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export PYENV_VERSION ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare | grep -E '^3\.11' | tail -1):$(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare | grep -E '^3\.13' | tail -1)
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# setuptools says on every editable install that folders named like a package may shadow it: advice for people
+# who run Python from the source tree, which we want (the tests put the source roots first on purpose).
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 PYTEST_ARGS ?=
 # Lambda runs python3.13: where pyenv has it, the unit and contract tests run on it too (else they are skipped).
 PY313 ?= $(shell command -v pyenv >/dev/null 2>&1 && v=$$(pyenv versions --bare | grep -E '^3\.13' | tail -1) && [ -n "$$v" ] && echo "$$(pyenv root)/versions/$$v/bin/python3")
@@ -34,11 +37,11 @@ $(PY):
 
 # The demo needs only the simulator and the local stack; the tests add their tools on top.
 $(VENV)/.demo-installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[demo]'
+	$(QUIET_EDITABLE) $(PY) -m pip install -q -e '.[demo]'
 	touch $@
 
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(QUIET_EDITABLE) $(PY) -m pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.demo-installed
 
 # SAM CLI and checkov pin many packages of their own, so they live in a second environment.
@@ -64,7 +67,7 @@ ifeq ($(PY313),)
 	@echo "python3.13 not found (pyenv): unit tests on the Lambda runtime's Python skipped"
 else
 	@[ -x $(VENV313)/bin/python ] || $(PY313) -m venv $(VENV313)
-	@[ -f $(VENV313)/.installed ] || { $(VENV313)/bin/pip install -q -e '.[dev]' && touch $(VENV313)/.installed; }
+	@[ -f $(VENV313)/.installed ] || { $(QUIET_EDITABLE) $(VENV313)/bin/pip install -q -e '.[dev]' && touch $(VENV313)/.installed; }
 	$(VENV313)/bin/python -m pytest -q tests/unit tests/integration/test_job_store_contract.py $(PYTEST_ARGS)
 endif
 
