@@ -56,6 +56,7 @@ def _lambda_env(overrides: dict[str, str | None] | None = None) -> dict[str, str
         POWERTOOLS_TRACER_CAPTURE_RESPONSE="false",
         POWERTOOLS_TRACE_DISABLED="true",
         JOBS_TABLE_NAME="seedance-jobs",
+        API_BASE_URL="https://gateway.bench.invalid",  # never called: the cold start builds clients only
         API_KEY_SECRET_ID="arn:aws:secretsmanager:us-east-1:123456789012:secret:ApiKeySecret",
     )
     for name, value in (overrides or {}).items():

@@ -89,6 +89,7 @@ def _transfer_in_child(mode: str, url: str, endpoint: str, key: str) -> dict[str
         AWS_DEFAULT_REGION="us-east-1",
         POWERTOOLS_TRACE_DISABLED="true",
         JOBS_TABLE_NAME="bench",
+        API_BASE_URL="https://gateway.bench.invalid",  # never called: only the result transfer runs
         ALLOW_PRIVATE_DOWNLOADS="true",
     )
     done = subprocess.run(
