@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from seedance_pipeline.adapters.ark_dialect import LIST_MAX_PAGES
 from seedance_pipeline.adapters.provider_client import ProviderClient, SeedanceClient, ark_client
 from seedance_pipeline.errors import ProviderRejected, ProviderThrottled, ProviderUnavailable, SubmissionUncertain
 from seedance_pipeline.models import ProviderState, VideoRequest
@@ -242,12 +243,23 @@ def test_a_ratio_left_to_the_provider_matches_whatever_ratio_it_chose(server):
     assert find(server, body(ratio="adaptive")) == "cgt-ours"
 
 
-def test_a_full_page_inside_the_window_finds_nothing_since_an_older_page_could_hold_a_second_match(server):
+def test_a_full_page_inside_the_window_reads_the_next_page_for_a_second_match(server):
     others = [item(f"cgt-{n}", resolution="480p", created_at=NOW + 1) for n in range(99)]
-    server.answer(listed(item("cgt-ours"), *others, total=500))
-    assert find(server) is None
+    server.answer(listed(item("cgt-ours"), *others, total=500), listed(item("cgt-old", created_at=NOW - 3600)))
+    assert find(server) == "cgt-ours"
+    assert "page_num=2" in server.requests[1][1]
+    server.answer(listed(item("cgt-ours"), *others, total=500), listed(item("cgt-twin", created_at=NOW - 30)))
+    assert find(server) is None  # two tasks match across the pages: ambiguous
     server.answer(listed(item("cgt-ours"), *others[:98], item("cgt-old", created_at=NOW - 3600), total=500))
     assert find(server) == "cgt-ours"
+    assert len(server.requests) == 1  # that page already reached past the window
+
+
+def test_a_window_the_page_limit_cannot_cover_finds_nothing(server):
+    full = [item(f"cgt-{n}", resolution="480p", created_at=NOW + 1) for n in range(100)]
+    server.answer(listed(item("cgt-ours"), *full[:99], total=900), *(listed(*full, total=900) for _ in range(4)))
+    assert find(server) is None
+    assert len(server.requests) == LIST_MAX_PAGES
 
 
 @pytest.mark.parametrize("answer", [json_answer(200, '{"total": 0}'), json_answer(200, "[]"), Answer(200, b"<html>")])

@@ -21,8 +21,10 @@ from seedance_pipeline.adapters.unified_dialect import (
 from seedance_pipeline.models import TaskResult
 
 TASKS_PATH = "/contents/generations/tasks"
-# Newest first; a lost answer is looked up within minutes, so the newest page holds the task if it exists.
+# The list comes newest first, and a lost answer is looked up within seconds, so the first pages hold the task.
 LIST_PAGE_SIZE = 100
+# Five pages cover 500 tasks of one model in the look-up window (two minutes): more than any account we know of.
+LIST_MAX_PAGES = 5
 # Ratios that ask the platform to choose: the task then reports the ratio it chose, not what was sent.
 _CHOSEN_BY_PROVIDER = {"adaptive", "keep_ratio"}
 

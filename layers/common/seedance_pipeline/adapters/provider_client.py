@@ -28,7 +28,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from seedance_pipeline.adapters.ark_dialect import LIST_PAGE_SIZE, ArkDialect, matches, oldest_created
+from seedance_pipeline.adapters.ark_dialect import LIST_MAX_PAGES, LIST_PAGE_SIZE, ArkDialect, matches, oldest_created
 from seedance_pipeline.adapters.provider_answers import (
     _Answer,
     _body_excerpt,
@@ -155,12 +155,37 @@ class ProviderClient:
         self, body: dict[str, Any], *, since: float, until: float, deadline: float | None = None
     ) -> str | None:
         """The id of the one listed task that `body` created between `since` and `until` (unix seconds), or None:
-        the dialect has no list, nothing matches, several do, or the newest page may not reach back far enough."""
+        the dialect has no list, nothing matches, several do, or LIST_MAX_PAGES pages do not reach back to `since`.
+
+        Pages come newest first; the walk stops at the first page that is not full or that reaches past `since`,
+        so a busy account (hundreds of tasks a minute) still gets an answer instead of an uncertain job.
+        """
         dialect = self.dialect
         if not isinstance(dialect, ArkDialect):
             return None
+        found: list[dict[str, Any]] = []
+        for page_num in range(1, LIST_MAX_PAGES + 1):
+            items = self._list_page(dialect, body, page_num, deadline)
+            found += [item for item in items if matches(item, body, since=since, until=until)]
+            if len(found) > 1:
+                return None
+            oldest = oldest_created(items)
+            if len(items) < LIST_PAGE_SIZE or (oldest is not None and oldest < since):
+                break  # the window is covered: the next page holds only older tasks
+        else:
+            return None  # the pages we may read did not reach back to the window's start: a match could hide there
+        if len(found) != 1:
+            return None
+        task_id: str = found[0]["id"]
+        return task_id
+
+    def _list_page(self, dialect: ArkDialect, body: dict[str, Any], page_num: int, deadline: float | None) -> list[Any]:
         url = self._base_url + dialect.list_path()
-        params = {"page_num": "1", "page_size": str(LIST_PAGE_SIZE), "filter.model": str(body.get("model", ""))}
+        params = {
+            "page_num": str(page_num),
+            "page_size": str(LIST_PAGE_SIZE),
+            "filter.model": str(body.get("model", "")),
+        }
 
         def attempt(timeout: tuple[float, float]) -> _Answer:
             try:
@@ -176,14 +201,7 @@ class ProviderClient:
             return _Answer(value=items)
 
         items: list[Any] = self._call(attempt, deadline, min_left=MIN_ATTEMPT_SECONDS, out_of_time="no look-up made")
-        found = [item for item in items if matches(item, body, since=since, until=until)]
-        if len(found) != 1:
-            return None
-        oldest = oldest_created(items)
-        if len(items) >= LIST_PAGE_SIZE and (oldest is None or oldest >= since):
-            return None  # a full page inside the window: an older page could hold a second match
-        task_id: str = found[0]["id"]
-        return task_id
+        return items
 
     def cancel(self, task_id: str, *, deadline: float | None = None) -> bool:
         """Cancel a queued task (DELETE); True when the provider accepted. False where the dialect cannot cancel.
