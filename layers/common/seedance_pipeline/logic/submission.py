@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -25,13 +24,14 @@ from seedance_pipeline.errors import (
     SubmissionUncertain,
     outcome_of,
 )
-from seedance_pipeline.logic.check_schedule import budget_retry_at, planned_check, waiting_retry_at
+from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
 from seedance_pipeline.logic.job_inputs import JobInputs, image_urls, load_inputs
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
+from seedance_pipeline.logic.lost_submission import look_up_lost_task
+from seedance_pipeline.logic.token_budget import commit_tokens, held_by_budget, over_budget, past_waiting_age
 from seedance_pipeline.models import Job, JobError, JobStatus, Upload, UploadDisposition
 from seedance_pipeline.observability import (
     MetricName,
-    MetricUnit,
     add_task_id_to_logs,
     count,
     count_provider_error,
@@ -41,15 +41,13 @@ from seedance_pipeline.observability import (
 )
 from seedance_pipeline.rules import image_rules
 from seedance_pipeline.rules.keys import check_output_keys, due_shard_for, ignore_reason, job_id_for
-from seedance_pipeline.rules.token_estimate import estimate_tokens, utc_day
+from seedance_pipeline.rules.token_estimate import estimate_tokens
 from seedance_pipeline.rules.video_request import provider_body_for
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.triggers.upload_events import ParsedEvent
 
 AUTH_RETRY_SECONDS = 60.0
 UNCERTAIN_ADVICE = "check the provider's console; if no video was made, run `seedance-pipeline jobs retry JOB_ID`"
-# How far before our POST a listed task may be stamped and still be ours: the provider's clock is not ours.
-LOOKUP_CLOCK_SKEW_SECONDS = 60.0
 
 
 class UploadOutcome(BaseModel):
@@ -159,7 +157,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
     """submit_job, also saying whether the jobs queued behind this one can be sent now."""
     settings = runtime.settings
     now = runtime.clock()
-    if _past_waiting_age(job, now, runtime) and not _over_budget(job, runtime, now):
+    if past_waiting_age(job, now, runtime) and not over_budget(job, runtime, now):
         last = f" (last problem: {job.last_error.message})" if job.last_error else ""
         return SubmitAttempt(
             finish(
@@ -240,16 +238,16 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
     del inputs  # the image bytes (and any base64 copy) are not needed past this point
 
     # The budget is committed last before the POST, holding a slot, so only a job that is about to be sent counts.
-    commitment = _commit_tokens(job, runtime, now)
+    commitment = commit_tokens(job, runtime, now)
     if commitment is None:
-        return SubmitAttempt(_held_by_budget(job, runtime, owner=owner, now=now), Blocked.DAILY_BUDGET)
+        return SubmitAttempt(held_by_budget(job, runtime, owner=owner, now=now), Blocked.DAILY_BUDGET)
 
     job = job.model_copy(update={"submission_started_at": now, "attempts": job.attempts + 1, "updated_at": now})
     runtime.store.save(job.bounded(), owner=owner, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
     try:
         task_id = runtime.provider().submit(body, deadline=runtime.provider_deadline(job.lease_until))
     except SubmissionUncertain as exc:
-        found = _look_up_lost_task(job, runtime, body, sent_at=now)
+        found = look_up_lost_task(job, runtime, body, sent_at=now)
         if found is None:
             return SubmitAttempt(_not_submitted(job, runtime, owner=owner, error=exc))
         task_id = found
@@ -293,40 +291,6 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
     )
 
 
-def _past_waiting_age(job: Job, now: float, runtime: Runtime) -> bool:
-    """A WAITING job's age limit. Waiting for the daily budget never counts: a job the budget held last is not aged
-    out, and one the budget held before counts its age from then."""
-    if job.last_error is not None and job.last_error.code == ErrorCode.DAILY_BUDGET_REACHED:
-        return False
-    return now - max(job.created_at, job.budget_blocked_at or 0.0) > runtime.settings.max_job_age_seconds
-
-
-def _over_budget(job: Job, runtime: Runtime, now: float) -> bool:
-    """Whether today's budget would hold this job back (then it waits for the budget instead of timing out)."""
-    budget = runtime.settings.daily_token_budget
-    if not budget or not job.estimated_tokens:
-        return False
-    return runtime.store.committed_tokens(utc_day(now)) + job.estimated_tokens > budget
-
-
-def _look_up_lost_task(job: Job, runtime: Runtime, body: dict[str, Any], *, sent_at: float) -> str | None:
-    """After a lost answer, the one task the provider lists for this body, if it lists exactly one (Ark); else None
-    and the submission stays uncertain. A failed look-up is only logged: it never makes things worse."""
-    try:
-        found = runtime.provider().find_task(
-            body,
-            since=sent_at - LOOKUP_CLOCK_SKEW_SECONDS,
-            until=runtime.clock() + LOOKUP_CLOCK_SKEW_SECONDS,
-            deadline=runtime.provider_deadline(job.lease_until),
-        )
-    except PipelineError as exc:
-        logger.warning("could not look the lost submission up", extra={"error_code": exc.code, "error": exc.message})
-        return None
-    if found is not None:
-        logger.info("lost submission found in the provider's task list", extra={"task_id": found})
-    return found
-
-
 def _superseded_before_sending(job: Job, runtime: Runtime) -> bool:
     """The key's newest-upload record must name this job before it is paid for. The submit function records it
     right after the claim, but a crash in between leaves it unrecorded, and the poller's check at delivery would
@@ -364,60 +328,6 @@ def _with_request(job: Job, inputs: JobInputs) -> Job:
         first_image = inputs.images[0].size if inputs.images else None
         estimate = estimate_tokens(request.resolution, request.ratio, request.duration, first_image)
     return job.model_copy(update={"request": request, "notes": notes, "estimated_tokens": estimate})
-
-
-@dataclass(frozen=True)
-class TokenCommitment:
-    """Tokens this job holds under today's budget (none when no budget is set), to give back if nothing is sent."""
-
-    day: str
-    tokens: int
-
-    def give_back(self, runtime: Runtime) -> None:
-        if self.tokens:
-            runtime.store.return_tokens(self.day, self.tokens)
-
-
-def _commit_tokens(job: Job, runtime: Runtime, now: float) -> TokenCommitment | None:
-    """Take the job's estimate out of today's (UTC) DailyTokenBudget; None when it does not fit."""
-    budget = runtime.settings.daily_token_budget
-    day = utc_day(now)
-    if not budget or not job.estimated_tokens:
-        return TokenCommitment(day, 0)
-    committed = runtime.store.commit_tokens(day, job.estimated_tokens, budget=budget)
-    if committed is None:
-        return None
-    count(MetricName.DAILY_TOKENS_COMMITTED, committed)
-    count(MetricName.DAILY_TOKEN_BUDGET_USED_PERCENT, round(100 * committed / budget, 2), MetricUnit.Percent)
-    return TokenCommitment(day, job.estimated_tokens)
-
-
-def _held_by_budget(job: Job, runtime: Runtime, *, owner: str, now: float) -> Job:
-    """Sending this job would pass today's budget: give the slot back and wait, WAITING, for the next UTC day or a
-    raised budget. Never fails the job."""
-    runtime.store.release_slot(job.job_id)
-    budget = runtime.settings.daily_token_budget
-    committed = runtime.store.committed_tokens(utc_day(now))
-    count(MetricName.JOB_WAITING)
-    count(MetricName.DAILY_TOKEN_BUDGET_USED_PERCENT, round(100 * committed / budget, 2), MetricUnit.Percent)
-    logger.warning(
-        "daily token budget reached; job waits",
-        extra={"estimated_tokens": job.estimated_tokens, "committed_tokens": committed, "budget": budget},
-    )
-    message = (
-        f"daily budget reached: this job's estimated {job.estimated_tokens:,} tokens would take today's (UTC) "
-        f"{committed:,} committed tokens past DailyTokenBudget {budget:,}; it waits for the next UTC day or a "
-        "raised budget"
-    )
-    if (job.estimated_tokens or 0) > budget:
-        message += " (this job alone is larger than the whole budget: only a raised budget lets it through)"
-    job = job.model_copy(
-        update={
-            "last_error": JobError(code=ErrorCode.DAILY_BUDGET_REACHED, message=message),
-            "budget_blocked_at": now,
-        }
-    )
-    return reschedule(job, runtime, owner=owner, next_check_at=budget_retry_at(now, runtime.settings))
 
 
 def _not_submitted(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
