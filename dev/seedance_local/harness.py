@@ -22,6 +22,8 @@ from urllib.parse import quote_plus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVENTS_DIR = REPO_ROOT / "events"
+# The function behind the template's Function URL (CallbackMode=on); its local name is its logical id.
+CALLBACK_FUNCTION = "CallbackFunction"
 
 
 def load_handler(name: str) -> ModuleType:
@@ -121,6 +123,9 @@ class LocalPipeline:
         self._env_cm: Any = None
         self._previous_stream: Any = None
         self.job_ids: dict[str, str] = {}
+        self.callback_handler: ModuleType | None = None
+        self.poll_runs: list[tuple[float, float]] = []
+        """(start, end) of every poll_handler run, epoch seconds."""
 
     def __enter__(self) -> LocalPipeline:
         self._env_cm = patched_environ(self.environment)
@@ -130,6 +135,11 @@ class LocalPipeline:
         reset_shared_runtime()
         self.submit_handler = load_handler("submit")
         self.poll_handler = load_handler("poll")
+        services = self.lambda_services
+        if services is not None and services.function_url(CALLBACK_FUNCTION) is not None:
+            # Served from now on: provider callbacks over the Function URL, and the handler's hand-offs to itself.
+            self.callback_handler = load_handler("callback")
+            services.serve(CALLBACK_FUNCTION, self.callback_handler.lambda_handler)
         if self._log_stream is not None:
             from seedance_pipeline.observability import logger
 
@@ -142,6 +152,10 @@ class LocalPipeline:
     def __exit__(self, *exc: object) -> None:
         from seedance_pipeline.runtime import reset_shared_runtime
 
+        if self.callback_handler is not None and self.lambda_services is not None:
+            # Background hand-offs finish under this pipeline's environment, before it is restored.
+            self.lambda_services.withdraw(CALLBACK_FUNCTION)
+            self.callback_handler = None
         if self._previous_stream is not None:
             from seedance_pipeline.observability import logger
 
@@ -149,6 +163,42 @@ class LocalPipeline:
             self._previous_stream = None
         reset_shared_runtime()
         self._env_cm.__exit__(*exc)
+
+    @property
+    def lambda_services(self) -> Any:
+        """The stack's Function URLs and Invoke API (None for a stack without them)."""
+        return getattr(self.stack, "lambda_services", None)
+
+    @property
+    def callback_url(self) -> Any:
+        """The FunctionUrlServer of CallbackFunction, or None when callbacks are off."""
+        services = self.lambda_services
+        return services.function_url(CALLBACK_FUNCTION) if services is not None else None
+
+    @property
+    def invocations(self) -> list[Any]:
+        """Every Invoke call the handlers made (the callback hand-offs), oldest first."""
+        services = self.lambda_services
+        return services.emulator.invocations if services is not None else []
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait for the background hand-offs to finish; False if some still run after ``timeout``."""
+        services = self.lambda_services
+        return services.emulator.wait_idle(timeout) if services is not None else True
+
+    def arrival(self, job: Any) -> str | None:
+        """How a terminal job got there: "callback" (a hand-off run for this job made it terminal), "poll" (a poll
+        run did), "submit", or None while it is live. A hand-off leases its job, so the two cannot both deliver."""
+        if job is None or job.finished_at is None:
+            return None
+        for record in self.invocations:
+            payload = record.payload if isinstance(record.payload, dict) else {}
+            handed_off = (payload.get("seedance_callback") or {}).get("job_id") == job.job_id
+            if handed_off and record.accepted_at <= job.finished_at <= (record.finished_at or 0):
+                return "callback"
+        if any(start <= job.finished_at <= end for start, end in self.poll_runs):
+            return "poll"
+        return "submit"
 
     @property
     def runtime(self) -> Any:
@@ -179,9 +229,13 @@ class LocalPipeline:
         return result
 
     def poll(self, *, timeout_seconds: float = 300) -> dict[str, Any]:
-        result: dict[str, Any] = self.poll_handler.lambda_handler(
-            schedule_event(), LambdaContext("PollFunction", timeout_seconds)
-        )
+        started = time.time()
+        try:
+            result: dict[str, Any] = self.poll_handler.lambda_handler(
+                schedule_event(), LambdaContext("PollFunction", timeout_seconds)
+            )
+        finally:
+            self.poll_runs.append((started, time.time()))
         return result
 
     def jobs(self) -> dict[str, Any]:
@@ -189,9 +243,18 @@ class LocalPipeline:
         return {key: store.get(job_id) for key, job_id in self.job_ids.items()}
 
     def run_until_terminal(
-        self, *, timeout: float = 180.0, on_progress: Callable[[dict[str, Any]], None] | None = None
+        self,
+        *,
+        timeout: float = 180.0,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        poll: bool = True,
+        poll_every: float = 0.2,
     ) -> dict[str, Any]:
-        """Invoke the poller as the schedule would until every job is terminal (or the timeout passes)."""
+        """Invoke the poller as the schedule would until every job is terminal (or the timeout passes).
+
+        ``poll=False`` only watches the job records: what callbacks alone deliver. ``poll_every`` is the pause
+        between poll runs (the schedule's minute, scaled down).
+        """
         deadline = time.monotonic() + timeout
         while True:
             jobs = self.jobs()
@@ -204,8 +267,9 @@ class LocalPipeline:
                     "jobs still live after the timeout: "
                     + ", ".join(f"{k}={j.status.value if j else 'missing'}" for k, j in jobs.items())
                 )
-            self.poll(timeout_seconds=min(300.0, max(30.0, deadline - time.monotonic())))
-            time.sleep(0.2)
+            if poll:
+                self.poll(timeout_seconds=min(300.0, max(30.0, deadline - time.monotonic())))
+            time.sleep(poll_every if poll else 0.05)
 
     def download_outputs(self, job: Any, destination: Path) -> list[Path]:
         """Copy a SUCCEEDED job's outputs into destination, mirroring their keys under the output prefix."""

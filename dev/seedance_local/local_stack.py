@@ -36,12 +36,14 @@ import boto3
 from botocore.config import Config
 
 from seedance_local.intrinsics import LocalStackError, Resolver, Unresolved, param_str, pseudo_parameters
+from seedance_local.lambda_services import LocalLambdaServices
 from seedance_local.moto_resources import (
     BOTO3_CREATED,
     MOTO_CFN_TYPES,
+    apply_bucket_policies,
     apply_unmodelled_properties,
+    create_external_buckets,
     create_secret,
-    local_bucket_policy,
     moto_resource,
     resource_attributes,
     wait_for_stack,
@@ -105,6 +107,8 @@ class LocalStack:
     """Logical id -> type of the translated resources with no local stand-in (functions, roles, ...)."""
     deviations: list[str] = field(default_factory=list)
     """Where the local resources knowingly differ from the deployed ones, and why."""
+    lambda_services: LocalLambdaServices | None = field(default=None, repr=False)
+    """The Function URLs and the Invoke API the stack serves (see lambda_services.py)."""
     _server: Any = field(default=None, repr=False)
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -140,18 +144,28 @@ class LocalStack:
 
         server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         server.start()
+        lambda_services = LocalLambdaServices(region)
         try:
             bound_host, bound_port = server.get_host_and_port()
             endpoint = f"http://{bound_host}:{bound_port}"
-            stack = cls._build(sam, values, endpoint, region, name)
+            stack = cls._build(sam, values, endpoint, region, name, lambda_services)
         except BaseException:
+            lambda_services.stop()
             _stop_server(server)
             raise
         stack._server = server
         return stack
 
     @classmethod
-    def _build(cls, sam: dict[str, Any], values: dict[str, str], endpoint: str, region: str, name: str) -> LocalStack:
+    def _build(
+        cls,
+        sam: dict[str, Any],
+        values: dict[str, str],
+        endpoint: str,
+        region: str,
+        name: str,
+        lambda_services: LocalLambdaServices,
+    ) -> LocalStack:
         session: Any = _EndpointSession(endpoint, region)
         clients: dict[str, Any] = {}
 
@@ -174,6 +188,8 @@ class LocalStack:
         moto_managed = {k: v for k, v in active.items() if v["Type"] in MOTO_CFN_TYPES}
         boto3_created = {k: v for k, v in active.items() if v["Type"] in BOTO3_CREATED}
         skipped = {k: v["Type"] for k, v in active.items() if k not in moto_managed and k not in boto3_created}
+        # Function URLs and the Invoke API first: the functions' environment may name a URL.
+        lambda_services.start(active, resolver, account_id)
 
         # 1. Secrets first: kept resources and the environment may refer to them.
         for logical, spec in boto3_created.items():
@@ -201,21 +217,9 @@ class LocalStack:
             )
 
         # 3. What moto's CloudFormation leaves out, from the same translated properties.
-        deviations: list[str] = []
         for logical, spec in moto_managed.items():
             apply_unmodelled_properties(client, spec, resolver.refs[logical], resolver)
-        for logical, spec in boto3_created.items():
-            if spec["Type"] == "AWS::S3::BucketPolicy":
-                props = resolver.resolve(spec["Properties"])
-                policy, dropped = local_bucket_policy(props["PolicyDocument"])
-                for sid in dropped:
-                    deviations.append(
-                        f"{logical}: statement {sid} (deny unless aws:SecureTransport) is not applied: the local "
-                        "endpoint is plain HTTP and moto enforces the condition, so it would deny every request"
-                    )
-                if policy["Statement"]:
-                    client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(policy))
-                resolver.refs[logical] = props["Bucket"]
+        deviations = apply_bucket_policies(client, boto3_created, resolver) + lambda_services.deviations
 
         # 4. The functions' environment, resolved exactly as CloudFormation would.
         environments: dict[str, dict[str, str]] = {}
@@ -229,23 +233,8 @@ class LocalStack:
                         f"{logical}: environment refers to {exc.name}, which has no local stand-in"
                     ) from exc
 
-        # Buckets the functions name but the stack does not create (ExistingBucketName, OutputBucketName) are existing
-        # buckets in AWS; create them locally. An existing input bucket also gets the one manual step its deployment
-        # asks for (the ExistingBucketSetup output): EventBridge notifications on, so its "Object Created" events
-        # reach the default bus, where the template's ExistingBucketUploadsRule filters them.
-        s3 = client("s3")
         stack_buckets = {resolver.refs[k] for k, spec in moto_managed.items() if spec["Type"] == "AWS::S3::Bucket"}
-        for env in environments.values():
-            for variable in ("INPUT_BUCKET", "OUTPUT_BUCKET"):
-                bucket = env.get(variable)
-                if not bucket or bucket in stack_buckets:
-                    continue
-                if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-                    s3.create_bucket(Bucket=bucket)
-                if variable == "INPUT_BUCKET":
-                    s3.put_bucket_notification_configuration(
-                        Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
-                    )
+        create_external_buckets(client("s3"), environments, stack_buckets)
 
         return cls(
             endpoint_url=endpoint,
@@ -260,6 +249,7 @@ class LocalStack:
             skipped_resources=skipped,
             deviations=deviations,
             _clients=clients,
+            lambda_services=lambda_services,
         )
 
     # -- the interface the tests and the demo use -------------------------------------------------------------------
@@ -299,9 +289,9 @@ class LocalStack:
 
         Every variable the template gives the functions (``function``: one function's logical id, default all of
         them), resolved from the parameter values, plus what a process needs to reach moto: AWS_ENDPOINT_URL,
-        AWS_DEFAULT_REGION/AWS_REGION, dummy credentials; ALLOW_PRIVATE_DOWNLOADS=true (the simulator is on
-        loopback) and POWERTOOLS_TRACE_DISABLED=true (no X-Ray daemon). ``api_base_url`` sets API_BASE_URL;
-        ``overrides`` set any variable by name (a value of None removes it).
+        AWS_DEFAULT_REGION/AWS_REGION, dummy credentials; AWS_ENDPOINT_URL_LAMBDA (the local Invoke API);
+        ALLOW_PRIVATE_DOWNLOADS=true (the simulator is on loopback) and POWERTOOLS_TRACE_DISABLED=true (no X-Ray
+        daemon). ``api_base_url`` sets API_BASE_URL; ``overrides`` set any variable by name (None removes it).
         """
         if function is not None:
             env = dict(self.function_environments[function])
@@ -320,6 +310,8 @@ class LocalStack:
                 "POWERTOOLS_TRACE_DISABLED": "true",
             }
         )
+        if self.lambda_services is not None:
+            env.update(self.lambda_services.environment())
         if api_base_url is not None:
             env["API_BASE_URL"] = api_base_url
         for key, value in overrides.items():
@@ -352,6 +344,9 @@ class LocalStack:
         for c in self._clients.values():
             c.close()
         self._clients.clear()
+        if self.lambda_services is not None:
+            self.lambda_services.stop()
+            self.lambda_services = None
         if self._server is not None:
             _stop_server(self._server)
             self._server = None

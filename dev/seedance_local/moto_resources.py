@@ -8,6 +8,7 @@ same translated properties.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -84,12 +85,46 @@ def local_bucket_policy(document: Mapping[str, Any]) -> tuple[dict[str, Any], li
     return {**document, "Statement": kept}, dropped
 
 
+# GenerateSecretString's properties that are also GetRandomPassword's parameters (CloudFormation makes that call).
+_RANDOM_PASSWORD_OPTIONS = (
+    "PasswordLength",
+    "ExcludeCharacters",
+    "ExcludeLowercase",
+    "ExcludeNumbers",
+    "ExcludePunctuation",
+    "ExcludeUppercase",
+    "IncludeSpace",
+    "RequireEachIncludedType",
+)
+
+
+def generated_secret_string(sm: Any, generate: Mapping[str, Any]) -> str:
+    """The SecretString CloudFormation makes from GenerateSecretString: a random password with the declared length
+    and exclusions, or a JSON template with that password under GenerateStringKey."""
+    options = {name: generate[name] for name in _RANDOM_PASSWORD_OPTIONS if name in generate}
+    for name, value in options.items():
+        if name == "PasswordLength":
+            options[name] = int(value)
+        elif name != "ExcludeCharacters":
+            options[name] = value in (True, "true", "True")
+    password: str = sm.get_random_password(**options)["RandomPassword"]
+    if "SecretStringTemplate" not in generate:
+        return password
+    document = json.loads(generate["SecretStringTemplate"])
+    document[generate["GenerateStringKey"]] = password
+    return json.dumps(document)
+
+
 def create_secret(sm: Any, logical: str, spec: Mapping[str, Any], resolver: Resolver) -> None:
     props = resolver.resolve(spec.get("Properties") or {})
+    if "GenerateSecretString" in props:
+        secret_string = generated_secret_string(sm, props["GenerateSecretString"])
+    else:
+        secret_string = props.get("SecretString", "")
     kwargs: dict[str, Any] = {
         # CloudFormation names an unnamed secret "<LogicalId>-<random>"; do the same.
         "Name": props.get("Name") or f"{logical}-{secrets.token_hex(6)}",
-        "SecretString": props.get("SecretString", ""),
+        "SecretString": secret_string,
     }
     if props.get("Description"):
         kwargs["Description"] = props["Description"]
@@ -207,3 +242,44 @@ def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         log.warning("local stack: lifecycle rule %s: ignoring %s", rule.get("Id"), ", ".join(sorted(unknown)))
     return out
+
+
+def apply_bucket_policies(
+    client: Callable[[str], Any], boto3_created: Mapping[str, Mapping[str, Any]], resolver: Resolver
+) -> list[str]:
+    """Put each AWS::S3::BucketPolicy (without its TLS-only statements); returns the deviations that makes."""
+    deviations: list[str] = []
+    for logical, spec in boto3_created.items():
+        if spec["Type"] != "AWS::S3::BucketPolicy":
+            continue
+        props = resolver.resolve(spec["Properties"])
+        policy, dropped = local_bucket_policy(props["PolicyDocument"])
+        for sid in dropped:
+            deviations.append(
+                f"{logical}: statement {sid} (deny unless aws:SecureTransport) is not applied: the local "
+                "endpoint is plain HTTP and moto enforces the condition, so it would deny every request"
+            )
+        if policy["Statement"]:
+            client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(policy))
+        resolver.refs[logical] = props["Bucket"]
+    return deviations
+
+
+def create_external_buckets(s3: Any, environments: Mapping[str, Mapping[str, str]], stack_buckets: set[str]) -> None:
+    """Create the buckets the functions name but the stack does not (ExistingBucketName, OutputBucketName).
+
+    They are existing buckets in AWS. An existing input bucket also gets the one manual step its deployment asks
+    for (the ExistingBucketSetup output): EventBridge notifications on, so its "Object Created" events reach the
+    default bus, where the template's ExistingBucketUploadsRule filters them.
+    """
+    for env in environments.values():
+        for variable in ("INPUT_BUCKET", "OUTPUT_BUCKET"):
+            bucket = env.get(variable)
+            if not bucket or bucket in stack_buckets:
+                continue
+            if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+                s3.create_bucket(Bucket=bucket)
+            if variable == "INPUT_BUCKET":
+                s3.put_bucket_notification_configuration(
+                    Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+                )
