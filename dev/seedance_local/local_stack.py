@@ -164,7 +164,7 @@ class LocalStack:
         endpoint: str,
         region: str,
         name: str,
-        lambda_services: LocalLambdaServices,
+        lambda_services: LocalLambdaServices | None = None,
     ) -> LocalStack:
         session: Any = _EndpointSession(endpoint, region)
         clients: dict[str, Any] = {}
@@ -189,6 +189,7 @@ class LocalStack:
         boto3_created = {k: v for k, v in active.items() if v["Type"] in BOTO3_CREATED}
         skipped = {k: v["Type"] for k, v in active.items() if k not in moto_managed and k not in boto3_created}
         # Function URLs and the Invoke API first: the functions' environment may name a URL.
+        lambda_services = lambda_services or LocalLambdaServices(region)
         lambda_services.start(active, resolver, account_id)
 
         # 1. Secrets first: kept resources and the environment may refer to them.
