@@ -90,7 +90,7 @@ class Knobs:
         allowed = {"response_shape": RESPONSE_SHAPES, "error_shape": ERROR_SHAPES, "fault_methods": FAULT_METHODS}
         if name in allowed and value not in allowed[name]:
             raise ValueError(f"{name} must be one of {allowed[name]}, got {value!r}")
-        if name in ("execution_expiry_scale", "flex_multiplier") and not float(value) > 0:
+        if name in ("execution_expiry_scale", "flex_multiplier", "callback_timeout_seconds") and not float(value) > 0:
             raise ValueError(f"{name} must be positive, got {value!r}")
         if name == "server_error_status" and not 500 <= int(value) <= 599:
             raise ValueError(f"server_error_status must be a 5xx status, got {value!r}")
