@@ -38,6 +38,7 @@ FIGURES = {
     "5": "bench.layer_footprint",
     "6": "bench.dynamodb_cost",
     "7": "bench.token_accuracy",
+    "8": "bench.poll_memory",
 }
 COLUMNS = ["figure", "this pipeline", "baseline", "ratio", "target", "met"]
 RESULTS = bench.REPO_ROOT / "bench" / "results" / "latest.md"

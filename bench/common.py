@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import io
 import os
 import secrets
@@ -227,3 +228,29 @@ def provider_submit_body(image_url: str) -> dict[str, Any]:
         "resolution": "720p",
         "ratio": "16:9",
     }
+
+
+def patterned_body(size: int, chunk: int = 256 * 1024) -> Any:
+    """A deterministic body generated chunk by chunk, so the simulator never holds it either."""
+
+    def factory(task: Any) -> tuple[int, Iterator[bytes]]:
+        block = hashlib.sha256(task.task_id.encode()).digest() * (chunk // 32)
+
+        def chunks() -> Iterator[bytes]:
+            sent = 0
+            while sent < size:
+                piece = block[: min(chunk, size - sent)]
+                sent += len(piece)
+                yield piece
+
+        return size, chunks()
+
+    return factory
+
+
+def proc_status_mib(field: str) -> float:
+    """A field of /proc/self/status (VmRSS, VmHWM), in MiB."""
+    for line in open("/proc/self/status").read().splitlines():  # noqa: SIM115
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")

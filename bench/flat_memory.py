@@ -15,13 +15,11 @@ holds the whole video (and more), so it runs on 256 MiB rather than 1 GiB; its g
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import resource
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from bench.common import (
@@ -31,6 +29,8 @@ from bench.common import (
     Row,
     child_env,
     image_data_url,
+    patterned_body,
+    proc_status_mib,
     provider_submit_body,
     ratio,
     rss_mib,
@@ -46,30 +46,12 @@ LABELS = [
 BUCKET = "seedance-bench-memory"
 
 
-def _patterned_body(size: int, chunk: int = 256 * 1024) -> Any:
-    """A deterministic body generated chunk by chunk, so the simulator never holds it either."""
-
-    def factory(task: Any) -> tuple[int, Iterator[bytes]]:
-        block = hashlib.sha256(task.task_id.encode()).digest() * (chunk // 32)
-
-        def chunks() -> Iterator[bytes]:
-            sent = 0
-            while sent < size:
-                piece = block[: min(chunk, size - sent)]
-                sent += len(piece)
-                yield piece
-
-        return size, chunks()
-
-    return factory
-
-
 def _result_url(sim: Any, size: int) -> str:
     """A finished simulator task whose video is `size` bytes; its result URL, as the pipeline would read it."""
     from seedance_pipeline.adapters.provider_client import SeedanceClient
     from seedance_pipeline.models import ProviderState
 
-    sim.knobs.video_body_factory = _patterned_body(size)
+    sim.knobs.video_body_factory = patterned_body(size)
     client = SeedanceClient(sim.base_url, API_KEY)
     task_id = client.submit(provider_submit_body(image_data_url()))
     deadline = time.monotonic() + 30
@@ -201,7 +183,7 @@ def _child(mode: str, url: str, bucket: str, key: str) -> dict[str, Any]:
             data = requests.get(url, timeout=60).content
             s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="video/mp4")
 
-    hwm_before = _status_mib("VmHWM")
+    hwm_before = proc_status_mib("VmHWM")
     _reset_peak()
     before = rss_mib()
     started = time.perf_counter()
@@ -210,17 +192,10 @@ def _child(mode: str, url: str, bucket: str, key: str) -> dict[str, Any]:
     return {
         "rss_before_mib": before,
         "hwm_before_mib": hwm_before,
-        "peak_mib": _status_mib("VmHWM"),
+        "peak_mib": proc_status_mib("VmHWM"),
         "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "seconds": seconds,
     }
-
-
-def _status_mib(field: str) -> float:
-    for line in open("/proc/self/status").read().splitlines():  # noqa: SIM115
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _reset_peak() -> None:

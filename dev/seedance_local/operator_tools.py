@@ -221,6 +221,9 @@ def retry_job(store: JobCatalogPort, job_id: str, *, now: float | None = None) -
             "usage": None,
             "lease_owner": None,
             "lease_until": None,
+            # A terminal job whose slot release or event was still pending: the retry is a new attempt, and the
+            # old terminal event would now describe a job that is live again.
+            "finalize_pending": False,
         }
     )
     # Deliberately unconditional: an operator overrides the terminal record (and its TTL goes with it).

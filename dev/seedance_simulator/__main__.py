@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--flex-multiplier", type=float, default=Knobs.flex_multiplier, help="how much longer a flex task takes"
     )
+    parser.add_argument(
+        "--unified-callback-field",
+        default=Knobs.unified_callback_field,
+        help="the gateway body field that carries a callback URL ('' for none; Ark always uses callback_url)",
+    )
     parser.add_argument("--work-dir", default=None, help="where renders are kept (default: a temporary directory)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request line")
     args = parser.parse_args(argv)
@@ -48,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         max_queued=args.max_queued,
         execution_expiry_scale=args.execution_expiry_scale,
         flex_multiplier=args.flex_multiplier,
+        unified_callback_field=args.unified_callback_field,
     )
     server = SimulatorServer(knobs=knobs, host=args.host, port=args.port, work_dir=args.work_dir)
 

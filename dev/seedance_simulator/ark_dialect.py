@@ -15,7 +15,7 @@ from typing import Any
 from .dimensions import FPS, RATIOS, RESOLUTIONS, nearest_ratio
 from .errors import ApiError, invalid_parameter
 from .tasks import CANCELLED, EXPIRED, FAILURE, IN_PROGRESS, NOT_START, QUEUED, SUCCESS, TaskRecord
-from .validation import MODELS, PROMPT_MAX_CHARS, GenerationRequest, _is_int
+from .validation import MODELS, PROMPT_MAX_CHARS, GenerationRequest, _is_int, check_callback_url
 
 ARK_SEED_MIN, ARK_SEED_MAX = -1, 2**32 - 1
 FRAMES_MIN, FRAMES_MAX = 29, 289  # and 25 + 4n
@@ -217,11 +217,7 @@ def validate_ark_request(body: dict[str, Any]) -> tuple[GenerationRequest, list[
             raise invalid_parameter(name, f"must be a boolean (got {value!r}).")
         flags_out[name] = value
 
-    callback_url = fields.get("callback_url")
-    if callback_url is not None and (
-        not isinstance(callback_url, str) or not callback_url.startswith(("http://", "https://"))
-    ):
-        raise invalid_parameter("callback_url", "must be an http(s) URL.")
+    callback_url = check_callback_url("callback_url", fields.get("callback_url"))
     service_tier = fields.get("service_tier", "default")
     if service_tier not in SERVICE_TIERS:
         raise invalid_parameter("service_tier", f"must be one of {', '.join(SERVICE_TIERS)} (got {service_tier!r}).")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
-from .ark_dialect import ark_task_payload, parse_list_query, select_tasks, validate_ark_request
+from .ark_dialect import parse_list_query, select_tasks, validate_ark_request
 from .errors import ApiError
 from .tasks import TaskRecord
 from .validation import load_image, parse_json_body, redact_body
@@ -74,10 +74,7 @@ class ArkRoutes:
         self._send_json(200, {"id": task.task_id})
 
     def _ark_task(self: _Handler, task: TaskRecord) -> dict[str, Any]:
-        last_frame = self.sim.result_url(task, LAST_FRAME_SUFFIX) if task.request.return_last_frame else None
-        return ark_task_payload(
-            task, self.sim.result_url(task, VIDEO_SUFFIX), last_frame, self.sim.knobs.status_override
-        )
+        return self.sim.task_payload(task, "ark")
 
     def _ark_get(self: _Handler, task_id: str) -> None:
         task = self.sim.simulator.get(task_id)

@@ -75,13 +75,22 @@ class Knobs:
     # Account limits
     max_running: int = 10
     max_queued: int | None = None  # waiting tasks allowed before a submit gets 429 QuotaExceeded
+    # Provider callbacks (callbacks.py): a POST of the task's status JSON to its callback URL on every status change
+    unified_callback_field: str = "callback_url"  # the gateway's body field carrying the URL ("": it has none)
+    callback_drop: int = 0  # the next N callbacks are never sent
+    callback_duplicate: int = 0  # each callback is sent N extra times
+    callback_delay_seconds: float = 0.0  # each callback waits this long before it is sent
+    callback_reorder: bool = False  # a task's callbacks are held until it ends, then sent newest state first
+    callback_forge: bool = False  # each callback comes with forged ones (see callbacks.py)
+    callback_timeout_seconds: float = 5.0  # per attempt
+    callback_retry_seconds: float = 0.25  # back-off before the first of up to 3 retries, doubling each time
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Fail loudly on a typo in a test instead of silently running the default behaviour.
         allowed = {"response_shape": RESPONSE_SHAPES, "error_shape": ERROR_SHAPES, "fault_methods": FAULT_METHODS}
         if name in allowed and value not in allowed[name]:
             raise ValueError(f"{name} must be one of {allowed[name]}, got {value!r}")
-        if name in ("execution_expiry_scale", "flex_multiplier") and not float(value) > 0:
+        if name in ("execution_expiry_scale", "flex_multiplier", "callback_timeout_seconds") and not float(value) > 0:
             raise ValueError(f"{name} must be positive, got {value!r}")
         if name == "server_error_status" and not 500 <= int(value) <= 599:
             raise ValueError(f"server_error_status must be a 5xx status, got {value!r}")
@@ -113,6 +122,11 @@ class Counters:
     peak_running: int  # most tasks IN_PROGRESS at the same time
     request_bodies: list[Any]  # submit bodies received, data URLs shortened
     status_codes: dict[int, int]  # responses sent, by HTTP status
+    callbacks_sent: int  # genuine callback POSTs made, every attempt and duplicate counted
+    callbacks_failed: int  # genuine callbacks given up on after the last retry
+    callbacks_dropped: int  # callbacks the callback_drop knob swallowed
+    callbacks_forged: int  # forged callback POSTs made
+    callback_status_codes: dict[int, int]  # the receivers' answers to every callback POST, 0 for no answer
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -125,6 +139,8 @@ class Counters:
             self.listed = self.deletes = self.cancelled = self.deleted = self.expired = 0
             self.request_bodies = []
             self.status_codes = {}
+            self.callbacks_sent = self.callbacks_failed = self.callbacks_dropped = self.callbacks_forged = 0
+            self.callback_status_codes = {}
 
     def incr(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -139,6 +155,10 @@ class Counters:
             self.status_codes[status] = self.status_codes.get(status, 0) + 1
             if status == 429:
                 self.rate_limited += 1
+
+    def record_callback_answer(self, status: int) -> None:
+        with self._lock:
+            self.callback_status_codes[status] = self.callback_status_codes.get(status, 0) + 1
 
     def note_running(self, running: int) -> None:
         with self._lock:
@@ -161,4 +181,9 @@ class Counters:
                 "peak_running": self.peak_running,
                 "request_bodies": list(self.request_bodies),
                 "status_codes": dict(self.status_codes),
+                "callbacks_sent": self.callbacks_sent,
+                "callbacks_failed": self.callbacks_failed,
+                "callbacks_dropped": self.callbacks_dropped,
+                "callbacks_forged": self.callbacks_forged,
+                "callback_status_codes": dict(self.callback_status_codes),
             }

@@ -24,7 +24,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from .ark_dialect import ark_task_payload
 from .ark_routes import ARK_PREFIX, LAST_FRAME_SUFFIX, VIDEO_SUFFIX, ArkRoutes
+from .callbacks import Callbacks
 from .errors import ApiError, format_retry_after
 from .knobs import Counters, Knobs
 from .render import RenderCache
@@ -203,7 +205,7 @@ class _Handler(ArkRoutes, ResultFiles):
         redacted = redact_body(body)
         assert isinstance(redacted, dict)
         counters.record_body(redacted)
-        request = validate_request(body)
+        request = validate_request(body, self.sim.knobs.unified_callback_field)
         images = [
             load_image(ref, f"images[{i}]", timeout=self.sim.image_fetch_timeout)
             for i, ref in enumerate(request.images)
@@ -218,16 +220,7 @@ class _Handler(ArkRoutes, ResultFiles):
         task = self.sim.simulator.get(task_id)
         if task is None:
             raise ApiError(400, "task_not_exist", f"task_not_exist: the task {task_id} does not exist.")
-        last_frame = self.sim.result_url(task, LAST_FRAME_SUFFIX) if task.request.return_last_frame else None
-        payload = query_payload(
-            task,
-            time.time(),
-            self.sim.knobs.response_shape,
-            self.sim.result_url(task, VIDEO_SUFFIX),
-            last_frame,
-            self.sim.knobs.status_override,
-        )
-        self._send_json(200, payload)
+        self._send_json(200, self.sim.task_payload(task, "unified"))
 
     # -- the native Ark dialect ---------------------------------------------------------------------------------
 
@@ -260,6 +253,7 @@ class SimulatorServer:
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="seedance-sim-"))
         self.renders = RenderCache(self.work_dir, max_workers=render_workers)
         self.simulator = Simulator(self._knobs, self.counters, self.renders)
+        self.callbacks = Callbacks(self.simulator, self._knobs, self.counters, self.task_payload)
         # Result URLs carry a signature-like query, as presigned object-storage links do; it is not checked.
         self._url_secret = secrets.token_bytes(16)
         # Bind now, so base_url is known before start().
@@ -300,7 +294,17 @@ class SimulatorServer:
         signature = hashlib.sha256(self._url_secret + task.task_id.encode() + suffix.encode()).hexdigest()[:32]
         return f"{self.base_url}{RESULTS_PATH}{task.task_id}{suffix}?X-Expires=86400&X-Signature={signature}"
 
+    def task_payload(self, task: TaskRecord, dialect: str) -> dict[str, Any]:
+        """What a GET of this task answers in `dialect` ("unified" or "ark") right now; callbacks carry the same."""
+        knobs = self.knobs
+        video = self.result_url(task, VIDEO_SUFFIX)
+        last_frame = self.result_url(task, LAST_FRAME_SUFFIX) if task.request.return_last_frame else None
+        if dialect == "ark":
+            return ark_task_payload(task, video, last_frame, knobs.status_override)
+        return query_payload(task, time.time(), knobs.response_shape, video, last_frame, knobs.status_override)
+
     def start(self) -> SimulatorServer:
+        self.callbacks.start()
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name="seedance-sim-http"
@@ -310,12 +314,14 @@ class SimulatorServer:
 
     def serve_forever(self) -> None:
         """Serve on the calling thread until interrupted (the command-line entry point)."""
+        self.callbacks.start()
         self._httpd.serve_forever(poll_interval=0.5)
 
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
+        self.callbacks.stop()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
@@ -349,6 +355,7 @@ class SimulatorServer:
         self.knobs.restore(self._initial_knobs)
         self.counters.reset()
         self.simulator.reset()
+        self.callbacks.reset()
 
 
 __all__ = ["SimulatorServer"]

@@ -12,6 +12,7 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,9 @@ class TaskRecord:
     status: str = NOT_START
     started_at: float | None = None
     finished_at: float | None = None
+    # Wall-clock moment the simulator made the task terminal (finished_at is the replayed, exact one): with a
+    # callback URL the ticker keeps the two within a tick, so "provider done -> result stored" can be measured.
+    terminal_at: float | None = None
     fail_reason: str = ""
     render: Future[RenderResult] | None = field(default=None, repr=False)
     render_done_at: float | None = None
@@ -117,6 +121,8 @@ class Simulator:
         self._waiting: list[TaskRecord] = []  # submit order
         self._running: list[TaskRecord] = []
         self._clock = 0.0  # time of the last event replayed by advance()
+        # Told of every status change, under the lock (callbacks.py queues the provider callbacks from it).
+        self.on_change: Callable[[TaskRecord], None] | None = None
 
     # -- faults --------------------------------------------------------------------------------------------
 
@@ -195,6 +201,7 @@ class Simulator:
                 planned_failure=planned_failure,
                 seed=seed,
                 expires_at=expires_at,
+                status=NOT_START if k.not_start_seconds > 0 else QUEUED,
             )
             spec = RenderSpec(
                 width=width,
@@ -213,6 +220,7 @@ class Simulator:
             self._tasks[task_id] = task
             self._waiting.append(task)
             self.counters.incr("tasks_created")
+            self._changed(task)
             self.advance(now)
         if needs_render:
             # Start rendering straight away (outside the lock: a cache hit may complete synchronously).
@@ -263,10 +271,16 @@ class Simulator:
                 task.status, task.finished_at = CANCELLED, now
                 task.fail_reason = "The task was cancelled before it started."
                 self.counters.incr("cancelled")
+                self._changed(task)
                 return "cancelled"
             del self._tasks[task_id]
             self.counters.incr("deleted")
             return "deleted"
+
+    def has_live_callbacks(self) -> bool:
+        """Whether some unfinished task has a callback URL, i.e. whether its changes must happen in real time."""
+        with self._lock:
+            return any(t.request.callback_url for t in (*self._waiting, *self._running))
 
     def reset(self) -> None:
         with self._lock:
@@ -323,14 +337,28 @@ class Simulator:
                     self._start(starting, start_at)
                     self._clock = start_at
             for task in self._waiting:
-                task.status = NOT_START if now < task.submitted_at + task.not_start_seconds else QUEUED
+                status = NOT_START if now < task.submitted_at + task.not_start_seconds else QUEUED
+                if status != task.status:
+                    task.status = status
+                    self._changed(task)
+
+    def _changed(self, task: TaskRecord) -> None:
+        if task.terminal and task.terminal_at is None:
+            task.terminal_at = time.time()
+        if self.on_change is not None:
+            self.on_change(task)
 
     def _start(self, task: TaskRecord, at: float) -> None:
         self._waiting.remove(task)
         self._running.append(task)
+        if task.status == NOT_START:
+            # Replayed after the fact it may skip QUEUED; the task was queued, and callbacks say so.
+            task.status = QUEUED
+            self._changed(task)
         task.status = IN_PROGRESS
         task.started_at = at
         self.counters.note_running(len(self._running))
+        self._changed(task)
 
     def _expire(self, task: TaskRecord, at: float) -> None:
         (self._running if task in self._running else self._waiting).remove(task)
@@ -339,6 +367,7 @@ class Simulator:
             f"The task did not finish within execution_expires_after ({task.request.execution_expires_after} s)."
         )
         self.counters.incr("expired")
+        self._changed(task)
 
     def _finish(self, task: TaskRecord, at: float) -> None:
         self._running.remove(task)
@@ -349,3 +378,4 @@ class Simulator:
             task.status, task.fail_reason = FAILURE, RENDER_FAILED_REASON
         else:
             task.status = SUCCESS
+        self._changed(task)

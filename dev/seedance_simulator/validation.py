@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from PIL import Image, UnidentifiedImageError
@@ -29,6 +30,7 @@ MIN_ASPECT, MAX_ASPECT = 0.4, 2.5
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
 DATA_URL_FORMATS = {"jpeg", "jpg", "png", "webp", "bmp", "tiff", "tif", "gif"}
 _DATA_URL = re.compile(r"^data:image/([a-z]+);base64,(.*)$", re.DOTALL)
+CALLBACK_URL_MAX_CHARS = 2048
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,28 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def validate_request(body: dict[str, Any]) -> GenerationRequest:
-    """Check every field the way the provider does. Raises ApiError naming the first bad field."""
+def check_callback_url(field: str, value: object) -> str | None:
+    """A callback URL both dialects accept: an absolute http(s) URL with a host, no spaces, of reasonable length."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > CALLBACK_URL_MAX_CHARS or any(c.isspace() for c in value):
+        raise invalid_parameter(field, f"must be an http(s) URL of at most {CALLBACK_URL_MAX_CHARS} characters.")
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # a port that is not a number raises
+    except ValueError:
+        valid = False
+    if not valid:
+        raise invalid_parameter(field, "must be an http(s) URL.")
+    return value
+
+
+def validate_request(body: dict[str, Any], callback_field: str = "") -> GenerationRequest:
+    """Check every field the way the provider does. Raises ApiError naming the first bad field.
+
+    `callback_field` names the body field a gateway takes the callback URL from ("": it takes none).
+    """
     model = body.get("model")
     if model is None:
         raise invalid_parameter("model", "the field is required.")
@@ -200,6 +222,7 @@ def validate_request(body: dict[str, Any]) -> GenerationRequest:
         if not isinstance(value, bool):
             raise invalid_parameter(name, f"must be a boolean (got {value!r}).")
         flags[name] = value
+    callback_url = check_callback_url(callback_field, body.get(callback_field)) if callback_field else None
 
     return GenerationRequest(
         model=model,
@@ -214,6 +237,7 @@ def validate_request(body: dict[str, Any]) -> GenerationRequest:
         camerafixed=flags["camerafixed"],
         return_last_frame=flags["return_last_frame"],
         generate_audio=flags["generate_audio"],
+        callback_url=callback_url,
     )
 
 

@@ -187,12 +187,14 @@ def test_retry_of_a_timed_out_job_restarts_its_age_clock(stack, target):
         updated_at=long_ago,
         finished_at=long_ago + 7200,
         error=JobError(code="TIMED_OUT", message="the provider did not finish"),
+        finalize_pending=True,  # its slot release and event had not happened yet
     )
     store.put_unconditionally(job, due_shard=None)
 
     retried = operator_tools.retry_job(store, job.job_id)
 
     assert retried.status is JobStatus.WAITING
+    assert store.get(job.job_id).finalize_pending is False
     assert retried.created_at > long_ago + 3 * 3600 - 60
     assert "was TIMED_OUT with TIMED_OUT: the provider did not finish" in retried.notes[-1]
 

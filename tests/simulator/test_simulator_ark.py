@@ -24,6 +24,8 @@ PRO_FAST = "doubao-seedance-1-0-pro-fast-251015"
 PRO_1_5 = "doubao-seedance-1-5-pro-251215"
 SHORTEST = 29  # frames: the shortest clip the dialect allows, so renders stay cheap
 DROP = object()  # an override that removes the field from the body
+# A callback URL on loopback where nothing listens: the simulator really sends callbacks, never off the machine.
+NOWHERE = "http://127.0.0.1:9/hook"
 
 
 def image(role: str | None = "first_frame", url: str = DEFAULT_IMAGE_URL) -> dict[str, Any]:
@@ -254,7 +256,7 @@ def test_injected_faults_reach_the_ark_dialect_too(ark: ArkClient, server: Simul
         {"model": LITE_I2V, "content": [image(role="reference_image")] * 4, "resolution": "720p"},
         {"model": "seedance-1-0-pro-250528"},
         {"content": [image()]},
-        {"callback_url": "https://example.com/hook"},
+        {"callback_url": NOWHERE},
     ],
     ids=[
         "seed-random",
@@ -356,9 +358,9 @@ def test_a_random_seed_is_drawn_and_reported(ark: ArkClient) -> None:
 
 @pytest.mark.usefixtures("no_render")
 def test_callback_url_is_kept_on_the_task(ark: ArkClient, server: SimulatorServer) -> None:
-    answer = ark.get(ark.create(callback_url="https://example.com/hook"))
-    assert answer["callback_url"] == "https://example.com/hook"
-    assert server.task(answer["id"]).request.callback_url == "https://example.com/hook"
+    answer = ark.get(ark.create(callback_url=NOWHERE))
+    assert answer["callback_url"] == NOWHERE
+    assert server.task(answer["id"]).request.callback_url == NOWHERE
 
 
 @pytest.mark.usefixtures("no_render")
