@@ -39,6 +39,7 @@ FIGURES = {
     "6": "bench.dynamodb_cost",
     "7": "bench.token_accuracy",
     "8": "bench.poll_memory",
+    "9": "bench.callback_latency",
 }
 COLUMNS = ["figure", "this pipeline", "baseline", "ratio", "target", "met"]
 RESULTS = bench.REPO_ROOT / "bench" / "results" / "latest.md"

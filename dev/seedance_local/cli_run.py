@@ -41,7 +41,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def timing_options() -> CliParser:
-    """--out, --timeout and --api, shared by `run` and `demo`."""
+    """--out, --timeout, --api and --no-callbacks, shared by `run` and `demo`."""
     timing = CliParser(add_help=False)
     timing.add_argument("--out", type=Path, default=Path("out"), help="where videos and the log go (default ./out)")
     timing.add_argument(
@@ -57,6 +57,13 @@ def timing_options() -> CliParser:
         default=None,
         help="the provider dialect: unified (a gateway's /v2/videos/generations) or ark (native Volcengine/BytePlus "
         "v3); the simulator speaks both (default: SEEDANCE_PROVIDER_API, else unified)",
+    )
+    timing.add_argument(
+        "--no-callbacks",
+        dest="callbacks",
+        action="store_false",
+        help="deploy with CallbackMode=off: only the poller finds finished videos (default with the simulator: "
+        "on, the provider POSTs each status change to the local Function URL; the real provider cannot reach it)",
     )
     return timing
 

@@ -99,14 +99,38 @@ class JobResult:
     video: Path | None = None
     error: str | None = None
     files: list[Path] = field(default_factory=list)
+    arrived: str | None = None  # "callback" or "poll": what found the finished task
 
     @property
     def succeeded(self) -> bool:
         return self.status == JobStatus.SUCCEEDED.value
 
 
+def stack_parameters(provider: ProviderChoice, callbacks: bool) -> tuple[dict[str, str], str]:
+    """Template parameters for the local stack, and a line saying whether callbacks are on and why."""
+    if not callbacks:
+        return {"CallbackMode": "off"}, "Callbacks: off (--no-callbacks); the poller finds each finished video."
+    if not provider.simulated:
+        return {"CallbackMode": "off"}, (
+            "Callbacks: off; the real provider cannot reach a Function URL on this machine, so the poller finds "
+            "each finished video."
+        )
+    # The gateway dialect carries the URL in a field the stack names; the simulator reads "callback_url".
+    field_name = {"CallbackField": "callback_url"} if provider.provider_api == "unified" else {}
+    return {"CallbackMode": "on", **field_name}, (
+        "Callbacks: on; the simulator POSTs each status change to the local Function URL, and the poller stays "
+        "as the safety net (--no-callbacks to poll only)."
+    )
+
+
 def run_pipeline(
-    uploads: list[PlannedUpload], out: Path, console: Console, *, timeout: float | None, api: str | None = None
+    uploads: list[PlannedUpload],
+    out: Path,
+    console: Console,
+    *,
+    timeout: float | None,
+    api: str | None = None,
+    callbacks: bool = True,
 ) -> list[JobResult]:
     from seedance_local.harness import LocalPipeline
     from seedance_local.local_stack import LocalStack
@@ -115,10 +139,12 @@ def run_pipeline(
     provider = choose_provider(api=api)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "pipeline.log"
+    parameters, callback_line = stack_parameters(provider, callbacks)
     console.print(f"Provider: {provider.description}. Handler logs: {log_path}")
+    console.print(callback_line, highlight=False)
     with contextlib.ExitStack() as resources_held, log_path.open("a", encoding="utf-8") as log:
         with console.status("Starting the local AWS stack (moto) from template.yaml..."), logs_to(log):
-            stack = resources_held.enter_context(LocalStack.start(api_key=provider.api_key))
+            stack = resources_held.enter_context(LocalStack.start(api_key=provider.api_key, parameters=parameters))
             base_url = provider.base_url
             if base_url is None:
                 knobs = Knobs(run_seconds=SIMULATED_RUN_SECONDS, queue_seconds=0)
@@ -227,7 +253,7 @@ def _result(upload: PlannedUpload, job: Job | None, pipeline: Any, out: Path) ->
     if job is None:
         return JobResult(upload.label, "MISSING", error="the job record was not found")
     seconds = (job.finished_at or time.time()) - job.created_at
-    result = JobResult(upload.label, job.status.value, job.task_id, seconds)
+    result = JobResult(upload.label, job.status.value, job.task_id, seconds, arrived=pipeline.arrival(job))
     if job.status == JobStatus.SUCCEEDED:
         result.files = pipeline.download_outputs(job, out)
         result.video = next((p for p in result.files if p.suffix == ".mp4"), None)
@@ -247,12 +273,14 @@ def results_table(results: list[JobResult]) -> Table:
     for column in ("image", "status", "task id"):
         table.add_column(column, no_wrap=True)
     table.add_column("seconds", justify="right", no_wrap=True)
+    table.add_column("arrived by", no_wrap=True)
     table.add_column("output", overflow="fold")
     for r in results:
         style = "green" if r.succeeded else "red"
         output = _display_path(r.video) if r.video else (r.error or "")
         seconds = f"{r.seconds:.1f}" if r.seconds is not None else ""
-        table.add_row(r.label, f"[{style}]{r.status}[/]", r.task_id or "", seconds, output)
+        arrived = r.arrived if r.arrived in ("callback", "poll") else ""
+        table.add_row(r.label, f"[{style}]{r.status}[/]", r.task_id or "", seconds, arrived, output)
     return table
 
 
@@ -263,6 +291,18 @@ def _display_path(path: Path) -> str:
 
 
 def run_and_report(uploads: list[PlannedUpload], args: argparse.Namespace, console: Console) -> int:
-    results = run_pipeline(uploads, args.out, console, timeout=args.timeout, api=getattr(args, "api", None))
+    results = run_pipeline(
+        uploads,
+        args.out,
+        console,
+        timeout=args.timeout,
+        api=getattr(args, "api", None),
+        callbacks=getattr(args, "callbacks", True),
+    )
     console.print(results_table(results))
+    arrivals = Counter(r.arrived for r in results if r.arrived in ("callback", "poll"))
+    if arrivals:
+        console.print(
+            "Arrived by: " + ", ".join(f"{count} by {how}" for how, count in sorted(arrivals.items())), highlight=False
+        )
     return 0 if all(r.succeeded for r in results) else 1
