@@ -289,3 +289,31 @@ def test_the_function_url_event_and_the_handoff_parse_into_their_shapes():
     # A Function URL request whose body imitates a hand-off is still a request.
     event["body"] = json.dumps(handoff_event("a" * 32))
     assert isinstance(parse_callback_event({**event, "seedance_callback": {"job_id": "a" * 32}}), CallbackRequest)
+
+
+class LambdaContextStub:
+    function_name = "stack-CallbackFunction-abc"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = FUNCTION
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 299_000
+
+
+def test_the_handler_answers_a_function_url_request_and_runs_its_own_handoff(monkeypatch):
+    import callback_handler
+
+    stack = Stack()
+    stack.runtime.clock.advance(50)
+    monkeypatch.setattr(callback_handler, "shared_runtime", lambda: stack.runtime)
+    event = json.loads((EVENTS / "callback-url-request.json").read_text())
+    event["queryStringParameters"] = {"job": stack.job_id, "token": stack.token}
+    event["body"] = json.dumps({"id": stack.task_id, "status": "succeeded"})
+    answer = callback_handler.lambda_handler(event, LambdaContextStub())
+    assert answer["statusCode"] == 200 and json.loads(answer["body"])["outcome"] == "accepted"
+    assert present(stack.runtime.time_left)() == pytest.approx(299.0)
+    ((function_name, handoff),) = stack.handoff.queued
+    assert function_name == FUNCTION
+    assert callback_handler.lambda_handler(handoff, LambdaContextStub()) == {"status": "SUCCEEDED"}
+    assert stack.store.job(stack.job_id).status is JobStatus.SUCCEEDED and stack.provider.gets == 1
