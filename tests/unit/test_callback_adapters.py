@@ -1,6 +1,7 @@
 """The real adapters behind callbacks: the signing key's read, the self-invoke, and each dialect's reading of a body."""
 
 import json
+from typing import Any
 
 import boto3
 import pytest
@@ -20,7 +21,7 @@ FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:stack-CallbackFunctio
 JOB_ID = "0123456789abcdef0123456789abcdef"
 
 
-def client(service: str):
+def client(service: Any) -> Any:
     return boto3.client(service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
 
 
