@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -126,3 +127,20 @@ def test_submit_and_poll_read_the_signing_key_only_when_callbacks_are_on(sam: di
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "secretsmanager:GetSecretValue"
     assert statement["Resource"] == {"Ref": "CallbackSigningKey"}
+
+
+def test_the_dashboard_graphs_callbacks_by_the_dimensions_the_code_publishes(
+    sam: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seedance_pipeline.observability import MetricName, count_callback
+
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "seedance-pipeline")  # as template.yaml sets it
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    capsys.readouterr()
+    count_callback("refused")
+    (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (directive,) = emf["_aws"]["CloudWatchMetrics"]
+    assert [m["Name"] for m in directive["Metrics"]] == [MetricName.CALLBACKS_RECEIVED] and emf["outcome"] == "refused"
+    body = sam["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    match = re.search(r"\{SeedancePipeline,([^}]+)\} MetricName=\\\"CallbacksReceived\\\"", body)
+    assert match is not None and sorted(match.group(1).split(",")) == sorted(directive["Dimensions"][0])
