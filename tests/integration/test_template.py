@@ -50,6 +50,8 @@ DOCUMENTED_PARAMETERS = [
     "ExistingBucketName",
     "AlarmEmail",
     "EventBusName",
+    "CallbackMode",
+    "CallbackField",
 ]
 
 # Environment variable -> the parameter it carries (None: a constant or a resource name).
@@ -86,6 +88,10 @@ ENVIRONMENT = {
     "POWERTOOLS_METRICS_NAMESPACE": None,
     "POWERTOOLS_LOG_LEVEL": "LogLevel",
     "POWERTOOLS_TRACER_CAPTURE_RESPONSE": None,
+    # Submit and Poll only (CallbackFunction cannot name its own URL): empty unless CallbackMode is on.
+    "CALLBACK_URL": None,
+    "CALLBACK_SIGNING_SECRET_ID": None,
+    "CALLBACK_FIELD": "CallbackField",
 }
 
 FUNCTIONS = ("SubmitFunction", "PollFunction")
@@ -261,6 +267,10 @@ def test_both_functions_get_every_environment_variable(cfn: dict[str, Any], func
     assert variables["API_KEY_SECRET_ID"] == {
         "Fn::If": ["CreateApiKeySecret", {"Ref": "ApiKeySecret"}, {"Ref": "ApiKeySecretArn"}]
     }
+    assert variables["CALLBACK_URL"] == {
+        "Fn::If": ["CallbacksOn", {"Fn::GetAtt": ["CallbackFunctionUrl", "FunctionUrl"]}, ""]
+    }
+    assert variables["CALLBACK_SIGNING_SECRET_ID"] == {"Fn::If": ["CallbacksOn", {"Ref": "CallbackSigningKey"}, ""]}
 
 
 def test_the_api_key_itself_never_reaches_an_environment_variable(cfn: dict[str, Any]) -> None:

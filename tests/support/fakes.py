@@ -16,12 +16,14 @@ from botocore.exceptions import ClientError
 from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone
 from seedance_pipeline.models import DueJob, Job, JobStatus, ObjectInfo, TaskResult
 from seedance_pipeline.ports import (
+    CallbackHandoffPort,
     EventPublisherPort,
     JobStorePort,
     ObjectStoragePort,
     ProviderPort,
     Readable,
     ResultDownloaderPort,
+    SecretTextPort,
 )
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.settings import Settings
@@ -425,12 +427,48 @@ class RecordingEvents:
         self.published.append(job)
 
 
+class FakeSecretText:
+    """A Secrets Manager secret string (the callback signing key); `error` makes every read fail."""
+
+    def __init__(self, value: str = "k" * 64, error: Exception | None = None) -> None:
+        self.value = value
+        self.error = error
+        self.reads = 0
+
+    def get(self, *, force_fetch: bool = False) -> str:
+        self.reads += 1
+        if self.error:
+            raise self.error
+        return self.value
+
+
+class FakeHandoff:
+    """The asynchronous self-invoke: it queues the hand-off events Lambda would deliver; a test delivers them."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.queued: list[tuple[str, dict[str, Any]]] = []
+        self.error = error
+
+    def hand_off(self, job_id: str, *, function_name: str) -> None:
+        from seedance_pipeline.triggers.callback_events import handoff_event
+
+        if self.error:
+            raise self.error
+        self.queued.append((function_name, handoff_event(job_id)))
+
+    def take(self) -> list[dict[str, Any]]:
+        events, self.queued = [event for _, event in self.queued], []
+        return events
+
+
 # mypy checks here that each fake implements its port; make_runtime checks it again by building a Runtime.
 _store_port: type[JobStorePort] = FakeStore
 _storage_port: type[ObjectStoragePort] = FakeStorage
 _provider_port: type[ProviderPort] = FakeProvider
 _downloader_port: type[ResultDownloaderPort] = FakeDownloader
 _events_port: type[EventPublisherPort] = RecordingEvents
+_secret_port: type[SecretTextPort] = FakeSecretText
+_handoff_port: type[CallbackHandoffPort] = FakeHandoff
 
 
 @dataclass
@@ -459,8 +497,13 @@ def make_runtime(
     fields.update(settings)
     store, storage = FakeStore(due_shards=fields["due_index_shards"]), storage or FakeStorage()
     chosen_provider = provider or FakeProvider(clock)
+    parsed = Settings(**fields)
+    # The dialect's own reading of callback bodies: pure code, the same the deployed function runs.
+    from seedance_pipeline.adapters.ark_dialect import ArkDialect
+    from seedance_pipeline.adapters.unified_dialect import UnifiedDialect
+
     runtime = FakeRuntime(
-        settings=Settings(**fields),
+        settings=parsed,
         store=store,
         storage=storage,
         downloader=FakeDownloader(),
@@ -468,5 +511,8 @@ def make_runtime(
         events=RecordingEvents(),
         clock=clock,
         sleep=clock.advance,
+        signing_key=FakeSecretText() if parsed.callback_signing_secret_id else None,
+        callback_reader=ArkDialect() if parsed.provider_api == "ark" else UnifiedDialect(),
+        handoff=FakeHandoff(),
     )
     return runtime, store, storage, chosen_provider

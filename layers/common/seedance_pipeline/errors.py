@@ -53,6 +53,7 @@ class ErrorCode(StrEnum):
     # Coordination between workers (never stored on a job).
     LEASE_LOST = "LEASE_LOST"
     ALREADY_CLAIMED = "ALREADY_CLAIMED"
+    HANDOFF_FAILED = "HANDOFF_FAILED"
 
 
 class Outcome(StrEnum):
@@ -175,6 +176,13 @@ class AlreadyClaimed(PipelineError):
     """A duplicate delivery of an upload that already has a job."""
 
     code = ErrorCode.ALREADY_CLAIMED
+
+
+class HandoffFailed(PipelineError):
+    """Lambda did not take a callback's asynchronous hand-off: the provider is asked to call again, and the job's
+    scheduled status check remains."""
+
+    code = ErrorCode.HANDOFF_FAILED
 
 
 class ObjectGone(PipelineError):

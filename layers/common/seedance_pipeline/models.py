@@ -183,6 +183,9 @@ class Job(BaseModel):
     notes: Notes = Field(default_factory=list)
     # Set when a POST left our hands; a job found WAITING with this set may already be paid for.
     submission_started_at: float | None = None
+    # The request carried a callback URL (never stored: its token is a secret), so the first status check can wait
+    # longer; the provider's callback usually brings the check forward.
+    expects_callback: bool = False
     # A terminal job whose slot release and event are not yet done: it stays in the due index until some poll
     # completes them, so a failure between the terminal save and the release can neither leak a slot nor lose
     # the event.
@@ -233,6 +236,13 @@ class TaskResult(BaseModel):
     usage: Usage = None
     # Present but unusable URL fields, e.g. a number where a URL belongs.
     malformed_url: bool = False
+
+
+class TaskClaim(BaseModel):
+    """What a provider callback's body says about its task, read by the dialect; never trusted on its own."""
+
+    state: ProviderState | None = None
+    task_id: str | None = None
 
 
 class ObjectInfo(BaseModel):

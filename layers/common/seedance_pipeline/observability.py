@@ -67,6 +67,7 @@ class MetricName:
     TOKENS_BILLED = "TokensBilled"
     DAILY_TOKENS_COMMITTED = "DailyTokensCommitted"
     DAILY_TOKEN_BUDGET_USED_PERCENT = "DailyTokenBudgetUsedPercent"  # noqa: S105 (a metric name)
+    CALLBACKS_RECEIVED = "CallbacksReceived"
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:
@@ -97,6 +98,19 @@ def count_tokens(name: str, model: str, tokens: int) -> None:
         metric.add_dimension(name="model", value=model[:250] or "unknown")
 
 
+def count_callback(outcome: str) -> None:
+    """CallbacksReceived with its outcome (accepted, ignored, refused, failed) as a dimension: a burst of refused
+    callbacks is someone guessing URLs, a lasting lack of accepted ones a provider that stopped calling."""
+    with single_metric(
+        name=MetricName.CALLBACKS_RECEIVED,
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions=metrics.default_dimensions,
+    ) as metric:
+        metric.add_dimension(name="outcome", value=outcome)
+
+
 @contextmanager
 def job_log_context(job_id: str, task_id: str | None = None) -> Iterator[None]:
     """Put job_id (and task_id) on every log line this thread writes while it works on one job."""
@@ -116,6 +130,7 @@ __all__ = [
     "MetricUnit",
     "add_task_id_to_logs",
     "count",
+    "count_callback",
     "count_provider_error",
     "count_tokens",
     "job_log_context",

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
 
-from seedance_pipeline.models import DueJob, Job, JobStatus, ObjectInfo, TaskResult
+from seedance_pipeline.models import DueJob, Job, JobStatus, ObjectInfo, TaskClaim, TaskResult
 
 
 class JobStorePort(Protocol):
@@ -121,3 +121,24 @@ class EventPublisherPort(Protocol):
     """Tells downstream pipelines about terminal jobs."""
 
     def publish(self, job: Job) -> None: ...
+
+
+class SecretTextPort(Protocol):
+    """A secret string read from Secrets Manager and cached (the callback signing key). Raises SecretUnavailable
+    while it cannot be read; never logs or returns anything but the value."""
+
+    def get(self, *, force_fetch: bool = False) -> str: ...
+
+
+class CallbackReaderPort(Protocol):
+    """The dialect's own reading of a provider callback's body: the status it claims (None when unknown or
+    unreadable) and the task it names. Only a hint: a status GET decides."""
+
+    def read_claim(self, payload: dict[str, Any]) -> TaskClaim: ...
+
+
+class CallbackHandoffPort(Protocol):
+    """Hands a job whose callback claims it may be done to an asynchronous run of the callback function, so the
+    provider is answered at once and the status check and delivery get the function's whole timeout."""
+
+    def hand_off(self, job_id: str, *, function_name: str) -> None: ...

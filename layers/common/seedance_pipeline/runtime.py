@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING
 
 from seedance_pipeline.errors import SecretUnavailable
 from seedance_pipeline.ports import (
+    CallbackHandoffPort,
+    CallbackReaderPort,
     EventPublisherPort,
     JobStorePort,
     ObjectStoragePort,
     ProviderPort,
     ResultDownloaderPort,
+    SecretTextPort,
 )
 from seedance_pipeline.settings import Settings
 
@@ -39,10 +42,17 @@ class Runtime:
     sleep: Callable[[float], None] = time.sleep
     # Seconds the invocation has left (Lambda's remaining time), when the caller knows it; else leases bound calls.
     time_left: Callable[[], float] | None = None
+    # Provider callbacks: the signing key's source (None when no CALLBACK_SIGNING_SECRET_ID), the dialect's reading
+    # of a callback body, and the hand-off to an asynchronous run of the callback function.
+    signing_key: SecretTextPort | None = None
+    callback_reader: CallbackReaderPort | None = None
+    handoff: CallbackHandoffPort | None = None
     _provider: ProviderPort | None = field(default=None, repr=False)
     _refetch_key: bool = field(default=False, repr=False)
     _secret_error: SecretUnavailable | None = field(default=None, repr=False)
     _secret_retry_at: float = field(default=0.0, repr=False)
+    _signing_error: SecretUnavailable | None = field(default=None, repr=False)
+    _signing_retry_at: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _deliveries: threading.BoundedSemaphore | None = field(default=None, repr=False)
 
@@ -69,6 +79,28 @@ class Runtime:
                 self._secret_error = None
                 self._refetch_key = False
             return self._provider
+
+    def callback_signing_key(self) -> str:
+        """The key callback tokens are signed with (its source caches it). Raises SecretUnavailable while it cannot
+        be read, asking again at most every SECRET_RETRY_SECONDS, as for the API key."""
+        source = self.signing_key
+        if source is None:
+            raise SecretUnavailable(
+                "no callback signing key is configured (CALLBACK_SIGNING_SECRET_ID is empty)",
+                secret_id="",
+                cause="NotConfigured",
+            )
+        with self._lock:
+            known = self._signing_error
+            if known is not None and self.clock() < self._signing_retry_at:
+                raise SecretUnavailable(known.message, secret_id=known.secret_id, cause=known.cause)
+            try:
+                key = source.get()
+            except SecretUnavailable as exc:
+                self._signing_error, self._signing_retry_at = exc, self.clock() + SECRET_RETRY_SECONDS
+                raise
+            self._signing_error = None
+            return key
 
     def provider_deadline(self, lease_until: float | None) -> float:
         """A time.monotonic() deadline for one provider call: it must end, with room to record its answer, before
@@ -101,11 +133,13 @@ def build_runtime(settings: Settings, session: Session | None = None) -> Runtime
 
     from seedance_pipeline.adapters.api_key import ApiKeySource
     from seedance_pipeline.adapters.ark_dialect import ArkDialect
+    from seedance_pipeline.adapters.callback_handoff import LambdaHandoff
     from seedance_pipeline.adapters.job_events import JobEventPublisher, NoEvents
     from seedance_pipeline.adapters.job_store import JobStore
     from seedance_pipeline.adapters.object_storage import ObjectStorage
     from seedance_pipeline.adapters.provider_client import ProviderClient
     from seedance_pipeline.adapters.result_download import ResultDownloader
+    from seedance_pipeline.adapters.signing_key import SigningKeySource
     from seedance_pipeline.adapters.unified_dialect import UnifiedDialect
 
     session = session or boto3.session.Session()
@@ -115,15 +149,15 @@ def build_runtime(settings: Settings, session: Session | None = None) -> Runtime
     pool = Config(max_pool_connections=max(10, settings.poll_concurrency + settings.multipart_concurrency))
     # SigV4 presigned URLs: S3 refuses SigV2 signatures on buckets made since mid-2020.
     s3_config = pool.merge(Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
-    key_source = ApiKeySource(
-        settings.api_key_secret_id, SecretsProvider(boto3_client=session.client("secretsmanager"))
-    )
+    secrets = SecretsProvider(boto3_client=session.client("secretsmanager"))
+    key_source = ApiKeySource(settings.api_key_secret_id, secrets)
+    dialect = ArkDialect() if settings.provider_api == "ark" else UnifiedDialect()
 
     def provider_factory(force_fetch: bool) -> ProviderPort:
         return ProviderClient(
             settings.api_base_url,
             key_source.get(force_fetch=force_fetch),
-            dialect=ArkDialect() if settings.provider_api == "ark" else UnifiedDialect(),
+            dialect=dialect,
             connect_timeout=settings.connect_timeout_seconds,
             read_timeout=settings.read_timeout_seconds,
             retries=settings.http_retries,
@@ -157,6 +191,13 @@ def build_runtime(settings: Settings, session: Session | None = None) -> Runtime
         ),
         provider_factory=provider_factory,
         events=events,
+        signing_key=(
+            SigningKeySource(settings.callback_signing_secret_id, secrets)
+            if settings.callback_signing_secret_id
+            else None
+        ),
+        callback_reader=dialect,
+        handoff=LambdaHandoff(lambda: session.client("lambda")),
     )
 
 

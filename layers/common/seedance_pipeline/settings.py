@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,6 +31,8 @@ BYTEPLUS_ARK_BASE_URL = "https://ark.ap-southeast.bytepluses.com/api/v3"
 # The bounds Ark puts on execution_expires_after (seconds).
 ARK_MIN_EXPIRES_AFTER = 3600
 ARK_MAX_EXPIRES_AFTER = 259_200
+# A unified gateway's request field that carries the callback URL: a plain JSON field name.
+_CALLBACK_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
 
 class Settings(BaseSettings):
@@ -70,6 +75,11 @@ class Settings(BaseSettings):
     due_index_shards: int = Field(default=4, ge=1, le=64)
     # Provider tokens the stack may commit per UTC day (estimates of the jobs sent); 0 means no cap.
     daily_token_budget: int = Field(default=0, ge=0)
+    # Provider callbacks (README "Provider callbacks"): the CallbackFunction's URL, the secret its per-job tokens are
+    # signed with, and (unified dialect only) the request field the gateway reads the URL from.
+    callback_url: str = ""
+    callback_signing_secret_id: str = ""
+    callback_field: str = ""
 
     # Tunables with defaults chosen by measurement (README "Performance").
     event_bus_name: str = "default"
@@ -172,6 +182,37 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("callback_url", "callback_signing_secret_id", "callback_field")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _callback_settings_are_usable(self) -> Settings:
+        if self.callback_field and not _CALLBACK_FIELD.fullmatch(self.callback_field):
+            raise ValueError(f"CALLBACK_FIELD {self.callback_field!r} is not a plain request field name")
+        if not self.callback_url:
+            return self
+        # The URL carries each job's token: plain http would hand it to anyone on the path.
+        parts = urlsplit(self.callback_url)
+        loopback = _is_loopback(parts.hostname or "")
+        if not parts.hostname or not (
+            parts.scheme == "https" or (parts.scheme == "http" and loopback and self.allow_private_downloads)
+        ):
+            raise ValueError(
+                "CALLBACK_URL must be an https URL (plain http only on a loopback address, with "
+                "ALLOW_PRIVATE_DOWNLOADS on: the local stack)"
+            )
+        if not self.callback_signing_secret_id:
+            raise ValueError("CALLBACK_URL is set but CALLBACK_SIGNING_SECRET_ID is empty: tokens cannot be signed")
+        return self
+
+    @property
+    def sends_callbacks(self) -> bool:
+        """Whether submissions carry a per-job callback URL: ark always reads `callback_url`; a unified gateway
+        only when the operator named the field it reads (CALLBACK_FIELD)."""
+        return bool(self.callback_url) and (self.provider_api == "ark" or bool(self.callback_field))
+
     @property
     def model_catalogue(self) -> ModelCatalogue:
         return BUILT_IN_CATALOGUE.merged(self.extra_models)
@@ -200,6 +241,15 @@ class Settings(BaseSettings):
     @property
     def retention_seconds(self) -> int:
         return self.job_retention_days * 86400
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)

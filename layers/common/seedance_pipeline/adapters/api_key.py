@@ -37,7 +37,7 @@ class ApiKeySource:
         try:
             value: Any = provider.get(self._secret_id, max_age=CACHE_SECONDS, force_fetch=force_fetch)
         except (GetParameterError, ClientError, BotoCoreError) as exc:
-            cause = _error_code(exc)
+            cause = secret_error_code(exc)
             raise SecretUnavailable(
                 f"the API key secret {self._secret_id} could not be read ({cause}): "
                 f"{_FIXES.get(cause, _TRANSIENT_FIX)}; jobs wait and resume once it is readable",
@@ -50,7 +50,7 @@ class ApiKeySource:
         return key
 
 
-def _error_code(exc: BaseException) -> str:
+def secret_error_code(exc: BaseException) -> str:
     """The AWS error code behind a failed read. Powertools wraps the ClientError in a GetParameterError, keeping
     only its text; the original is the wrapper's context. The message is never used: only codes and class names."""
     seen: BaseException | None = exc

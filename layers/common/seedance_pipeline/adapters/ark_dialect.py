@@ -14,11 +14,12 @@ from seedance_pipeline.adapters.unified_dialect import (
     MISSING,
     STATE_BY_STATUS,
     dig,
+    read_claim,
     task_id_in,
     task_result,
     usable_task_id,
 )
-from seedance_pipeline.models import TaskResult
+from seedance_pipeline.models import TaskClaim, TaskResult
 
 TASKS_PATH = "/contents/generations/tasks"
 # The list comes newest first, and a lost answer is looked up within seconds, so the first pages hold the task.
@@ -139,6 +140,9 @@ class ArkDialect:
 
     def parse_task(self, task_id: str, payload: dict[str, Any]) -> TaskResult:
         return parse_task(task_id, payload)
+
+    def read_claim(self, payload: dict[str, Any]) -> TaskClaim:
+        return read_claim(payload, id_field="id")
 
     def list_items(self, payload: dict[str, Any]) -> list[Any] | None:
         items = payload.get("items")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from seedance_pipeline.models import ProviderState, TaskResult
+from seedance_pipeline.models import ProviderState, TaskClaim, TaskResult
 
 GENERATIONS_PATH = "/v2/videos/generations"
 MAX_TASK_ID_LENGTH = 256
@@ -140,11 +140,7 @@ def task_result(
 
 
 def parse_task(task_id: str, payload: dict[str, Any]) -> TaskResult:
-    body = payload
-    # Some gateways wrap the whole task in {"code": 0, "data": {...task...}}.
-    inner = payload.get("data")
-    if "status" not in payload and isinstance(inner, dict) and "status" in inner:
-        body = inner
+    body = unwrapped(payload)
     return task_result(
         task_id,
         body,
@@ -154,6 +150,22 @@ def parse_task(task_id: str, payload: dict[str, Any]) -> TaskResult:
         failure_paths=_FAILURE_TEXT_PATHS,
         echoed_id=body.get("task_id"),
     )
+
+
+def read_claim(body: dict[str, Any], *, id_field: str) -> TaskClaim:
+    """A callback body's claimed state by the dialect's status table (None for a status the table does not know:
+    it may be a terminal one), and the task id it names."""
+    status = body.get("status")
+    state = STATE_BY_STATUS.get(status.strip().upper()) if isinstance(status, str) else None
+    return TaskClaim(state=state, task_id=usable_task_id(body.get(id_field)))
+
+
+def unwrapped(payload: dict[str, Any]) -> dict[str, Any]:
+    """Some gateways wrap the whole task in {"code": 0, "data": {...task...}}."""
+    inner = payload.get("data")
+    if "status" not in payload and isinstance(inner, dict) and "status" in inner:
+        return inner
+    return payload
 
 
 class UnifiedDialect:
@@ -178,3 +190,6 @@ class UnifiedDialect:
 
     def parse_task(self, task_id: str, payload: dict[str, Any]) -> TaskResult:
         return parse_task(task_id, payload)
+
+    def read_claim(self, payload: dict[str, Any]) -> TaskClaim:
+        return read_claim(unwrapped(payload), id_field="task_id")

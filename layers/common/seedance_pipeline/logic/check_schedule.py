@@ -12,6 +12,9 @@ _LITE_FACTOR = 0.8
 MIN_INTERVAL = 5.0
 MAX_INTERVAL = 60.0
 BACKOFF_FRACTION = 0.25
+# A job whose provider calls back is checked first this many times later than its video should be ready: the
+# callback normally brings the check forward, and this first check is only the net under a callback that never came.
+CALLBACK_FIRST_CHECK_FACTOR = 3.0
 WAITING_RETRY_SECONDS = 10.0
 # A job held back by the daily token budget looks again this often (a raised budget applies within it), and at the
 # next UTC midnight at the latest.
@@ -32,7 +35,8 @@ def next_check_at(job: Job, now: float, *, max_age_seconds: float, scale: float 
     deadline = (job.submitted_at or job.created_at) + max_age_seconds
     submitted = job.submitted_at or now
     if job.checks == 0 and job.request is not None:
-        planned = submitted + expected_ready_seconds(job.request) * scale
+        factor = CALLBACK_FIRST_CHECK_FACTOR if job.expects_callback else 1.0
+        planned = submitted + expected_ready_seconds(job.request) * factor * scale
     else:
         age = max(0.0, now - submitted)
         planned = now + min(MAX_INTERVAL * scale, max(MIN_INTERVAL * scale, age * BACKOFF_FRACTION))

@@ -40,6 +40,7 @@ from seedance_pipeline.observability import (
     logger,
 )
 from seedance_pipeline.rules import image_rules
+from seedance_pipeline.rules.callback_token import callback_token, callback_url_for
 from seedance_pipeline.rules.keys import check_output_keys, due_shard_for, ignore_reason, job_id_for
 from seedance_pipeline.rules.token_estimate import estimate_tokens
 from seedance_pipeline.rules.video_request import provider_body_for
@@ -196,10 +197,13 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
             return SubmitAttempt(_rejected(job, runtime, owner=owner, error=exc))
         job = _with_request(job, inputs)
 
-    # The key is read before a slot is taken or anything is marked as sent: a secret outage leaves the job
-    # exactly as it was, WAITING, never an uncertain submission.
+    # The keys (the API key, and the callback signing key when callbacks are sent) are read before a slot is taken
+    # or anything is marked as sent: a secret outage leaves the job exactly as it was, WAITING, never uncertain.
+    signing_key = None
     try:
         runtime.provider()
+        if settings.sends_callbacks:
+            signing_key = runtime.callback_signing_key()
     except PipelineError as exc:  # an unreadable secret, or an empty or unconfigured one (ProviderAuthError)
         not_ready = _not_submitted(job, runtime, owner=owner, error=exc)
         return SubmitAttempt(not_ready, _blocked_by(exc) if not_ready.status is JobStatus.WAITING else None)
@@ -234,7 +238,15 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
             )
         )
 
-    body = provider_body_for(settings, request, image_urls(inputs, job.source_bucket, runtime), inputs.mode)
+    # The URL carries the job's token: it goes into the request body only, never the job record or a log line.
+    callback_url = (
+        callback_url_for(settings.callback_url, job.job_id, callback_token(signing_key, job.job_id))
+        if signing_key is not None
+        else None
+    )
+    body = provider_body_for(
+        settings, request, image_urls(inputs, job.source_bucket, runtime), inputs.mode, callback_url=callback_url
+    )
     del inputs  # the image bytes (and any base64 copy) are not needed past this point
 
     # The budget is committed last before the POST, holding a slot, so only a job that is about to be sent counts.
@@ -274,6 +286,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
             "task_id": task_id,
             "submitted_at": submitted_at,
             "last_error": None,
+            "expects_callback": callback_url is not None,
         }
     )
     count(MetricName.JOB_SUBMITTED)
@@ -352,7 +365,7 @@ def _back_to_waiting(job: Job, runtime: Runtime, *, owner: str, error: PipelineE
     if isinstance(error, SecretUnavailable):
         count(MetricName.SECRET_ERROR)
         logger.error(
-            "the API key secret cannot be read: nothing was sent, jobs keep waiting",
+            "a secret the submission needs cannot be read: nothing was sent, jobs keep waiting",
             extra={"error_code": error.code, "secret_id": error.secret_id, "cause": error.cause, "fix": error.message},
         )
     elif isinstance(error, ProviderAuthError):

@@ -242,18 +242,30 @@ def ark_body(
 
 
 def provider_body_for(
-    settings: Settings, request: VideoRequest, image_urls: list[str], mode: ImageMode
+    settings: Settings,
+    request: VideoRequest,
+    image_urls: list[str],
+    mode: ImageMode,
+    *,
+    callback_url: str | None = None,
 ) -> dict[str, Any]:
-    """The body in the dialect the stack speaks (PROVIDER_API)."""
+    """The body in the dialect the stack speaks (PROVIDER_API), with the job's callback URL when the stack sends
+    callbacks: Ark reads `callback_url`; a unified gateway the field CALLBACK_FIELD names."""
     if settings.provider_api == "ark":
-        return ark_body(
+        body = ark_body(
             request,
             image_urls,
             mode,
             service_tier=settings.service_tier,
             expires_after=settings.ark_expires_after_seconds,
         )
-    return provider_body(request, image_urls)
+        field = "callback_url"
+    else:
+        body = provider_body(request, image_urls)
+        field = settings.callback_field
+    if callback_url and settings.sends_callbacks and field:
+        body[field] = callback_url
+    return body
 
 
 def data_url(image_bytes: bytes, image_format: str) -> str:
