@@ -10,7 +10,24 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FIGURE_ROWS = ["1a.", "1b.", "2a.", "2b.", "3a.", "3b.", "4a.", "4b.", "5.", "6a.", "6b.", "6c.", "6d.", "8a.", "9a.", "9b."]
+FIGURE_ROWS = [
+    "1a.",
+    "1b.",
+    "2a.",
+    "2b.",
+    "3a.",
+    "3b.",
+    "4a.",
+    "4b.",
+    "5.",
+    "6a.",
+    "6b.",
+    "6c.",
+    "6d.",
+    "8a.",
+    "9a.",
+    "9b.",
+]
 COLUMNS = ["figure", "this pipeline", "baseline", "ratio", "target", "met"]
 
 

@@ -140,6 +140,18 @@ def test_resources_without_a_local_stand_in_are_listed(stack: LocalStack) -> Non
     assert not {"InputBucket", "JobsTable", "SubmitFailureQueue", "ApiKeySecret"} & set(skipped)
 
 
+def test_with_callbacks_off_there_is_no_function_url_and_lambda_calls_reach_the_local_invoke_api(
+    stack: LocalStack,
+) -> None:
+    services = stack.lambda_services
+    assert services is not None
+    assert services.urls == {}
+    assert "CallbackFunction" not in services.timeouts
+    env = stack.environment()
+    assert env["AWS_ENDPOINT_URL_LAMBDA"] == services.emulator.endpoint_url
+    assert (env["CALLBACK_URL"], env["CALLBACK_SIGNING_SECRET_ID"]) == ("", "")
+
+
 def test_environment_has_every_function_variable_from_the_template(stack: LocalStack) -> None:
     env = stack.environment(api_base_url="http://127.0.0.1:8787")
     for function in ("SubmitFunction", "PollFunction"):
