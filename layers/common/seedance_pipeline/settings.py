@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from seedance_pipeline.models import Ratio, Resolution
+from seedance_pipeline.models import Ratio, Resolution, VideoRequest
 from seedance_pipeline.rules.model_catalogue import (
     BUILT_IN_CATALOGUE,
     ModelCatalogue,
@@ -33,6 +33,9 @@ ARK_MIN_EXPIRES_AFTER = 3600
 ARK_MAX_EXPIRES_AFTER = 259_200
 # A unified gateway's request field that carries the callback URL: a plain JSON field name.
 _CALLBACK_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+# The fields the unified body already carries (rules/video_request.provider_body): a CALLBACK_FIELD naming one
+# would overwrite the model, prompt or images with the callback URL and send a request nobody asked for.
+_UNIFIED_BODY_FIELDS = frozenset(VideoRequest.model_fields) - {"prompt_truncated"} | {"images"}
 
 
 class Settings(BaseSettings):
@@ -191,6 +194,11 @@ class Settings(BaseSettings):
     def _callback_settings_are_usable(self) -> Settings:
         if self.callback_field and not _CALLBACK_FIELD.fullmatch(self.callback_field):
             raise ValueError(f"CALLBACK_FIELD {self.callback_field!r} is not a plain request field name")
+        if self.callback_field in _UNIFIED_BODY_FIELDS:
+            raise ValueError(
+                f"CALLBACK_FIELD {self.callback_field!r} is a field of the request itself (one of "
+                f"{', '.join(sorted(_UNIFIED_BODY_FIELDS))}): name the field your gateway reads the callback URL from"
+            )
         if not self.callback_url:
             return self
         # The URL carries each job's token: plain http would hand it to anyone on the path.

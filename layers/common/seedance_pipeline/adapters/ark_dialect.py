@@ -20,6 +20,7 @@ from seedance_pipeline.adapters.unified_dialect import (
     usable_task_id,
 )
 from seedance_pipeline.models import TaskClaim, TaskResult
+from seedance_pipeline.rules.callback_token import redact_tokens
 
 TASKS_PATH = "/contents/generations/tasks"
 # The list comes newest first, and a lost answer is looked up within seconds, so the first pages hold the task.
@@ -70,7 +71,7 @@ def parse_task(task_id: str, payload: dict[str, Any]) -> TaskResult:
     code, message = dig(payload, ("error", "code")), dig(payload, ("error", "message"))
     if result.failure_reason and isinstance(code, str | int) and isinstance(message, str) and message.strip():
         # The code says what kind of failure (moderation, parameters); the message alone often does not.
-        result = result.model_copy(update={"failure_reason": f"{code}: {message}"[:1000]})
+        result = result.model_copy(update={"failure_reason": redact_tokens(f"{code}: {message}")[:1000]})
     return result
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from seedance_pipeline.errors import LeaseLost, PipelineError, SecretUnavailable
 from seedance_pipeline.logic.status_check import check_job
-from seedance_pipeline.models import JobStatus, ProviderState, TaskClaim
+from seedance_pipeline.models import Job, JobStatus, ProviderState, TaskClaim
 from seedance_pipeline.observability import count_callback, job_log_context, logger
 from seedance_pipeline.rules.callback_token import is_job_id, token_matches
 from seedance_pipeline.runtime import Runtime
@@ -28,6 +28,12 @@ from seedance_pipeline.triggers.callback_events import CallbackHandoff, Callback
 MAX_BODY_BYTES = 64 * 1024
 _MAX_BASE64_CHARS = (MAX_BODY_BYTES + 2) // 3 * 4
 _NOT_DONE = (ProviderState.PENDING, ProviderState.RUNNING)
+_LIVE = (JobStatus.SUBMITTED, JobStatus.RUNNING)
+# A hand-off that finds the job held (the submitter still saving the task a quick provider already finished, a
+# poller whose GET came just before the end, an earlier hand-off delivering) looks again this often, this long:
+# long enough for a POST's answer or a status check, far shorter than a delivery, which ends the job anyway.
+HANDOFF_WAIT_SECONDS = 60.0
+HANDOFF_WAIT_STEP_SECONDS = 0.5
 
 
 class CallbackOutcome(StrEnum):
@@ -94,9 +100,9 @@ def _judge(request: CallbackRequest, runtime: Runtime, *, function_name: str) ->
     job = runtime.store.get(job_id)
     if job is None or job.status.is_terminal:
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job is finished or unknown"), job_id
-    if job.task_id is None:
+    if job.task_id is None and not _being_submitted(job):
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job has no task yet"), job_id
-    if claim.task_id is not None and claim.task_id != job.task_id:
+    if claim.task_id is not None and job.task_id is not None and claim.task_id != job.task_id:
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the callback is about another task"), job_id
     handoff = runtime.handoff
     try:
@@ -107,6 +113,13 @@ def _judge(request: CallbackRequest, runtime: Runtime, *, function_name: str) ->
         logger.error("could not hand the callback off; the job's scheduled check remains", extra={"error": exc.message})
         return CallbackAnswer(503, CallbackOutcome.FAILED, "the callback could not be handed off"), job_id
     return CallbackAnswer(200, CallbackOutcome.ACCEPTED, "the task is being checked"), job_id
+
+
+def _being_submitted(job: Job) -> bool:
+    """The POST left and its answer is not recorded yet: a provider that calls back within milliseconds (or while
+    a lost answer is looked up) finds the task id still unsaved. The hand-off waits for it instead of losing the
+    callback, which would leave the video to the late first check."""
+    return job.status is JobStatus.WAITING and job.submission_started_at is not None
 
 
 def _too_large() -> CallbackAnswer:
@@ -153,8 +166,8 @@ def run_handoff(handoff: CallbackHandoff, runtime: Runtime, *, owner: str) -> Jo
     job_id = handoff.job_id
     if not is_job_id(job_id):
         return HandoffResult.IGNORED
-    job = runtime.store.get(job_id)
-    if job is None or job.task_id is None or job.status not in (JobStatus.SUBMITTED, JobStatus.RUNNING):
+    job = _once_let_go(job_id, runtime)
+    if job is None or job.task_id is None or job.status not in _LIVE:
         return HandoffResult.IGNORED
     with job_log_context(job_id, job.task_id):
         try:
@@ -171,3 +184,24 @@ def run_handoff(handoff: CallbackHandoff, runtime: Runtime, *, owner: str) -> Jo
             return HandoffResult.LEASED
         logger.info("callback check done", extra={"status": checked.status.value})
         return checked.status
+
+
+def _once_let_go(job_id: str, runtime: Runtime) -> Job | None:
+    """The job once no other worker holds it, or as it is after HANDOFF_WAIT_SECONDS. A holder that finishes the
+    job ends the wait (no status call follows); one that rescheduled it leaves it to this hand-off's own check, so
+    a GET made just before the task finished does not push the video back by a whole back-off interval."""
+    job = runtime.store.get(job_id)
+    wait = HANDOFF_WAIT_SECONDS
+    if runtime.time_left is not None:
+        wait = min(wait, runtime.time_left() / 2)  # the rest is the check's and the delivery's
+    give_up = runtime.clock() + wait
+    while job is not None and not job.status.is_terminal and _held(job, runtime.clock()):
+        if runtime.clock() >= give_up:
+            break
+        runtime.sleep(HANDOFF_WAIT_STEP_SECONDS)
+        job = runtime.store.get(job_id)
+    return job
+
+
+def _held(job: Job, now: float) -> bool:
+    return job.lease_until is not None and job.lease_until > now

@@ -1,0 +1,274 @@
+"""A hostile review of provider callbacks: leaks of the token, parsing quirks, races with the submitter and poller."""
+
+import json
+import logging
+import threading
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from seedance_pipeline.adapters.ark_dialect import parse_task as ark_parse_task
+from seedance_pipeline.errors import ProviderRejected, SubmissionUncertain
+from seedance_pipeline.logic.callback_intake import (
+    HANDOFF_WAIT_SECONDS,
+    CallbackOutcome,
+    HandoffResult,
+    answer_callback,
+    run_handoff,
+)
+from seedance_pipeline.logic.job_lifecycle import reschedule
+from seedance_pipeline.logic.status_check import check_job
+from seedance_pipeline.logic.submission import accept_upload
+from seedance_pipeline.models import Job, JobError, JobStatus, Upload, VideoRequest
+from seedance_pipeline.rules.callback_token import callback_token, callback_url_for
+from seedance_pipeline.rules.keys import job_id_for
+from seedance_pipeline.rules.model_catalogue import ImageMode
+from seedance_pipeline.rules.video_request import provider_body, provider_body_for
+from seedance_pipeline.settings import Settings
+from seedance_pipeline.triggers.callback_events import CallbackHandoff, CallbackRequest, parse_callback_event
+from tests.support.expect import present
+from tests.support.fakes import FakeHandoff, make_runtime
+from tests.support.images import image_bytes
+
+BUCKET = "in-bucket"
+FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:stack-CallbackFunction-abc"
+BASE = "https://abc.lambda-url.us-east-1.on.aws/"
+CALLBACKS: dict[str, Any] = {
+    "provider_api": "ark",
+    "callback_url": BASE,
+    "callback_signing_secret_id": "arn:aws:secretsmanager:x:1:secret:cb",
+}
+KEY = "k" * 64  # FakeSecretText's value
+UPLOAD = Upload(bucket=BUCKET, key="uploads/cat.jpg", sequencer="01", etag="e1")
+JOB_ID = job_id_for(UPLOAD)
+TOKEN = callback_token(KEY, JOB_ID)
+URL = callback_url_for(BASE, JOB_ID, TOKEN)
+
+
+def stack(**settings: Any) -> Any:
+    runtime, store, storage, provider = make_runtime(**{**CALLBACKS, **settings})
+    storage.add(BUCKET, UPLOAD.key, image_bytes())
+    return runtime, store, storage, provider
+
+
+def post(runtime: Any, body: dict[str, Any] | str, *, job_id: str = JOB_ID, token: str = TOKEN) -> Any:
+    text = body if isinstance(body, str) else json.dumps(body)
+    request = CallbackRequest(method="POST", job_id=job_id, token=token, body=text)
+    return answer_callback(request, runtime, function_name=FUNCTION)
+
+
+def handoffs(runtime: Any) -> list[Any]:
+    handoff = runtime.handoff
+    assert isinstance(handoff, FakeHandoff)
+    results = []
+    for event in handoff.take():
+        parsed = parse_callback_event(event)
+        assert isinstance(parsed, CallbackHandoff)
+        results.append(run_handoff(parsed, runtime, owner="callback"))
+    return results
+
+
+def everything_kept(store: Any, runtime: Any, caplog: Any, capsys: Any) -> str:
+    """Every place a token could end up: the records, the events, the log lines (with their extra fields)."""
+    records = str(store.items)
+    events = "".join(job.model_dump_json() for job in runtime.events.published)
+    logs = caplog.text + capsys.readouterr().out + "".join(str(r.__dict__) for r in caplog.records)
+    return records + events + logs
+
+
+# --- 1. the token leaking through what the provider says back -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        URL,
+        URL.replace("=", "%3D").replace("&", "%26"),  # the whole URL percent-encoded in a message
+        URL.replace("=", "\\u003d").replace("&", "\\u0026"),  # or JSON-escaped by a gateway
+    ],
+)
+def test_a_refusal_that_echoes_the_callback_url_leaves_the_token_nowhere(caplog, capsys, echo):
+    runtime, store, _, provider = stack()
+    provider.submit_error = ProviderRejected(
+        f"HTTP 400 InvalidParameter: the parameter callback_url specified in the request ({echo}) is not valid",
+        code="InvalidParameter",
+    )
+    with caplog.at_level(logging.DEBUG):
+        outcome = accept_upload(UPLOAD, runtime, owner="s")
+    assert outcome.outcome is JobStatus.FAILED and "callback_url" in present(outcome.reason)
+    kept = everything_kept(store, runtime, caplog, capsys) + str(outcome.reason)
+    assert "InvalidParameter" in kept and TOKEN not in kept and TOKEN[:20] not in kept
+
+
+def test_a_lost_answer_whose_text_echoes_the_url_leaves_the_token_nowhere(caplog, capsys):
+    runtime, store, _, provider = stack()
+    provider.submit_error = SubmissionUncertain(f"the provider answered HTTP 500 : could not call {URL}")
+    with caplog.at_level(logging.DEBUG):
+        accept_upload(UPLOAD, runtime, owner="s")
+    job = store.job(JOB_ID)
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert TOKEN not in everything_kept(store, runtime, caplog, capsys)
+
+
+def test_a_failed_task_whose_reason_echoes_the_callback_url_keeps_no_token():
+    payload = {
+        "id": "cgt-1",
+        "status": "failed",
+        "error": {"code": "InvalidParameter", "message": f"callback_url {URL} unreachable"},
+        "callback_url": URL,
+    }
+    result = ark_parse_task("cgt-1", payload)
+    assert "InvalidParameter" in present(result.failure_reason) and TOKEN not in str(result.model_dump())
+
+
+def test_a_record_never_keeps_a_token_even_when_a_text_is_cut_through_it():
+    runtime, store, _, _ = stack()
+    # A long message cut just inside the token would keep its first characters if it were cut before redaction.
+    message = "x" * (2000 - 30) + f" see {URL}"
+    job = Job(job_id=JOB_ID, status=JobStatus.WAITING, source_bucket=BUCKET, source_key="k", created_at=0, updated_at=0)
+    bounded = job.model_copy(
+        update={"notes": [f"note {URL}"], "provider_status": URL, "last_error": JobError(code="X", message=message)}
+    ).bounded()
+    assert TOKEN[:8] not in bounded.model_dump_json()
+
+
+# --- 2. a unified gateway's CallbackField must not overwrite the request ---------------------------------------
+
+
+REQUEST = VideoRequest(
+    prompt="p",
+    model="m",
+    resolution="720p",
+    ratio="16:9",
+    duration=5,
+    watermark=False,
+    camerafixed=False,
+    return_last_frame=False,
+    generate_audio=False,
+    seed=7,
+)
+UNIFIED = {**CALLBACKS, "provider_api": "unified", "api_base_url": "https://gateway.example.com"}
+
+
+@pytest.mark.parametrize("field", sorted(provider_body(REQUEST, ["https://img"])))
+def test_a_callback_field_naming_a_field_of_the_request_stops_the_cold_start(field):
+    with pytest.raises(ValidationError, match="CALLBACK_FIELD"):
+        Settings(jobs_table_name="t", **{**UNIFIED, "callback_field": field})
+
+
+def test_a_callback_field_of_its_own_carries_the_url_beside_an_intact_request():
+    settings = Settings(jobs_table_name="t", **{**UNIFIED, "callback_field": "notify_url"})
+    body = provider_body_for(settings, REQUEST, ["https://img"], ImageMode.FIRST_FRAME, callback_url=URL)
+    assert body == {**provider_body(REQUEST, ["https://img"]), "notify_url": URL}
+
+
+# --- 3. races: a callback before the submitter saved the task, a hand-off meeting a lease ------------------------
+
+
+def callback_within_the_post(runtime: Any, provider: Any, answers: list[Any], *, then: Any = None) -> None:
+    """The provider calls back while our POST is still being answered: the record does not hold the task yet."""
+    real_submit = provider.submit
+
+    def submit(body: dict[str, Any], *, deadline: float | None = None) -> str:
+        task_id: str = real_submit(body, deadline=deadline)
+        answers.append(post(runtime, {"id": task_id, "status": "succeeded"}))
+        if then is not None:
+            then()
+        return task_id
+
+    provider.submit = submit
+
+
+def test_a_callback_that_beats_the_submitters_save_still_delivers_at_once():
+    runtime, store, _, provider = stack()
+    provider.ready_after = 0  # a task done within milliseconds (an instant moderation failure is as quick)
+    answers: list[Any] = []
+    callback_within_the_post(runtime, provider, answers)
+    accept_upload(UPLOAD, runtime, owner="s")
+    assert [a.outcome for a in answers] == [CallbackOutcome.ACCEPTED]
+    assert handoffs(runtime) == [JobStatus.SUCCEEDED]
+    assert store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
+
+
+def test_a_handoff_that_meets_the_submission_in_flight_waits_for_its_record():
+    runtime, store, _, provider = stack()
+    provider.ready_after = 0
+    answers: list[Any] = []
+    in_post, answered = threading.Event(), threading.Event()
+
+    def hold_the_answer() -> None:
+        in_post.set()
+        answered.wait(30)
+
+    callback_within_the_post(runtime, provider, answers, then=hold_the_answer)
+    submitter = threading.Thread(target=accept_upload, args=(UPLOAD, runtime), kwargs={"owner": "s"})
+    submitter.start()
+    in_post.wait(30)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the hand-off waits: meanwhile the submitter saves the task
+        waits.append(seconds)
+        answered.set()
+        submitter.join(30)
+        runtime.clock.advance(seconds)
+
+    runtime.sleep = sleep
+    assert handoffs(runtime) == [JobStatus.SUCCEEDED]
+    assert waits and store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
+
+
+def submitted(**settings: Any) -> Any:
+    runtime, store, storage, provider = stack(**settings)
+    accept_upload(UPLOAD, runtime, owner="s")
+    task_id = present(store.job(JOB_ID).task_id)
+    return runtime, store, provider, task_id
+
+
+def test_a_handoff_behind_a_pollers_lease_checks_once_the_poller_lets_go():
+    runtime, store, provider, task_id = submitted()
+    runtime.clock.advance(50)  # the task has just finished
+    job = store.job(JOB_ID)
+    leased = store.acquire_lease(job, owner="poller", now=runtime.clock(), lease_seconds=300)
+    assert post(runtime, {"id": task_id, "status": "succeeded"}).outcome is CallbackOutcome.ACCEPTED
+
+    def sleep(seconds: float) -> None:  # the poller, whose GET came just before the end, reschedules a minute on
+        if store.job(JOB_ID).lease_owner == "poller":
+            reschedule(leased, runtime, owner="poller", next_check_at=runtime.clock() + 60)
+        runtime.clock.advance(seconds)
+
+    runtime.sleep = sleep
+    assert handoffs(runtime) == [JobStatus.SUCCEEDED]
+    assert store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
+
+
+def test_a_second_handoff_waiting_on_the_first_makes_no_status_call_once_it_delivered():
+    runtime, store, provider, task_id = submitted()
+    runtime.clock.advance(50)
+    for _ in range(2):
+        post(runtime, {"id": task_id, "status": "succeeded"})
+    first, second = present(runtime.handoff).take()
+    leased = store.acquire_lease(store.job(JOB_ID), owner="first", now=runtime.clock(), lease_seconds=300)
+
+    def sleep(seconds: float) -> None:  # the first hand-off delivers while the second waits on its lease
+        if store.job(JOB_ID).lease_owner == "first":
+            check_job(leased, runtime, owner="first")
+        runtime.clock.advance(seconds)
+
+    runtime.sleep = sleep
+    del first
+    parsed = parse_callback_event(second)
+    assert isinstance(parsed, CallbackHandoff)
+    assert run_handoff(parsed, runtime, owner="second") is HandoffResult.IGNORED
+    assert store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
+    assert [j.status for j in runtime.events.published] == [JobStatus.SUCCEEDED]
+
+
+def test_a_handoff_gives_up_on_a_lease_held_for_long_and_leaves_the_job_to_its_holder():
+    runtime, store, provider, task_id = submitted()
+    runtime.clock.advance(50)
+    store.acquire_lease(store.job(JOB_ID), owner="poller", now=runtime.clock(), lease_seconds=300)
+    post(runtime, {"id": task_id, "status": "succeeded"})
+    started = runtime.clock()
+    assert handoffs(runtime) == [HandoffResult.LEASED]
+    assert runtime.clock() - started <= HANDOFF_WAIT_SECONDS + 1 and provider.gets == 0
