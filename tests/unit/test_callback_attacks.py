@@ -5,10 +5,15 @@ import logging
 import threading
 from typing import Any
 
+import boto3
 import pytest
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from botocore.stub import Stubber
 from pydantic import ValidationError
 
+from seedance_pipeline.adapters.api_key import CACHE_SECONDS
 from seedance_pipeline.adapters.ark_dialect import parse_task as ark_parse_task
+from seedance_pipeline.adapters.signing_key import SigningKeySource
 from seedance_pipeline.errors import ProviderRejected, SubmissionUncertain
 from seedance_pipeline.logic.callback_intake import (
     HANDOFF_WAIT_SECONDS,
@@ -28,7 +33,7 @@ from seedance_pipeline.rules.video_request import provider_body, provider_body_f
 from seedance_pipeline.settings import Settings
 from seedance_pipeline.triggers.callback_events import CallbackHandoff, CallbackRequest, parse_callback_event
 from tests.support.expect import present
-from tests.support.fakes import FakeHandoff, make_runtime
+from tests.support.fakes import FakeClock, FakeHandoff, FakeSecretText, make_runtime
 from tests.support.images import image_bytes
 
 BUCKET = "in-bucket"
@@ -272,3 +277,84 @@ def test_a_handoff_gives_up_on_a_lease_held_for_long_and_leaves_the_job_to_its_h
     started = runtime.clock()
     assert handoffs(runtime) == [HandoffResult.LEASED]
     assert runtime.clock() - started <= HANDOFF_WAIT_SECONDS + 1 and provider.gets == 0
+
+
+# --- 4. the signing key rotated (a new value put in the secret) -------------------------------------------------
+
+NEW_KEY = "n" * 64
+
+
+def fake_key(runtime: Any) -> FakeSecretText:
+    key = runtime.signing_key
+    assert isinstance(key, FakeSecretText)
+    return key
+
+
+def test_a_url_signed_before_the_key_was_rotated_still_brings_its_check_forward():
+    runtime, store, provider, task_id = submitted()  # its URL carries a token under the old key
+    key = fake_key(runtime)
+    key.value, key.previous_value = NEW_KEY, KEY
+    runtime.clock.advance(50)
+    assert post(runtime, {"id": task_id, "status": "succeeded"}).outcome is CallbackOutcome.ACCEPTED
+    assert handoffs(runtime) == [JobStatus.SUCCEEDED]
+
+
+def test_a_function_still_holding_the_old_key_accepts_a_url_signed_with_the_new_one():
+    runtime, store, provider, task_id = submitted()
+    key = fake_key(runtime)
+    key.fresh_value = NEW_KEY  # the secret changed; this container's cache did not
+    new_token = callback_token(NEW_KEY, JOB_ID)
+    runtime.clock.advance(50)
+    assert post(runtime, {"id": task_id, "status": "succeeded"}, token=new_token).outcome is CallbackOutcome.ACCEPTED
+
+
+def test_forged_tokens_cannot_drive_reads_of_the_signing_key():
+    runtime, store, provider, task_id = submitted()
+    key = fake_key(runtime)
+    forged = [TOKEN[:-2] + f"{n:02d}" for n in range(50)]
+    answers = [post(runtime, {"status": "succeeded"}, token=token) for token in forged]
+    assert {a.status_code for a in answers} == {403}
+    assert key.forced_reads <= 1
+
+
+def test_a_token_for_the_right_job_under_another_stacks_key_is_refused():
+    runtime, store, provider, task_id = submitted()
+    fake_key(runtime).previous_value = KEY[:-1] + "x"
+    assert (
+        post(runtime, {"status": "succeeded"}, token=callback_token("another-stack-key" * 4, JOB_ID)).status_code == 403
+    )
+
+
+def stubbed_source() -> tuple[Any, Any]:
+    secrets = boto3.client("secretsmanager", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    clock = FakeClock()
+    return secrets, clock
+
+
+def test_the_previous_signing_key_is_read_once_and_cached_even_when_there_is_none():
+    secrets, clock = stubbed_source()
+    secret_id = "arn:aws:secretsmanager:us-east-1:1:secret:cb"
+    with Stubber(secrets) as stub:
+        stub.add_client_error(
+            "get_secret_value",
+            service_error_code="ResourceNotFoundException",
+            expected_params={"SecretId": secret_id, "VersionStage": "AWSPREVIOUS"},
+        )
+        source = SigningKeySource(secret_id, SecretsProvider(boto3_client=secrets), clock=clock)
+        assert [source.previous() for _ in range(20)] == [None] * 20  # never rotated: one read, then the cache
+        stub.assert_no_pending_responses()
+        stub.add_response("get_secret_value", {"ARN": secret_id, "Name": "cb", "SecretString": KEY})
+        clock.advance(CACHE_SECONDS)
+        assert source.previous() == KEY and source.previous() == KEY
+        stub.assert_no_pending_responses()
+
+
+def test_the_previous_key_is_cached_apart_from_the_current_one():
+    secrets, clock = stubbed_source()
+    secret_id = "arn:aws:secretsmanager:us-east-1:1:secret:cb"
+    with Stubber(secrets) as stub:
+        stub.add_response("get_secret_value", {"ARN": secret_id, "Name": "cb", "SecretString": NEW_KEY})
+        stub.add_response("get_secret_value", {"ARN": secret_id, "Name": "cb", "SecretString": KEY})
+        source = SigningKeySource(secret_id, SecretsProvider(boto3_client=secrets), clock=clock)
+        assert (source.get(), source.previous(), source.get(), source.previous()) == (NEW_KEY, KEY, NEW_KEY, KEY)
+        stub.assert_no_pending_responses()

@@ -20,7 +20,7 @@ from seedance_pipeline.errors import LeaseLost, PipelineError, SecretUnavailable
 from seedance_pipeline.logic.status_check import check_job
 from seedance_pipeline.models import Job, JobStatus, ProviderState, TaskClaim
 from seedance_pipeline.observability import count_callback, job_log_context, logger
-from seedance_pipeline.rules.callback_token import is_job_id, token_matches
+from seedance_pipeline.rules.callback_token import TOKEN_LENGTH, is_job_id, token_matches
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.triggers.callback_events import CallbackHandoff, CallbackRequest
 
@@ -87,7 +87,7 @@ def _judge(request: CallbackRequest, runtime: Runtime, *, function_name: str) ->
             extra={"error_code": exc.code, "secret_id": exc.secret_id, "cause": exc.cause},
         )
         return CallbackAnswer(503, CallbackOutcome.FAILED, "the callback cannot be checked now"), None
-    if not token_matches(key, job_id, token):
+    if not _signed_by_us(key, job_id, token, runtime):
         return CallbackAnswer(403, CallbackOutcome.REFUSED, "no valid job or token"), None
 
     raw = _raw_bytes(request)
@@ -113,6 +113,15 @@ def _judge(request: CallbackRequest, runtime: Runtime, *, function_name: str) ->
         logger.error("could not hand the callback off; the job's scheduled check remains", extra={"error": exc.message})
         return CallbackAnswer(503, CallbackOutcome.FAILED, "the callback could not be handed off"), job_id
     return CallbackAnswer(200, CallbackOutcome.ACCEPTED, "the task is being checked"), job_id
+
+
+def _signed_by_us(key: str, job_id: str, token: str, runtime: Runtime) -> bool:
+    if token_matches(key, job_id, token):
+        return True
+    if len(token) != TOKEN_LENGTH:
+        return False  # not even the shape of a token: no other key is looked at
+    # The key may have been rotated: by the submitter that signed this URL, or after it did.
+    return any(token_matches(other, job_id, token) for other in runtime.other_signing_keys() if other != key)
 
 
 def _being_submitted(job: Job) -> bool:
