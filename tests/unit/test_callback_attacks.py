@@ -16,6 +16,7 @@ from seedance_pipeline.adapters.ark_dialect import parse_task as ark_parse_task
 from seedance_pipeline.adapters.signing_key import SigningKeySource
 from seedance_pipeline.errors import ProviderRejected, SubmissionUncertain
 from seedance_pipeline.logic.callback_intake import (
+    HANDOFF_OWNER_PREFIX,
     HANDOFF_WAIT_SECONDS,
     CallbackOutcome,
     HandoffResult,
@@ -63,11 +64,15 @@ def post(runtime: Any, body: dict[str, Any] | str, *, job_id: str = JOB_ID, toke
     return answer_callback(request, runtime, function_name=FUNCTION)
 
 
-def handoffs(runtime: Any) -> list[Any]:
+def fake_handoff(runtime: Any) -> FakeHandoff:
     handoff = runtime.handoff
     assert isinstance(handoff, FakeHandoff)
+    return handoff
+
+
+def handoffs(runtime: Any) -> list[Any]:
     results = []
-    for event in handoff.take():
+    for event in fake_handoff(runtime).take():
         parsed = parse_callback_event(event)
         assert isinstance(parsed, CallbackHandoff)
         results.append(run_handoff(parsed, runtime, owner="callback"))
@@ -247,26 +252,41 @@ def test_a_handoff_behind_a_pollers_lease_checks_once_the_poller_lets_go():
     assert store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
 
 
-def test_a_second_handoff_waiting_on_the_first_makes_no_status_call_once_it_delivered():
+def test_a_duplicate_handoff_leaves_the_job_to_the_first_at_once_without_a_status_call():
     runtime, store, provider, task_id = submitted()
     runtime.clock.advance(50)
     for _ in range(2):
         post(runtime, {"id": task_id, "status": "succeeded"})
-    first, second = present(runtime.handoff).take()
-    leased = store.acquire_lease(store.job(JOB_ID), owner="first", now=runtime.clock(), lease_seconds=300)
-
-    def sleep(seconds: float) -> None:  # the first hand-off delivers while the second waits on its lease
-        if store.job(JOB_ID).lease_owner == "first":
-            check_job(leased, runtime, owner="first")
-        runtime.clock.advance(seconds)
-
-    runtime.sleep = sleep
-    del first
-    parsed = parse_callback_event(second)
-    assert isinstance(parsed, CallbackHandoff)
-    assert run_handoff(parsed, runtime, owner="second") is HandoffResult.IGNORED
+    first, second = [parse_callback_event(event) for event in fake_handoff(runtime).take()]
+    assert isinstance(first, CallbackHandoff) and isinstance(second, CallbackHandoff)
+    leased = store.acquire_lease(
+        store.job(JOB_ID), owner=HANDOFF_OWNER_PREFIX + "first", now=runtime.clock(), lease_seconds=300
+    )
+    waits: list[float] = []
+    runtime.sleep = waits.append
+    assert run_handoff(second, runtime, owner="second") is HandoffResult.LEASED
+    assert waits == [] and provider.gets == 0
+    check_job(leased, runtime, owner=HANDOFF_OWNER_PREFIX + "first")  # the first delivers
     assert store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
+    assert run_handoff(first, runtime, owner="late") is HandoffResult.IGNORED and provider.gets == 1
     assert [j.status for j in runtime.events.published] == [JobStatus.SUCCEEDED]
+
+
+def test_a_waiting_handoff_reads_the_job_a_few_times_only():
+    runtime, store, provider, task_id = submitted()
+    runtime.clock.advance(50)
+    store.acquire_lease(store.job(JOB_ID), owner="poller", now=runtime.clock(), lease_seconds=300)
+    post(runtime, {"id": task_id, "status": "succeeded"})
+    reads: list[str] = []
+    real_get = store.get
+
+    def counted(job_id: str) -> Job | None:
+        reads.append(job_id)
+        return real_get(job_id)
+
+    store.get = counted
+    assert handoffs(runtime) == [HandoffResult.LEASED]
+    assert len(reads) <= 15
 
 
 def test_a_handoff_gives_up_on_a_lease_held_for_long_and_leaves_the_job_to_its_holder():

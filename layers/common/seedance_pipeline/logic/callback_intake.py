@@ -29,11 +29,15 @@ MAX_BODY_BYTES = 64 * 1024
 _MAX_BASE64_CHARS = (MAX_BODY_BYTES + 2) // 3 * 4
 _NOT_DONE = (ProviderState.PENDING, ProviderState.RUNNING)
 _LIVE = (JobStatus.SUBMITTED, JobStatus.RUNNING)
-# A hand-off that finds the job held (the submitter still saving the task a quick provider already finished, a
-# poller whose GET came just before the end, an earlier hand-off delivering) looks again this often, this long:
-# long enough for a POST's answer or a status check, far shorter than a delivery, which ends the job anyway.
+# A hand-off that finds the job held by the submitter (still saving the task a quick provider already finished) or
+# a poller (whose GET may have come just before the end) looks again after 0.25 s, 0.5 s, 1 s... (at most 8 s
+# apart), for this long: enough for a POST's answer or a status check; a delivery ends the job anyway.
 HANDOFF_WAIT_SECONDS = 60.0
-HANDOFF_WAIT_STEP_SECONDS = 0.5
+HANDOFF_FIRST_WAIT_SECONDS = 0.25
+HANDOFF_MAX_WAIT_STEP_SECONDS = 8.0
+# The lease owner of a hand-off. Another hand-off's lease is never waited for: its GET came after a terminal claim,
+# so it finds the end itself, and duplicate or replayed callbacks (even a flood on a leaked URL) end at once.
+HANDOFF_OWNER_PREFIX = "callback-handoff:"
 
 
 class CallbackOutcome(StrEnum):
@@ -172,6 +176,7 @@ class HandoffResult(StrEnum):
 
 def run_handoff(handoff: CallbackHandoff, runtime: Runtime, *, owner: str) -> JobStatus | HandoffResult:
     """Lease the job and run the poller's own status check and delivery, with this invocation's whole time."""
+    owner = HANDOFF_OWNER_PREFIX + owner
     job_id = handoff.job_id
     if not is_job_id(job_id):
         return HandoffResult.IGNORED
@@ -203,14 +208,17 @@ def _once_let_go(job_id: str, runtime: Runtime) -> Job | None:
     wait = HANDOFF_WAIT_SECONDS
     if runtime.time_left is not None:
         wait = min(wait, runtime.time_left() / 2)  # the rest is the check's and the delivery's
-    give_up = runtime.clock() + wait
-    while job is not None and not job.status.is_terminal and _held(job, runtime.clock()):
+    give_up, step = runtime.clock() + wait, HANDOFF_FIRST_WAIT_SECONDS
+    while job is not None and not job.status.is_terminal and _held_by_another_worker(job, runtime.clock()):
         if runtime.clock() >= give_up:
             break
-        runtime.sleep(HANDOFF_WAIT_STEP_SECONDS)
+        runtime.sleep(min(step, max(0.0, give_up - runtime.clock())))
+        step = min(step * 2, HANDOFF_MAX_WAIT_STEP_SECONDS)
         job = runtime.store.get(job_id)
     return job
 
 
-def _held(job: Job, now: float) -> bool:
-    return job.lease_until is not None and job.lease_until > now
+def _held_by_another_worker(job: Job, now: float) -> bool:
+    """Leased by a submitter or a poller (another hand-off is never waited for)."""
+    leased = job.lease_until is not None and job.lease_until > now
+    return leased and not (job.lease_owner or "").startswith(HANDOFF_OWNER_PREFIX)
