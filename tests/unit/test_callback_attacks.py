@@ -3,6 +3,7 @@
 import json
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -378,3 +379,86 @@ def test_the_previous_key_is_cached_apart_from_the_current_one():
         source = SigningKeySource(secret_id, SecretsProvider(boto3_client=secrets), clock=clock)
         assert (source.get(), source.previous(), source.get(), source.previous()) == (NEW_KEY, KEY, NEW_KEY, KEY)
         stub.assert_no_pending_responses()
+
+
+# --- 5. quirks of the URL and the body, as Lambda hands them over ------------------------------------------------
+
+EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "callback-url-request.json").read_text())
+
+
+def url_event(query: dict[str, str], body: str, *, is_base64: bool = False) -> dict[str, Any]:
+    """A Function URL request; Lambda joins a repeated query parameter's values with commas, and decodes them."""
+    return {**EVENT, "queryStringParameters": query, "body": body, "isBase64Encoded": is_base64}
+
+
+def answer_to(runtime: Any, event: dict[str, Any]) -> Any:
+    parsed = parse_callback_event(event)
+    assert isinstance(parsed, CallbackRequest)
+    return answer_callback(parsed, runtime, function_name=FUNCTION)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"job": f"{JOB_ID},{JOB_ID}", "token": TOKEN},  # job=..&job=..
+        {"job": JOB_ID, "token": f"{TOKEN},{TOKEN}"},  # token=..&token=..
+        {"job": JOB_ID.upper(), "token": TOKEN},
+        {"job": f" {JOB_ID}", "token": TOKEN},
+        {"job": JOB_ID, "token": f"{TOKEN} "},
+        {"job": JOB_ID, "token": f"{TOKEN}="},  # base64 padding added
+        {"job": JOB_ID, "token": ""},
+        {"token": TOKEN},
+    ],
+)
+def test_a_mangled_job_or_token_is_refused_without_reading_the_job(query):
+    runtime, store, provider, task_id = submitted()
+    reads: list[str] = []
+    real_get = store.get
+
+    def counted(job_id: str) -> Job | None:
+        reads.append(job_id)
+        return real_get(job_id)
+
+    store.get = counted
+    answer = answer_to(runtime, url_event(query, json.dumps({"id": task_id, "status": "succeeded"})))
+    assert answer.status_code == 403 and reads == [] and fake_handoff(runtime).queued == []
+
+
+@pytest.mark.parametrize(
+    ("body", "is_base64"),
+    [
+        ("[" * 30_000 + "]" * 30_000, False),  # nested past the parser's recursion limit, under 64 KiB
+        ("eyJzdGF0dXMiOiAic3VjY2VlZGVkIn0", True),  # base64 without its padding
+        ("eyJzdGF0dXMiOiAic3VjY2VlZGVkIn0=\n", True),
+        ('{"status": "succeeded", "id": {"$ne": null}}', False),
+        ('{"status": ["succeeded"], "id": true}', False),
+    ],
+)
+def test_a_body_that_cannot_be_read_is_left_to_the_status_call(body, is_base64):
+    runtime, store, provider, task_id = submitted()
+    runtime.clock.advance(50)
+    answer = answer_to(runtime, url_event({"job": JOB_ID, "token": TOKEN}, body, is_base64=is_base64))
+    assert answer.outcome is CallbackOutcome.ACCEPTED
+    assert handoffs(runtime) == [JobStatus.SUCCEEDED] and provider.gets == 1
+
+
+def test_a_task_id_sent_as_a_number_names_the_same_task():
+    runtime, store, provider, _ = submitted()
+    job = store.job(JOB_ID)
+    numeric = job.model_copy(update={"task_id": "20261201"})  # a gateway with numeric ids
+    store.put_unconditionally(numeric, due_shard=store.items[JOB_ID]["due_shard"])
+    provider.tasks["20261201"] = provider.tasks[present(job.task_id)]
+    runtime.clock.advance(50)
+    assert post(runtime, {"id": 20261201, "status": "succeeded"}).outcome is CallbackOutcome.ACCEPTED
+    assert post(runtime, {"id": 20261202, "status": "succeeded"}).outcome is CallbackOutcome.IGNORED
+
+
+# --- 6. the later first check of a job expecting a callback --------------------------------------------------------
+
+
+@pytest.mark.parametrize("minutes", [1, 2, 5])
+def test_the_later_first_check_never_passes_the_jobs_age_limit(minutes):
+    runtime, store, provider, _ = submitted(resolution="1080p", duration=10, max_job_age_minutes=minutes)
+    job = store.job(JOB_ID)
+    assert job.expects_callback
+    assert present(job.next_check_at) <= present(job.submitted_at) + minutes * 60 + 1
