@@ -13,6 +13,7 @@ from botocore.stub import Stubber
 from pydantic import ValidationError
 
 from seedance_pipeline.adapters.api_key import CACHE_SECONDS
+from seedance_pipeline.adapters.ark_dialect import matches as ark_matches
 from seedance_pipeline.adapters.ark_dialect import parse_task as ark_parse_task
 from seedance_pipeline.adapters.signing_key import SigningKeySource
 from seedance_pipeline.errors import ProviderRejected, SubmissionUncertain
@@ -462,3 +463,35 @@ def test_the_later_first_check_never_passes_the_jobs_age_limit(minutes):
     job = store.job(JOB_ID)
     assert job.expects_callback
     assert present(job.next_check_at) <= present(job.submitted_at) + minutes * 60 + 1
+
+
+# --- 7. the lost-answer look-up: Ark's list echoes each task's callback_url -------------------------------------
+
+
+def listed(body: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {"id": "cgt-listed", "created_at": 1000, **{k: v for k, v in body.items() if k != "content"}, **changes}
+
+
+def ark_request(callback_url: str | None) -> dict[str, Any]:
+    settings = Settings(jobs_table_name="t", **CALLBACKS)
+    return provider_body_for(settings, REQUEST, ["https://img"], ImageMode.FIRST_FRAME, callback_url=callback_url)
+
+
+def test_a_listed_task_echoing_our_callback_url_is_ours():
+    body = ark_request(URL)
+    assert ark_matches(listed(body), body, since=900, until=1100)
+
+
+def test_a_listed_task_calling_back_another_job_is_never_adopted_as_ours():
+    # Two uploads with the default prompt at the same moment: when our answer is lost and our POST made no task,
+    # the other job's task matches everything else; its callback URL names the other job.
+    body = ark_request(URL)
+    other_job = "0" * 32
+    other = listed(body, callback_url=callback_url_for(BASE, other_job, callback_token(KEY, other_job)))
+    assert not ark_matches(other, body, since=900, until=1100)
+
+
+def test_a_listed_task_echoing_our_callback_url_re_encoded_is_still_ours():
+    body = ark_request(URL)
+    echoed = f"{BASE}?token={TOKEN}&job={JOB_ID}"
+    assert ark_matches(listed(body, callback_url=echoed), body, since=900, until=1100)
