@@ -495,3 +495,26 @@ def test_a_listed_task_echoing_our_callback_url_re_encoded_is_still_ours():
     body = ark_request(URL)
     echoed = f"{BASE}?token={TOKEN}&job={JOB_ID}"
     assert ark_matches(listed(body, callback_url=echoed), body, since=900, until=1100)
+
+
+# --- 8. a CALLBACK_URL that would lose every job's token ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com/cb#section",  # the query would land in the fragment, never sent
+        "https://hooks.example.com/cb?token=static",  # Lambda would join the two tokens with a comma
+        "https://hooks.example.com/cb?a=1&job=x",
+    ],
+)
+def test_a_callback_url_that_would_garble_the_jobs_query_stops_the_cold_start(url):
+    with pytest.raises(ValidationError, match="CALLBACK_URL"):
+        Settings(jobs_table_name="t", **{**CALLBACKS, "callback_url": url})
+
+
+def test_a_callback_url_with_a_query_of_its_own_is_kept():
+    settings = Settings(
+        jobs_table_name="t", **{**CALLBACKS, "callback_url": "https://hooks.example.com/cb?route=video"}
+    )
+    assert settings.sends_callbacks

@@ -7,7 +7,7 @@ import math
 import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -211,6 +211,10 @@ class Settings(BaseSettings):
                 "CALLBACK_URL must be an https URL (plain http only on a loopback address, with "
                 "ALLOW_PRIVATE_DOWNLOADS on: the local stack)"
             )
+        if "#" in self.callback_url or {"job", "token"} & set(parse_qs(parts.query, keep_blank_values=True)):
+            # A fragment would swallow each job's query (never sent); a job or token of its own would be joined to
+            # the job's by Lambda ("a,b"): either way every callback would be refused.
+            raise ValueError("CALLBACK_URL may carry neither a #fragment nor `job` or `token` query parameters")
         if not self.callback_signing_secret_id:
             raise ValueError("CALLBACK_URL is set but CALLBACK_SIGNING_SECRET_ID is empty: tokens cannot be signed")
         return self
