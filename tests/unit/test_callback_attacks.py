@@ -26,6 +26,7 @@ from seedance_pipeline.logic.callback_intake import (
     run_handoff,
 )
 from seedance_pipeline.logic.job_lifecycle import reschedule
+from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.status_check import check_job
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import Job, JobError, JobStatus, Upload, VideoRequest
@@ -523,3 +524,20 @@ def test_a_callback_url_with_a_query_of_its_own_is_kept():
         jobs_table_name="t", **{**CALLBACKS, "callback_url": "https://hooks.example.com/cb?route=video"}
     )
     assert settings.sends_callbacks
+
+
+# --- 9. CallbackMode turned off with jobs in flight ---------------------------------------------------------------
+
+
+def test_a_job_sent_with_a_callback_url_finishes_by_polling_once_callbacks_are_turned_off():
+    on, store, storage, provider = stack()
+    accept_upload(UPLOAD, on, owner="s")
+    job = store.job(JOB_ID)
+    assert job.expects_callback
+    off, _, _, _ = make_runtime(
+        on.clock, provider=provider, storage=storage, provider_api="ark", poll_window_seconds=0.5
+    )
+    off.store = store  # the same table, now read by a stack without callbacks
+    off.clock.advance(present(job.next_check_at) - off.clock() + 1)
+    run_poll(off, owner="p", time_left=lambda: 300.0)
+    assert store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
