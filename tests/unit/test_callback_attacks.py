@@ -18,7 +18,6 @@ from seedance_pipeline.adapters.ark_dialect import parse_task as ark_parse_task
 from seedance_pipeline.adapters.signing_key import SigningKeySource
 from seedance_pipeline.errors import ProviderRejected, SubmissionUncertain
 from seedance_pipeline.logic.callback_intake import (
-    HANDOFF_OWNER_PREFIX,
     HANDOFF_WAIT_SECONDS,
     CallbackOutcome,
     HandoffResult,
@@ -30,7 +29,8 @@ from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.status_check import check_job
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import Job, JobError, JobStatus, Upload, VideoRequest
-from seedance_pipeline.rules.callback_token import callback_token, callback_url_for
+from seedance_pipeline.observability import MetricName, metrics
+from seedance_pipeline.rules.callback_token import HANDOFF_OWNER_PREFIX, callback_token, callback_url_for
 from seedance_pipeline.rules.keys import job_id_for
 from seedance_pipeline.rules.model_catalogue import ImageMode
 from seedance_pipeline.rules.video_request import provider_body, provider_body_for
@@ -541,3 +541,26 @@ def test_a_job_sent_with_a_callback_url_finishes_by_polling_once_callbacks_are_t
     off.clock.advance(present(job.next_check_at) - off.clock() + 1)
     run_poll(off, owner="p", time_left=lambda: 300.0)
     assert store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
+
+
+# --- 10. a provider that never calls back is visible, not just slow -----------------------------------------------
+
+
+def test_a_job_the_poll_net_finds_done_counts_as_a_missed_callback():
+    metrics.clear_metrics()
+    runtime, store, provider, _ = submitted(poll_window_seconds=0.5)
+    runtime.clock.advance(present(store.job(JOB_ID).next_check_at) - runtime.clock() + 1)
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert store.job(JOB_ID).status is JobStatus.SUCCEEDED
+    assert metrics.metric_set[MetricName.CALLBACKS_MISSED]["Value"] == [1.0]
+    metrics.clear_metrics()
+
+
+def test_a_job_its_callback_delivered_counts_no_missed_callback():
+    metrics.clear_metrics()
+    runtime, store, provider, task_id = submitted()
+    runtime.clock.advance(50)
+    post(runtime, {"id": task_id, "status": "succeeded"})
+    assert handoffs(runtime) == [JobStatus.SUCCEEDED]
+    assert MetricName.CALLBACKS_MISSED not in metrics.metric_set
+    metrics.clear_metrics()

@@ -20,7 +20,7 @@ from seedance_pipeline.errors import LeaseLost, PipelineError, SecretUnavailable
 from seedance_pipeline.logic.status_check import check_job
 from seedance_pipeline.models import Job, JobStatus, ProviderState, TaskClaim
 from seedance_pipeline.observability import count_callback, job_log_context, logger
-from seedance_pipeline.rules.callback_token import TOKEN_LENGTH, is_job_id, token_matches
+from seedance_pipeline.rules.callback_token import HANDOFF_OWNER_PREFIX, TOKEN_LENGTH, is_job_id, token_matches
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.triggers.callback_events import CallbackHandoff, CallbackRequest
 
@@ -35,9 +35,8 @@ _LIVE = (JobStatus.SUBMITTED, JobStatus.RUNNING)
 HANDOFF_WAIT_SECONDS = 60.0
 HANDOFF_FIRST_WAIT_SECONDS = 0.25
 HANDOFF_MAX_WAIT_STEP_SECONDS = 8.0
-# The lease owner of a hand-off. Another hand-off's lease is never waited for: its GET came after a terminal claim,
-# so it finds the end itself, and duplicate or replayed callbacks (even a flood on a leaked URL) end at once.
-HANDOFF_OWNER_PREFIX = "callback-handoff:"
+# Another hand-off's lease (HANDOFF_OWNER_PREFIX) is never waited for: its GET came after a terminal claim, so it
+# finds the end itself, and duplicate or replayed callbacks (even a flood on a leaked URL) end at once.
 
 
 class CallbackOutcome(StrEnum):

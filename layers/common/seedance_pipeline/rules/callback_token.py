@@ -22,6 +22,9 @@ TOKEN_LENGTH = 43
 # is the token, or what is left of it.
 _TOKEN_IN_TEXT = re.compile(r"""(token(?:=|%3D|\\u003D|["']?\s*:\s*["']))[A-Za-z0-9_-]+""", re.IGNORECASE)
 REDACTED = "[redacted]"
+# The lease owner of a callback's hand-off (logic/callback_intake.py): it tells a job the callback brought forward
+# from one a poll found by itself.
+HANDOFF_OWNER_PREFIX = "callback-handoff:"
 
 
 def is_job_id(value: object) -> bool:
