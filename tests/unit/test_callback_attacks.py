@@ -564,3 +564,14 @@ def test_a_job_its_callback_delivered_counts_no_missed_callback():
     assert handoffs(runtime) == [JobStatus.SUCCEEDED]
     assert MetricName.CALLBACKS_MISSED not in metrics.metric_set
     metrics.clear_metrics()
+
+
+def test_a_blank_previous_signing_key_is_no_key():
+    secrets, clock = stubbed_source()
+    secret_id = "arn:aws:secretsmanager:us-east-1:1:secret:cb"
+    with Stubber(secrets) as stub:
+        stub.add_response("get_secret_value", {"ARN": secret_id, "Name": "cb", "SecretString": "  "})
+        assert SigningKeySource(secret_id, SecretsProvider(boto3_client=secrets), clock=clock).previous() is None
+    runtime, _, _, _ = submitted()
+    fake_key(runtime).previous_value = ""  # an empty key would sign anyone's token: it is never offered
+    assert runtime.other_signing_keys() == [KEY]
