@@ -575,3 +575,19 @@ def test_a_blank_previous_signing_key_is_no_key():
     runtime, _, _, _ = submitted()
     fake_key(runtime).previous_value = ""  # an empty key would sign anyone's token: it is never offered
     assert runtime.other_signing_keys() == [KEY]
+
+
+# --- 11. a genuine callback for a job whose submission ended uncertain -------------------------------------------
+
+
+def test_a_callback_for_a_job_whose_submission_ended_uncertain_names_the_task_for_the_operator(caplog):
+    runtime, store, _, provider = stack()
+    provider.submit_error = SubmissionUncertain("no answer from the provider within the read timeout")
+    accept_upload(UPLOAD, runtime, owner="s")
+    job = store.job(JOB_ID)
+    assert job.status is JobStatus.FAILED and present(job.error).code == "SUBMISSION_UNCERTAIN"
+    with caplog.at_level(logging.INFO):
+        answer = post(runtime, {"id": "cgt-made-after-all", "status": "succeeded"})
+    assert answer.outcome is CallbackOutcome.IGNORED and fake_handoff(runtime).queued == []
+    (line,) = [r for r in caplog.records if "uncertain" in r.getMessage()]
+    assert line.__dict__["claimed_task_id"] == "cgt-made-after-all" and TOKEN not in caplog.text

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from seedance_pipeline.errors import LeaseLost, PipelineError, SecretUnavailable
+from seedance_pipeline.errors import ErrorCode, LeaseLost, PipelineError, SecretUnavailable
 from seedance_pipeline.logic.status_check import check_job
 from seedance_pipeline.models import Job, JobStatus, ProviderState, TaskClaim
 from seedance_pipeline.observability import count_callback, job_log_context, logger
@@ -101,6 +101,14 @@ def _judge(request: CallbackRequest, runtime: Runtime, *, function_name: str) ->
         # Nothing to deliver yet, whatever the job's record says: no read, the scheduled check stands.
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the task is not finished"), job_id
     job = runtime.store.get(job_id)
+    if job is not None and job.task_id is None and job.error and job.error.code == ErrorCode.SUBMISSION_UNCERTAIN:
+        # Only this job's POST carried the URL: the task it may have made exists, and will be billed. Nothing is
+        # adopted on a body's word; the operator learns which task to look at before a retry pays again.
+        logger.warning(
+            "the provider called back about this job, whose submission ended uncertain: its task exists; look "
+            "at it in the provider's console before `jobs retry` pays for another",
+            extra={"claimed_task_id": claim.task_id, "claimed_state": claim.state},
+        )
     if job is None or job.status.is_terminal:
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job is finished or unknown"), job_id
     if job.task_id is None and not _being_submitted(job):
