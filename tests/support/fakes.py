@@ -428,18 +428,31 @@ class RecordingEvents:
 
 
 class FakeSecretText:
-    """A Secrets Manager secret string (the callback signing key); `error` makes every read fail."""
+    """A Secrets Manager secret string (the callback signing key); `error` makes every read fail.
+
+    `fresh_value` is a value put in the secret that this container's cache has not seen: only a forced read gets
+    it. `previous_value` is the version before the current one (AWSPREVIOUS)."""
 
     def __init__(self, value: str = "k" * 64, error: Exception | None = None) -> None:
         self.value = value
         self.error = error
         self.reads = 0
+        self.forced_reads = 0
+        self.fresh_value: str | None = None
+        self.previous_value: str | None = None
 
     def get(self, *, force_fetch: bool = False) -> str:
         self.reads += 1
         if self.error:
             raise self.error
+        if force_fetch:
+            self.forced_reads += 1
+            if self.fresh_value is not None:
+                self.previous_value, self.value, self.fresh_value = self.value, self.fresh_value, None
         return self.value
+
+    def previous(self) -> str | None:
+        return None if self.error else self.previous_value
 
 
 class FakeHandoff:

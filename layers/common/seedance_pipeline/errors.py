@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from seedance_pipeline.rules.callback_token import redact_tokens
+
 
 class ErrorCode(StrEnum):
     """Every code our own code writes into a job's `error` or `last_error`.
@@ -72,10 +74,13 @@ class PipelineError(Exception):
     code: str = ErrorCode.PIPELINE_ERROR
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
+        # Most messages quote a provider, which may echo the request's callback URL: an error is logged, stored and
+        # published, so it never holds a callback token.
+        message = redact_tokens(message)
         super().__init__(message)
         self.message = message
         if code:
-            self.code = code
+            self.code = redact_tokens(code)
 
 
 class InvalidInput(PipelineError):

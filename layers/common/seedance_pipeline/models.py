@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from seedance_pipeline.rules.callback_token import redact_tokens
+
 Resolution = Literal["480p", "720p", "1080p"]
 Ratio = Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "keep_ratio", "adaptive"]
 
@@ -29,7 +31,9 @@ _MIN_USAGE_MAGNITUDE = 1e-100
 
 
 def cut(text: str, limit: int) -> str:
-    """`text` at most `limit` characters, ending with a visible mark when something was cut."""
+    """`text` at most `limit` characters, ending with a visible mark when something was cut. Any callback token a
+    provider echoed into it is removed first (a cut through a token would keep its start out of the redaction)."""
+    text = redact_tokens(text)
     return text if len(text) <= limit else text[: limit - len(CUT_MARK)] + CUT_MARK
 
 

@@ -68,6 +68,9 @@ class MetricName:
     DAILY_TOKENS_COMMITTED = "DailyTokensCommitted"
     DAILY_TOKEN_BUDGET_USED_PERCENT = "DailyTokenBudgetUsedPercent"  # noqa: S105 (a metric name)
     CALLBACKS_RECEIVED = "CallbacksReceived"
+    # A job that expected a callback and was found finished by a poll instead: a provider (or gateway, through a
+    # CallbackField it ignores) that does not call back makes every job wait for the later first check.
+    CALLBACKS_MISSED = "CallbacksMissed"
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:

@@ -128,6 +128,9 @@ class SecretTextPort(Protocol):
     while it cannot be read; never logs or returns anything but the value."""
 
     def get(self, *, force_fetch: bool = False) -> str: ...
+    # The version before the current one (Secrets Manager's AWSPREVIOUS stage), cached like the current one; None
+    # when there is none or it cannot be read. Tokens handed out before a rotation were signed with it.
+    def previous(self) -> str | None: ...
 
 
 class CallbackReaderPort(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 # While the API key secret cannot be read, ask Secrets Manager again at most this often: a poll pass of many jobs
 # must not turn one outage (often a throttle) into one GetSecretValue call per job.
 SECRET_RETRY_SECONDS = 10.0
+# After a rotation, a token may be signed with a key newer than the cached one: a token that fails makes the key be
+# read afresh, at most this often per container, so a flood of forged tokens cannot drive Secrets Manager calls.
+SIGNING_KEY_REFRESH_SECONDS = 60.0
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Runtime:
     _secret_retry_at: float = field(default=0.0, repr=False)
     _signing_error: SecretUnavailable | None = field(default=None, repr=False)
     _signing_retry_at: float = field(default=0.0, repr=False)
+    _signing_refresh_at: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _deliveries: threading.BoundedSemaphore | None = field(default=None, repr=False)
 
@@ -101,6 +106,23 @@ class Runtime:
                 raise
             self._signing_error = None
             return key
+
+    def other_signing_keys(self) -> list[str]:
+        """For a well-formed token that failed the cached key: the keys it may still be signed with after a rotation.
+        The current one read afresh (at most every SIGNING_KEY_REFRESH_SECONDS), for URLs signed by a submitter that
+        saw the new value first; the one before it, for URLs handed out before the rotation. Never raises: a key that
+        cannot be read now is simply not offered (the token is refused and the poll net finishes the job)."""
+        source = self.signing_key
+        if source is None:
+            return []
+        keys: list[str] = []
+        with self._lock:
+            if self.clock() >= self._signing_refresh_at:
+                self._signing_refresh_at = self.clock() + SIGNING_KEY_REFRESH_SECONDS
+                with contextlib.suppress(SecretUnavailable):
+                    keys.append(source.get(force_fetch=True))
+        previous = source.previous()
+        return [*keys, previous] if previous else keys
 
     def provider_deadline(self, lease_until: float | None) -> float:
         """A time.monotonic() deadline for one provider call: it must end, with room to record its answer, before

@@ -7,12 +7,12 @@ import math
 import re
 from functools import lru_cache
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from seedance_pipeline.models import Ratio, Resolution
+from seedance_pipeline.models import Ratio, Resolution, VideoRequest
 from seedance_pipeline.rules.model_catalogue import (
     BUILT_IN_CATALOGUE,
     ModelCatalogue,
@@ -33,6 +33,9 @@ ARK_MIN_EXPIRES_AFTER = 3600
 ARK_MAX_EXPIRES_AFTER = 259_200
 # A unified gateway's request field that carries the callback URL: a plain JSON field name.
 _CALLBACK_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+# The fields the unified body already carries (rules/video_request.provider_body): a CALLBACK_FIELD naming one
+# would overwrite the model, prompt or images with the callback URL and send a request nobody asked for.
+_UNIFIED_BODY_FIELDS = frozenset(VideoRequest.model_fields) - {"prompt_truncated"} | {"images"}
 
 
 class Settings(BaseSettings):
@@ -191,6 +194,11 @@ class Settings(BaseSettings):
     def _callback_settings_are_usable(self) -> Settings:
         if self.callback_field and not _CALLBACK_FIELD.fullmatch(self.callback_field):
             raise ValueError(f"CALLBACK_FIELD {self.callback_field!r} is not a plain request field name")
+        if self.callback_field in _UNIFIED_BODY_FIELDS:
+            raise ValueError(
+                f"CALLBACK_FIELD {self.callback_field!r} is a field of the request itself (one of "
+                f"{', '.join(sorted(_UNIFIED_BODY_FIELDS))}): name the field your gateway reads the callback URL from"
+            )
         if not self.callback_url:
             return self
         # The URL carries each job's token: plain http would hand it to anyone on the path.
@@ -203,6 +211,10 @@ class Settings(BaseSettings):
                 "CALLBACK_URL must be an https URL (plain http only on a loopback address, with "
                 "ALLOW_PRIVATE_DOWNLOADS on: the local stack)"
             )
+        if "#" in self.callback_url or {"job", "token"} & set(parse_qs(parts.query, keep_blank_values=True)):
+            # A fragment would swallow each job's query (never sent); a job or token of its own would be joined to
+            # the job's by Lambda ("a,b"): either way every callback would be refused.
+            raise ValueError("CALLBACK_URL may carry neither a #fragment nor `job` or `token` query parameters")
         if not self.callback_signing_secret_id:
             raise ValueError("CALLBACK_URL is set but CALLBACK_SIGNING_SECRET_ID is empty: tokens cannot be signed")
         return self

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -24,9 +26,15 @@ _TRANSIENT_FIX = "Secrets Manager did not answer (throttled or unreachable); not
 class SigningKeySource:
     """The secret's string as it is (the stack generates 64 letters and digits); tokens are HMACs under it."""
 
-    def __init__(self, secret_id: str, provider: SecretsProvider | None = None) -> None:
+    def __init__(
+        self, secret_id: str, provider: SecretsProvider | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._secret_id = secret_id
         self._provider = provider
+        self._clock = clock
+        # (value or None, read at): the AWSPREVIOUS version, cached here, misses included, since Powertools caches
+        # by name alone (it would mix the two versions up) and never caches a failed read.
+        self._previous: tuple[str | None, float] | None = None
 
     def get(self, *, force_fetch: bool = False) -> str:
         provider = self._provider or SecretsProvider()
@@ -47,3 +55,20 @@ class SigningKeySource:
                 f"the callback signing key secret {self._secret_id} is empty", secret_id=self._secret_id, cause="Empty"
             )
         return text
+
+    def previous(self) -> str | None:
+        """The AWSPREVIOUS version (the value before the last rotation), or None: never rotated, or unreadable now."""
+        cached = self._previous
+        if cached is not None and self._clock() - cached[1] < CACHE_SECONDS:
+            return cached[0]
+        provider = self._provider or SecretsProvider()
+        self._provider = provider
+        value: str | None
+        try:
+            answer = provider.client.get_secret_value(SecretId=self._secret_id, VersionStage="AWSPREVIOUS")
+            text = answer.get("SecretString")
+            value = text if isinstance(text, str) and text.strip() else None
+        except (ClientError, BotoCoreError):
+            value = None  # ResourceNotFoundException: no such version yet; anything else: the current key still works
+        self._previous = (value, self._clock())
+        return value

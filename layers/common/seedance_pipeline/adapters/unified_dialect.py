@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from seedance_pipeline.models import ProviderState, TaskClaim, TaskResult
+from seedance_pipeline.rules.callback_token import redact_tokens
 
 GENERATIONS_PATH = "/v2/videos/generations"
 MAX_TASK_ID_LENGTH = 256
@@ -113,7 +114,8 @@ def task_result(
     echoed_id: Any,
 ) -> TaskResult:
     """A task answer read through one dialect's tables; what neither dialect sends is simply absent."""
-    raw_status = str(body.get("status") or "UNKNOWN")[:100]
+    # Ark answers echo `callback_url` (its token): no text of an answer is kept, logged or shown with one.
+    raw_status = redact_tokens(str(body.get("status") or "UNKNOWN")[:100])
     state = state_by_status.get(raw_status.strip().upper(), ProviderState.PENDING)
     video = first_present(body, video_paths)
     last_frame = first_present(body, last_frame_paths)
@@ -123,14 +125,18 @@ def task_result(
     failure = None
     if state is ProviderState.FAILED:
         text = first_present(body, failure_paths)
-        failure = str(text)[:1000] if text is not MISSING else f"the provider reported {raw_status} without a reason"
+        failure = (
+            redact_tokens(str(text))[:1000]
+            if text is not MISSING
+            else f"the provider reported {raw_status} without a reason"
+        )
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     progress = body.get("progress")
     return TaskResult(
         task_id=echoed_id if isinstance(echoed_id, str) and echoed_id else task_id,
         state=state,
         raw_status=raw_status,
-        progress=str(progress)[:100] if progress is not None else None,
+        progress=redact_tokens(str(progress)[:100]) if progress is not None else None,
         video_url=video if isinstance(video, str) else None,
         last_frame_url=last_frame if isinstance(last_frame, str) else None,
         failure_reason=failure,

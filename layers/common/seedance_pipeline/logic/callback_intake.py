@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from seedance_pipeline.errors import LeaseLost, PipelineError, SecretUnavailable
+from seedance_pipeline.errors import ErrorCode, LeaseLost, PipelineError, SecretUnavailable
 from seedance_pipeline.logic.status_check import check_job
-from seedance_pipeline.models import JobStatus, ProviderState, TaskClaim
+from seedance_pipeline.models import Job, JobStatus, ProviderState, TaskClaim
 from seedance_pipeline.observability import count_callback, job_log_context, logger
-from seedance_pipeline.rules.callback_token import is_job_id, token_matches
+from seedance_pipeline.rules.callback_token import HANDOFF_OWNER_PREFIX, TOKEN_LENGTH, is_job_id, token_matches
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.triggers.callback_events import CallbackHandoff, CallbackRequest
 
@@ -28,6 +28,15 @@ from seedance_pipeline.triggers.callback_events import CallbackHandoff, Callback
 MAX_BODY_BYTES = 64 * 1024
 _MAX_BASE64_CHARS = (MAX_BODY_BYTES + 2) // 3 * 4
 _NOT_DONE = (ProviderState.PENDING, ProviderState.RUNNING)
+_LIVE = (JobStatus.SUBMITTED, JobStatus.RUNNING)
+# A hand-off that finds the job held by the submitter (still saving the task a quick provider already finished) or
+# a poller (whose GET may have come just before the end) looks again after 0.25 s, 0.5 s, 1 s... (at most 8 s
+# apart), for this long: enough for a POST's answer or a status check; a delivery ends the job anyway.
+HANDOFF_WAIT_SECONDS = 60.0
+HANDOFF_FIRST_WAIT_SECONDS = 0.25
+HANDOFF_MAX_WAIT_STEP_SECONDS = 8.0
+# Another hand-off's lease (HANDOFF_OWNER_PREFIX) is never waited for: its GET came after a terminal claim, so it
+# finds the end itself, and duplicate or replayed callbacks (even a flood on a leaked URL) end at once.
 
 
 class CallbackOutcome(StrEnum):
@@ -81,7 +90,7 @@ def _judge(request: CallbackRequest, runtime: Runtime, *, function_name: str) ->
             extra={"error_code": exc.code, "secret_id": exc.secret_id, "cause": exc.cause},
         )
         return CallbackAnswer(503, CallbackOutcome.FAILED, "the callback cannot be checked now"), None
-    if not token_matches(key, job_id, token):
+    if not _signed_by_us(key, job_id, token, runtime):
         return CallbackAnswer(403, CallbackOutcome.REFUSED, "no valid job or token"), None
 
     raw = _raw_bytes(request)
@@ -92,11 +101,19 @@ def _judge(request: CallbackRequest, runtime: Runtime, *, function_name: str) ->
         # Nothing to deliver yet, whatever the job's record says: no read, the scheduled check stands.
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the task is not finished"), job_id
     job = runtime.store.get(job_id)
+    if job is not None and job.task_id is None and job.error and job.error.code == ErrorCode.SUBMISSION_UNCERTAIN:
+        # Only this job's POST carried the URL: the task it may have made exists, and will be billed. Nothing is
+        # adopted on a body's word; the operator learns which task to look at before a retry pays again.
+        logger.warning(
+            "the provider called back about this job, whose submission ended uncertain: its task exists; look "
+            "at it in the provider's console before `jobs retry` pays for another",
+            extra={"claimed_task_id": claim.task_id, "claimed_state": claim.state},
+        )
     if job is None or job.status.is_terminal:
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job is finished or unknown"), job_id
-    if job.task_id is None:
+    if job.task_id is None and not _being_submitted(job):
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job has no task yet"), job_id
-    if claim.task_id is not None and claim.task_id != job.task_id:
+    if claim.task_id is not None and job.task_id is not None and claim.task_id != job.task_id:
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the callback is about another task"), job_id
     handoff = runtime.handoff
     try:
@@ -107,6 +124,22 @@ def _judge(request: CallbackRequest, runtime: Runtime, *, function_name: str) ->
         logger.error("could not hand the callback off; the job's scheduled check remains", extra={"error": exc.message})
         return CallbackAnswer(503, CallbackOutcome.FAILED, "the callback could not be handed off"), job_id
     return CallbackAnswer(200, CallbackOutcome.ACCEPTED, "the task is being checked"), job_id
+
+
+def _signed_by_us(key: str, job_id: str, token: str, runtime: Runtime) -> bool:
+    if token_matches(key, job_id, token):
+        return True
+    if len(token) != TOKEN_LENGTH:
+        return False  # not even the shape of a token: no other key is looked at
+    # The key may have been rotated: by the submitter that signed this URL, or after it did.
+    return any(token_matches(other, job_id, token) for other in runtime.other_signing_keys() if other != key)
+
+
+def _being_submitted(job: Job) -> bool:
+    """The POST left and its answer is not recorded yet: a provider that calls back within milliseconds (or while
+    a lost answer is looked up) finds the task id still unsaved. The hand-off waits for it instead of losing the
+    callback, which would leave the video to the late first check."""
+    return job.status is JobStatus.WAITING and job.submission_started_at is not None
 
 
 def _too_large() -> CallbackAnswer:
@@ -150,11 +183,12 @@ class HandoffResult(StrEnum):
 
 def run_handoff(handoff: CallbackHandoff, runtime: Runtime, *, owner: str) -> JobStatus | HandoffResult:
     """Lease the job and run the poller's own status check and delivery, with this invocation's whole time."""
+    owner = HANDOFF_OWNER_PREFIX + owner
     job_id = handoff.job_id
     if not is_job_id(job_id):
         return HandoffResult.IGNORED
-    job = runtime.store.get(job_id)
-    if job is None or job.task_id is None or job.status not in (JobStatus.SUBMITTED, JobStatus.RUNNING):
+    job = _once_let_go(job_id, runtime)
+    if job is None or job.task_id is None or job.status not in _LIVE:
         return HandoffResult.IGNORED
     with job_log_context(job_id, job.task_id):
         try:
@@ -171,3 +205,27 @@ def run_handoff(handoff: CallbackHandoff, runtime: Runtime, *, owner: str) -> Jo
             return HandoffResult.LEASED
         logger.info("callback check done", extra={"status": checked.status.value})
         return checked.status
+
+
+def _once_let_go(job_id: str, runtime: Runtime) -> Job | None:
+    """The job once no other worker holds it, or as it is after HANDOFF_WAIT_SECONDS. A holder that finishes the
+    job ends the wait (no status call follows); one that rescheduled it leaves it to this hand-off's own check, so
+    a GET made just before the task finished does not push the video back by a whole back-off interval."""
+    job = runtime.store.get(job_id)
+    wait = HANDOFF_WAIT_SECONDS
+    if runtime.time_left is not None:
+        wait = min(wait, runtime.time_left() / 2)  # the rest is the check's and the delivery's
+    give_up, step = runtime.clock() + wait, HANDOFF_FIRST_WAIT_SECONDS
+    while job is not None and not job.status.is_terminal and _held_by_another_worker(job, runtime.clock()):
+        if runtime.clock() >= give_up:
+            break
+        runtime.sleep(min(step, max(0.0, give_up - runtime.clock())))
+        step = min(step * 2, HANDOFF_MAX_WAIT_STEP_SECONDS)
+        job = runtime.store.get(job_id)
+    return job
+
+
+def _held_by_another_worker(job: Job, now: float) -> bool:
+    """Leased by a submitter or a poller (another hand-off is never waited for)."""
+    leased = job.lease_until is not None and job.lease_until > now
+    return leased and not (job.lease_owner or "").startswith(HANDOFF_OWNER_PREFIX)

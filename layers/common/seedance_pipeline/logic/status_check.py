@@ -31,6 +31,7 @@ from seedance_pipeline.models import (
     cut,
 )
 from seedance_pipeline.observability import MetricName, count, count_provider_error, logger
+from seedance_pipeline.rules.callback_token import HANDOFF_OWNER_PREFIX
 from seedance_pipeline.rules.token_estimate import billed_tokens
 from seedance_pipeline.runtime import Runtime
 
@@ -131,6 +132,8 @@ def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | Pip
             "task records are kept about 7 days",
         )
     count(MetricName.STATUS_CHECKS)
+    if _callback_missed(job, result, owner):
+        count(MetricName.CALLBACKS_MISSED)
     job = job.model_copy(update={"checks": job.checks + 1, "provider_status": result.raw_status, "usage": result.usage})
 
     if result.state is ProviderState.FAILED:
@@ -160,6 +163,12 @@ def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | Pip
     status = JobStatus.RUNNING if result.state is ProviderState.RUNNING else JobStatus.SUBMITTED
     job = job.model_copy(update={"status": status, "last_error": None})
     return reschedule(job, runtime, owner=owner, next_check_at=planned_check(job, now, settings))
+
+
+def _callback_missed(job: Job, result: TaskResult, owner: str) -> bool:
+    """A poll, not a callback's hand-off, found the end of a job that expected a callback (once per job)."""
+    done = result.state in (ProviderState.SUCCEEDED, ProviderState.FAILED)
+    return done and job.expects_callback and job.delivery_attempts == 0 and not owner.startswith(HANDOFF_OWNER_PREFIX)
 
 
 def _past_age_limit(job: Job | DueJob, now: float, limit_seconds: float) -> bool:
