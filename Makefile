@@ -15,8 +15,10 @@ QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 PYTEST_ARGS ?=
 # make test spreads the tests over worker processes, a test file to a worker (its module fixtures start once): most
 # integration tests wait on moto and the simulator, not on the CPU. PYTEST_WORKERS=0 runs them in one process.
+# Files go out in collection order, not largest first: the slowest files hold one test each (the bench smoke test,
+# minutes long) and would otherwise start last, with the other worker idle.
 PYTEST_WORKERS ?= 2
-XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # Lambda runs python3.13: where pyenv has it, the unit and contract tests run on it too (else they are skipped).
 PY313 ?= $(shell command -v pyenv >/dev/null 2>&1 && v=$$(pyenv versions --bare | grep -E '^3\.13' | tail -1) && [ -n "$$v" ] && echo "$$(pyenv root)/versions/$$v/bin/python3")
 VENV313 := .venv-py313
