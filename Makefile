@@ -13,6 +13,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # who run Python from the source tree, which we want (the tests put the source roots first on purpose).
 QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 PYTEST_ARGS ?=
+# make test spreads the tests over worker processes, a test file to a worker (its module fixtures start once): most
+# integration tests wait on moto and the simulator, not on the CPU. PYTEST_WORKERS=0 runs them in one process.
+# Files go out in collection order, not largest first: the slowest files hold one test each (the bench smoke test,
+# minutes long) and would otherwise start last, with the other worker idle.
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # Lambda runs python3.13: where pyenv has it, the unit and contract tests run on it too (else they are skipped).
 PY313 ?= $(shell command -v pyenv >/dev/null 2>&1 && v=$$(pyenv versions --bare | grep -E '^3\.13' | tail -1) && [ -n "$$v" ] && echo "$$(pyenv root)/versions/$$v/bin/python3")
 VENV313 := .venv-py313
@@ -58,17 +64,22 @@ run: $(VENV)/.demo-installed
 	$(VENV)/bin/seedance-pipeline run $(IMAGES)
 
 test: $(VENV)/.installed template-checks build
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-lambda-python
 
-# The same unit and store-contract tests on the Lambda runtime's Python, in an environment of its own.
-test-lambda-python:
+# The same unit and store-contract tests on the Lambda runtime's Python, in an environment of its own (remade when
+# pyproject.toml changes, as .venv is).
 ifeq ($(PY313),)
+test-lambda-python:
 	@echo "python3.13 not found (pyenv): unit tests on the Lambda runtime's Python skipped"
 else
+test-lambda-python: $(VENV313)/.installed
+	$(VENV313)/bin/python -m pytest -q $(XDIST) tests/unit tests/integration/test_job_store_contract.py $(PYTEST_ARGS)
+
+$(VENV313)/.installed: pyproject.toml
 	@[ -x $(VENV313)/bin/python ] || $(PY313) -m venv $(VENV313)
-	@[ -f $(VENV313)/.installed ] || { $(QUIET_EDITABLE) $(VENV313)/bin/pip install -q -e '.[dev]' && touch $(VENV313)/.installed; }
-	$(VENV313)/bin/python -m pytest -q tests/unit tests/integration/test_job_store_contract.py $(PYTEST_ARGS)
+	$(QUIET_EDITABLE) $(VENV313)/bin/pip install -q -e '.[dev]'
+	touch $@
 endif
 
 unit: $(VENV)/.installed
@@ -77,11 +88,16 @@ unit: $(VENV)/.installed
 integration: $(VENV)/.installed
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-template-checks: $(TOOLS)/.installed
-	$(TOOLS)/bin/sam validate --lint --template template.yaml
+# CI runs make check, then make test: the template is linted once for each version of it (and of the tools).
+template-checks: $(TOOLS)/.template-checked
 
+$(TOOLS)/.template-checked: template.yaml $(TOOLS)/.installed
+	$(TOOLS)/bin/sam validate --lint --template template.yaml
+	touch $@
+
+# --cached: a function or layer whose source and requirements did not change since the last build is not rebuilt.
 build: $(TOOLS)/.installed
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(TOOLS)/bin/sam build --template template.yaml --parallel
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(TOOLS)/bin/sam build --template template.yaml --parallel --cached
 	$(PY) -m seedance_local.footprint .aws-sam/build
 
 lint: $(VENV)/.installed

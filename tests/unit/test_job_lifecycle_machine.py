@@ -384,9 +384,9 @@ class JobLifecycle(RuleBasedStateMachine):
         self.a_keys_outputs_are_never_an_older_uploads_once_a_newer_one_delivered()
 
 
-# Crash points are many and each bug needs a few steps in a row: more examples than the profile's default (the fuzz
-# profile's 5,000 stay as they are).
+# Crash points are many and each bug needs a few steps in a row: twice the profile's default examples (the fuzz
+# profile's 5,000 stay as they are). 400 made this one test a third of the unit suite's time, on both Pythons.
 JobLifecycle.TestCase.settings = settings(
-    max_examples=max(400, settings().max_examples), stateful_step_count=50, deadline=None
+    max_examples=max(200, settings().max_examples), stateful_step_count=50, deadline=None
 )
 test_job_lifecycle_holds_its_invariants_under_faults_and_crashes = JobLifecycle.TestCase
