@@ -88,6 +88,7 @@ ENVIRONMENT = {
     "POWERTOOLS_METRICS_NAMESPACE": None,
     "POWERTOOLS_LOG_LEVEL": "LogLevel",
     "POWERTOOLS_TRACER_CAPTURE_RESPONSE": None,
+    "MALLOC_ARENA_MAX": None,
     # Submit and Poll only (CallbackFunction cannot name its own URL): empty unless CallbackMode is on.
     "CALLBACK_URL": None,
     "CALLBACK_SIGNING_SECRET_ID": None,
@@ -263,6 +264,8 @@ def test_both_functions_get_every_environment_variable(cfn: dict[str, Any], func
     assert variables["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}  # per-stack metrics and alarms
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "SeedancePipeline"
     assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+    # Few glibc arenas: a poll run's threads reuse freed transfer buffers (bench figure 8).
+    assert variables["MALLOC_ARENA_MAX"] == "2"
     assert variables["JOBS_TABLE_NAME"] == {"Ref": "JobsTable"}
     assert variables["API_KEY_SECRET_ID"] == {
         "Fn::If": ["CreateApiKeySecret", {"Ref": "ApiKeySecret"}, {"Ref": "ApiKeySecretArn"}]
