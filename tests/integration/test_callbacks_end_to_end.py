@@ -3,6 +3,7 @@ callback function confirms with one status call and delivers; the poller stays t
 
 from __future__ import annotations
 
+import io
 import json
 import string
 import time
@@ -16,6 +17,7 @@ import pytest
 
 from seedance_local.harness import CALLBACK_FUNCTION, LocalPipeline
 from seedance_local.local_stack import LocalStack
+from seedance_pipeline.adapters.job_events import event_detail
 from seedance_pipeline.models import JobStatus
 from tests.support.images import image_bytes
 from tests.support.stack_settings import API_KEY
@@ -238,3 +240,34 @@ def test_a_replay_after_the_job_is_terminal_and_an_oversized_body_do_nothing(pip
     assert len(_handoffs(pipeline, job_id)) == handoffs
     assert (sim.counters.query, sim.counters.download) == (queries, downloads)
     assert pipeline.runtime.store.get(job_id).status is JobStatus.SUCCEEDED
+
+
+# --- the token stays secret -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["ark"], indirect=True)
+def test_no_token_reaches_the_logs_the_job_record_the_sidecar_or_the_event(
+    make_pipeline: Callable[..., LocalPipeline], sim: Any, stack: LocalStack
+) -> None:
+    logs = io.StringIO()
+    pipeline = make_pipeline(log_stream=logs)
+    sim.knobs.callback_forge = True  # forged requests are logged as refused: never with what they carried
+    job_id = _submit(pipeline, "uploads/cb/secret.png")
+    token = parse_qs(urlsplit(_callback_url_for(sim, -1)).query)["token"][0]
+
+    (job,) = pipeline.run_until_terminal(timeout=60, poll=False).values()
+    assert pipeline.wait_idle(30)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+
+    record = stack.client("dynamodb").get_item(TableName=stack.table_name, Key={"job_id": {"S": job_id}})["Item"]
+    sidecar = stack.client("s3").get_object(Bucket=stack.output_bucket, Key=job.outputs.sidecar_key)["Body"].read()
+    assert "provider callback" in logs.getvalue()  # the intake did log its outcomes
+    for where, text in {
+        "logs": logs.getvalue(),
+        "job record": json.dumps(record),
+        "sidecar": sidecar.decode(),
+        "event": json.dumps(event_detail(job)),
+    }.items():
+        # Not an assert: its message would print the token and the text it was found in.
+        if token in text or "token=" in text:
+            pytest.fail(f"a callback token reached the {where}")
