@@ -147,9 +147,7 @@ def run_pipeline(
             stack = resources_held.enter_context(LocalStack.start(api_key=provider.api_key, parameters=parameters))
             base_url = provider.base_url
             if base_url is None:
-                # Ark tasks expire after execution_expires_after x the scale: 72 s, not the default 7 s a busy
-                # machine's render (the sound track above all) can outlast. The demo is not about expiry.
-                knobs = Knobs(run_seconds=SIMULATED_RUN_SECONDS, queue_seconds=0, execution_expiry_scale=0.01)
+                knobs = Knobs(run_seconds=SIMULATED_RUN_SECONDS, queue_seconds=0)
                 simulator = resources_held.enter_context(SimulatorServer(api_key=provider.api_key, knobs=knobs))
                 base_url = simulator.ark_base_url if provider.provider_api == "ark" else simulator.base_url
         overrides = provider.pipeline_settings()

@@ -46,9 +46,10 @@ class Knobs:
     queue_seconds: float = 0.0  # further time QUEUED before it may run (capacity permitting)
     run_seconds: float = 2.0  # time IN_PROGRESS before it may finish (it also waits for its render)
     never_finish: bool = False  # running tasks stay IN_PROGRESS until this is cleared
-    # Native Ark dialect: simulator seconds per second of `execution_expires_after` (0.001: the 3600 s minimum
-    # expires after 3.6 s, the 172800 s default after 172.8 s), and how much longer a `flex` task queues and runs.
-    execution_expiry_scale: float = 0.001
+    # Native Ark dialect: simulator seconds per second of `execution_expires_after` (0.01: the 3600 s minimum
+    # expires after 36 s, a 2-hour job age after 72 s: long enough for a render on a loaded machine; tests of
+    # expiry set their own), and how much longer a `flex` task queues and runs.
+    execution_expiry_scale: float = 0.01
     flex_multiplier: float = 3.0
     # Outcomes
     failure_reason: str | None = None  # when set, every new task ends FAILURE with this reason
