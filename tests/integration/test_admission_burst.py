@@ -49,9 +49,10 @@ def test_a_200_upload_burst_within_max_in_flight_all_succeeds_without_429s(make_
 
 
 def test_a_burst_with_max_in_flight_above_the_provider_quota_still_loses_nothing(make_pipeline, sim):
-    """MaxInFlight set far above what the provider takes (5 running + 20 queued): its 429s send jobs back to
-    WAITING with the Retry-After it gave, and the poller submits them later. Nothing fails for quota."""
-    sim.knobs.max_running, sim.knobs.max_queued, sim.knobs.run_seconds = 5, 20, 1.0
+    """MaxInFlight set far above what the provider takes (2 running + 8 queued): its 429s send jobs back to
+    WAITING with the Retry-After it gave, and the poller submits them later. Nothing fails for quota. The provider
+    drains 2 tasks a second, slower than even a loaded machine submits, so the burst always meets the quota."""
+    sim.knobs.max_running, sim.knobs.max_queued, sim.knobs.run_seconds = 2, 8, 1.0
     pipeline = make_pipeline(MAX_IN_FLIGHT="200", HTTP_RETRIES="1", MAX_RETRY_AFTER_SECONDS="0.2")
     figures = run_burst(pipeline, sim, max_in_flight=200, burst=100)
     assert figures["succeeded"] == 100
