@@ -12,7 +12,7 @@ answer). moto's ConsumedCapacity is a constant (1.0 per PutItem, none for
 UpdateItem), so the capacity is computed from item sizes with DynamoDB's on-demand rules: writes round each item
 up to 1 KB (a refused conditional write still costs one), and an index costs a write of its entry when an item
 enters it, leaves it or changes a projected attribute, two when its keys change: due-jobs projects the keys and
-DUE_INDEX_ATTRIBUTES, by-task-id and slot-holders only keys; strongly consistent reads round up to 4 KB, index
+DUE_INDEX_ATTRIBUTES, slot-holders only keys; strongly consistent reads round up to 4 KB, index
 queries are eventually consistent (half) over the summed size of the index entries they read.
 
 Baseline: a naive poller that Scans the whole table every minute for live jobs: the same jobs and the same
@@ -97,12 +97,6 @@ def _slot_entry(item: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: item[k] for k in ("job_id", "slot_pool", "holder")}
 
 
-def _task_entry(item: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not item or "task_id" not in item:
-        return None
-    return {k: item[k] for k in ("job_id", "task_id")}
-
-
 def _entry_writes(old: dict[str, Any] | None, new: dict[str, Any] | None, keys: tuple[str, ...]) -> float:
     """An index's writes for one table write: put, delete, or update of the projected entry (two if keys move)."""
     if old is None and new is None:
@@ -117,7 +111,6 @@ def _entry_writes(old: dict[str, Any] | None, new: dict[str, Any] | None, keys: 
 def _index_writes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> float:
     return (
         _entry_writes(_due_entry(old), _due_entry(new), ("due_shard", "next_check_at"))
-        + _entry_writes(_task_entry(old), _task_entry(new), ("task_id",))
         + _entry_writes(_slot_entry(old), _slot_entry(new), ("slot_pool", "holder"))
     )
 

@@ -168,10 +168,6 @@ def _latency_store(jobs: list[Any], shards: int, phases: Phases) -> Any:
             time.sleep(STORE_LATENCY * max(1, math.ceil(len(found) / page_size)))  # one round trip a page
             return list(found)
 
-        def earliest_due(self, shard: str) -> float | None:
-            time.sleep(STORE_LATENCY)
-            return super().earliest_due(shard)
-
         def acquire_lease(self, job: Any, **kwargs: Any) -> Any:
             phases.lease()
             started = time.perf_counter()

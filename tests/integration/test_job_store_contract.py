@@ -302,19 +302,33 @@ def test_a_terminal_save_takes_the_job_out_of_the_due_index(store: JobStorePort)
     finished = leased(store, claimed).model_copy(update={"status": JobStatus.SUCCEEDED, "finished_at": NOW})
     store.save(finished, owner="worker-a", due_shard=None, expires_at=NOW + 86_400)
     assert [j.job_id for j in store.due_jobs("0", NOW)] == ["j-live"]
-    assert store.earliest_due("0") == NOW - 10
     # JobStore keeps next_check_at only on indexed items (it is the index's sort key).
     done = present(store.get("j-done"))
     assert done.status is JobStatus.SUCCEEDED and done.next_check_at is None
 
 
-def test_earliest_due_is_the_soonest_check_of_the_shard_due_or_not(store: JobStorePort) -> None:
-    assert store.earliest_due("0") is None
+def test_jobs_due_by_a_later_time_come_soonest_first_with_their_check_times(store: JobStorePort) -> None:
+    # The poller reads the jobs falling due within its window once and works from that read in between.
+    assert list(store.due_jobs("0", NOW + 60)) == []
     store.claim(job("j-soon", next_check_at=NOW + 40), due_shard="0")
     store.claim(job("j-sooner", next_check_at=NOW + 15.5), due_shard="0")
+    store.claim(job("j-later", next_check_at=NOW + 61), due_shard="0")
     store.claim(job("j-elsewhere", next_check_at=NOW + 1), due_shard="1")
-    assert store.earliest_due("0") == NOW + 15.5
-    assert store.earliest_due("1") == NOW + 1
+    due = list(store.due_jobs("0", NOW + 60))
+    assert [(j.job_id, j.next_check_at) for j in due] == [("j-sooner", NOW + 15.5), ("j-soon", NOW + 40)]
+    assert [j.job_id for j in store.due_jobs("1", NOW + 60)] == ["j-elsewhere"]
+
+
+def test_a_check_recorded_later_sets_the_checks_made_since_the_read(store: JobStorePort) -> None:
+    store.claim(job("j-several", status=JobStatus.SUBMITTED, task_id="cgt-9", checks=1), due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    assert store.record_check(
+        due, checks=4, status=JobStatus.RUNNING, provider_status="running", next_check_at=NOW + 20, now=NOW
+    )
+    assert present(store.get("j-several")).checks == 4
+    assert not store.record_check(
+        due, checks=5, status=JobStatus.RUNNING, provider_status="running", next_check_at=NOW + 30, now=NOW
+    ), "the read it was based on is out of date"
 
 
 # --- in-flight slots ------------------------------------------------------------------------------

@@ -471,12 +471,11 @@ def test_jobs_table_built_in_moto_has_the_documented_keys_indexes_and_ttl(stack:
         "job_id": "S",
         "due_shard": "S",
         "next_check_at": "N",
-        "task_id": "S",
         "slot_pool": "S",
         "holder": "S",
     }
     indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {"due-jobs", "by-task-id", "slot-holders"}
+    assert set(indexes) == {"due-jobs", "slot-holders"}
     assert indexes["due-jobs"]["KeySchema"] == [
         {"AttributeName": "due_shard", "KeyType": "HASH"},
         {"AttributeName": "next_check_at", "KeyType": "RANGE"},
@@ -485,8 +484,6 @@ def test_jobs_table_built_in_moto_has_the_documented_keys_indexes_and_ttl(stack:
         "ProjectionType": "INCLUDE",
         "NonKeyAttributes": list(DUE_INDEX_ATTRIBUTES),
     }
-    assert indexes["by-task-id"]["KeySchema"] == [{"AttributeName": "task_id", "KeyType": "HASH"}]
-    assert indexes["by-task-id"]["Projection"]["ProjectionType"] == "KEYS_ONLY"
     assert indexes["slot-holders"]["KeySchema"] == [
         {"AttributeName": "slot_pool", "KeyType": "HASH"},
         {"AttributeName": "holder", "KeyType": "RANGE"},
@@ -513,8 +510,6 @@ def test_due_jobs_index_is_sparse_and_ordered_by_next_check(stack: LocalStack) -
     everything = table.query(IndexName="due-jobs", KeyConditionExpression=Key("due_shard").eq("0"))["Items"]
     assert [i["job_id"] for i in everything] == ["live-due", "live-late"]
     assert everything[0]["next_check_at"] == Decimal(now - 5)
-    by_task = table.query(IndexName="by-task-id", KeyConditionExpression=Key("task_id").eq("cgt-1"))["Items"]
-    assert by_task == [{"job_id": "done", "task_id": "cgt-1"}]
 
 
 # --- tooling files -------------------------------------------------------------------------------------------------

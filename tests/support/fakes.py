@@ -80,11 +80,6 @@ class FakeStore:
         rows.sort(key=lambda i: i["job"]["next_check_at"])
         return [DueJob.model_validate(i["job"]) for i in rows]  # partial, as the index projects it
 
-    def earliest_due(self, shard: str) -> float | None:
-        self.operations.append("Query")
-        times = [i["job"]["next_check_at"] for i in self.items.values() if i["due_shard"] == shard]
-        return min(times) if times else None
-
     def scan_jobs(
         self, *, status: JobStatus | None = None, page_size: int = 1000, start: str | None = None
     ) -> tuple[list[Job], str | None]:
@@ -125,6 +120,7 @@ class FakeStore:
         self,
         job: DueJob,
         *,
+        checks: int | None = None,
         status: JobStatus,
         provider_status: str,
         next_check_at: float,
@@ -145,7 +141,7 @@ class FakeStore:
             ):
                 return False
             current.update(
-                checks=job.checks + 1,
+                checks=job.checks + 1 if checks is None else checks,
                 status=status.value,
                 provider_status=provider_status,
                 next_check_at=next_check_at,

@@ -9,7 +9,9 @@ import pytest
 from seedance_pipeline.adapters.job_store import JobStore, serialize
 from seedance_pipeline.adapters.provider_client import SeedanceClient
 from seedance_pipeline.errors import SecretUnavailable, SubmissionUncertain
-from seedance_pipeline.logic.polling import _record_if_still_running, check_job, run_poll
+from seedance_pipeline.logic.due_book import Tracked
+from seedance_pipeline.logic.polling import run_poll
+from seedance_pipeline.logic.status_check import check_job, check_without_lease, record_still_running
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import Job, JobStatus, Upload, bounded_usage
 from tests.support.expect import present
@@ -125,7 +127,9 @@ def test_an_optimistic_status_answer_about_an_old_task_is_never_recorded_on_the_
 
     # A poller that read the index before the retry now records its answer about cgt-00001.
     provider.tasks["cgt-00001"]["at"] = runtime.clock()  # still running, as the old task says
-    _record_if_still_running(stale, runtime)
+    checked, _ = check_without_lease(Tracked.as_read(stale), runtime)
+    assert checked is not None and checked.job.task_id == "cgt-00001"
+    assert not record_still_running(checked, runtime)
     assert store.job(job_id).checks == 0, "a check of the old task was counted for the new one"
 
 

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 DUE_INDEX = "due-jobs"
-TASK_INDEX = "by-task-id"
 # Job ids are hex; the table's other items (the in-flight slots, the newest upload per key) start with this.
 BOOKKEEPING_ID_PREFIX = "#"
 BUDGET_ITEM_PREFIX = "#budget#"
@@ -100,28 +99,6 @@ class JobStore:
             if "LastEvaluatedKey" not in response:
                 return
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-    def earliest_due(self, shard: str) -> float | None:
-        response = self._client.query(
-            TableName=self._table,
-            IndexName=DUE_INDEX,
-            KeyConditionExpression="due_shard = :shard",
-            ExpressionAttributeValues={":shard": {"S": shard}},
-            ProjectionExpression="next_check_at",
-            Limit=1,
-        )
-        items = response.get("Items", [])
-        return float(items[0]["next_check_at"]["N"]) if items else None
-
-    def find_by_task_id(self, task_id: str) -> str | None:
-        response = self._client.query(
-            TableName=self._table,
-            IndexName=TASK_INDEX,
-            KeyConditionExpression="task_id = :t",
-            ExpressionAttributeValues={":t": {"S": task_id}},
-        )
-        items = response.get("Items", [])
-        return items[0]["job_id"]["S"] if items else None
 
     def scan_jobs(
         self, *, status: JobStatus | None = None, page_size: int = 1000, start: str | None = None
@@ -200,16 +177,18 @@ class JobStore:
         self,
         job: DueJob,
         *,
+        checks: int | None = None,
         status: JobStatus,
         provider_status: str,
         next_check_at: float,
         now: float,
         usage: dict[str, Any] | None = None,
     ) -> bool:
-        """Record a status check that delivered nothing, without a lease: one UpdateItem that holds only if nobody
-        leased the job or recorded a check since it was read (same status, task and number of checks)."""
+        """Record status checks that delivered nothing, without a lease: one UpdateItem that holds only if nobody
+        leased the job or recorded a check since `job` was read (same status, task and number of checks). `checks`
+        is the new count (default one more: a poller may make several checks before it records them)."""
         values: dict[str, Any] = {
-            ":checks": {"N": str(job.checks + 1)},
+            ":checks": {"N": str(job.checks + 1 if checks is None else checks)},
             ":expected": {"N": str(job.checks)},
             ":status": {"S": status.value},
             ":was": {"S": job.status.value},

@@ -16,12 +16,14 @@ from seedance_pipeline.errors import (
     PipelineError,
 )
 from seedance_pipeline.logic.check_schedule import waiting_retry_at
+from seedance_pipeline.logic.due_book import READS_PER_WINDOW, DueBook, Tracked
 from seedance_pipeline.logic.job_lifecycle import complete_finish
-from seedance_pipeline.logic.status_check import _record_if_still_running, check_job
+from seedance_pipeline.logic.status_check import check_job, check_without_lease, record_still_running
 from seedance_pipeline.logic.submission import Blocked, try_submit
 from seedance_pipeline.models import (
     CheckDisposition,
     DueJob,
+    Job,
     JobStatus,
     TaskResult,
 )
@@ -43,7 +45,7 @@ class PollReport(BaseModel):
 
 
 def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) -> PollReport:
-    """Work through due jobs until the window closes or nothing falls due within it."""
+    """Work through due jobs until the window closes or nothing falls due within it (see due_book.py)."""
     settings = runtime.settings
     started = runtime.clock()
     report = PollReport()
@@ -54,55 +56,75 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
             started + settings.poll_window_seconds - runtime.clock(),
         )
 
+    book = DueBook()
+    read_every = settings.poll_window_seconds / READS_PER_WINDOW
+    read_at: float | None = None
     reconciled = False
     # After the queue met no capacity (or an unreadable or refused key), the waiting jobs still due are left
     # alone until then: the next pass would only meet the same, one job at a time.
     queue_paused_until = 0.0
-    while window_left() > 0:
-        due = collect_due_jobs(runtime)
-        queue_paused = runtime.clock() < queue_paused_until
-        if queue_paused:
-            due = [j for j in due if j.status is not JobStatus.WAITING]
-        if not due:
-            earliest = _earliest_due(runtime)
-            if earliest is not None and queue_paused:
-                earliest = max(earliest, queue_paused_until)
-            wait = (earliest - runtime.clock()) if earliest is not None else None
-            if wait is None or wait > window_left():
-                break
-            runtime.sleep(max(0.0, wait))
-            continue
-        report.passes += 1
-        checked_before = report.checked
-        blocked = _process_pass(due, runtime, owner=owner, report=report, window_left=window_left)
-        if blocked is not None:
-            queue_paused_until = waiting_retry_at(runtime.clock(), settings)
-        if blocked is Blocked.NO_CAPACITY and not reconciled:
-            # Jobs queue for capacity: make sure every slot is held by a live job (a leaked slot blocks forever).
-            reconciled = True
-            report.stale_slots_released += release_stale_slots(
-                runtime, known_live={j.job_id for j in due if not j.status.is_terminal}
-            )
-        if report.checked == checked_before:
-            break  # everything due is leased by another invocation; their leases will expire into a later tick
+    # A job ended here gives its slot to a waiting one: a queue seen in the index is read again at once.
+    slot_freed = False
+    try:
+        while window_left() > 0:
+            now = runtime.clock()
+            if read_at is None or now - read_at >= read_every or (slot_freed and book.has_waiting()):
+                book.refresh(collect_due_jobs(runtime, until=now + window_left()))
+                read_at, slot_freed = now, False
+            queue_paused = now < queue_paused_until
+            due = book.take_due(now, waiting_too=not queue_paused)
+            if not due:
+                wake = book.next_due(waiting_after=queue_paused_until)
+                if wake is None or wake - now > window_left():
+                    break
+                runtime.sleep(max(0.0, min(wake, read_at + read_every) - now))
+                continue
+            report.passes += 1
+            checked_before = report.checked
+            blocked, ended = _process_pass(due, runtime, book, owner=owner, report=report, window_left=window_left)
+            slot_freed = slot_freed or ended
+            if blocked is not None:
+                queue_paused_until = waiting_retry_at(runtime.clock(), settings)
+            if blocked is Blocked.NO_CAPACITY and not reconciled:
+                # Jobs queue for capacity: make sure every slot is held by a live job (a leaked slot blocks forever).
+                reconciled = True
+                report.stale_slots_released += release_stale_slots(
+                    runtime, known_live={t.job.job_id for t in due if not t.job.status.is_terminal}
+                )
+            if report.checked == checked_before:
+                break  # everything due is leased by another invocation; their leases will expire into a later tick
+    finally:
+        _hand_over(book, runtime)
     count(MetricName.JOBS_IN_FLIGHT, len(runtime.store.slot_holders()))
     return report
 
 
-def collect_due_jobs(runtime: Runtime) -> list[DueJob]:
-    now = runtime.clock()
+def collect_due_jobs(runtime: Runtime, *, until: float) -> list[DueJob]:
+    """Live jobs due by `until`, soonest first per shard: those due now and those falling due in the window."""
     jobs: list[DueJob] = []
     for shard in range(runtime.store.due_shards):
-        for job in runtime.store.due_jobs(str(shard), now):
+        for job in runtime.store.due_jobs(str(shard), until):
             jobs.append(job)
             if len(jobs) >= MAX_JOBS_PER_PASS:
                 return jobs
     return jobs
 
 
-def _earliest_due(runtime: Runtime) -> float | None:
-    times = [t for s in range(runtime.store.due_shards) if (t := runtime.store.earliest_due(str(s))) is not None]
-    return min(times) if times else None
+def _hand_over(book: DueBook, runtime: Runtime) -> None:
+    """Record the checks this invocation kept unrecorded, so the next one starts from them (one write a job)."""
+    held = book.unrecorded()
+    if not held:
+        return
+
+    def record(tracked: Tracked) -> None:
+        try:
+            record_still_running(tracked, runtime)
+        except Exception:
+            # The record is as it was before this invocation's checks: the next poll checks the job again.
+            logger.exception("could not record a status check", extra={"job_id": tracked.job.job_id})
+
+    with ThreadPoolExecutor(max_workers=runtime.settings.poll_concurrency, thread_name_prefix="hand-over") as pool:
+        list(pool.map(record, held))
 
 
 def release_stale_slots(runtime: Runtime, *, known_live: set[str]) -> int:
@@ -123,37 +145,57 @@ def release_stale_slots(runtime: Runtime, *, known_live: set[str]) -> int:
 
 
 def _process_pass(
-    due: list[DueJob], runtime: Runtime, *, owner: str, report: PollReport, window_left: Callable[[], float]
-) -> Blocked | None:
-    """One pass over the due jobs; returns why the waiting queue stopped, when it stopped early."""
-    live = [j for j in due if j.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)]
-    waiting = sorted((j for j in due if j.status == JobStatus.WAITING), key=lambda j: j.created_at)
-    unfinished = [j for j in due if j.status.is_terminal]
-    for job in unfinished:
+    due: list[Tracked],
+    runtime: Runtime,
+    book: DueBook,
+    *,
+    owner: str,
+    report: PollReport,
+    window_left: Callable[[], float],
+) -> tuple[Blocked | None, bool]:
+    """One pass over the due jobs: why the waiting queue stopped (when it stopped early), and whether a job ended."""
+    live = [t for t in due if t.job.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)]
+    waiting = sorted((t for t in due if t.job.status == JobStatus.WAITING), key=lambda t: t.job.created_at)
+    unfinished = [t for t in due if t.job.status.is_terminal]
+    ended = False
+    for position, tracked in enumerate(unfinished):
         if window_left() <= 0:
-            return None
-        _complete_unfinished(job, runtime, owner=owner, report=report)
+            _keep_all(book, unfinished[position:] + live + waiting)
+            return None, ended
+        _complete_unfinished(tracked.recorded, runtime, owner=owner, report=report)
+        ended = True
 
-    def check(job: DueJob) -> None:
+    def check(tracked: Tracked) -> tuple[JobStatus | CheckDisposition | None, Tracked | Job | None]:
         if window_left() <= 0:
-            return
-        status = _check_one(job, runtime, owner=owner)
-        if status == CheckDisposition.LEASED:
-            report.skipped_leased += 1
-        else:
-            report.checked += 1
-            report.add(status)
+            return None, tracked  # not checked: the window closed
+        with job_log_context(tracked.job.job_id, tracked.job.task_id):
+            return _lease_and_check(tracked, runtime, owner=owner, window_left=window_left)
 
     # Live jobs first: their completions free capacity for the waiting ones.
     with ThreadPoolExecutor(max_workers=runtime.settings.poll_concurrency, thread_name_prefix="poll") as pool:
-        list(pool.map(check, live))
+        for status, after in pool.map(check, live):
+            if status is None:
+                if isinstance(after, Tracked):
+                    book.keep(after)
+                continue
+            if status == CheckDisposition.LEASED:
+                report.skipped_leased += 1
+                continue
+            report.checked += 1
+            report.add(status)
+            if isinstance(after, Tracked):
+                book.keep(after)
+            elif isinstance(after, Job):
+                book.note_written(after)
+                ended = ended or after.status.is_terminal
     # Waiting jobs in upload order, one at a time: admission is a shared counter and order is fairness.
-    for job in waiting:
+    for position, tracked in enumerate(waiting):
         if window_left() <= 0:
+            _keep_all(book, waiting[position:])
             break
         try:
             leased = runtime.store.acquire_lease(
-                job, owner=owner, now=runtime.clock(), lease_seconds=runtime.settings.claim_lease_seconds
+                tracked.recorded, owner=owner, now=runtime.clock(), lease_seconds=runtime.settings.claim_lease_seconds
             )
         except LeaseLost:
             report.skipped_leased += 1
@@ -172,10 +214,17 @@ def _process_pass(
                 continue
         report.checked += 1
         report.add(attempt.job.status.value)
+        book.note_written(attempt.job)
         if attempt.blocked is not None:
             # No capacity, a refused key or an unreadable secret: every job behind this one would meet the same.
-            return attempt.blocked
-    return None
+            _keep_all(book, waiting[position + 1 :])
+            return attempt.blocked, ended
+    return None, ended
+
+
+def _keep_all(book: DueBook, untouched: list[Tracked]) -> None:
+    for tracked in untouched:
+        book.keep(tracked)
 
 
 def _complete_unfinished(job: DueJob, runtime: Runtime, *, owner: str, report: PollReport) -> None:
@@ -198,32 +247,39 @@ def _complete_unfinished(job: DueJob, runtime: Runtime, *, owner: str, report: P
         report.add(CheckDisposition.FINALIZED)
 
 
-def _check_one(job: DueJob, runtime: Runtime, *, owner: str) -> JobStatus | CheckDisposition:
-    with job_log_context(job.job_id, job.task_id):
-        return _lease_and_check(job, runtime, owner=owner)
-
-
-def _lease_and_check(job: DueJob, runtime: Runtime, *, owner: str) -> JobStatus | CheckDisposition:
+def _lease_and_check(
+    tracked: Tracked, runtime: Runtime, *, owner: str, window_left: Callable[[], float]
+) -> tuple[JobStatus | CheckDisposition, Tracked | Job | None]:
+    """Check a live job; returns what happened and the job as it now is (kept unrecorded, or as written)."""
     known: TaskResult | PipelineError | None = None
     try:
-        recorded, known = _record_if_still_running(job, runtime)
+        checked, known = check_without_lease(tracked, runtime)
     except Exception:
         logger.exception("unexpected error while checking a job without a lease")
-        return CheckDisposition.ERROR
-    if recorded is not None:
-        return recorded
+        return CheckDisposition.ERROR, None
+    if checked is not None:
+        assert checked.job.next_check_at is not None
+        if checked.job.next_check_at - runtime.clock() < window_left():
+            return checked.job.status, checked  # checked again in this window: recorded when handed over
+        if record_still_running(checked, runtime):
+            return checked.job.status, None
+        return CheckDisposition.LEASED, None
     try:
+        # The lease's condition is on the record as read; the checks made here since count in what it returns.
         leased = runtime.store.acquire_lease(
-            job, owner=owner, now=runtime.clock(), lease_seconds=runtime.settings.lease_seconds
+            tracked.recorded, owner=owner, now=runtime.clock(), lease_seconds=runtime.settings.lease_seconds
         )
     except LeaseLost:
-        return CheckDisposition.LEASED
+        return CheckDisposition.LEASED, None
+    if leased.task_id == tracked.job.task_id and leased.checks < tracked.job.checks:
+        leased = leased.model_copy(update={"checks": tracked.job.checks})
     try:
-        return check_job(leased, runtime, owner=owner, known=known).status
+        after = check_job(leased, runtime, owner=owner, known=known)
     except LeaseLost:
         logger.warning("lost a job's lease mid-check")
-        return CheckDisposition.LEASED
+        return CheckDisposition.LEASED, None
     except Exception:
         # Leave the job for its lease to expire and a later poll to retry; never lose it, never crash the pass.
         logger.exception("unexpected error while checking a job")
-        return CheckDisposition.ERROR
+        return CheckDisposition.ERROR, None
+    return after.status, after

@@ -16,11 +16,11 @@ from seedance_pipeline.errors import (
     outcome_of,
 )
 from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
+from seedance_pipeline.logic.due_book import Tracked
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
 from seedance_pipeline.logic.result_delivery import deliver_results
 from seedance_pipeline.models import (
     MAX_STATUS_CHARS,
-    CheckDisposition,
     DueJob,
     Job,
     JobError,
@@ -37,18 +37,17 @@ from seedance_pipeline.runtime import Runtime
 
 
 # --- optimistic status check (dynamodb cost): a check that delivers nothing takes no lease ----------------------
-def _record_if_still_running(
-    job: DueJob, runtime: Runtime
-) -> tuple[JobStatus | CheckDisposition | None, TaskResult | PipelineError | None]:
-    """Ask the provider without a lease; when the task is still pending or running, record that with one
-    conditional update (it holds only if nobody leased the job or recorded a check since it was read).
+def check_without_lease(tracked: Tracked, runtime: Runtime) -> tuple[Tracked | None, TaskResult | PipelineError | None]:
+    """Ask the provider without a lease; when the task is still pending or running, return the job as checked
+    (one more check, its next check planned), for the poller to keep until it records it (`record_still_running`).
 
-    Returns (disposition, None) when done here, else (None, the answer or the error if the provider was asked) for
-    the lease path, which then judges that answer instead of asking again: one status call per check, whichever
-    path. Errors, terminal answers and overdue jobs take the lease path.
+    Returns (checked, None) when done here, else (None, the answer or the error if the provider was asked) for the
+    lease path, which then judges that answer instead of asking again: one status call per check, whichever path.
+    Errors, terminal answers and overdue jobs take the lease path.
     """
     settings = runtime.settings
     now = runtime.clock()
+    job = tracked.job
     if job.status not in (JobStatus.SUBMITTED, JobStatus.RUNNING) or job.task_id is None:
         return None, None
     if _past_age_limit(job, now, settings.max_job_age_seconds):
@@ -77,16 +76,35 @@ def _record_if_still_running(
         submitted_at=job.submitted_at,
         checks=job.checks + 1,
     )
-    recorded = runtime.store.record_check(
-        job,
-        status=status,
-        # Bounded as a full save would bound them: an answer the client did not validate must not grow the item.
-        provider_status=cut(result.raw_status, MAX_STATUS_CHARS),
-        next_check_at=planned_check(as_checked, now, settings),
-        now=now,
-        usage=bounded_usage(result.usage),
+    checked = job.model_copy(
+        update={"status": status, "checks": job.checks + 1, "next_check_at": planned_check(as_checked, now, settings)}
     )
-    return (status if recorded else CheckDisposition.LEASED), None
+    return (
+        Tracked(
+            job=checked,
+            recorded=tracked.recorded,
+            # Bounded as a full save would bound them: an answer the client did not validate must not grow the item.
+            provider_status=cut(result.raw_status, MAX_STATUS_CHARS),
+            usage=bounded_usage(result.usage),
+        ),
+        None,
+    )
+
+
+def record_still_running(tracked: Tracked, runtime: Runtime) -> bool:
+    """Write the checks made without a lease in one conditional update; False when another worker wrote the job
+    (leased it, recorded a check, moved it on) since it was read: its record then stands."""
+    assert tracked.provider_status is not None
+    assert tracked.job.next_check_at is not None
+    return runtime.store.record_check(
+        tracked.recorded,
+        checks=tracked.job.checks,
+        status=tracked.job.status,
+        provider_status=tracked.provider_status,
+        next_check_at=tracked.job.next_check_at,
+        now=runtime.clock(),
+        usage=tracked.usage,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------

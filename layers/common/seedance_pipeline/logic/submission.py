@@ -125,7 +125,8 @@ def _claim_and_submit(upload: Upload, job: Job, runtime: Runtime, *, owner: str)
                 upload,
                 finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=exc.code, message=exc.message),
             )
-    return _outcome(upload, submit_job(job, runtime, owner=owner))
+    # Just recorded as the key's newest upload: the check before sending need not read that record back.
+    return _outcome(upload, try_submit(job, runtime, owner=owner, recorded_newest=bool(upload.sequencer)).job)
 
 
 def _outcome(upload: Upload, job: Job) -> UploadOutcome:
@@ -154,8 +155,9 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     return try_submit(job, runtime, owner=owner).job
 
 
-def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
-    """submit_job, also saying whether the jobs queued behind this one can be sent now."""
+def try_submit(job: Job, runtime: Runtime, *, owner: str, recorded_newest: bool = False) -> SubmitAttempt:
+    """submit_job, also saying whether the jobs queued behind this one can be sent now. `recorded_newest`: this
+    invocation has just recorded the job as its key's newest upload (it has not waited since)."""
     settings = runtime.settings
     now = runtime.clock()
     if past_waiting_age(job, now, runtime) and not over_budget(job, runtime, now):
@@ -226,7 +228,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
         job = _with_request(job, inputs)
     request = inputs.request
 
-    if _superseded_before_sending(job, runtime):
+    if not recorded_newest and _superseded_before_sending(job, runtime):
         return SubmitAttempt(
             finish(
                 job,
