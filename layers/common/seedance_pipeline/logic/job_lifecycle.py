@@ -55,9 +55,8 @@ def finish(
             "error": error,
             "finished_at": now,
             "updated_at": now,
-            # Left where it was (the index entry is then updated, one write, not moved, two): a worker that finds
-            # the job due takes it only once our lease has run out, and then completes what is left undone.
-            "next_check_at": job.next_check_at if job.next_check_at is not None else lease_until,
+            # Due once our lease has run out: only a worker that finds the release undone by then completes it.
+            "next_check_at": lease_until,
             "finalize_pending": True,
             "lease_owner": owner,
             "lease_until": lease_until,
