@@ -23,6 +23,8 @@ from typing import Any
 from bench import REPO_ROOT, ensure_paths
 
 MIB = 1024 * 1024
+# How often EventBridge invokes PollFunction: template.yaml's rate(1 minute).
+SCHEDULE_SECONDS = 60.0
 # A recognisable, throwaway key shared by the local stack's secret and the simulator.
 API_KEY = "sk-bench-" + secrets.token_hex(8)
 
