@@ -154,11 +154,8 @@ def check_callback_url(field: str, value: object) -> str | None:
     return value
 
 
-def validate_request(body: dict[str, Any], callback_field: str = "") -> GenerationRequest:
-    """Check every field the way the provider does. Raises ApiError naming the first bad field.
-
-    `callback_field` names the body field a gateway takes the callback URL from ("": it takes none).
-    """
+def check_model(body: dict[str, Any]) -> tuple[str, ModelInfo]:
+    """The body's model and what it can do; both dialects refuse a missing or unknown model alike."""
     model = body.get("model")
     if model is None:
         raise invalid_parameter("model", "the field is required.")
@@ -170,7 +167,17 @@ def validate_request(body: dict[str, Any], callback_field: str = "") -> Generati
             404,
             "ModelNotOpen",
             f"Your account has not activated the model {model}. Please activate the model service in the console.",
+            param="model",  # only the Ark dialect's error body shows it
         )
+    return model, info
+
+
+def validate_request(body: dict[str, Any], callback_field: str = "") -> GenerationRequest:
+    """Check every field the way the provider does. Raises ApiError naming the first bad field.
+
+    `callback_field` names the body field a gateway takes the callback URL from ("": it takes none).
+    """
+    model, info = check_model(body)
 
     prompt = body.get("prompt")
     if prompt is None:
