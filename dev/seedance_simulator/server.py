@@ -110,6 +110,20 @@ class _Handler(ArkRoutes, ResultFiles):
     def _send_error(self, error: ApiError) -> None:
         self._send_json(error.status, error.body(self.sim.knobs.error_shape), error.headers)
 
+    def _record_create_body(self, raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A create's body, parsed and as the counters keep it (data URLs shortened). It is recorded before it is
+        validated, and even when it does not parse, so a test sees what a refused request sent."""
+        counters = self.sim.counters
+        try:
+            body = parse_json_body(raw)
+        except ApiError:
+            counters.record_body({"_unparseable": raw[:200].decode("utf-8", "replace")})
+            raise
+        redacted = redact_body(body)
+        assert isinstance(redacted, dict)
+        counters.record_body(redacted)
+        return body, redacted
+
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         path = url.path
@@ -196,15 +210,7 @@ class _Handler(ArkRoutes, ResultFiles):
             )
 
     def _submit(self, raw: bytes) -> None:
-        counters = self.sim.counters
-        try:
-            body = parse_json_body(raw)
-        except ApiError:
-            counters.record_body({"_unparseable": raw[:200].decode("utf-8", "replace")})
-            raise
-        redacted = redact_body(body)
-        assert isinstance(redacted, dict)
-        counters.record_body(redacted)
+        body, redacted = self._record_create_body(raw)
         request = validate_request(body, self.sim.knobs.unified_callback_field)
         images = [
             load_image(ref, f"images[{i}]", timeout=self.sim.image_fetch_timeout)
