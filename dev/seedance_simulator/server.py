@@ -14,13 +14,14 @@ import json
 import logging
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -231,6 +232,15 @@ class _Handler(ArkRoutes, ResultFiles):
     # -- the native Ark dialect ---------------------------------------------------------------------------------
 
 
+def interrupt_on_sigterm() -> None:
+    """Have SIGTERM raise KeyboardInterrupt, so a server stopped by its parent cleans up (its work dir) as on Ctrl-C."""
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+
+
 class SimulatorServer:
     """A local stand-in for the Seedance image-to-video API, over real HTTP on 127.0.0.1.
 
@@ -322,6 +332,15 @@ class SimulatorServer:
         """Serve on the calling thread until interrupted (the command-line entry point)."""
         self.callbacks.start()
         self._httpd.serve_forever(poll_interval=0.5)
+
+    def serve_until_interrupted(self) -> None:
+        """serve_forever until Ctrl-C (or SIGTERM, after interrupt_on_sigterm), then stop and clean up."""
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         if self._stopped:
