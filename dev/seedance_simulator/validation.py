@@ -172,6 +172,17 @@ def check_model(body: dict[str, Any]) -> tuple[str, ModelInfo]:
     return model, info
 
 
+def check_booleans(fields: dict[str, Any], names: tuple[str, ...]) -> dict[str, bool]:
+    """Each of `names` in `fields` (False when absent), refusing the first one that is not a JSON boolean."""
+    flags: dict[str, bool] = {}
+    for name in names:
+        value = fields.get(name, False)
+        if not isinstance(value, bool):
+            raise invalid_parameter(name, f"must be a boolean (got {value!r}).")
+        flags[name] = value
+    return flags
+
+
 def validate_request(body: dict[str, Any], callback_field: str = "") -> GenerationRequest:
     """Check every field the way the provider does. Raises ApiError naming the first bad field.
 
@@ -223,12 +234,7 @@ def validate_request(body: dict[str, Any], callback_field: str = "") -> Generati
     if seed is not None and (not _is_int(seed) or not 0 <= seed <= SEED_MAX):
         raise invalid_parameter("seed", f"must be an integer between 0 and {SEED_MAX} (got {seed!r}).")
 
-    flags: dict[str, bool] = {}
-    for name in BOOL_FIELDS:
-        value = body.get(name, False)
-        if not isinstance(value, bool):
-            raise invalid_parameter(name, f"must be a boolean (got {value!r}).")
-        flags[name] = value
+    flags = check_booleans(body, BOOL_FIELDS)
     callback_url = check_callback_url(callback_field, body.get(callback_field)) if callback_field else None
 
     return GenerationRequest(
