@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Iterator
-from types import FrameType
 from typing import Any
 
 import bench  # noqa: F401 - puts dev/ on sys.path
@@ -35,6 +33,7 @@ def _body_factory(size: int) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     from seedance_simulator import Knobs, SimulatorServer
+    from seedance_simulator.server import interrupt_on_sigterm
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.0)
@@ -55,17 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = SimulatorServer(knobs=knobs, host="127.0.0.1", port=0)
 
-    def _terminate(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupt_on_sigterm()
     print(server.base_url, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until_interrupted()
     return 0
 
 

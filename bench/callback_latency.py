@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from bench.common import API_KEY, Row, quiet_pipeline, say
+from bench.common import API_KEY, SCHEDULE_SECONDS, Row, quiet_pipeline, say
 
 FIG = "9"
 LABELS = [
@@ -27,7 +27,6 @@ LABELS = [
 ]
 TARGET_SECONDS = 3.0
 TARGET_CALLS = 1.5
-SCHEDULE_SECONDS = 60.0  # EventBridge rate(1 minute)
 CALLBACKS = {"CallbackMode": "on", "CallbackField": "callback_url"}
 
 

@@ -18,7 +18,7 @@ import statistics
 from collections import Counter, deque
 from typing import Any
 
-from bench.common import Row, quiet_pipeline, ratio, say
+from bench.common import SCHEDULE_SECONDS, Row, quiet_pipeline, ratio, say
 
 FIG = "2"
 LABELS = [
@@ -27,7 +27,6 @@ LABELS = [
 ]
 TARGET_SECONDS = 15.0
 TARGET_CALLS = 6.0
-SCHEDULE_SECONDS = 60.0  # EventBridge rate(1 minute)
 LAMBDA_TIMEOUT = 300.0  # PollFunction's Timeout in template.yaml
 BUCKET = "in-bucket"
 RUN_SECONDS = (40.0, 120.0)

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import io
+import json
 import os
 import secrets
 import signal
@@ -22,6 +23,8 @@ from typing import Any
 from bench import REPO_ROOT, ensure_paths
 
 MIB = 1024 * 1024
+# How often EventBridge invokes PollFunction: template.yaml's rate(1 minute).
+SCHEDULE_SECONDS = 60.0
 # A recognisable, throwaway key shared by the local stack's secret and the simulator.
 API_KEY = "sk-bench-" + secrets.token_hex(8)
 
@@ -64,6 +67,30 @@ def child_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([*ensure_paths(), *filter(None, [os.environ.get("PYTHONPATH")])])
     env.update(extra)
     return env
+
+
+def run_json_child(
+    module: str, args: list[str], *, env: dict[str, str], what: str, stderr_chars: int = 800
+) -> dict[str, Any]:
+    """Run `python -m <module> <args>` to its end; the JSON object on the last line of its stdout (what the child
+    printed with print_to_parent), or a RuntimeError naming `what` with the tail of the child's stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed: {done.stderr.strip()[-stderr_chars:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def print_to_parent(result: dict[str, Any]) -> None:
+    """The child's half of run_json_child: its result as one JSON line, last on stdout."""
+    print(json.dumps(result), flush=True)
 
 
 def rss_mib(pid: int | str = "self") -> float:

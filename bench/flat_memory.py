@@ -15,9 +15,7 @@ holds the whole video (and more), so it runs on 256 MiB rather than 1 GiB; its g
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import subprocess
 import sys
 import time
 from typing import Any
@@ -30,10 +28,12 @@ from bench.common import (
     child_env,
     image_data_url,
     patterned_body,
+    print_to_parent,
     proc_status_mib,
     provider_submit_body,
     ratio,
     rss_mib,
+    run_json_child,
     say,
 )
 
@@ -74,18 +74,13 @@ def _transfer_in_child(mode: str, url: str, endpoint: str, key: str) -> dict[str
         API_BASE_URL="https://gateway.bench.invalid",  # never called: only the result transfer runs
         ALLOW_PRIVATE_DOWNLOADS="true",
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.flat_memory", "--child", mode, "--url", url, "--bucket", BUCKET, "--key", key],
-        capture_output=True,
-        text=True,
+    return run_json_child(
+        "bench.flat_memory",
+        ["--child", mode, "--url", url, "--bucket", BUCKET, "--key", key],
         env=env,
-        timeout=900,
-        check=False,
+        what=f"the {mode} transfer child",
+        stderr_chars=500,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"the {mode} transfer child failed: {done.stderr.strip()[-500:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
 
 
 def _measure(mode: str, size: int, sim: Any, moto: MotoServerProcess, s3: Any) -> dict[str, Any]:
@@ -217,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--key", required=True)
     args = parser.parse_args(argv)
-    print(json.dumps(_child(args.child, args.url, args.bucket, args.key)), flush=True)
+    print_to_parent(_child(args.child, args.url, args.bucket, args.key))
     return 0
 
 

@@ -15,8 +15,6 @@ deliveries at once, each buffering its multipart parts), on 32 more jobs.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
 from typing import Any
@@ -29,9 +27,11 @@ from bench.common import (
     child_env,
     external_stack,
     patterned_body,
+    print_to_parent,
     proc_status_mib,
     quiet_pipeline,
     ratio,
+    run_json_child,
     say,
 )
 from bench.s3_sink import S3Sink
@@ -75,18 +75,7 @@ def _poll_in_child(environment: dict[str, str], sink: S3Sink, bounded: bool) -> 
         env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(FUNCTION_MEMORY_MIB)
     else:
         env.pop("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.poll_memory", "--child"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the poll child failed: {done.stderr.strip()[-800:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_json_child("bench.poll_memory", ["--child"], env=env, what="the poll child", stderr_chars=800)
 
 
 def _measure(pipeline: Any, sim: Any, sink: S3Sink, name: str, jobs: int, size: int, bounded: bool) -> dict[str, Any]:
@@ -162,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.poll_memory")
     parser.add_argument("--child", action="store_true", required=True)
     parser.parse_args(argv)
-    print(json.dumps(_child()), flush=True)
+    print_to_parent(_child())
     return 0
 
 

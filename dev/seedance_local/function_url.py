@@ -22,11 +22,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl
 
 from seedance_local.harness import LambdaContext
+from seedance_local.loopback_http_server import LoopbackHttpServer, QuietRequestHandler
 
 # Lambda's limit on a synchronous invocation's request and response payloads.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -163,7 +164,7 @@ class UrlRequest:
     error: str | None = None
 
 
-class FunctionUrlServer:
+class FunctionUrlServer(LoopbackHttpServer):
     """A loopback HTTP server standing in for one function's Function URL. Start it, then :meth:`route_to`."""
 
     def __init__(
@@ -175,54 +176,26 @@ class FunctionUrlServer:
         port: int = 0,
         timeout_seconds: float = 300.0,
     ) -> None:
+        super().__init__(
+            host=host, port=port, thread_name=f"function-url-{function_name}", description="the Function URL server"
+        )
         self.function_name = function_name
         self.region = region
         self.timeout_seconds = timeout_seconds
         # Lambda's url-ids are 32 lower-case alphanumerics.
         self.url_id = secrets.token_hex(16)
-        self._host, self._port = host, port
         self._handler: Handler | None = None
         self._context_factory: ContextFactory | None = None
         self._lock = threading.Lock()
         self._requests: list[UrlRequest] = []
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------------------------------
-
-    def start(self) -> FunctionUrlServer:
-        if self._httpd is None:
-            self._httpd = ThreadingHTTPServer((self._host, self._port), _make_request_handler(self))
-            self._httpd.daemon_threads = True
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, args=(0.05,), name=f"function-url-{self.function_name}", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and free the port. Safe to call twice."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FunctionUrlServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _request_handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _make_request_handler(self)
 
     @property
     def base_url(self) -> str:
         """What ``!GetAtt <Fn>Url.FunctionUrl`` gives: scheme, host and a trailing slash."""
-        if self._httpd is None:
-            raise RuntimeError("the Function URL server is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}/"
+        return f"{self.origin}/"
 
     # -- routing -----------------------------------------------------------------------------------------------------
 
@@ -284,14 +257,8 @@ class FunctionUrlServer:
 
 
 def _make_request_handler(server: FunctionUrlServer) -> type[BaseHTTPRequestHandler]:
-    class FunctionUrlRequestHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class FunctionUrlRequestHandler(QuietRequestHandler):
         server_version = "FunctionUrl"
-        sys_version = ""
-
-        def log_message(self, format: str, *args: Any) -> None:
-            # Silent on purpose: the default access log prints the query string, which holds callback tokens.
-            return
 
         def _read_body(self) -> bytes | None:
             """The request body, or None once it is known to exceed the payload limit."""

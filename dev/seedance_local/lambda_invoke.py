@@ -24,11 +24,12 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from seedance_local.harness import LambdaContext
+from seedance_local.loopback_http_server import LoopbackHttpServer, QuietRequestHandler
 from seedance_local.stack_template import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
 
 Handler = Callable[[Any, Any], Any]
@@ -75,7 +76,7 @@ def parse_function_name(raw: str) -> tuple[str, str | None]:
     return raw, None
 
 
-class LambdaInvokeEmulator:
+class LambdaInvokeEmulator(LoopbackHttpServer):
     """A loopback HTTP server answering Lambda Invoke for registered functions. Start it, then :meth:`register`."""
 
     def __init__(
@@ -87,58 +88,39 @@ class LambdaInvokeEmulator:
         port: int = 0,
         workers: int = 4,
     ) -> None:
+        super().__init__(host=host, port=port, thread_name="lambda-invoke", description="the Lambda Invoke emulator")
         self.region = region
         self.account_id = account_id
-        self._host, self._port = host, port
         self._functions: dict[str, RegisteredFunction] = {}
         self._invocations: list[Invocation] = []
         self._outstanding = 0
         self._idle = threading.Condition()
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
-    def start(self) -> LambdaInvokeEmulator:
-        if self._httpd is None:
+    def _request_handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _make_request_handler(self)
+
+    def start(self) -> Self:
+        # The pool first: an Event invocation may arrive as soon as the server listens.
+        if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="lambda-async")
-            self._httpd = ThreadingHTTPServer((self._host, self._port), _make_request_handler(self))
-            self._httpd.daemon_threads = True
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, args=(0.05,), name="lambda-invoke", daemon=True
-            )
-            self._thread.start()
-        return self
+        return super().start()
 
     def stop(self, *, wait_seconds: float = 10.0) -> None:
         """Stop accepting invocations, give running ones ``wait_seconds`` to end, free the port. Idempotent."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        super().stop()
         if self._pool is not None:
             self.wait_idle(wait_seconds)
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    def __enter__(self) -> LambdaInvokeEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def endpoint_url(self) -> str:
         """The value for AWS_ENDPOINT_URL_LAMBDA."""
-        if self._httpd is None:
-            raise RuntimeError("the Lambda Invoke emulator is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.origin
 
     # -- functions and records ---------------------------------------------------------------------------------------
 
@@ -239,13 +221,8 @@ class LambdaInvokeEmulator:
 
 
 def _make_request_handler(emulator: LambdaInvokeEmulator) -> type[BaseHTTPRequestHandler]:
-    class InvokeRequestHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class InvokeRequestHandler(QuietRequestHandler):
         server_version = "LambdaInvoke"
-        sys_version = ""
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # the tests read emulator.invocations; an access log on stderr would only be noise
 
         def _answer(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
             self.send_response(status)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-from types import FrameType
 
 from .knobs import Knobs
-from .server import SimulatorServer
+from .server import SimulatorServer, interrupt_on_sigterm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,19 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = SimulatorServer(knobs=knobs, host=args.host, port=args.port, work_dir=args.work_dir)
 
-    def _terminate(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupt_on_sigterm()
     # The key is deliberately not printed.
     print(f"Seedance simulator listening on {server.base_url}", flush=True)
     print(f"Native Ark dialect at {server.ark_base_url}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until_interrupted()
     return 0
 
 

@@ -13,9 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .dimensions import FPS, RATIOS, RESOLUTIONS, nearest_ratio
-from .errors import ApiError, invalid_parameter
+from .errors import invalid_parameter
 from .tasks import CANCELLED, EXPIRED, FAILURE, IN_PROGRESS, NOT_START, QUEUED, SUCCESS, TaskRecord
-from .validation import MODELS, PROMPT_MAX_CHARS, GenerationRequest, _is_int, check_callback_url
+from .validation import (
+    MODELS,
+    PROMPT_MAX_CHARS,
+    GenerationRequest,
+    _is_int,
+    check_booleans,
+    check_callback_url,
+    check_model,
+)
 
 ARK_SEED_MIN, ARK_SEED_MAX = -1, 2**32 - 1
 FRAMES_MIN, FRAMES_MAX = 29, 289  # and 25 + 4n
@@ -152,19 +160,7 @@ def _check_roles(model: str, images: list[ArkImage]) -> str:
 
 def validate_ark_request(body: dict[str, Any]) -> tuple[GenerationRequest, list[ArkImage]]:
     """Check a create body the way the platform does. Returns the request and its images, first frame first."""
-    model = body.get("model")
-    if model is None:
-        raise invalid_parameter("model", "the field is required.")
-    if not isinstance(model, str):
-        raise invalid_parameter("model", "must be a string.")
-    info = MODELS.get(model)
-    if info is None:
-        raise ApiError(
-            404,
-            "ModelNotOpen",
-            f"Your account has not activated the model {model}. Please activate the model service in the console.",
-            param="model",
-        )
+    model, info = check_model(body)
     text, images = _content(body)
     prompt, flags = split_flags(text)
     # Top-level fields win over the flags in the prompt.
@@ -210,12 +206,7 @@ def validate_ark_request(body: dict[str, Any]) -> tuple[GenerationRequest, list[
     if seed is not None and (not _is_int(seed) or not ARK_SEED_MIN <= seed <= ARK_SEED_MAX):
         raise invalid_parameter("seed", f"must be an integer between {ARK_SEED_MIN} and {ARK_SEED_MAX} (got {seed!r}).")
 
-    flags_out: dict[str, bool] = {}
-    for name in BOOL_FIELDS:
-        value = fields.get(name, False)
-        if not isinstance(value, bool):
-            raise invalid_parameter(name, f"must be a boolean (got {value!r}).")
-        flags_out[name] = value
+    flags_out = check_booleans(fields, BOOL_FIELDS)
 
     callback_url = check_callback_url("callback_url", fields.get("callback_url"))
     service_tier = fields.get("service_tier", "default")

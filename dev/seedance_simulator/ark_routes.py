@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 from .ark_dialect import parse_list_query, select_tasks, validate_ark_request
 from .errors import ApiError
 from .tasks import TaskRecord
-from .validation import load_image, parse_json_body, redact_body
+from .validation import load_image
 
 if TYPE_CHECKING:
     from .server import SimulatorServer
@@ -29,6 +29,7 @@ class _Handler(Protocol):
     def sim(self) -> SimulatorServer: ...
     def _api_call(self, method: str, answer: Callable[[], None], counter: str | None = None) -> None: ...
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None: ...
+    def _record_create_body(self, raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]: ...
     def _ark_create(self, raw: bytes) -> None: ...
     def _ark_task(self, task: TaskRecord) -> dict[str, Any]: ...
     def _ark_get(self, task_id: str) -> None: ...
@@ -57,15 +58,7 @@ class ArkRoutes:
             raise ApiError(404, "NotFound", f"No route for {method} {path}.")
 
     def _ark_create(self: _Handler, raw: bytes) -> None:
-        counters = self.sim.counters
-        try:
-            body = parse_json_body(raw)
-        except ApiError:
-            counters.record_body({"_unparseable": raw[:200].decode("utf-8", "replace")})
-            raise
-        redacted = redact_body(body)
-        assert isinstance(redacted, dict)
-        counters.record_body(redacted)
+        body, redacted = self._record_create_body(raw)
         request, refs = validate_ark_request(body)
         images = [load_image(ref.url, ref.field, timeout=self.sim.image_fetch_timeout) for ref in refs]
         # Reference images steer the clip without being a frame of it: the first one is rendered from.

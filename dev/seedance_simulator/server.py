@@ -14,13 +14,14 @@ import json
 import logging
 import secrets
 import shutil
+import signal
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -110,6 +111,20 @@ class _Handler(ArkRoutes, ResultFiles):
     def _send_error(self, error: ApiError) -> None:
         self._send_json(error.status, error.body(self.sim.knobs.error_shape), error.headers)
 
+    def _record_create_body(self, raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A create's body, parsed and as the counters keep it (data URLs shortened). It is recorded before it is
+        validated, and even when it does not parse, so a test sees what a refused request sent."""
+        counters = self.sim.counters
+        try:
+            body = parse_json_body(raw)
+        except ApiError:
+            counters.record_body({"_unparseable": raw[:200].decode("utf-8", "replace")})
+            raise
+        redacted = redact_body(body)
+        assert isinstance(redacted, dict)
+        counters.record_body(redacted)
+        return body, redacted
+
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         path = url.path
@@ -196,15 +211,7 @@ class _Handler(ArkRoutes, ResultFiles):
             )
 
     def _submit(self, raw: bytes) -> None:
-        counters = self.sim.counters
-        try:
-            body = parse_json_body(raw)
-        except ApiError:
-            counters.record_body({"_unparseable": raw[:200].decode("utf-8", "replace")})
-            raise
-        redacted = redact_body(body)
-        assert isinstance(redacted, dict)
-        counters.record_body(redacted)
+        body, redacted = self._record_create_body(raw)
         request = validate_request(body, self.sim.knobs.unified_callback_field)
         images = [
             load_image(ref, f"images[{i}]", timeout=self.sim.image_fetch_timeout)
@@ -223,6 +230,15 @@ class _Handler(ArkRoutes, ResultFiles):
         self._send_json(200, self.sim.task_payload(task, "unified"))
 
     # -- the native Ark dialect ---------------------------------------------------------------------------------
+
+
+def interrupt_on_sigterm() -> None:
+    """Have SIGTERM raise KeyboardInterrupt, so a server stopped by its parent cleans up (its work dir) as on Ctrl-C."""
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 class SimulatorServer:
@@ -316,6 +332,15 @@ class SimulatorServer:
         """Serve on the calling thread until interrupted (the command-line entry point)."""
         self.callbacks.start()
         self._httpd.serve_forever(poll_interval=0.5)
+
+    def serve_until_interrupted(self) -> None:
+        """serve_forever until Ctrl-C (or SIGTERM, after interrupt_on_sigterm), then stop and clean up."""
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         if self._stopped:

@@ -154,11 +154,8 @@ def check_callback_url(field: str, value: object) -> str | None:
     return value
 
 
-def validate_request(body: dict[str, Any], callback_field: str = "") -> GenerationRequest:
-    """Check every field the way the provider does. Raises ApiError naming the first bad field.
-
-    `callback_field` names the body field a gateway takes the callback URL from ("": it takes none).
-    """
+def check_model(body: dict[str, Any]) -> tuple[str, ModelInfo]:
+    """The body's model and what it can do; both dialects refuse a missing or unknown model alike."""
     model = body.get("model")
     if model is None:
         raise invalid_parameter("model", "the field is required.")
@@ -170,7 +167,28 @@ def validate_request(body: dict[str, Any], callback_field: str = "") -> Generati
             404,
             "ModelNotOpen",
             f"Your account has not activated the model {model}. Please activate the model service in the console.",
+            param="model",  # only the Ark dialect's error body shows it
         )
+    return model, info
+
+
+def check_booleans(fields: dict[str, Any], names: tuple[str, ...]) -> dict[str, bool]:
+    """Each of `names` in `fields` (False when absent), refusing the first one that is not a JSON boolean."""
+    flags: dict[str, bool] = {}
+    for name in names:
+        value = fields.get(name, False)
+        if not isinstance(value, bool):
+            raise invalid_parameter(name, f"must be a boolean (got {value!r}).")
+        flags[name] = value
+    return flags
+
+
+def validate_request(body: dict[str, Any], callback_field: str = "") -> GenerationRequest:
+    """Check every field the way the provider does. Raises ApiError naming the first bad field.
+
+    `callback_field` names the body field a gateway takes the callback URL from ("": it takes none).
+    """
+    model, info = check_model(body)
 
     prompt = body.get("prompt")
     if prompt is None:
@@ -216,12 +234,7 @@ def validate_request(body: dict[str, Any], callback_field: str = "") -> Generati
     if seed is not None and (not _is_int(seed) or not 0 <= seed <= SEED_MAX):
         raise invalid_parameter("seed", f"must be an integer between 0 and {SEED_MAX} (got {seed!r}).")
 
-    flags: dict[str, bool] = {}
-    for name in BOOL_FIELDS:
-        value = body.get(name, False)
-        if not isinstance(value, bool):
-            raise invalid_parameter(name, f"must be a boolean (got {value!r}).")
-        flags[name] = value
+    flags = check_booleans(body, BOOL_FIELDS)
     callback_url = check_callback_url(callback_field, body.get(callback_field)) if callback_field else None
 
     return GenerationRequest(

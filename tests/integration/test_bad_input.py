@@ -15,30 +15,13 @@ from email.header import Header
 import pytest
 from PIL import Image
 
-from seedance_local.harness import LocalPipeline, next_sequencer, s3_put_event
+from seedance_local.harness import next_sequencer, s3_put_event
 from seedance_pipeline.models import JobStatus
 from tests.support.images import image_bytes
-from tests.support.stack_settings import FAST
+from tests.support.warm_pipeline import module_wide_stack, warm_pipeline  # noqa: F401 - fixtures
 
 MB = 1024 * 1024
 ALLOWED_FORMATS = "jpeg, png, webp, bmp, tiff, gif"
-
-
-@pytest.fixture(scope="module")
-def stack(module_stack):
-    """Overrides conftest's per-test stack with one for the whole module."""
-    return module_stack
-
-
-@pytest.fixture(scope="module")
-def pipeline(stack, simulator):
-    """Overrides conftest's per-test pipeline: one warm runtime for the module, as in a warm Lambda container."""
-    local = LocalPipeline(stack, api_base_url=simulator.base_url, **FAST)
-    local.__enter__()
-    try:
-        yield local
-    finally:
-        local.__exit__(None, None, None)
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------

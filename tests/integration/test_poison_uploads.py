@@ -9,25 +9,9 @@ import struct
 
 import pytest
 
-from seedance_local.harness import LocalPipeline
 from seedance_pipeline.models import JobStatus
 from tests.support.images import image_bytes, png_declaring
-from tests.support.stack_settings import FAST
-
-
-@pytest.fixture(scope="module")
-def stack(module_stack):
-    return module_stack
-
-
-@pytest.fixture(scope="module")
-def pipeline(stack, simulator):
-    local = LocalPipeline(stack, api_base_url=simulator.base_url, **FAST)
-    local.__enter__()
-    try:
-        yield local
-    finally:
-        local.__exit__(None, None, None)
+from tests.support.warm_pipeline import module_wide_stack, warm_pipeline  # noqa: F401 - fixtures
 
 
 def _bmp_with_unknown_compression() -> bytes:

@@ -16,7 +16,7 @@ from seedance_pipeline.rules.model_catalogue import BUILT_IN_MODELS, ImageMode
 from seedance_simulator import SimulatorServer
 from seedance_simulator.dimensions import output_size
 from seedance_simulator.validation import MODELS
-from tests.support.simulator_client import API_KEY, DEFAULT_IMAGE_URL, MODEL, Client
+from tests.support.simulator_client import DEFAULT_IMAGE_URL, MODEL, Client, SimulatorSession
 
 LITE_I2V = "doubao-seedance-1-0-lite-i2v-250428"
 LITE_T2V = "doubao-seedance-1-0-lite-t2v-250428"
@@ -35,14 +35,8 @@ def image(role: str | None = "first_frame", url: str = DEFAULT_IMAGE_URL) -> dic
     return item
 
 
-class ArkClient:
+class ArkClient(SimulatorSession):
     """The native dialect's four calls over real HTTP, as a platform SDK would make them."""
-
-    def __init__(self, server: SimulatorServer) -> None:
-        self.server = server
-        self.session = requests.Session()
-        self.session.trust_env = False
-        self.headers = {"Authorization": f"Bearer {API_KEY}"}
 
     @property
     def tasks_url(self) -> str:

@@ -42,14 +42,19 @@ def data_url(data: bytes, fmt: str = "png") -> str:
 DEFAULT_IMAGE_URL = data_url(make_image())
 
 
-class Client:
-    """The two provider calls over real HTTP, plus polling, as a pipeline would make them."""
+class SimulatorSession:
+    """What the dialects' test clients share: the server, a session that ignores proxy settings (the simulator is
+    on loopback) and the Bearer key the simulator accepts."""
 
     def __init__(self, server: SimulatorServer) -> None:
         self.server = server
         self.session = requests.Session()
         self.session.trust_env = False
         self.headers = {"Authorization": f"Bearer {API_KEY}"}
+
+
+class Client(SimulatorSession):
+    """The two provider calls over real HTTP, plus polling, as a pipeline would make them."""
 
     @property
     def submit_url(self) -> str:

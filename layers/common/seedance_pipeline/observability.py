@@ -79,39 +79,31 @@ def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> N
 
 def count_provider_error(code: str) -> None:
     """ProviderErrors with the provider's error code as a dimension, so alarms and graphs can split by cause."""
-    with single_metric(
-        name=MetricName.PROVIDER_ERROR,
-        unit=MetricUnit.Count,
-        value=1,
-        namespace=metrics.namespace,
-        default_dimensions=metrics.default_dimensions,
-    ) as metric:
-        metric.add_dimension(name="error_code", value=code[:250] or "unknown")
+    _count_by(MetricName.PROVIDER_ERROR, 1, "error_code", code[:250] or "unknown")
 
 
 def count_tokens(name: str, model: str, tokens: int) -> None:
     """TokensSubmitted / TokensBilled with the model as a dimension, so spend can be split (and priced) by model."""
-    with single_metric(
-        name=name,
-        unit=MetricUnit.Count,
-        value=tokens,
-        namespace=metrics.namespace,
-        default_dimensions=metrics.default_dimensions,
-    ) as metric:
-        metric.add_dimension(name="model", value=model[:250] or "unknown")
+    _count_by(name, tokens, "model", model[:250] or "unknown")
 
 
 def count_callback(outcome: str) -> None:
     """CallbacksReceived with its outcome (accepted, ignored, refused, failed) as a dimension: a burst of refused
     callbacks is someone guessing URLs, a lasting lack of accepted ones a provider that stopped calling."""
+    _count_by(MetricName.CALLBACKS_RECEIVED, 1, "outcome", outcome)
+
+
+def _count_by(name: str, value: float, dimension: str, dimension_value: str) -> None:
+    # A metric of its own (single_metric): a dimension added to the shared `metrics` would apply to every metric
+    # it flushes with it.
     with single_metric(
-        name=MetricName.CALLBACKS_RECEIVED,
+        name=name,
         unit=MetricUnit.Count,
-        value=1,
+        value=value,
         namespace=metrics.namespace,
         default_dimensions=metrics.default_dimensions,
     ) as metric:
-        metric.add_dimension(name="outcome", value=outcome)
+        metric.add_dimension(name=dimension, value=dimension_value)
 
 
 @contextmanager

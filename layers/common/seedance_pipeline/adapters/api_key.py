@@ -6,22 +6,10 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-from botocore.exceptions import BotoCoreError, ClientError
 
-from seedance_pipeline.errors import ProviderAuthError, SecretUnavailable
-
-CACHE_SECONDS = 300
-
-# What an operator should do about each Secrets Manager / KMS error code; anything else is read as transient.
-_FIXES = {
-    "ResourceNotFoundException": "the secret does not exist: create it or fix ApiKeySecretArn",
-    "AccessDeniedException": "the function's role may not read the secret (secretsmanager:GetSecretValue)",
-    "DecryptionFailure": "the secret's KMS key refuses the function's role (kms:Decrypt)",
-    "KMSAccessDeniedException": "the secret's KMS key refuses the function's role (kms:Decrypt)",
-    "InvalidRequestException": "the secret is scheduled for deletion or disabled: restore it",
-}
-_TRANSIENT_FIX = "Secrets Manager did not answer (throttled or unreachable); nothing to fix if it passes"
+from seedance_pipeline.adapters.secret_reading import CACHE_SECONDS as CACHE_SECONDS  # importable from here as before
+from seedance_pipeline.adapters.secret_reading import read_secret
+from seedance_pipeline.errors import ProviderAuthError
 
 
 class ApiKeySource:
@@ -34,33 +22,17 @@ class ApiKeySource:
             raise ProviderAuthError("no API key secret is configured (API_KEY_SECRET_ID is empty)")
         provider = self._provider or SecretsProvider()
         self._provider = provider
-        try:
-            value: Any = provider.get(self._secret_id, max_age=CACHE_SECONDS, force_fetch=force_fetch)
-        except (GetParameterError, ClientError, BotoCoreError) as exc:
-            cause = secret_error_code(exc)
-            raise SecretUnavailable(
-                f"the API key secret {self._secret_id} could not be read ({cause}): "
-                f"{_FIXES.get(cause, _TRANSIENT_FIX)}; jobs wait and resume once it is readable",
-                secret_id=self._secret_id,
-                cause=cause,
-            ) from None
+        value = read_secret(
+            provider,
+            self._secret_id,
+            name="API key",
+            missing_fix="the secret does not exist: create it or fix ApiKeySecretArn",
+            force_fetch=force_fetch,
+        )
         key = _extract(value)
         if not key:
             raise ProviderAuthError("the API key secret is empty; put the key in it")
         return key
-
-
-def secret_error_code(exc: BaseException) -> str:
-    """The AWS error code behind a failed read. Powertools wraps the ClientError in a GetParameterError, keeping
-    only its text; the original is the wrapper's context. The message is never used: only codes and class names."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ClientError):
-            return str(seen.response.get("Error", {}).get("Code") or "ClientError")
-        if isinstance(seen, BotoCoreError):
-            return type(seen).__name__
-        seen = seen.__cause__ or seen.__context__
-    return type(exc).__name__
 
 
 def _extract(value: Any) -> str:
