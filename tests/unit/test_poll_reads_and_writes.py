@@ -82,7 +82,7 @@ def test_a_job_another_worker_wrote_meanwhile_keeps_that_workers_record():
             theirs["checks"] = store.job(job_id).checks
         return answer
 
-    provider.get = get_then_another_poller_records  # type: ignore[method-assign]
+    provider.get = get_then_another_poller_records
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
     job = store.job(job_id)
     # Our hand-over, based on the record before theirs, is refused; a later check made on top of theirs may follow.
