@@ -19,10 +19,15 @@ def _submit_dynamodb_actions(cfn: dict[str, Any]) -> set[str]:
 
 
 def test_the_submit_path_calls_only_the_dynamodb_actions_its_role_allows(cfn, make_pipeline):
-    pipeline = make_pipeline(MAX_IN_FLIGHT="1")
     called: set[str] = set()
-    client = pipeline.runtime.store._client  # the JobStore's own client: every table call goes through it
-    client.meta.events.register("before-call.dynamodb", lambda model, **_: called.add(model.name))
+
+    def watched(**settings: str) -> Any:
+        pipeline = make_pipeline(**settings)
+        client = pipeline.runtime.store._client  # the JobStore's own client: every table call goes through it
+        client.meta.events.register("before-call.dynamodb", lambda model, **_: called.add(model.name))
+        return pipeline
+
+    pipeline = watched(MAX_IN_FLIGHT="1")
 
     first = pipeline.upload("uploads/first.jpg", image_bytes())
     assert pipeline.submit(first)["outcomes"][0]["outcome"] == "SUBMITTED"
@@ -31,6 +36,13 @@ def test_the_submit_path_calls_only_the_dynamodb_actions_its_role_allows(cfn, ma
     assert queued["outcomes"][0]["outcome"] == "WAITING"
     bad = pipeline.submit(pipeline.upload("uploads/bad.jpg", b"not an image"))
     assert bad["outcomes"][0]["outcome"] == "REJECTED"
+    # A daily token budget the job's estimate would pass: the job waits, and says how much of the day is committed.
+    budgeted = watched(MAX_IN_FLIGHT="5", DAILY_TOKEN_BUDGET="1")
+    held = budgeted.submit(budgeted.upload("uploads/over-budget.jpg", image_bytes()))
+    assert held["outcomes"][0]["outcome"] == "WAITING"
+    waiting = budgeted.runtime.store.get(held["outcomes"][0]["job_id"])
+    assert waiting is not None and waiting.last_error is not None
+    assert waiting.last_error.code == "DAILY_BUDGET_REACHED"
 
     allowed = _submit_dynamodb_actions(cfn)
     assert called <= allowed, f"the submit path calls {called - allowed}, which its role does not allow"
