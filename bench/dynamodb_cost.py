@@ -109,10 +109,8 @@ def _entry_writes(old: dict[str, Any] | None, new: dict[str, Any] | None, keys: 
 
 
 def _index_writes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> float:
-    return (
-        _entry_writes(_due_entry(old), _due_entry(new), ("due_shard", "next_check_at"))
-        + _entry_writes(_slot_entry(old), _slot_entry(new), ("slot_pool", "holder"))
-    )
+    due = _entry_writes(_due_entry(old), _due_entry(new), ("due_shard", "next_check_at"))
+    return due + _entry_writes(_slot_entry(old), _slot_entry(new), ("slot_pool", "holder"))
 
 
 def _write_label(operation: str, params: dict[str, Any]) -> str:
