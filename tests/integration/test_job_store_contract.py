@@ -252,6 +252,20 @@ def test_a_check_of_a_jobs_previous_task_is_not_recorded_on_its_new_one(store: J
     assert present(store.get("j-retried")).checks == 0
 
 
+def test_a_check_is_not_recorded_over_a_reschedule_made_since_the_read(store: JobStorePort) -> None:
+    # A worker that met a provider error saved the job with its error and a later due time: same status, task and
+    # checks. A check read before that must not put the old due time back.
+    claimed = job("j-rescheduled", status=JobStatus.SUBMITTED, task_id="cgt-6")
+    store.claim(claimed, due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    later = leased(store, claimed).model_copy(
+        update={"next_check_at": NOW + 90, "lease_owner": None, "lease_until": None}
+    )
+    store.save(later, owner="worker-a", due_shard="0")
+    assert not store.record_check(due, status=JobStatus.RUNNING, provider_status="r", next_check_at=NOW, now=NOW)
+    assert present(store.get("j-rescheduled")).next_check_at == NOW + 90
+
+
 def test_a_check_is_not_recorded_on_a_job_that_left_the_due_index(store: JobStorePort) -> None:
     claimed = job("j-gone", status=JobStatus.SUBMITTED, task_id="cgt-4")
     store.claim(claimed, due_shard="0")
@@ -349,6 +363,17 @@ def test_slots_are_granted_up_to_the_limit_and_taking_or_giving_back_twice_is_ha
     assert store.slot_holders() == {"j-2", "j-3"}
     store.release_slot("j-2")
     store.release_slot("j-3")
+    assert store.slot_holders() == set()
+
+
+def test_a_slot_named_by_the_job_record_is_given_back_and_a_wrong_one_releases_nothing(store: JobStorePort) -> None:
+    assert store.acquire_slot("j-a", 4) and store.acquire_slot("j-b", 4)
+    a_slot, b_slot = store.held_slot("j-a"), store.held_slot("j-b")
+    assert a_slot is not None and b_slot is not None and a_slot != b_slot and {a_slot, b_slot} <= set(range(4))
+    assert store.held_slot("j-never-held") is None
+    store.release_slot("j-b", slot=a_slot)  # a record naming another job's slot: that slot stays its holder's
+    assert store.slot_holders() == {"j-a"}
+    store.release_slot("j-a", slot=a_slot)
     assert store.slot_holders() == set()
 
 

@@ -137,6 +137,7 @@ class FakeStore:
                 or current["status"] != job.status.value
                 or current["checks"] != job.checks
                 or current.get("task_id") != job.task_id
+                or current.get("next_check_at") != job.next_check_at
                 or (current.get("lease_until") or 0) >= now
             ):
                 return False
@@ -182,7 +183,12 @@ class FakeStore:
     def slot_holders(self) -> set[str]:
         return self.slots
 
-    def release_slot(self, job_id: str) -> None:
+    def held_slot(self, job_id: str) -> int | None:
+        with self._lock:
+            return next((n for n, holder in self.slot_items.items() if holder == job_id), None)
+
+    def release_slot(self, job_id: str, *, slot: int | None = None) -> None:
+        # The hint only saves JobStore a look-up: the slot released is always the one job_id holds.
         with self._lock:
             for slot in [n for n, holder in self.slot_items.items() if holder == job_id]:
                 del self.slot_items[slot]

@@ -18,11 +18,11 @@ def release_fails_once(store):
     real = store.release_slot
     calls = []
 
-    def release_slot(job_id):
+    def release_slot(job_id, *, slot=None):
         calls.append(job_id)
         if len(calls) == 1:
             raise ConnectionError("DynamoDB did not answer the slot release")
-        real(job_id)
+        real(job_id, slot=slot)
 
     store.release_slot = release_slot
     return calls

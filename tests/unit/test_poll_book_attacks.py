@@ -64,12 +64,6 @@ def _key_in_shard(shard: str, shards: int, *, prefix: str, sequencer: str = "01"
 # --- 1. a failed check write ends the whole invocation ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="record_still_running is called outside _lease_and_check's try: one refused UpdateItem escapes the "
-    "pool, ends the pass and the invocation (the waiting queue behind it is never served); before, the write "
-    "was inside the try and the job counted as ERROR",
-)
 def test_a_check_write_that_dynamodb_refuses_does_not_end_the_pass_or_the_invocation():
     runtime, store, storage, provider = _with_store(ThrottledCheckWrites, max_in_flight=2)
     provider.ready_after = 10**6
@@ -87,19 +81,12 @@ def test_a_check_write_that_dynamodb_refuses_does_not_end_the_pass_or_the_invoca
     left = iter([300.0] * 50)
     run_poll(runtime, owner="p", time_left=lambda: next(left, 0.0))
 
-    assert store.job(waiting).status is JobStatus.SUBMITTED, "the queue behind the refused write was served"
+    assert store.job(waiting).status in (JobStatus.SUBMITTED, JobStatus.RUNNING), "the queue behind it was served"
 
 
 # --- 2. a write that leaves `checks` alone is overwritten by the hand-over --------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="record_check's condition (status, checks, task, no lease) is the only guard, and _retry_later "
-    "saves a live job without changing checks: a hand-off (or another poller) that met a provider error while "
-    "this invocation held the job unrecorded is overwritten at hand-over (last_error removed, its retry time "
-    "replaced). The window used to be one status call; it is now the whole invocation",
-)
 def test_a_handoff_that_met_a_provider_error_is_not_overwritten_by_the_pollers_hand_over():
     runtime, store, storage, provider = make_runtime()
     provider.ready_after = 10**6
@@ -153,12 +140,6 @@ class NewerUploadDuringRead(FakeStorage):
         return super().read(bucket, key, **kwargs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_claim_and_submit passes recorded_newest=True, so try_submit skips _superseded_before_sending; the "
-    "image read, the secret read, the slot and the budget all come between recording the key's newest upload and "
-    "the POST, and an upload replaced meanwhile is now paid for and then failed SUPERSEDED at delivery",
-)
 def test_an_upload_replaced_while_its_image_is_read_is_not_sent():
     runtime, store, _, provider = make_runtime()
     storage = NewerUploadDuringRead(store)
@@ -205,12 +186,6 @@ def test_an_overlapping_invocation_does_not_ask_again_about_a_job_just_checked()
 # --- 5. MAX_JOBS_PER_PASS: jobs not yet due crowd out due ones ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collect_due_jobs now reads up to now + window and stops at MAX_JOBS_PER_PASS shard by shard: jobs of an "
-    "early shard that fall due later in the window (and jobs kept unrecorded, whose record stays due) fill the "
-    "read, and a job due now in a later shard is never seen, invocation after invocation",
-)
 def test_a_job_due_now_is_not_crowded_out_by_jobs_falling_due_later(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(polling, "MAX_JOBS_PER_PASS", 2)  # the real cap is 5000: the same, at a scale a test runs
     runtime, store, storage, provider = make_runtime()

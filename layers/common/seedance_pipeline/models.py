@@ -194,6 +194,9 @@ class Job(BaseModel):
     # completes them, so a failure between the terminal save and the release can neither leak a slot nor lose
     # the event.
     finalize_pending: bool = False
+    # The in-flight slot the job holds, recorded with the mark before the POST: whichever function ends the job
+    # gives that slot back directly, without looking it up.
+    slot: int | None = None
     lease_owner: str | None = None
     lease_until: float | None = None
 

@@ -185,7 +185,7 @@ class JobStore:
         usage: dict[str, Any] | None = None,
     ) -> bool:
         """Record status checks that delivered nothing, without a lease: one UpdateItem that holds only if nobody
-        leased the job or recorded a check since `job` was read (same status, task and number of checks). `checks`
+        leased the job or wrote it since `job` was read (same status, task, number of checks and due time). `checks`
         is the new count (default one more: a poller may make several checks before it records them)."""
         values: dict[str, Any] = {
             ":checks": {"N": str(job.checks + 1 if checks is None else checks)},
@@ -196,6 +196,7 @@ class JobStore:
             ":provider_status": {"S": provider_status},
             ":next": {"N": repr(next_check_at)},
             ":now": {"N": repr(now)},
+            ":read_next": {"N": repr(job.next_check_at)},
         }
         update = (
             "SET checks = :checks, #status = :status, provider_status = :provider_status, next_check_at = :next, "
@@ -209,8 +210,9 @@ class JobStore:
             UpdateExpression=update + " REMOVE last_error",
             ConditionExpression=(
                 # The task too: after an operator retry the job has a new task with the same status and checks.
+                # And its due time: a reschedule (a status error recorded under a lease) changes nothing else.
                 "attribute_exists(due_shard) AND #status = :was AND checks = :expected AND task_id = :task "
-                "AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+                "AND next_check_at = :read_next AND (attribute_not_exists(lease_until) OR lease_until < :now)"
             ),
             ExpressionAttributeNames={"#status": "status", **({"#usage": "usage"} if usage is not None else {})},
             ExpressionAttributeValues=values,
@@ -240,8 +242,14 @@ class JobStore:
         """Take a slot for job_id, or confirm the one it holds; False when no candidate slot is free."""
         return self._slots.acquire_slot(job_id, limit)
 
-    def release_slot(self, job_id: str) -> None:
-        self._slots.release_slot(job_id)
+    def held_slot(self, job_id: str) -> int | None:
+        """The slot this store took or confirmed for job_id (None when it did not: ask the job record)."""
+        return self._slots.held_slot(job_id)
+
+    def release_slot(self, job_id: str, *, slot: int | None = None) -> None:
+        """Give back job_id's slot; `slot` (the job record's) is tried first, and only ever released if job_id
+        holds it."""
+        self._slots.release_slot(job_id, slot=slot)
 
     def slot_holders(self) -> set[str]:
         """The jobs holding slots (eventually consistent; see InFlightSlots.slot_holders)."""

@@ -99,13 +99,20 @@ class InFlightSlots:
                 return True
         return False
 
-    def release_slot(self, job_id: str) -> None:
+    def held_slot(self, job_id: str) -> int | None:
+        with self._slot_lock:
+            return self._slot_of.get(job_id)
+
+    def release_slot(self, job_id: str, *, slot: int | None = None) -> None:
         with self._slot_lock:
             cached = self._slot_of.pop(job_id, None)
-        if cached is not None and self._give_back(cached, job_id):
-            return
-        for slot in self._slots_held_by(job_id):
-            self._give_back(slot, job_id)
+        # The slot this process took, else the one the job record names (taken by another function): a conditional
+        # update each, so a wrong guess releases nothing; only when both miss is the holder looked up.
+        for known in dict.fromkeys(s for s in (cached, slot) if s is not None):
+            if self._give_back(known, job_id):
+                return
+        for held in self._slots_held_by(job_id):
+            self._give_back(held, job_id)
 
     def slot_holders(self) -> set[str]:
         """The jobs holding slots, from the sparse slot-holders index (eventually consistent: good for a metric and

@@ -61,9 +61,12 @@ class DueBook:
     def __init__(self) -> None:
         self._jobs: dict[str, Tracked] = {}
 
-    def refresh(self, read: list[DueJob]) -> None:
-        """Take a fresh read of the index: it wins, except over a check made here on the record it still shows."""
+    def refresh(self, read: list[DueJob], *, complete: bool = True) -> None:
+        """Take a fresh read of the index: it wins, except over a check made here on the record it still shows. A
+        read cut short (MAX_JOBS_PER_PASS) may leave out a job checked here: that one is kept, not forgotten."""
         fresh: dict[str, Tracked] = {}
+        if not complete:
+            fresh.update((job_id, t) for job_id, t in self._jobs.items() if t.unrecorded)
         for job in read:
             kept = self._jobs.get(job.job_id)
             checked_here = kept is not None and kept.unrecorded and _same_record(kept.recorded, job)

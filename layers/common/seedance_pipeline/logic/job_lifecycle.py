@@ -90,9 +90,15 @@ def finish(
 def complete_finish(job: Job, runtime: Runtime, *, owner: str) -> Job:
     """For a leased terminal job marked finalize_pending: give back its slot, publish its event, clear the mark."""
     # Always release: a slot taken just before a crash would otherwise leak, and a slot not held is harmless.
-    runtime.store.release_slot(job.job_id)
+    runtime.store.release_slot(job.job_id, slot=job.slot)
     done = job.model_copy(
-        update={"finalize_pending": False, "next_check_at": None, "lease_owner": None, "lease_until": None}
+        update={
+            "finalize_pending": False,
+            "next_check_at": None,
+            "lease_owner": None,
+            "lease_until": None,
+            "slot": None,
+        }
     )
     runtime.events.publish(done)
     finished_at = job.finished_at or runtime.clock()

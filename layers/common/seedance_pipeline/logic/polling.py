@@ -69,7 +69,8 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
         while window_left() > 0:
             now = runtime.clock()
             if read_at is None or now - read_at >= read_every or (slot_freed and book.has_waiting()):
-                book.refresh(collect_due_jobs(runtime, until=now + window_left()))
+                read, cut_short = collect_due_jobs(runtime, until=now + window_left())
+                book.refresh(read, complete=not cut_short)
                 read_at, slot_freed = now, False
             queue_paused = now < queue_paused_until
             due = book.take_due(now, waiting_too=not queue_paused)
@@ -99,15 +100,21 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
     return report
 
 
-def collect_due_jobs(runtime: Runtime, *, until: float) -> list[DueJob]:
-    """Live jobs due by `until`, soonest first per shard: those due now and those falling due in the window."""
+def collect_due_jobs(runtime: Runtime, *, until: float) -> tuple[list[DueJob], bool]:
+    """Live jobs due by `until` (those due now and those falling due in the window), and whether the read was cut
+    short. Each shard gives at most its share of MAX_JOBS_PER_PASS, soonest first: jobs due later in one shard
+    never crowd out a job due now in another."""
+    shards = runtime.store.due_shards
+    share = -(-MAX_JOBS_PER_PASS // shards)
     jobs: list[DueJob] = []
-    for shard in range(runtime.store.due_shards):
-        for job in runtime.store.due_jobs(str(shard), until):
+    cut_short = False
+    for shard in range(shards):
+        for count_in_shard, job in enumerate(runtime.store.due_jobs(str(shard), until), start=1):
             jobs.append(job)
-            if len(jobs) >= MAX_JOBS_PER_PASS:
-                return jobs
-    return jobs
+            if count_in_shard >= share:
+                cut_short = True
+                break
+    return jobs, cut_short
 
 
 def _hand_over(book: DueBook, runtime: Runtime) -> None:
@@ -261,9 +268,13 @@ def _lease_and_check(
         assert checked.job.next_check_at is not None
         if checked.job.next_check_at - runtime.clock() < window_left():
             return checked.job.status, checked  # checked again in this window: recorded when handed over
-        if record_still_running(checked, runtime):
-            return checked.job.status, None
-        return CheckDisposition.LEASED, None
+        try:
+            recorded = record_still_running(checked, runtime)
+        except Exception:
+            # The record is as it was: a later read finds the job due again. The rest of the pass goes on.
+            logger.exception("could not record a status check")
+            return CheckDisposition.ERROR, None
+        return (checked.job.status, None) if recorded else (CheckDisposition.LEASED, None)
     try:
         # The lease's condition is on the record as read; the checks made here since count in what it returns.
         leased = runtime.store.acquire_lease(

@@ -125,8 +125,7 @@ def _claim_and_submit(upload: Upload, job: Job, runtime: Runtime, *, owner: str)
                 upload,
                 finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=exc.code, message=exc.message),
             )
-    # Just recorded as the key's newest upload: the check before sending need not read that record back.
-    return _outcome(upload, try_submit(job, runtime, owner=owner, recorded_newest=bool(upload.sequencer)).job)
+    return _outcome(upload, submit_job(job, runtime, owner=owner))
 
 
 def _outcome(upload: Upload, job: Job) -> UploadOutcome:
@@ -155,9 +154,8 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     return try_submit(job, runtime, owner=owner).job
 
 
-def try_submit(job: Job, runtime: Runtime, *, owner: str, recorded_newest: bool = False) -> SubmitAttempt:
-    """submit_job, also saying whether the jobs queued behind this one can be sent now. `recorded_newest`: this
-    invocation has just recorded the job as its key's newest upload (it has not waited since)."""
+def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
+    """submit_job, also saying whether the jobs queued behind this one can be sent now."""
     settings = runtime.settings
     now = runtime.clock()
     if past_waiting_age(job, now, runtime) and not over_budget(job, runtime, now):
@@ -228,7 +226,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, recorded_newest: bool 
         job = _with_request(job, inputs)
     request = inputs.request
 
-    if not recorded_newest and _superseded_before_sending(job, runtime):
+    if _superseded_before_sending(job, runtime):
         return SubmitAttempt(
             finish(
                 job,
@@ -256,7 +254,14 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, recorded_newest: bool 
     if commitment is None:
         return SubmitAttempt(held_by_budget(job, runtime, owner=owner, now=now), Blocked.DAILY_BUDGET)
 
-    job = job.model_copy(update={"submission_started_at": now, "attempts": job.attempts + 1, "updated_at": now})
+    job = job.model_copy(
+        update={
+            "submission_started_at": now,
+            "attempts": job.attempts + 1,
+            "updated_at": now,
+            "slot": runtime.store.held_slot(job.job_id),
+        }
+    )
     runtime.store.save(job.bounded(), owner=owner, due_shard=due_shard_for(job.job_id, settings.due_index_shards))
     try:
         task_id = runtime.provider().submit(body, deadline=runtime.provider_deadline(job.lease_until))
@@ -361,7 +366,7 @@ def _not_submitted(job: Job, runtime: Runtime, *, owner: str, error: PipelineErr
 
 def _back_to_waiting(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
     """The provider did not take the task: give the slot back and try again later. Never burns the job."""
-    runtime.store.release_slot(job.job_id)
+    runtime.store.release_slot(job.job_id, slot=job.slot)
     now = runtime.clock()
     at_least = 0.0
     if isinstance(error, SecretUnavailable):
@@ -390,6 +395,7 @@ def _back_to_waiting(job: Job, runtime: Runtime, *, owner: str, error: PipelineE
         update={
             "status": JobStatus.WAITING,
             "submission_started_at": None,
+            "slot": None,
             "last_error": JobError(code=error.code, message=error.message),
         }
     )
