@@ -7,6 +7,7 @@ CloudFormation, and the parameter values are checked the way CloudFormation chec
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,11 +68,17 @@ def find_template(start: Path | None = None) -> Path:
 
 
 def load_template(path: Path | str | None = None) -> dict[str, Any]:
-    """Parse the SAM template (short-form intrinsics such as !Ref become their long form)."""
+    """Parse the SAM template (short-form intrinsics such as !Ref become their long form). Each caller gets its
+    own copy; the parse (about a quarter of a second) is done once per text of the file."""
+    template_path = Path(path) if path is not None else find_template()
+    return copy.deepcopy(_parsed_template(template_path.read_text(encoding="utf-8")))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_template(text: str) -> dict[str, Any]:
     from samtranslator.yaml_helper import yaml_parse
 
-    template_path = Path(path) if path is not None else find_template()
-    parsed: dict[str, Any] = yaml_parse(template_path.read_text(encoding="utf-8"))
+    parsed: dict[str, Any] = yaml_parse(text)
     return parsed
 
 

@@ -170,7 +170,7 @@ class FakeStore:
     def slots(self) -> set[str]:
         return set(self.slot_items.values())
 
-    def acquire_slot(self, job_id: str, limit: int) -> bool:
+    def acquire_slot(self, job_id: str, limit: int, *, new_holder: bool = False) -> bool:
         with self._lock:
             if job_id in self.slot_items.values():
                 return True

@@ -238,9 +238,10 @@ class JobStore:
         self._client.put_item(TableName=self._table, Item=serialize(self._item(job, due_shard=due_shard)))
 
     # --- in-flight slots: one small item per slot (slot_items.py) -------------------------------------------------
-    def acquire_slot(self, job_id: str, limit: int) -> bool:
-        """Take a slot for job_id, or confirm the one it holds; False when no candidate slot is free."""
-        return self._slots.acquire_slot(job_id, limit)
+    def acquire_slot(self, job_id: str, limit: int, *, new_holder: bool = False) -> bool:
+        """Take a slot for job_id, or confirm the one it holds; False when no candidate slot is free. `new_holder`:
+        job_id cannot hold one yet (claimed moments ago by this invocation), so the holder look-up is skipped."""
+        return self._slots.acquire_slot(job_id, limit, new_holder=new_holder)
 
     def held_slot(self, job_id: str) -> int | None:
         """The slot this store took or confirmed for job_id (None when it did not: ask the job record)."""

@@ -82,11 +82,11 @@ class InFlightSlots:
         self._free_slots: deque[tuple[int, float]] = deque(maxlen=_SLOT_HINTS_KEPT)
         self._slot_lock = threading.Lock()
 
-    def acquire_slot(self, job_id: str, limit: int) -> bool:
+    def acquire_slot(self, job_id: str, limit: int, *, new_holder: bool = False) -> bool:
         """Take a slot for job_id, or confirm the one it holds; False when no candidate slot is free."""
         now = self._clock()
         tried: set[int] = set()
-        for slot in self._slot_candidates(job_id, limit):
+        for slot in self._slot_candidates(job_id, limit, new_holder=new_holder):
             if slot in tried:
                 continue
             tried.add(slot)
@@ -135,13 +135,13 @@ class InFlightSlots:
                 return held
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def _slot_candidates(self, job_id: str, limit: int) -> Iterator[int]:
+    def _slot_candidates(self, job_id: str, limit: int, *, new_holder: bool) -> Iterator[int]:
         # The slot this job already holds first, so taking twice (or again after a crash) never takes a second one.
         with self._slot_lock:
             cached = self._slot_of.get(job_id)
         if cached is not None:
             yield cached
-        else:
+        elif not new_holder:
             yield from self._slots_held_by(job_id)
         # Slots this process recently gave back or saw free are tried next: at saturation a finishing job's slot
         # goes straight to the next waiting one instead of being searched for.

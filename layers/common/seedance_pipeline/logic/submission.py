@@ -125,7 +125,7 @@ def _claim_and_submit(upload: Upload, job: Job, runtime: Runtime, *, owner: str)
                 upload,
                 finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=exc.code, message=exc.message),
             )
-    return _outcome(upload, submit_job(job, runtime, owner=owner))
+    return _outcome(upload, try_submit(job, runtime, owner=owner, just_claimed=True).job)
 
 
 def _outcome(upload: Upload, job: Job) -> UploadOutcome:
@@ -154,8 +154,9 @@ def submit_job(job: Job, runtime: Runtime, *, owner: str) -> Job:
     return try_submit(job, runtime, owner=owner).job
 
 
-def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
-    """submit_job, also saying whether the jobs queued behind this one can be sent now."""
+def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = False) -> SubmitAttempt:
+    """submit_job, also saying whether the jobs queued behind this one can be sent now. `just_claimed`: this
+    invocation created the job moments ago, so no earlier attempt can have taken a slot for it."""
     settings = runtime.settings
     now = runtime.clock()
     if past_waiting_age(job, now, runtime) and not over_budget(job, runtime, now):
@@ -208,7 +209,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str) -> SubmitAttempt:
         not_ready = _not_submitted(job, runtime, owner=owner, error=exc)
         return SubmitAttempt(not_ready, _blocked_by(exc) if not_ready.status is JobStatus.WAITING else None)
 
-    if not runtime.store.acquire_slot(job.job_id, settings.max_in_flight):
+    if not runtime.store.acquire_slot(job.job_id, settings.max_in_flight, new_holder=just_claimed):
         count(MetricName.JOB_WAITING)
         logger.info("no provider capacity; job waits")
         waiting = reschedule(job, runtime, owner=owner, next_check_at=waiting_retry_at(now, settings))
