@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -48,6 +48,9 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+DEFAULT_DUE_SHARDS = 2
 
 
 class FakeStore:
@@ -495,22 +498,35 @@ class FakeRuntime(Runtime):
     events: RecordingEvents
 
 
+S = TypeVar("S", bound=FakeStore)
+
+
+def make_runtime_with(
+    store_type: type[S], clock: FakeClock | None = None, **settings: Any
+) -> tuple[FakeRuntime, S, FakeStorage, FakeProvider]:
+    """make_runtime with a FakeStore subclass of the test's own (one that counts or refuses some calls)."""
+    store = store_type(due_shards=settings.get("due_index_shards", DEFAULT_DUE_SHARDS))
+    runtime, _, storage, provider = make_runtime(clock, store=store, **settings)
+    return runtime, store, storage, provider
+
+
 def make_runtime(
     clock: FakeClock | None = None,
     *,
     provider: FakeProvider | None = None,
     storage: FakeStorage | None = None,
+    store: FakeStore | None = None,
     **settings: Any,
 ) -> tuple[FakeRuntime, FakeStore, FakeStorage, FakeProvider]:
     clock = clock or FakeClock()
     fields: dict[str, Any] = {
         "jobs_table_name": "jobs",
         "input_bucket": "in-bucket",
-        "due_index_shards": 2,
+        "due_index_shards": DEFAULT_DUE_SHARDS,
         "api_base_url": GATEWAY_URL,
     }
     fields.update(settings)
-    store, storage = FakeStore(due_shards=fields["due_index_shards"]), storage or FakeStorage()
+    store, storage = store or FakeStore(due_shards=fields["due_index_shards"]), storage or FakeStorage()
     chosen_provider = provider or FakeProvider(clock)
     parsed = Settings(**fields)
     # The dialect's own reading of callback bodies: pure code, the same the deployed function runs.

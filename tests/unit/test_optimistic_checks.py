@@ -2,7 +2,7 @@
 
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.models import DueJob, Job, JobStatus
-from tests.support.fakes import FakeStore, make_runtime
+from tests.support.fakes import FakeStore, make_runtime_with
 from tests.unit.test_polling import poll_until_terminal, submitted
 
 
@@ -16,15 +16,8 @@ class LeaseCountingStore(FakeStore):
         return super().acquire_lease(job, owner=owner, now=now, lease_seconds=lease_seconds)
 
 
-def _runtime_counting_leases():
-    runtime, store, storage, provider = make_runtime()
-    counting = LeaseCountingStore(due_shards=store.due_shards)
-    runtime.store = counting
-    return runtime, counting, storage, provider
-
-
 def test_checks_that_find_the_task_still_running_take_no_lease():
-    runtime, store, storage, provider = _runtime_counting_leases()
+    runtime, store, storage, provider = make_runtime_with(LeaseCountingStore)
     provider.ready_after = 600.0
     job_id = submitted(runtime, storage)
     for _ in range(5):
@@ -37,7 +30,7 @@ def test_checks_that_find_the_task_still_running_take_no_lease():
 
 
 def test_the_check_that_finds_the_video_ready_leases_once_and_asks_the_provider_once():
-    runtime, store, storage, provider = _runtime_counting_leases()
+    runtime, store, storage, provider = make_runtime_with(LeaseCountingStore)
     job_id = submitted(runtime, storage)
     poll_until_terminal(runtime, store)
     job = store.job(job_id)
@@ -47,7 +40,7 @@ def test_the_check_that_finds_the_video_ready_leases_once_and_asks_the_provider_
 
 
 def test_a_job_leased_by_another_poller_is_left_to_it():
-    runtime, store, storage, provider = _runtime_counting_leases()
+    runtime, store, storage, provider = make_runtime_with(LeaseCountingStore)
     provider.ready_after = 600.0
     job_id = submitted(runtime, storage)
     runtime.clock.advance(60)

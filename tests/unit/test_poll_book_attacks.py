@@ -20,7 +20,7 @@ from seedance_pipeline.models import DueJob, JobStatus, Upload
 from seedance_pipeline.rules.keys import due_shard_for, job_id_for
 from seedance_pipeline.triggers.callback_events import CallbackHandoff
 from tests.support.expect import present
-from tests.support.fakes import FakeStorage, FakeStore, make_runtime
+from tests.support.fakes import FakeStorage, FakeStore, make_runtime, make_runtime_with
 from tests.support.images import image_bytes
 from tests.unit.test_polling import BUCKET, submitted
 
@@ -45,13 +45,6 @@ class ThrottledCheckWrites(FakeStore):
         return super().record_check(job, **kwargs)
 
 
-def _with_store(store_type: type[FakeStore], **settings: Any) -> Any:
-    runtime, store, storage, provider = make_runtime(**settings)
-    replacement = store_type(due_shards=store.due_shards)
-    runtime.store = replacement
-    return runtime, replacement, storage, provider
-
-
 def _key_in_shard(shard: str, shards: int, *, prefix: str, sequencer: str = "01") -> str:
     for n in range(10_000):
         key = f"uploads/{prefix}-{n}.jpg"
@@ -65,7 +58,7 @@ def _key_in_shard(shard: str, shards: int, *, prefix: str, sequencer: str = "01"
 
 
 def test_a_check_write_that_dynamodb_refuses_does_not_end_the_pass_or_the_invocation():
-    runtime, store, storage, provider = _with_store(ThrottledCheckWrites, max_in_flight=2)
+    runtime, store, storage, provider = make_runtime_with(ThrottledCheckWrites, max_in_flight=2)
     provider.ready_after = 10**6
     live = submitted(runtime, storage, key="uploads/live.jpg")
     # A second job queues for capacity (a slot taken by a job that has since ended), then the slot comes free.

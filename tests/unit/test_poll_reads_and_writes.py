@@ -12,7 +12,7 @@ import pytest
 from seedance_pipeline.logic.due_book import READS_PER_WINDOW
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.models import DueJob, JobStatus
-from tests.support.fakes import FakeStore, make_runtime
+from tests.support.fakes import FakeStore, make_runtime_with
 from tests.unit.test_polling import poll_until_terminal, submitted
 
 
@@ -31,15 +31,8 @@ class CountingStore(FakeStore):
         return super().record_check(job, **kwargs)
 
 
-def _runtime(**settings: Any):
-    runtime, store, storage, provider = make_runtime(**settings)
-    counting = CountingStore(due_shards=store.due_shards)
-    runtime.store = counting
-    return runtime, counting, storage, provider
-
-
 def test_a_job_checked_several_times_in_one_invocation_is_recorded_once_with_every_check():
-    runtime, store, storage, provider = _runtime()
+    runtime, store, storage, provider = make_runtime_with(CountingStore)
     provider.ready_after = 600.0
     job_id = submitted(runtime, storage)
     runtime.clock.advance(40)  # its first check is due
@@ -52,7 +45,7 @@ def test_a_job_checked_several_times_in_one_invocation_is_recorded_once_with_eve
 
 
 def test_index_reads_per_invocation_do_not_grow_with_the_checks_it_makes():
-    runtime, store, storage, provider = _runtime()
+    runtime, store, storage, provider = make_runtime_with(CountingStore)
     provider.ready_after = 600.0
     for n in range(10):  # MaxInFlight's worth
         submitted(runtime, storage, key=f"uploads/cat-{n}.jpg")
@@ -64,7 +57,7 @@ def test_index_reads_per_invocation_do_not_grow_with_the_checks_it_makes():
 
 
 def test_a_job_another_worker_wrote_meanwhile_keeps_that_workers_record():
-    runtime, store, storage, provider = _runtime()
+    runtime, store, storage, provider = make_runtime_with(CountingStore)
     provider.ready_after = 600.0
     job_id = submitted(runtime, storage)
     runtime.clock.advance(40)
@@ -82,7 +75,7 @@ def test_a_job_another_worker_wrote_meanwhile_keeps_that_workers_record():
             theirs["checks"] = store.job(job_id).checks
         return answer
 
-    provider.get = get_then_another_poller_records
+    provider.get = get_then_another_poller_records  # type: ignore[method-assign]
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
     job = store.job(job_id)
     # Our hand-over, based on the record before theirs, is refused; a later check made on top of theirs may follow.
@@ -91,7 +84,7 @@ def test_a_job_another_worker_wrote_meanwhile_keeps_that_workers_record():
 
 
 def test_an_invocation_that_dies_mid_window_leaves_the_record_as_it_was_and_the_next_one_checks_again():
-    runtime, store, storage, provider = _runtime()
+    runtime, store, storage, provider = make_runtime_with(CountingStore)
     provider.ready_after = 600.0
     job_id = submitted(runtime, storage)
     runtime.clock.advance(40)
@@ -118,7 +111,7 @@ def test_an_invocation_that_dies_mid_window_leaves_the_record_as_it_was_and_the_
 
 
 def test_waiting_jobs_left_behind_by_a_blocked_pass_are_tried_again_in_the_same_invocation():
-    runtime, store, storage, provider = _runtime(max_in_flight=1)
+    runtime, store, storage, provider = make_runtime_with(CountingStore, max_in_flight=1)
     provider.ready_after = 20.0
     first = submitted(runtime, storage, key="uploads/a.jpg")
     waiting = [submitted(runtime, storage, key=f"uploads/w{n}.jpg") for n in range(2)]
