@@ -11,7 +11,7 @@ Measured: the wall time of one real poll-handler invocation (LocalPipeline), war
 loaded), for several POLL_CONCURRENCY values; baseline: the same handler with POLL_CONCURRENCY=1 on a sample.
 
 Two stores, two rows. 1a: the real JobStore against moto. moto is one Python process that serves about 150
-writes a second on this machine, and a check is two writes (lease, save), so 1a measures moto's ceiling once
+writes a second on this machine, and a check here is one conditional write, so 1a measures moto's ceiling once
 the concurrency passes ~8 (the hooks below print its write latency). 1b: the same handler and provider
 client, with the jobs table replaced by the in-memory FakeStore from tests/support/fakes.py behind a fixed
 5 ms per call (DynamoDB's typical in-region latency), which shows what the poller itself sustains. 1b leaves
