@@ -36,4 +36,7 @@ def test_three_overlapping_pollers_finalize_each_job_exactly_once(pipeline, sim,
     assert set(finalized) == {job.job_id for job in jobs.values()}
     assert set(finalized.values()) == {1}, f"some job was finalized more than once: {finalized}"
     assert sim.counters.tasks_created == 12
-    assert sim.counters.download == 12
+    # One download per recorded delivery attempt: 12, unless a download failed under load and its retry is
+    # on the record. Two pollers delivering the same job would download more often than the record says.
+    attempts = {job.job_id: job.delivery_attempts for job in jobs.values()}
+    assert sim.counters.download == sum(attempts.values()), f"downloads vs attempts recorded: {attempts}"
