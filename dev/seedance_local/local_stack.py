@@ -134,6 +134,9 @@ class LocalStack:
         """
         from moto.server import ThreadedMotoServer
 
+        from seedance_local.moto_atomic_writes import apply_atomic_writes
+
+        apply_atomic_writes()
         if quiet:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
         sam = load_template(template_path)
