@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     jobs_table_name: str
     input_bucket: str = ""
     output_bucket: str = ""
+    # The output bucket's customer managed KMS key (OutputBucketKmsKeyArn): results are written with it. Empty: the
+    # bucket's default encryption applies.
+    output_kms_key_arn: str = ""
     # Empty: the ark dialect takes Volcengine's URL; the unified dialect has no default (a gateway is the user's).
     api_base_url: str = ""
     api_key_secret_id: str = ""
