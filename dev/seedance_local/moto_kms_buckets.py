@@ -43,9 +43,9 @@ def apply_kms_buckets() -> None:
         from moto.s3.models import S3Backend
         from moto.s3.responses import S3Response
 
-        S3Response.get_object = _checked_read(S3Response.get_object)
-        S3Backend.put_object = _checked_write(S3Backend.put_object)
-        S3Backend.create_multipart_upload = _checked_multipart(S3Backend.create_multipart_upload)
+        setattr(S3Response, "get_object", _checked_read(S3Response.get_object))  # noqa: B010 (a method: mypy)
+        setattr(S3Backend, "put_object", _checked_write(S3Backend.put_object))  # noqa: B010
+        setattr(S3Backend, "create_multipart_upload", _checked_multipart(S3Backend.create_multipart_upload))  # noqa: B010
         _applied = True
 
 

@@ -30,7 +30,7 @@ class ObjectStorage:
         self._client = client
         # Every object this adapter writes is an output: with the output bucket's key, each is encrypted with it
         # whatever the bucket's default says (S3 applies the bucket's Bucket Key setting).
-        self._write_args: dict[str, str] = (
+        self._write_args: dict[str, Any] = (
             {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": output_kms_key_id} if output_kms_key_id else {}
         )
         # Parts upload in parallel from a bounded queue: memory is about (concurrency + 1) x chunk size,
