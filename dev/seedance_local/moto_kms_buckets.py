@@ -8,6 +8,7 @@ check back, against moto's own KMS in the same process:
 
 - a key moto's KMS does not know: `KMS.NotFoundException`;
 - a disabled key: `KMS.DisabledException`; a key pending deletion: `KMS.KMSInvalidStateException`;
+- a presigned URL signed with SigV2 (S3 serves SSE-KMS objects to SigV4 only): `InvalidArgument`;
 - a key whose key policy denies the action (an explicit `Deny` of kms:Decrypt or kms:GenerateDataKey, the way a
   test makes "a key that does not admit the functions' roles"): `AccessDenied`, with the message S3 gives,
   naming the action and the key.
@@ -55,6 +56,15 @@ def _checked_read(get_object: Callable[..., Any]) -> Callable[..., Any]:
         version_id = self.querystring.get("versionId", [None])[0]
         key = self.backend.get_object(self.bucket_name, self.parse_key_name(), version_id=version_id)
         if key is not None and key.encryption == _KMS:
+            if "Signature" in self.querystring and "X-Amz-Algorithm" not in self.querystring:
+                from moto.s3.exceptions import S3ClientError
+
+                # A presigned URL signed with SigV2: S3 serves no SSE-KMS object through one.
+                raise S3ClientError(
+                    "InvalidArgument",
+                    "Requests specifying Server Side Encryption with AWS KMS managed keys require AWS Signature "
+                    "Version 4.",
+                )
             _check(self.backend.account_id, key.region_name, key.kms_key_id, "kms:Decrypt")
         return get_object(self)
 

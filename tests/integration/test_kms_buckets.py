@@ -9,10 +9,13 @@ the team's buckets are encrypted by default with them, as the documentation's "B
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.config import Config
 
 from seedance_local.harness import LocalPipeline
 from seedance_local.local_stack import LocalStack
@@ -165,3 +168,24 @@ def test_a_disabled_key_is_refused_by_the_local_s3_as_s3_refuses_it(sim) -> None
         with pytest.raises(Exception, match=r"KMS\.DisabledException"):
             s3.get_object(Bucket="team-media-disabled", Key="uploads/a.jpg")
         assert s3.head_object(Bucket="team-media-disabled", Key="uploads/a.jpg")["ContentLength"] == 1
+
+
+def test_only_a_sigv4_presigned_url_serves_an_sse_kms_image_as_s3_does(sim) -> None:
+    # The provider fetches the image through a URL the function signed: S3 serves SSE-KMS objects to SigV4 only, and
+    # the pipeline's S3 client signs with SigV4 (the end-to-end test above has the simulator fetch one).
+    key = _key("presigned")
+    with LocalStack.start(api_key=API_KEY, parameters={"ExistingBucketName": "team-media-presigned"}) as stack:
+        _encrypt_by_default(stack, "team-media-presigned", key)
+        stack.client("s3").put_object(Bucket="team-media-presigned", Key="uploads/a.jpg", Body=b"image")
+        params = {"Bucket": "team-media-presigned", "Key": "uploads/a.jpg"}
+        v4 = stack.client("s3", config=Config(signature_version="s3v4")).generate_presigned_url(
+            "get_object", Params=params
+        )
+        with urllib.request.urlopen(v4, timeout=10) as answer:
+            assert answer.read() == b"image"
+        v2 = stack.client("s3", config=Config(signature_version="s3")).generate_presigned_url(
+            "get_object", Params=params
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(v2, timeout=10)
+        assert b"Signature Version 4" in refused.value.read()
