@@ -91,6 +91,8 @@ def test_an_sse_kms_existing_bucket_is_read_and_written_with_its_key(kms_stack, 
     source = s3.head_object(Bucket=job.source_bucket, Key=job.source_key)
     assert (source["ServerSideEncryption"], source["SSEKMSKeyId"]) == ("aws:kms", keys["input"])
     assert sim.counters.tasks_created == 1
+    # The simulator fetched the image through the function's presigned URL, which S3 serves only signed with SigV4.
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in json.dumps(sim.counters.request_bodies)
     for output in (job.outputs.video_key, job.outputs.sidecar_key):
         head = s3.head_object(Bucket=job.outputs.bucket, Key=output)
         assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", keys["input"]), output
@@ -171,8 +173,8 @@ def test_a_disabled_key_is_refused_by_the_local_s3_as_s3_refuses_it(sim) -> None
 
 
 def test_only_a_sigv4_presigned_url_serves_an_sse_kms_image_as_s3_does(sim) -> None:
-    # The provider fetches the image through a URL the function signed: S3 serves SSE-KMS objects to SigV4 only, and
-    # the pipeline's S3 client signs with SigV4 (the end-to-end test above has the simulator fetch one).
+    # The provider fetches the image through a URL the function signed: S3 serves SSE-KMS objects to SigV4 only (the
+    # end-to-end test above has the simulator fetch one of the pipeline's own).
     key = _key("presigned")
     with LocalStack.start(api_key=API_KEY, parameters={"ExistingBucketName": "team-media-presigned"}) as stack:
         _encrypt_by_default(stack, "team-media-presigned", key)
