@@ -28,7 +28,7 @@ VENV313 := .venv-py313
 help:
 	@echo "make demo   - run the pipeline on the embedded stack (moto + simulator); videos land in ./out/demo/"
 	@echo "make test   - create the environment and run the whole test suite (+ sam validate/build)"
-	@echo "make check  - ruff, mypy, layer pins vs pyproject.toml, sam validate --lint, cfn-lint, checkov"
+	@echo "make check  - ruff, mypy, the docs site (--strict), layer pins vs pyproject.toml, sam validate --lint, cfn-lint, checkov"
 	@echo "make docs   - the documentation site (mkdocs --strict) into ./site/"
 	@echo "make bench  - benchmarks against baselines measured in the same run"
 	@echo "make build  - sam build (python3.13, arm64)"
@@ -124,13 +124,13 @@ typecheck: $(VENV)/.installed
 # mkdocs builds with --strict, so a link to a missing page or anchor fails. Offline: nothing is fetched.
 docs: $(VENV)/.installed
 	$(PY) -m seedance_local.docs_pages
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # sam build installs layers/common/requirements.txt, never pyproject.toml: the pins must stay within its ranges.
 # The docs are built with the generated pages compared, not rewritten: a stale page fails the check.
 check: lint typecheck template-checks $(TOOLS)/.installed
 	$(PY) -m seedance_local.docs_pages --check
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 	$(PY) -m seedance_local.check_layer_pins
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
