@@ -23,12 +23,13 @@ XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 PY313 ?= $(shell command -v pyenv >/dev/null 2>&1 && v=$$(pyenv versions --bare | grep -E '^3\.13' | tail -1) && [ -n "$$v" ] && echo "$$(pyenv root)/versions/$$v/bin/python3")
 VENV313 := .venv-py313
 
-.PHONY: help demo test test-main lambda-python-env test-lambda-python unit integration check lint typecheck template-checks build bench clean run fuzz
+.PHONY: help docs demo test test-main lambda-python-env test-lambda-python unit integration check lint typecheck template-checks build bench clean run fuzz
 
 help:
 	@echo "make demo   - run the pipeline on the embedded stack (moto + simulator); videos land in ./out/demo/"
 	@echo "make test   - create the environment and run the whole test suite (+ sam validate/build)"
-	@echo "make check  - ruff, mypy, layer pins vs pyproject.toml, sam validate --lint, cfn-lint, checkov"
+	@echo "make check  - ruff, mypy, the docs site (--strict), layer pins vs pyproject.toml, sam validate --lint, cfn-lint, checkov"
+	@echo "make docs   - the documentation site (mkdocs --strict) into ./site/"
 	@echo "make bench  - benchmarks against baselines measured in the same run"
 	@echo "make build  - sam build (python3.13, arm64)"
 	@echo "make fuzz   - the generated (Hypothesis) suites with many more examples than make test runs"
@@ -119,8 +120,17 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
+# The site: the generated pages (parameters from template.yaml, models from the catalogue) are rewritten first, then
+# mkdocs builds with --strict, so a link to a missing page or anchor fails. Offline: nothing is fetched.
+docs: $(VENV)/.installed
+	$(PY) -m seedance_local.docs_pages
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 # sam build installs layers/common/requirements.txt, never pyproject.toml: the pins must stay within its ranges.
+# The docs are built with the generated pages compared, not rewritten: a stale page fails the check.
 check: lint typecheck template-checks $(TOOLS)/.installed
+	$(PY) -m seedance_local.docs_pages --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 	$(PY) -m seedance_local.check_layer_pins
 	$(TOOLS)/bin/cfn-lint template.yaml
 	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
@@ -133,4 +143,4 @@ bench: $(VENV)/.installed build
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(VENV313) $(TOOLS) .venv-awscli .aws-sam out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) $(TOOLS) .venv-awscli .aws-sam out site .pytest_cache .mypy_cache .ruff_cache

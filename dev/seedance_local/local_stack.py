@@ -135,8 +135,10 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         from seedance_local.moto_atomic_writes import apply_atomic_writes
+        from seedance_local.moto_kms_buckets import apply_kms_buckets
 
         apply_atomic_writes()
+        apply_kms_buckets()
         if quiet:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
         sam = load_template(template_path)

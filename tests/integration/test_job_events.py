@@ -1,12 +1,26 @@
-"""Every terminal transition puts one EventBridge event a downstream pipeline can route on (README: Events)."""
+"""Every terminal transition puts one EventBridge event a downstream pipeline can route on (docs/outputs.md: Events)."""
 
 from __future__ import annotations
 
+import re
+
+from seedance_local.harness import REPO_ROOT
 from tests.support.event_capture import EventCapture
 from tests.support.expect import present
 from tests.support.images import image_bytes
 
 DETAIL_KEYS = {"job_id", "task_id", "status", "source", "outputs", "request", "error", "timings", "tokens"}
+DETAIL_TYPES = {"Video Generation Succeeded", "Video Generation Failed", "Video Generation Rejected",
+                "Video Generation Timed Out"}  # fmt: skip
+
+
+def test_the_documented_event_schema_names_exactly_the_fields_and_types_the_events_carry():
+    # The events below are checked against DETAIL_KEYS and DETAIL_TYPES; the docs' table against the same sets.
+    page = (REPO_ROOT / "docs" / "outputs.md").read_text(encoding="utf-8")
+    table = page[page.index("## Events for downstream pipelines") :]
+    documented = set(re.findall(r"`detail\.(\w+)`", table))
+    assert documented == DETAIL_KEYS
+    assert set(re.findall(r"`(Video Generation [A-Za-z ]+?)`", table)) == DETAIL_TYPES
 
 
 def events_by_key(capture: EventCapture) -> dict[str, dict]:

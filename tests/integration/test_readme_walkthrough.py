@@ -1,7 +1,8 @@
-"""The README's local walkthrough, run as written: the real AWS CLI (awscli from PyPI) against `local up`.
+"""The documented local walkthrough, run as written: the real AWS CLI (awscli from PyPI) against `local up`.
 
-The shell blocks after each `<!-- walkthrough -->` marker in README.md are extracted and run with bash, so a
-README command that stops working (or behaviour that drifts from what it says) fails here. awscli pins botocore
+The shell blocks after each `<!-- walkthrough -->` marker of the site's pages (docs/getting-started.md) are extracted
+and run with bash, so a documented command that stops working (or behaviour that drifts from what it says) fails
+here. awscli pins botocore
 exactly, so it lives in an environment of its own (.venv-awscli), made on first use.
 """
 
@@ -26,6 +27,7 @@ from seedance_local.harness import REPO_ROOT
 from tests.support.images import image_bytes
 
 README = REPO_ROOT / "README.md"
+GETTING_STARTED = REPO_ROOT / "docs" / "getting-started.md"
 AWSCLI_VENV = REPO_ROOT / ".venv-awscli"
 MARKER = "<!-- walkthrough -->"
 JOB_PLACEHOLDER = "3f2a9c1b7d04"
@@ -128,7 +130,9 @@ def _bash(script: str, workdir: Path, prelude: str = "") -> str:
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, f"README block failed:\n{script}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"documented block failed:\n{script}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
     return result.stdout
 
 
@@ -137,11 +141,14 @@ def _jobs(workdir: Path) -> list[dict]:
     return json.loads(out)
 
 
-def test_the_readme_walkthrough_works_as_written_with_the_real_aws_cli(workdir, local_up):
-    blocks = walkthrough_blocks(README.read_text(encoding="utf-8"))
-    assert len(blocks) == 3, "README.md: expected three walkthrough blocks (uploads, a manifest, the operator view)"
+def test_the_documented_walkthrough_works_as_written_with_the_real_aws_cli(workdir, local_up):
+    page = GETTING_STARTED.read_text(encoding="utf-8")
+    blocks = walkthrough_blocks(page)
+    assert len(blocks) == 3, (
+        "getting-started.md: expected three walkthrough blocks (uploads, a manifest, the operator view)"
+    )
     uploads, manifest, inspect = blocks
-    assert "seedance-pipeline local up" in README.read_text(encoding="utf-8")
+    assert "seedance-pipeline local up" in page
     assert JOB_PLACEHOLDER in inspect
 
     # The variables the first block sets are needed by the later ones, as in the user's second terminal.
@@ -187,7 +194,7 @@ def test_the_readme_walkthrough_works_as_written_with_the_real_aws_cli(workdir, 
     assert log.stat().st_size - size < 1000, log.read_text(encoding="utf-8")[size:][:2000]
 
 
-def test_the_readme_says_where_the_demo_videos_land():
+def test_the_readme_and_the_site_say_where_the_demo_videos_land():
     from seedance_local import cli_demo, operator_tools
     from seedance_pipeline.rules.keys import output_keys
 
@@ -200,6 +207,5 @@ def test_the_readme_says_where_the_demo_videos_land():
         for upload in cli_demo.planned_demo_uploads()
     }
     assert folders == {"./out/demo/"}
-    text = README.read_text(encoding="utf-8")
-    assert "MP4s appear in ./out/demo/" in text
-    assert "downloads the results into `./out/demo/`" in text
+    assert "MP4s appear in ./out/demo/" in README.read_text(encoding="utf-8")
+    assert "downloads the results into `./out/demo/`" in GETTING_STARTED.read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""template.yaml: the parameters README "Configuration" documents, least privilege, and the schema moto builds."""
+"""template.yaml: the parameters the docs' Configuration page documents, least privilege, and the schema moto builds."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from seedance_pipeline.models import DUE_INDEX_ATTRIBUTES
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
 REPO = TEMPLATE_PATH.parent
 
-# The parameters README "Configuration" promises users; renaming one breaks every samconfig.toml.
+# The parameters docs/configuration.md promises users; renaming one breaks every samconfig.toml.
 DOCUMENTED_PARAMETERS = [
     "ProviderApi",
     "ApiBaseUrl",
@@ -48,6 +48,9 @@ DOCUMENTED_PARAMETERS = [
     "DueIndexShards",
     "LogLevel",
     "ExistingBucketName",
+    "OutputBucketName",
+    "BucketKmsKeyArn",
+    "OutputBucketKmsKeyArn",
     "AlarmEmail",
     "EventBusName",
     "CallbackMode",
@@ -59,6 +62,7 @@ ENVIRONMENT = {
     "JOBS_TABLE_NAME": None,
     "INPUT_BUCKET": None,
     "OUTPUT_BUCKET": None,
+    "OUTPUT_KMS_KEY_ARN": None,
     "PROVIDER_API": "ProviderApi",
     "API_BASE_URL": "ApiBaseUrl",
     "SERVICE_TIER": "ServiceTier",
@@ -111,7 +115,13 @@ def _statements(cfn: dict[str, Any], function: str) -> list[dict[str, Any]]:
     for policy in role.get("Policies", []):
         statements = policy["PolicyDocument"]["Statement"]
         found.extend([statements] if isinstance(statements, dict) else statements)
-    return found
+    # A statement under a condition (Fn::If [cond, statement, AWS::NoValue]) counts as the statement it may be.
+    return [
+        branch
+        for statement in found
+        for branch in (statement["Fn::If"][1:] if "Fn::If" in statement else [statement])
+        if branch != {"Ref": "AWS::NoValue"}
+    ]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -405,6 +415,13 @@ def test_functions_touch_only_the_jobs_table_the_secret_and_their_events(cfn: di
                 "Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
             }
             assert statement["Condition"] == {"StringEquals": {"events:source": "seedance.pipeline"}}
+        if any(a.startswith("kms:") for a in actions):
+            # Only the buckets' own keys, only through S3 (test_template_kms.py has the details).
+            assert statement["Resource"] in (
+                {"Ref": "BucketKmsKeyArn"},
+                {"Fn::If": ["HasOutputBucketKmsKey", {"Ref": "OutputBucketKmsKeyArn"}, {"Ref": "BucketKmsKeyArn"}]},
+            )
+            assert set(statement["Condition"]) == {"StringEquals", "StringLike"}
         if any(a.startswith("sqs:") for a in actions):
             assert function == "SubmitFunction"
             assert actions == ["sqs:SendMessage"]

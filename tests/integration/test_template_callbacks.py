@@ -22,7 +22,13 @@ def _statements(cfn: dict[str, Any], role: str) -> list[dict[str, Any]]:
     for policy in cfn["Resources"][role]["Properties"].get("Policies", []):
         statements = policy["PolicyDocument"]["Statement"]
         found.extend([statements] if isinstance(statements, dict) else statements)
-    return found
+    # A statement under a condition (Fn::If [cond, statement, AWS::NoValue]) counts as the statement it may be.
+    return [
+        branch
+        for statement in found
+        for branch in (statement["Fn::If"][1:] if "Fn::If" in statement else [statement])
+        if branch != {"Ref": "AWS::NoValue"}
+    ]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -93,6 +99,8 @@ def test_the_callback_function_may_do_what_a_delivery_needs_and_nothing_more(cfn
         "ReadApiKey",
         "ReadCallbackSigningKey",
         "PublishJobEvents",
+        # Only with a KMS-encrypted output bucket (OutputBucketKmsKeyArn, or BucketKmsKeyArn on the input bucket).
+        "EncryptOutputs",
     }
     for statement in statements.values():
         actions = _as_list(statement["Action"])

@@ -33,6 +33,8 @@ class ErrorCode(StrEnum):
     OBJECT_GONE = "OBJECT_GONE"
     OUTPUT_KEY_TOO_LONG = "OUTPUT_KEY_TOO_LONG"
     SUPERSEDED = "SUPERSEDED"
+    # A bucket's KMS key refuses the functions (missing grant, disabled or deleted key): nothing retries it.
+    KMS_ACCESS_DENIED = "KMS_ACCESS_DENIED"
     # The provider's side.
     PROVIDER_REJECTED = "PROVIDER_REJECTED"
     PROVIDER_THROTTLED = "PROVIDER_THROTTLED"
@@ -87,6 +89,16 @@ class InvalidInput(PipelineError):
     """The upload or its metadata breaks a rule; the job is REJECTED and never retried."""
 
     code = ErrorCode.INVALID_INPUT
+
+
+class KmsAccessDenied(InvalidInput):
+    """S3 could not use a bucket's KMS key for us (no grant, a disabled, missing or deleted key).
+
+    A configuration fault no retry can mend: an input is REJECTED before anything is paid, a delivery FAILED; the
+    message names the bucket, what S3 said (the key, the action) and what to grant.
+    """
+
+    code = ErrorCode.KMS_ACCESS_DENIED
 
 
 class ProviderRejected(PipelineError):
@@ -201,6 +213,7 @@ class ObjectGone(PipelineError):
 OUTCOMES: dict[type[PipelineError], Outcome] = {
     InvalidInput: Outcome.REJECTED,
     ObjectGone: Outcome.REJECTED,
+    KmsAccessDenied: Outcome.REJECTED,
     ProviderRejected: Outcome.FAILED,
     DownloadRefused: Outcome.FAILED,
     ProviderThrottled: Outcome.TRY_LATER,

@@ -205,6 +205,7 @@ def build_runtime(settings: Settings, session: Session | None = None) -> Runtime
             session.client("s3", config=s3_config),
             chunk_bytes=settings.multipart_chunk_bytes,
             concurrency=settings.multipart_concurrency,
+            output_kms_key_id=settings.output_kms_key_arn,
         ),
         downloader=ResultDownloader(
             allow_private=settings.allow_private_downloads,

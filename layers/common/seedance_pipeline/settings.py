@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     jobs_table_name: str
     input_bucket: str = ""
     output_bucket: str = ""
+    # The output bucket's customer managed KMS key (OutputBucketKmsKeyArn): results are written with it. Empty: the
+    # bucket's default encryption applies.
+    output_kms_key_arn: str = ""
     # Empty: the ark dialect takes Volcengine's URL; the unified dialect has no default (a gateway is the user's).
     api_base_url: str = ""
     api_key_secret_id: str = ""
@@ -78,13 +81,13 @@ class Settings(BaseSettings):
     due_index_shards: int = Field(default=4, ge=1, le=64)
     # Provider tokens the stack may commit per UTC day (estimates of the jobs sent); 0 means no cap.
     daily_token_budget: int = Field(default=0, ge=0)
-    # Provider callbacks (README "Provider callbacks"): the CallbackFunction's URL, the secret its per-job tokens are
+    # Provider callbacks (docs/callbacks.md): the CallbackFunction's URL, the secret its per-job tokens are
     # signed with, and (unified dialect only) the request field the gateway reads the URL from.
     callback_url: str = ""
     callback_signing_secret_id: str = ""
     callback_field: str = ""
 
-    # Tunables with defaults chosen by measurement (README "Performance").
+    # Tunables with defaults chosen by measurement (docs/performance.md).
     event_bus_name: str = "default"
     publish_events: bool = True
     # A poll lease outlives the poll function's 300 s timeout, so a live invocation never loses its job.

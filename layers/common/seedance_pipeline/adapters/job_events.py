@@ -1,4 +1,4 @@
-"""EventBridge events on every terminal transition, for downstream pipelines (schema in the README)."""
+"""EventBridge events on every terminal transition, for downstream pipelines (schema in docs/outputs.md)."""
 
 from __future__ import annotations
 

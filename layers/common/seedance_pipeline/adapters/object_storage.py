@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from seedance_pipeline.errors import ErrorCode, InvalidInput, ObjectGone
+from seedance_pipeline.errors import ErrorCode, InvalidInput, KmsAccessDenied, ObjectGone
 from seedance_pipeline.models import ObjectInfo
 
 if TYPE_CHECKING:
@@ -19,11 +19,20 @@ if TYPE_CHECKING:
 
 _MAX_JSON_BYTES = 1024**2
 _GONE_CODES = {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412"}
+_WRITE_GRANTS = "kms:GenerateDataKey and kms:Decrypt"
+_MAX_KMS_MESSAGE = 500
 
 
 class ObjectStorage:
-    def __init__(self, client: S3Client, *, chunk_bytes: int = 8 * 1024**2, concurrency: int = 4) -> None:
+    def __init__(
+        self, client: S3Client, *, chunk_bytes: int = 8 * 1024**2, concurrency: int = 4, output_kms_key_id: str = ""
+    ) -> None:
         self._client = client
+        # Every object this adapter writes is an output: with the output bucket's key, each is encrypted with it
+        # whatever the bucket's default says (S3 applies the bucket's Bucket Key setting).
+        self._write_args: dict[str, Any] = (
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": output_kms_key_id} if output_kms_key_id else {}
+        )
         # Parts upload in parallel from a bounded queue: memory is about (concurrency + 1) x chunk size,
         # whatever the size of the video.
         self._transfer = TransferConfig(
@@ -61,6 +70,7 @@ class ObjectStorage:
         except ClientError as exc:
             if _error_code(exc) in _GONE_CODES:
                 raise ObjectGone(f"s3://{bucket}/{key} no longer exists in the announced version") from exc
+            _raise_if_kms_denied(exc, bucket, key, "kms:Decrypt", "BucketKmsKeyArn")
             raise
         body = response["Body"]
         info = _info(response)
@@ -84,13 +94,27 @@ class ObjectStorage:
     def upload_stream(self, stream: Readable, bucket: str, key: str, *, content_type: str) -> None:
         """Multipart upload from a stream; on any error boto3 aborts the upload, so no partial object appears."""
         # s3transfer only calls read() on a non-seekable stream.
-        self._client.upload_fileobj(
-            cast(IO[bytes], stream), bucket, key, ExtraArgs={"ContentType": content_type}, Config=self._transfer
-        )
+        try:
+            self._client.upload_fileobj(
+                cast(IO[bytes], stream),
+                bucket,
+                key,
+                ExtraArgs={"ContentType": content_type, **self._write_args},
+                Config=self._transfer,
+            )
+        except ClientError as exc:
+            _raise_if_kms_denied(exc, bucket, key, _WRITE_GRANTS, "OutputBucketKmsKeyArn")
+            raise
 
     def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
         body = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True).encode()
-        self._client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        try:
+            self._client.put_object(
+                Bucket=bucket, Key=key, Body=body, ContentType="application/json", **self._write_args
+            )
+        except ClientError as exc:
+            _raise_if_kms_denied(exc, bucket, key, _WRITE_GRANTS, "OutputBucketKmsKeyArn")
+            raise
 
     def read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
         """A small JSON document (a sidecar), or None when there is none or it is not a JSON object."""
@@ -99,6 +123,7 @@ class ObjectStorage:
         except ClientError as exc:
             if _error_code(exc) in _GONE_CODES:
                 return None
+            _raise_if_kms_denied(exc, bucket, key, "kms:Decrypt", "OutputBucketKmsKeyArn")
             raise
         body = response["Body"]
         try:
@@ -125,3 +150,17 @@ def _info(response: Mapping[str, Any]) -> ObjectInfo:
 
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _raise_if_kms_denied(exc: ClientError, bucket: str, key: str, grants: str, parameter: str) -> None:
+    """S3's refusals to use a bucket's KMS key: `KMS.*` codes (a disabled, missing or deleted key), or AccessDenied
+    naming a kms: action (the role holds no grant on the key). Any other AccessDenied is not the key's doing."""
+    code = _error_code(exc)
+    said = str(exc.response.get("Error", {}).get("Message", ""))[:_MAX_KMS_MESSAGE]
+    if not (code.startswith("KMS.") or (code == "AccessDenied" and "kms:" in said.lower())):
+        return
+    raise KmsAccessDenied(
+        f"s3://{bucket}/{key}: S3 could not use the bucket's KMS key ({code}: {said}). Set {parameter} to that key's "
+        f"ARN (the stack then grants {grants} on it) and make sure the key is enabled and its key policy lets IAM "
+        "policies of this account grant it"
+    ) from exc
