@@ -238,3 +238,13 @@ def test_the_demo_names_only_current_models():
         resolve_request(UNIFIED, metadata)  # allowed as the demo sends it
         spec = present(BUILT_IN_CATALOGUE.get(model))
         assert not spec.retired, f"the demo's {name} uses {model}, retired on {spec.retired[0].platform}"
+
+
+def test_a_job_left_to_the_model_s_duration_is_budgeted_at_the_model_s_longest():
+    runtime, store, storage, provider = make_runtime(provider_api="ark")
+    storage.add("in-bucket", "uploads/cat.jpg", image_bytes(), {"model": PRO_1_5, "duration": "-1", "ratio": "16:9"})
+    outcome = accept_upload(Upload(bucket="in-bucket", key="uploads/cat.jpg", sequencer="01"), runtime, owner="o")
+    assert outcome.outcome == "SUBMITTED", outcome.reason
+    assert provider.submissions[0]["duration"] == -1
+    job = store.job(present(outcome.job_id))
+    assert job.estimated_tokens == estimate_tokens("720p", "16:9", 12)  # 1.5 pro makes up to 12 s
