@@ -248,3 +248,15 @@ def test_a_job_left_to_the_model_s_duration_is_budgeted_at_the_model_s_longest()
     assert provider.submissions[0]["duration"] == -1
     job = store.job(present(outcome.job_id))
     assert job.estimated_tokens == estimate_tokens("720p", "16:9", 12)  # 1.5 pro makes up to 12 s
+
+
+def test_the_duration_default_is_checked_per_job_against_the_model_and_dialect():
+    two = Settings(jobs_table_name="t", provider_api="ark", ratio="16:9", model=SEEDANCE_2, duration=-1)
+    assert resolve_request(two, {}).duration == -1
+    with pytest.raises(InvalidInput, match=r"offers durations 2-12 s, not -1"):
+        resolve_request(Settings(jobs_table_name="t", provider_api="ark", ratio="16:9", duration=-1), {})
+    gateway = Settings(jobs_table_name="t", api_base_url=GATEWAY_URL, duration=7)
+    with pytest.raises(InvalidInput, match="offers durations 5 or 10 s with the unified gateway, not 7"):
+        resolve_request(gateway, {})
+    with pytest.raises(ValidationError, match="Duration must be"):
+        Settings(jobs_table_name="t", api_base_url=GATEWAY_URL, duration=0)
