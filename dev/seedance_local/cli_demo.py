@@ -22,14 +22,16 @@ def add_demo_command(commands: Subcommands, timing: CliParser) -> None:
 # "A breeze crosses the garden; the flowers sway gently." Chinese punctuation on purpose: all of it is non-ASCII.
 DEMO_NON_ASCII_PROMPT = "微风吹过花园，花朵轻轻摇曳。"  # noqa: RUF001
 
-# Three requests that exercise different paths: landscape, portrait with a last frame, a locked camera with a
-# non-ASCII prompt (sent RFC 2047-encoded, as S3 metadata must be ASCII) and sound.
+# Three requests that exercise different paths: landscape with a locked camera, portrait with a last frame, a
+# non-ASCII prompt (sent RFC 2047-encoded, as S3 metadata must be ASCII) with sound on a current 2.0 model (which
+# takes no camera_fixed, so the locked camera is the 1.0 pro sample's).
 DEMO_REQUESTS: dict[str, dict[str, str]] = {
     "sunset-hills.jpg": {
         "prompt": "The sun sinks slowly behind the hills while the sky turns violet.",
         "resolution": "480p",
         "ratio": "16:9",
         "duration": "5",
+        "camerafixed": "true",
     },
     "night-city.jpg": {
         "prompt": "City lights flicker on under a moonlit sky; the camera rises gently.",
@@ -42,9 +44,8 @@ DEMO_REQUESTS: dict[str, dict[str, str]] = {
         "prompt": encode_metadata_text(DEMO_NON_ASCII_PROMPT),
         "resolution": "480p",
         "ratio": "1:1",
-        "camerafixed": "true",
-        # A model with sound, so one demo video has an audio track.
-        "model": "doubao-seedance-1-5-pro-251215",
+        # A current model with sound, so one demo video has an audio track.
+        "model": "doubao-seedance-2-0-260128",
         "generate-audio": "true",
     },
 }

@@ -123,9 +123,13 @@ def test_demo_makes_three_videos_of_the_requested_sizes_with_sidecars(tmp_path, 
     assert list((out / "demo").glob("night-city.jpg.*.last-frame.png"))  # asked for with return-last-frame
     garden_sidecar = json.loads((out / "demo" / "flower-garden.png.json").read_text())
     garden = garden_sidecar["request"]
-    assert garden["camerafixed"] is True and garden["generate_audio"] is True
+    # A current model with sound (2.0 takes no camera_fixed: the locked camera is the 1.0 pro sunset's).
+    assert garden["model"] == "doubao-seedance-2-0-260128" and garden["generate_audio"] is True
+    assert garden["camerafixed"] is False
+    sunset = json.loads((out / "demo" / "sunset-hills.jpg.json").read_text())["request"]
+    assert sunset["camerafixed"] is True
     with av.open(str(out / "demo" / garden_sidecar["outputs"]["video"].removeprefix("videos/demo/"))) as container:
-        assert container.streams.audio, "the demo's 1.5 pro video asked for sound"
+        assert container.streams.audio, "the demo's 2.0 video asked for sound"
     assert garden["prompt"] == cli_demo.DEMO_NON_ASCII_PROMPT  # sent RFC 2047-encoded, stored decoded
     assert (out / "pipeline.log").stat().st_size > 0  # the handlers' logs went there, not to the terminal
     assert "{" not in capsys.readouterr().out  # no JSON log lines or EMF metrics in the terminal output

@@ -36,3 +36,25 @@ def test_without_the_declaration_the_same_upload_is_refused_before_paying(pipeli
     assert outcome["outcomes"][0]["outcome"] == "REJECTED"
     assert "ExtraModels" in pipeline.jobs()["uploads/new-model.jpg"].error.message
     assert provider_with_a_new_model.counters.tasks_created == 0
+
+
+@pytest.mark.parametrize("dialect", ["ark"], indirect=True)
+def test_a_request_the_model_cannot_serve_is_rejected_before_paying_with_the_reason(make_pipeline, sim):
+    pipeline = make_pipeline(SERVICE_TIER="flex")
+    uploads = {
+        # No flex (offline) tier for the 2.0 family; 2.0 fast makes 480p and 720p only.
+        "uploads/flex-on-2-0.jpg": ({"model": "doubao-seedance-2-0-260128"}, "has no flex (offline) tier"),
+        "uploads/fast-1080p.jpg": (
+            {"model": "doubao-seedance-2-0-fast-260128", "resolution": "1080p"},
+            "offers 480p, 720p, not 1080p",
+        ),
+        # Retired on BytePlus on 2026-11-11 (the BytePlus spelling of 1.5 pro).
+        "uploads/retired.jpg": ({"model": "seedance-1-5-pro-251215"}, "use dreamina-seedance-2-0-mini-260615 instead"),
+    }
+    for key, (metadata, _) in uploads.items():
+        outcome = pipeline.submit(pipeline.upload(key, image_bytes(), metadata))
+        assert outcome["outcomes"][0]["outcome"] == "REJECTED"
+    jobs = pipeline.jobs()
+    for key, (_, reason) in uploads.items():
+        assert reason in jobs[key].error.message
+    assert sim.counters.tasks_created == 0

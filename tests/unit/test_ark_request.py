@@ -66,10 +66,18 @@ def test_the_unified_body_is_unchanged_by_the_dialect_switch():
 
 def test_the_flex_tier_and_the_job_age_reach_the_ark_body_within_arks_bounds():
     request = resolve_request(ARK, {})
-    for minutes, expected in [(5, 3600), (120, 7200), (10080, 259200)]:
-        settings = Settings(jobs_table_name="t", provider_api="ark", service_tier="flex", max_job_age_minutes=minutes)
+    # The default tier: the job's own age; flex: at least Ark's own 48 h (a tier slow by design), at most 72 h.
+    for tier, minutes, expected in [
+        ("default", 5, 3600),
+        ("default", 120, 7200),
+        ("flex", 5, 172800),
+        ("flex", 120, 172800),
+        ("flex", 3000, 180000),
+        ("flex", 10080, 259200),
+    ]:
+        settings = Settings(jobs_table_name="t", provider_api="ark", service_tier=tier, max_job_age_minutes=minutes)
         body = provider_body_for(settings, request, ["u"], ImageMode.FIRST_FRAME)
-        assert (body["service_tier"], body["execution_expires_after"]) == ("flex", expected)
+        assert (body["service_tier"], body["execution_expires_after"]) == (tier, expected)
     with pytest.raises(ValidationError):
         Settings(jobs_table_name="t", provider_api="ark", service_tier="cheap")
 

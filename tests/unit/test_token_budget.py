@@ -68,13 +68,15 @@ def test_every_table_size_matches_the_simulators_independent_table(resolution, r
     ("image", "ratio"),
     [((640, 480), "4:3"), ((1000, 1000), "1:1"), ((480, 640), "3:4"), ((1920, 1080), "16:9"), ((2400, 1000), "21:9")],
 )
-def test_adaptive_and_keep_ratio_estimate_the_nearest_listed_ratio_of_the_image(image, ratio):
-    for follows in ("adaptive", "keep_ratio"):
-        assert token_estimate.output_size("720p", follows, image) == token_estimate.OUTPUT_SIZES["720p"][ratio]
+def test_adaptive_estimates_the_nearest_listed_ratio_of_the_image(image, ratio):
+    # keep_ratio, and images between two ratios: tests/unit/test_token_estimate_bound.py.
+    assert token_estimate.output_size("720p", "adaptive", image) == token_estimate.OUTPUT_SIZES["720p"][ratio]
 
 
-def test_without_an_image_size_image_ratios_estimate_the_16_9_size():
-    assert estimate_tokens("480p", "adaptive", 5) == estimate_tokens("480p", "keep_ratio", 5) == 49_005
+def test_without_an_image_size_adaptive_estimates_the_largest_size_of_the_resolution():
+    assert estimate_tokens("480p", "adaptive", 5) == 49_005  # 16:9 is the largest at 480p
+    assert estimate_tokens("720p", "adaptive", 5) == estimate_tokens("720p", "21:9", 5)  # 21:9 at 720p
+    assert estimate_tokens("480p", "keep_ratio", 5) >= 49_005
 
 
 def test_billed_tokens_read_total_then_completion_tokens():

@@ -17,6 +17,7 @@ from seedance_pipeline.rules.model_catalogue import (
     BUILT_IN_CATALOGUE,
     ModelCatalogue,
     ModelSpec,
+    Platform,
     ProviderApi,
     describe_durations,
     parse_extra_models,
@@ -31,6 +32,11 @@ BYTEPLUS_ARK_BASE_URL = "https://ark.ap-southeast.bytepluses.com/api/v3"
 # The bounds Ark puts on execution_expires_after (seconds).
 ARK_MIN_EXPIRES_AFTER = 3600
 ARK_MAX_EXPIRES_AFTER = 259_200
+# Ark's own default for execution_expires_after: what a flex task, slow by design, is given unless a job may live
+# longer (docs/provider-api.md, "The native Ark v3 API").
+ARK_DEFAULT_EXPIRES_AFTER = 172_800
+# The platform an Ark base URL belongs to, by host suffix: retirements are per platform.
+_PLATFORM_HOSTS: tuple[tuple[str, Platform], ...] = (("bytepluses.com", "byteplus"), ("volces.com", "volcengine"))
 # A unified gateway's request field that carries the callback URL: a plain JSON field name.
 _CALLBACK_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 # The fields the unified body already carries (rules/video_request.provider_body): a CALLBACK_FIELD naming one
@@ -133,8 +139,9 @@ class Settings(BaseSettings):
     @field_validator("duration")
     @classmethod
     def _duration_is_offered(cls, value: int) -> int:
-        if value not in (5, 10):
-            raise ValueError("Duration must be 5 or 10 (seconds)")
+        # Which lengths a model and dialect offer is the catalogue's call, per job (as for Model): here only shape.
+        if value != -1 and not 1 <= value <= 600:
+            raise ValueError("Duration must be a whole number of seconds (5 or 10 with a gateway), or -1")
         return value
 
     @field_validator("extra_models", mode="before")
@@ -244,14 +251,31 @@ class Settings(BaseSettings):
         return max(1, min(self.poll_concurrency, int(budget // per_delivery)))
 
     @property
+    def flex(self) -> bool:
+        """Whether tasks go to Ark's flex (offline) tier: the tier is sent only in the ark dialect."""
+        return self.provider_api == "ark" and self.service_tier == "flex"
+
+    @property
     def max_job_age_seconds(self) -> float:
-        return self.max_job_age_minutes * 60
+        """The job's age limit. With flex it is at least Ark's own 48 h: a flex task waits for spare capacity by
+        design, and a job given up on at 2 h would leave a running task to finish, be billed and never be fetched."""
+        configured = self.max_job_age_minutes * 60
+        return max(configured, ARK_DEFAULT_EXPIRES_AFTER) if self.flex else configured
 
     @property
     def ark_expires_after_seconds(self) -> int:
         """Ark's execution_expires_after: the task ends `expired` when the job's own age limit does, within Ark's
-        bounds, so a job timed out here is not left to run (and be billed) for Ark's default two days."""
+        bounds, so a job timed out here is not left to run (and be billed) on. With flex: 48 h or the longer age."""
         return int(min(ARK_MAX_EXPIRES_AFTER, max(ARK_MIN_EXPIRES_AFTER, math.ceil(self.max_job_age_seconds))))
+
+    @property
+    def platform(self) -> Platform | None:
+        """The Ark platform the stack talks to, where its base URL tells; None for a gateway (the model id's own
+        spelling then says which platform's retirements apply)."""
+        if self.provider_api != "ark":
+            return None
+        host = (urlsplit(self.api_base_url).hostname or "").lower()
+        return next((platform for suffix, platform in _PLATFORM_HOSTS if host.endswith(suffix)), None)
 
     @property
     def retention_seconds(self) -> int:

@@ -196,7 +196,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
             check_output_keys(job.source_key, settings)
         except (InvalidInput, ObjectGone) as exc:
             return SubmitAttempt(_rejected(job, runtime, owner=owner, error=exc))
-        job = _with_request(job, inputs)
+        job = _with_request(job, inputs, runtime)
 
     # The keys (the API key, and the callback signing key when callbacks are sent) are read before a slot is taken
     # or anything is marked as sent: a secret outage leaves the job exactly as it was, WAITING, never uncertain.
@@ -224,7 +224,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
             # An unexpected fault (say, a missing S3 permission) leaves the job WAITING: it must not sit on a slot.
             runtime.store.release_slot(job.job_id)
             raise
-        job = _with_request(job, inputs)
+        job = _with_request(job, inputs, runtime)
     request = inputs.request
 
     if _superseded_before_sending(job, runtime):
@@ -339,7 +339,7 @@ def _rejected(job: Job, runtime: Runtime, *, owner: str, error: InvalidInput | O
     return finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=error.code, message=error.message)
 
 
-def _with_request(job: Job, inputs: JobInputs) -> Job:
+def _with_request(job: Job, inputs: JobInputs, runtime: Runtime) -> Job:
     request = inputs.request
     notes = list(job.notes)
     if request.prompt_truncated and not any("prompt" in n for n in notes):
@@ -347,7 +347,14 @@ def _with_request(job: Job, inputs: JobInputs) -> Job:
     estimate = job.estimated_tokens
     if estimate is None:
         first_image = inputs.images[0].size if inputs.images else None
-        estimate = estimate_tokens(request.resolution, request.ratio, request.duration, first_image)
+        spec = runtime.settings.model_catalogue.get(request.model)
+        estimate = estimate_tokens(
+            request.resolution,
+            request.ratio,
+            request.duration,
+            first_image,
+            longest_seconds=spec.longest_seconds if spec else None,  # duration -1: the model's longest
+        )
     return job.model_copy(update={"request": request, "notes": notes, "estimated_tokens": estimate})
 
 

@@ -1,39 +1,53 @@
 """The models the pipeline knows, and what each can do, as data (docs/provider-api.md "Models" points here).
 
 Every model check in the pipeline asks this catalogue: which ids are allowed, which image modes, durations,
-resolutions and audio each offers. A new model is a new row, not a new branch; an operator can add rows at deploy
-time (the `ExtraModels` parameter, `Settings.extra_models`) without a code change, and the provider's own 400/404
-is then the judge of what the operator declared.
+resolutions, ratios, tiers and audio each offers, and whether a platform has retired it. A new model is a new row
+(rules/model_rows.py), not a new branch; an operator can add rows at deploy time (the `ExtraModels` parameter,
+`Settings.extra_models`) without a code change, and the provider's own 400/404 is then the judge of what the
+operator declared.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from enum import StrEnum
-from typing import Any, Literal, get_args
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput
-from seedance_pipeline.models import Resolution
+from seedance_pipeline.rules.model_rows import BUILT_IN_MODELS
+from seedance_pipeline.rules.model_spec import (
+    ALL_RESOLUTIONS,
+    MODEL_PICKS_DURATION,
+    UNIFIED_GATEWAY_DURATIONS,
+    ImageMode,
+    ModelSpec,
+    Platform,
+    ProviderApi,
+    Retirement,
+)
 
-ProviderApi = Literal["unified", "ark"]
-ALL_RESOLUTIONS: tuple[Resolution, ...] = get_args(Resolution)
-# The unified gateway format offers these clip lengths whatever the model's native range (docs/provider-api.md).
-UNIFIED_GATEWAY_DURATIONS = frozenset({5, 10})
-# BytePlus ModelArk spells every id without the Volcengine prefix.
-BYTEPLUS_DROPPED_PREFIX = "doubao-"
+__all__ = [
+    "ALL_RESOLUTIONS",
+    "BUILT_IN_CATALOGUE",
+    "BUILT_IN_MODELS",
+    "TEXT_ONLY_IDS",
+    "UNIFIED_GATEWAY_DURATIONS",
+    "ImageMode",
+    "ModelCatalogue",
+    "ModelSpec",
+    "Platform",
+    "ProviderApi",
+    "Retirement",
+    "check_request",
+    "describe_durations",
+    "parse_extra_models",
+    "refuse_unknown_or_text_only",
+]
+
 EXTRA_MODELS_HINT = "to allow another model id, declare it in the ExtraModels parameter (EXTRA_MODELS)"
-
-
-class ImageMode(StrEnum):
-    """How a request uses its images; the provider does not let a request mix them."""
-
-    FIRST_FRAME = "first_frame"
-    FIRST_AND_LAST = "first_and_last_frame"
-    REFERENCE_IMAGES = "reference_images"
-
 
 _MODE_PHRASES = {
     ImageMode.FIRST_FRAME: "a first frame",
@@ -42,128 +56,8 @@ _MODE_PHRASES = {
 }
 
 
-class ModelSpec(BaseModel):
-    """One model's capabilities. Durations are the model's native range; a dialect may narrow them."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
-    aliases: tuple[str, ...] = ()
-    modes: frozenset[ImageMode] = frozenset({ImageMode.FIRST_FRAME})
-    max_reference_images: int = Field(default=0, ge=0, le=64)
-    durations: frozenset[int] = frozenset(UNIFIED_GATEWAY_DURATIONS)
-    resolutions: tuple[Resolution, ...] = ALL_RESOLUTIONS
-    # Where one mode offers fewer resolutions than the model does (lite i2v: no 1080p with reference images).
-    mode_resolutions: Mapping[ImageMode, tuple[Resolution, ...]] = Field(default_factory=dict)
-    audio: bool = False
-    text_only: bool = False
-    note: str = ""
-
-    @field_validator("durations", mode="before")
-    @classmethod
-    def _durations_from_range_text(cls, value: Any) -> Any:
-        """Operators may write a range as "2-12" instead of listing every second."""
-        if isinstance(value, str):
-            low, sep, high = value.partition("-")
-            if not sep or not low.strip().isdigit() or not high.strip().isdigit():
-                raise ValueError(f'{value!r} is not a range such as "2-12" or a list such as [5, 10]')
-            return frozenset(range(int(low), int(high) + 1))
-        return value
-
-    @field_validator("durations")
-    @classmethod
-    def _durations_are_positive(cls, value: frozenset[int]) -> frozenset[int]:
-        if any(seconds < 1 or seconds > 600 for seconds in value):
-            raise ValueError("every duration must be a whole number of seconds from 1 to 600")
-        return value
-
-    @model_validator(mode="after")
-    def _capabilities_are_coherent(self) -> ModelSpec:
-        if self.text_only:
-            return self
-        if not self.modes:
-            raise ValueError(f"model {self.id}: 'modes' must name at least one of {_mode_names()}")
-        if not self.durations:
-            raise ValueError(f"model {self.id}: 'durations' must not be empty")
-        if not self.resolutions:
-            raise ValueError(f"model {self.id}: 'resolutions' must not be empty")
-        if ImageMode.REFERENCE_IMAGES in self.modes and self.max_reference_images < 1:
-            raise ValueError(f"model {self.id}: mode reference_images needs 'max_reference_images' of 1 or more")
-        return self
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return (self.id, *self.aliases)
-
-    def resolutions_for(self, mode: ImageMode) -> tuple[Resolution, ...]:
-        return self.mode_resolutions.get(mode, self.resolutions)
-
-    def durations_for(self, provider_api: ProviderApi) -> frozenset[int]:
-        return self.durations & UNIFIED_GATEWAY_DURATIONS if provider_api == "unified" else self.durations
-
-
-def _spec(model_id: str, **capabilities: Any) -> ModelSpec:
-    alias = model_id.removeprefix(BYTEPLUS_DROPPED_PREFIX)
-    return ModelSpec(id=model_id, aliases=(alias,) if alias != model_id else (), **capabilities)
-
-
-_FIRST_FRAMES = frozenset({ImageMode.FIRST_FRAME, ImageMode.FIRST_AND_LAST})
-_EVERY_MODE = frozenset(ImageMode)
-
-# Order matters only for messages: the pipeline's default first, then the model manifests have always named.
-BUILT_IN_MODELS: tuple[ModelSpec, ...] = (
-    _spec(
-        "doubao-seedance-1-0-pro-250528",
-        modes=_FIRST_FRAMES,
-        durations=frozenset(range(2, 13)),
-        note="the pipeline's default",
-    ),
-    _spec(
-        "doubao-seedance-1-0-lite-i2v-250428",
-        modes=_EVERY_MODE,
-        max_reference_images=4,
-        durations=frozenset(range(2, 13)),
-        mode_resolutions={ImageMode.REFERENCE_IMAGES: ("480p", "720p")},
-    ),
-    _spec(
-        "doubao-seedance-1-0-pro-fast-251015",
-        modes=frozenset({ImageMode.FIRST_FRAME}),
-        durations=frozenset(range(2, 13)),
-        note="about 3x faster and 70% cheaper than pro",
-    ),
-    _spec(
-        "doubao-seedance-1-5-pro-251215",
-        modes=_FIRST_FRAMES,
-        durations=frozenset(range(4, 13)),
-        audio=True,
-        note="a 480p draft mode",
-    ),
-    _spec(
-        "doubao-seedance-2-0-260128",
-        modes=_EVERY_MODE,
-        max_reference_images=9,
-        durations=frozenset(range(4, 16)),
-        audio=True,
-    ),
-    _spec(
-        "doubao-seedance-2-0-fast-260128",
-        modes=_EVERY_MODE,
-        max_reference_images=9,
-        durations=frozenset(range(4, 16)),
-        audio=True,
-    ),
-    _spec(
-        "doubao-seedance-1-0-lite-t2v-250428",
-        modes=frozenset(),
-        durations=frozenset(),
-        text_only=True,
-        note="text-to-video only: wrong for an image-to-video pipeline",
-    ),
-)
-
-
 class ModelCatalogue:
-    """Models by id and alias. Later rows (an operator's) replace earlier ones with the same id."""
+    """Models by id and alias. Later rows (an operator's) replace earlier ones with the same id or spelling."""
 
     def __init__(self, specs: Iterable[ModelSpec]) -> None:
         by_id: dict[str, ModelSpec] = {}
@@ -215,19 +109,22 @@ def parse_extra_models(raw: Any) -> tuple[ModelSpec, ...]:
         raise ValueError("EXTRA_MODELS must be a JSON list of models or an object of model id -> capabilities")
     specs = []
     for index, entry in enumerate(entries):
-        if isinstance(entry, ModelSpec):
-            specs.append(entry)
-            continue
         where = f"EXTRA_MODELS[{index}]" + (f" ({entry.get('id')!r})" if isinstance(entry, dict) else "")
-        if not isinstance(entry, dict):
+        if isinstance(entry, ModelSpec):
+            spec = entry
+        elif not isinstance(entry, dict):
             raise ValueError(f'{where} must be a JSON object such as {{"id": ..., "modes": ["first_frame"]}}')
-        if entry.get("id") in TEXT_ONLY_IDS:
-            raise ValueError(f"{where}: {entry['id']} is text-to-video only and cannot be allowed in this pipeline")
-        try:
-            specs.append(ModelSpec.model_validate(entry))
-        except ValidationError as exc:
-            problems = "; ".join(_describe(error) for error in exc.errors())
-            raise ValueError(f"{where}: {problems}") from None
+        else:
+            try:
+                spec = ModelSpec.model_validate(entry)
+            except ValidationError as exc:
+                problems = "; ".join(_describe(error) for error in exc.errors())
+                raise ValueError(f"{where}: {problems}") from None
+        # Every name the entry answers to, not only its id: an alias is looked up like the id itself.
+        text_only = [name for name in spec.ids if name in TEXT_ONLY_IDS]
+        if text_only:
+            raise ValueError(f"{where}: {text_only[0]} is text-to-video only and cannot be allowed in this pipeline")
+        specs.append(spec)
     return tuple(specs)
 
 
@@ -238,20 +135,20 @@ def _describe(error: Any) -> str:
     return f"'{field}': {error.get('msg')}" if field else str(error.get("msg"))
 
 
-def _mode_names() -> str:
-    return ", ".join(mode.value for mode in ImageMode)
-
-
 def describe_durations(seconds: Iterable[int]) -> str:
-    """5 or 10; 2-12; 4, 6 or 8: the shortest honest phrase for a set of whole seconds."""
+    """5 or 10; 2-12; 4, 6 or 8; 4-15 or -1 (the model picks): the shortest honest phrase for a set of seconds."""
     values = sorted(set(seconds))
+    picks = MODEL_PICKS_DURATION in values
+    values = [value for value in values if value != MODEL_PICKS_DURATION]
     if not values:
-        return "none"
-    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
-        return f"{values[0]}-{values[-1]}"
-    if len(values) == 1:
-        return str(values[0])
-    return f"{', '.join(map(str, values[:-1]))} or {values[-1]}"
+        text = "none"
+    elif len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        text = f"{values[0]}-{values[-1]}"
+    elif len(values) == 1:
+        text = str(values[0])
+    else:
+        text = f"{', '.join(map(str, values[:-1]))} or {values[-1]}"
+    return f"{text} or -1 (the model picks)" if picks else text
 
 
 def refuse_unknown_or_text_only(
@@ -264,8 +161,9 @@ def refuse_unknown_or_text_only(
         raise InvalidInput(
             f"{field} is {model_id!r}; allowed image-to-video models: {allowed}; {EXTRA_MODELS_HINT}", code=code
         )
-    if spec.text_only:
-        raise InvalidInput(f"{field} is {model_id!r}: {spec.note}; allowed image-to-video models: {allowed}", code=code)
+    if spec.text_only or model_id in TEXT_ONLY_IDS:
+        note = spec.note if spec.text_only else "text-to-video only: wrong for an image-to-video pipeline"
+        raise InvalidInput(f"{field} is {model_id!r}: {note}; allowed image-to-video models: {allowed}", code=code)
     return spec
 
 
@@ -279,14 +177,29 @@ def check_request(
     generate_audio: bool,
     catalogue: ModelCatalogue,
     provider_api: ProviderApi = "unified",
+    ratio: str | None = None,
+    service_tier: str = "default",
+    camera_fixed: bool = False,
+    platform: Platform | None = None,
+    today: date | None = None,
     code: ErrorCode = ErrorCode.INVALID_METADATA,
 ) -> ModelSpec:
-    """Refuse, before anything is paid for, a request the model cannot serve; the message says what it does allow."""
+    """Refuse, before anything is paid for, a request the model cannot serve; the message says what it does allow.
+
+    `camera_fixed` is an explicit ask (an upload's own); `service_tier` counts only where it is sent (ark);
+    `platform` is the stack's, where its base URL tells (else the platform the id's spelling belongs to).
+    """
     spec = refuse_unknown_or_text_only(model_id, catalogue, field="model", code=code)
 
     def refuse(reason: str) -> InvalidInput:
         return InvalidInput(f"model {model_id} {reason}", code=code)
 
+    retired = spec.retirement(model_id, platform, today or datetime.now(UTC).date())
+    if retired is not None:
+        raise refuse(
+            f"was retired on {_PLATFORM_NAMES[retired.platform]} on {retired.on.isoformat()}: use "
+            f"{retired.replacement} instead (or, to keep using it, declare it in ExtraModels)"
+        )
     if mode not in spec.modes:
         others = [m for m in ImageMode if m in spec.modes]
         takes = " or ".join(_takes(spec, m) for m in others)
@@ -306,10 +219,21 @@ def check_request(
     if resolution not in resolutions:
         with_mode = f" with {_MODE_PHRASES[mode]}" if mode in spec.mode_resolutions else ""
         raise refuse(f"offers {', '.join(resolutions)}{with_mode}, not {resolution}")
+    if ratio is not None and ratio not in spec.ratios:
+        raise refuse(f"offers ratios {', '.join(spec.ratios)}, not {ratio}")
     if generate_audio and not spec.audio:
         with_audio = ", ".join(s.id for s in catalogue if s.audio and not s.text_only) or "none"
         raise refuse(f"has no audio: leave generate_audio off (models with audio: {with_audio})")
+    if camera_fixed and mode not in spec.camera_fixed_modes:
+        with_mode = f" with {_MODE_PHRASES[mode]}" if spec.camera_fixed_modes else ""
+        raise refuse(f"does not take camera_fixed{with_mode}: leave camerafixed off")
+    if provider_api == "ark" and service_tier == "flex" and not spec.flex:
+        with_flex = ", ".join(s.id for s in catalogue if s.flex and not s.text_only) or "none"
+        raise refuse(f"has no flex (offline) tier: use ServiceTier=default (models with flex: {with_flex})")
     return spec
+
+
+_PLATFORM_NAMES = {"volcengine": "Volcengine", "byteplus": "BytePlus"}
 
 
 def _takes(spec: ModelSpec, mode: ImageMode) -> str:

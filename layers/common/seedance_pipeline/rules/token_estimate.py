@@ -4,10 +4,17 @@ The provider bills about width x height x fps x frames / 1024 tokens (its own sa
 864 x 480 x 121 / 1024 = 49,005). Output is 24 fps and a clip of `s` seconds carries 24 x s + 1 frames (5 s -> 121),
 so the estimate uses frames = 24 x seconds + 1. Sizes come from the provider's output-size table below.
 
-`adaptive` and `keep_ratio` follow the input image: the estimate takes the table's size for the listed ratio
-nearest the image's own (compared on a log scale, so 2:1 and 1:2 are equally far from 1:1); without an image size
-it takes the 16:9 size, the provider's default. keep_ratio keeps about the same pixel count as the fixed sizes, so
-the nearest listed size is within a few percent of what it makes.
+The estimate errs high, never low, so a budget is not overshot (tests/unit/test_token_estimate_bound.py holds it
+to the simulator's bill for every resolution, ratio and accepted image shape):
+
+- `adaptive` follows the input image: the provider picks the listed ratio nearest the image's by the NOMINAL
+  ratios (21:9 is 2.333), not by the table's pixel ratios (1504 x 640 is 2.35); near the middle of two ratios the
+  two readings differ, so the estimate takes the larger of the two sizes.
+- `keep_ratio` keeps the image's own ratio at about the 16:9 size's pixel count, each side a multiple of 16: the
+  estimate rounds each side up to 16, an upper bound of any rounding.
+- Without an image size, an image-following ratio takes the largest size of the resolution.
+- `duration: -1` (the model picks) takes the model's longest duration (`longest_seconds`).
+- Tokens round up.
 """
 
 from __future__ import annotations
@@ -50,33 +57,79 @@ OUTPUT_SIZES: dict[str, dict[str, tuple[int, int]]] = {
         "9:21": (928, 2176),
     },
 }
-DEFAULT_RATIO = "16:9"
+KEEP_RATIO_BUDGET = "16:9"
 FOLLOWS_IMAGE = ("adaptive", "keep_ratio")
+# The longest clip any catalogue model makes: what `duration: -1` is estimated at when the model's own longest is
+# not given (rules/model_rows.py: 2.5 makes up to 30 s).
+LONGEST_SECONDS = 30
+_SIDE_STEP = 16
 
 
 def frame_count(seconds: int) -> int:
     return FPS * seconds + 1
 
 
-def nearest_ratio(image_width: int, image_height: int) -> str:
-    target = math.log(image_width / image_height)
-    ratios = OUTPUT_SIZES["720p"]
-    return min(ratios, key=lambda r: abs(math.log(ratios[r][0] / ratios[r][1]) - target))
+def _nominal(ratio: str) -> float:
+    width, height = ratio.split(":")
+    return int(width) / int(height)
+
+
+def _nearest(target: float, ratios: dict[str, float]) -> str:
+    return min(ratios, key=lambda r: abs(math.log(ratios[r]) - math.log(target)))
+
+
+def nearest_ratios(image_width: int, image_height: int) -> set[str]:
+    """The listed ratio nearest the image's, by the nominal ratios (the provider's reading) and by the table's pixel
+    ratios: one ratio, or the two an image between them could be given."""
+    target = image_width / image_height
+    sizes = OUTPUT_SIZES["720p"]
+    return {
+        _nearest(target, {r: _nominal(r) for r in sizes}),
+        _nearest(target, {r: w / h for r, (w, h) in sizes.items()}),
+    }
+
+
+def _up(value: float) -> int:
+    return max(_SIDE_STEP, math.ceil(value / _SIDE_STEP) * _SIDE_STEP)
+
+
+def keep_ratio_bound(resolution: str, image_width: int, image_height: int) -> tuple[int, int]:
+    """The image's ratio at the 16:9 size's pixel count, each side rounded UP to a multiple of 16."""
+    width, height = OUTPUT_SIZES[resolution][KEEP_RATIO_BUDGET]
+    ratio = image_width / image_height
+    return _up(math.sqrt(width * height * ratio)), _up(math.sqrt(width * height / ratio))
 
 
 def output_size(resolution: str, ratio: str, image_size: tuple[int, int] | None = None) -> tuple[int, int]:
-    """The table's (width, height) for the request; image-following ratios as the module docstring says."""
+    """The (width, height) the estimate bills: the table's size, or for image-following ratios the largest size
+    the provider could make (the module docstring says how)."""
     sizes = OUTPUT_SIZES[resolution]
-    if ratio in FOLLOWS_IMAGE:
-        ratio = nearest_ratio(*image_size) if image_size and min(image_size) > 0 else DEFAULT_RATIO
-    return sizes[ratio]
+    if ratio not in FOLLOWS_IMAGE:
+        return sizes[ratio]
+    if not image_size or min(image_size) <= 0:
+        candidates = list(sizes.values())
+        if ratio == "keep_ratio":
+            candidates += [keep_ratio_bound(resolution, *shape) for shape in ((5, 2), (2, 5))]
+    elif ratio == "adaptive":
+        candidates = [sizes[r] for r in nearest_ratios(*image_size)]
+    else:
+        candidates = [keep_ratio_bound(resolution, *image_size)]
+    return max(candidates, key=lambda size: size[0] * size[1])
 
 
 def estimate_tokens(
-    resolution: str, ratio: str, duration_seconds: int, image_size: tuple[int, int] | None = None
+    resolution: str,
+    ratio: str,
+    duration_seconds: int,
+    image_size: tuple[int, int] | None = None,
+    *,
+    longest_seconds: int | None = None,
 ) -> int:
+    """Tokens the clip may cost, rounded up; `duration_seconds` -1 (the model picks) counts as `longest_seconds`."""
+    if duration_seconds < 1:
+        duration_seconds = longest_seconds or LONGEST_SECONDS
     width, height = output_size(resolution, ratio, image_size)
-    return round(width * height * frame_count(duration_seconds) * TOKENS_PER_PIXEL_FRAME)
+    return math.ceil(width * height * frame_count(duration_seconds) * TOKENS_PER_PIXEL_FRAME)
 
 
 def billed_tokens(usage: Mapping[str, Any] | None) -> int | None:

@@ -119,9 +119,10 @@ def resolve_request(
     seed = _seed(meta.get("seed"), source, code, settings.provider_api)
     flags: dict[str, Any] = {
         "watermark": settings.watermark,
-        "camerafixed": settings.camera_fixed,
+        # The template's CameraFixed and GenerateAudio mean "where the model takes it"; only an upload's own ask
+        # for what the model lacks is refused.
+        "camerafixed": settings.camera_fixed and mode in spec.camera_fixed_modes,
         "return_last_frame": settings.return_last_frame,
-        # The template's GenerateAudio means "where the model has audio"; only an upload's own ask is refused.
         "generate_audio": settings.generate_audio and spec.audio,
     }
     for meta_name, field in _BOOL_FIELDS.items():
@@ -133,7 +134,11 @@ def resolve_request(
         image_count=image_count,
         duration=duration,
         resolution=resolution,
+        ratio=ratio,
         generate_audio=flags["generate_audio"],
+        camera_fixed=flags["camerafixed"],
+        service_tier=settings.service_tier,
+        platform=settings.platform,
         catalogue=catalogue,
         provider_api=settings.provider_api,
         code=code,
@@ -158,14 +163,15 @@ def _choice(name: str, raw: str, allowed: tuple[str, ...], source: str, code: Er
 
 
 def _duration(raw: str | None, default: int, allowed: frozenset[int], source: str, code: ErrorCode, model: str) -> int:
-    """The model's durations, as the provider dialect narrows them (the unified gateway offers only 5 and 10)."""
+    """The model's durations, as the provider dialect narrows them (the unified gateway offers only 5 and 10; -1,
+    "the model picks", only natively and where the model offers it). The default is checked with the request."""
     if raw is None:
         return default
     try:
-        value = int(raw.strip())
+        value: int | None = int(raw.strip())
     except ValueError:
-        value = -1
-    if value not in allowed:
+        value = None
+    if value is None or value not in allowed:
         raise InvalidInput(
             f"{source} 'duration' is {raw!r}; allowed: {describe_durations(allowed)} (seconds) with model {model}",
             code=code,
@@ -186,9 +192,11 @@ def _seed(raw: str | None, source: str, code: ErrorCode, provider_api: ProviderA
     return value
 
 
-def provider_body(request: VideoRequest, image_urls: list[str]) -> dict[str, Any]:
-    """The unified gateway body: the request's fields and the image list."""
-    body: dict[str, Any] = request.model_dump(exclude={"prompt_truncated"}, exclude_none=True)
+def provider_body(request: VideoRequest, image_urls: list[str], *, takes_camera_fixed: bool = True) -> dict[str, Any]:
+    """The unified gateway body: the request's fields and the image list (camerafixed only where the model takes
+    it: docs/provider-api.md, "Models")."""
+    exclude = {"prompt_truncated"} | (set() if takes_camera_fixed else {"camerafixed"})
+    body: dict[str, Any] = request.model_dump(exclude=exclude, exclude_none=True)
     body["images"] = image_urls
     return body
 
@@ -216,9 +224,10 @@ def ark_body(
     *,
     service_tier: str = "default",
     expires_after: int | None = None,
+    takes_camera_fixed: bool = True,
 ) -> dict[str, Any]:
     """The native Ark body: a content list (the prompt, then each image with its role) and top-level settings,
-    never the older text flags after the prompt."""
+    never the older text flags after the prompt; `camera_fixed` only where the model takes it in this mode."""
     content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
     for url, role in zip(image_urls, ark_roles(mode, len(image_urls)), strict=True):
         content.append({"type": "image_url", "image_url": {"url": url}, "role": role})
@@ -228,12 +237,13 @@ def ark_body(
         "resolution": request.resolution,
         "ratio": request.ratio,
         "duration": request.duration,
-        "camera_fixed": request.camerafixed,
         "watermark": request.watermark,
         "generate_audio": request.generate_audio,
         "return_last_frame": request.return_last_frame,
         "service_tier": service_tier,
     }
+    if takes_camera_fixed:
+        body["camera_fixed"] = request.camerafixed
     if request.seed is not None:
         body["seed"] = request.seed
     if expires_after is not None:
@@ -251,6 +261,9 @@ def provider_body_for(
 ) -> dict[str, Any]:
     """The body in the dialect the stack speaks (PROVIDER_API), with the job's callback URL when the stack sends
     callbacks: Ark reads `callback_url`; a unified gateway the field CALLBACK_FIELD names."""
+    spec = settings.model_catalogue.get(request.model)
+    # A model outside the catalogue never gets this far (resolve_request refuses it); an unknown row sends all.
+    takes_camera_fixed = spec is None or mode in spec.camera_fixed_modes
     if settings.provider_api == "ark":
         body = ark_body(
             request,
@@ -258,10 +271,11 @@ def provider_body_for(
             mode,
             service_tier=settings.service_tier,
             expires_after=settings.ark_expires_after_seconds,
+            takes_camera_fixed=takes_camera_fixed,
         )
         field = "callback_url"
     else:
-        body = provider_body(request, image_urls)
+        body = provider_body(request, image_urls, takes_camera_fixed=takes_camera_fixed)
         field = settings.callback_field
     if callback_url and settings.sends_callbacks and field:
         body[field] = callback_url
