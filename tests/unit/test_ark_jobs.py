@@ -134,9 +134,11 @@ def test_a_lost_answer_whose_task_was_made_finds_its_own_task_beside_an_identica
     poll(runtime, times=10)
     a, b = store.job(job_a), store.job(job_b)
     assert a.status is b.status is JobStatus.SUCCEEDED
-    for job in (a, b):  # each sidecar vouches for the job's own task
+    for job, sent in ((a, provider.submissions[1]), (b, provider.submissions[0])):
         outputs = present(job.outputs)
-        assert json.loads(storage.uploads[(outputs.bucket, outputs.sidecar_key)])["task_id"] == job.task_id
+        sidecar = json.loads(storage.uploads[(outputs.bucket, outputs.sidecar_key)])
+        assert sidecar["task_id"] == job.task_id  # each sidecar vouches for the job's own task
+        assert sidecar["request"]["seed"] == sent["seed"]  # and names the seed that made it
 
 
 def test_the_seed_sent_is_recorded_on_the_job_so_the_video_can_be_made_again():

@@ -2,10 +2,11 @@
 invocations (two at once, interleaved at any adapter call), provider outcomes and faults, a crash before or after
 any adapter call, clock jumps past leases, and operator retries, all over the in-memory fakes.
 
-After every step the invariants of the README hold: at most one provider task per upload, no output object
-written for two source keys, every job live at the provider holds a slot and no more than MaxInFlight are held,
-every sidecar vouches only for objects of its own job, and no key shows an older upload's outputs once a newer
-upload of it has delivered. At the end, with the provider healthy, every event delivered once more (Lambda's
+After every step the invariants of the README hold: at most one provider task per upload, no two jobs sharing a
+task and each job's task made for its own upload (ArkJobLifecycle adds lost answers among identical uploads), no
+output object written for two source keys, every job live at the provider holds a slot and no more than
+MaxInFlight are held, every sidecar vouches only for objects of its own job, and no key shows an older upload's
+outputs once a newer upload of it has delivered. At the end, with the provider healthy, every event delivered once more (Lambda's
 retry) and the clock past every lease and limit, every upload is terminal with a reason and no slot is held.
 """
 

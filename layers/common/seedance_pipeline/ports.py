@@ -110,8 +110,10 @@ class ProviderPort(Protocol):
     A submit that runs out of time before sending raises ProviderUnavailable; after sending, SubmissionUncertain.
 
     `find_task` answers the one task `body` created between `since` and `until` (unix seconds), or None when the
-    dialect keeps no list (unified) or the list does not show exactly one. `cancel` stops a queued task: True when
-    the provider accepted, False when the dialect cannot cancel (unified); a refusal raises PipelineError.
+    dialect keeps no list (unified) or the list does not show exactly one. A listed task shows no prompt, images or
+    callback URL, so it is recognised by the seed it shows: a body without a seed, or with -1, finds none.
+    `cancel` stops a queued task: True when the provider accepted, False when the dialect cannot cancel (unified);
+    a refusal raises PipelineError.
     """
 
     def submit(self, body: dict[str, Any], *, deadline: float | None = None) -> str: ...
