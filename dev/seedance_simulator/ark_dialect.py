@@ -279,8 +279,6 @@ def ark_task_payload(
         payload["frames"] = request.frames
     else:
         payload["duration"] = request.duration
-    if request.callback_url is not None:
-        payload["callback_url"] = request.callback_url
     if succeeded:
         payload["content"] = {"video_url": video_url}
         if last_frame_url is not None:

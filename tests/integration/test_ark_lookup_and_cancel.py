@@ -12,15 +12,34 @@ from tests.support.images import image_bytes
 @pytest.mark.parametrize("dialect", ["ark"], indirect=True)
 def test_a_lost_ark_creation_answer_is_found_in_the_task_list_and_the_job_succeeds_with_one_task(pipeline, sim):
     sim.knobs.lose_answers_next = 1  # the task is created and billed; the answer never arrives
-    # The shared simulator keeps other tests' tasks: a seed of its own makes this request the only one that matches
-    # (two identical requests a minute apart are ambiguous, and then the job stays uncertain, as it should).
-    upload = pipeline.upload("uploads/lost.jpg", image_bytes(), {"seed": "424242"})
+    # No seed set: the job sends its own (derived from its id), and that is how its task is told apart from the
+    # shared simulator's other tasks, which show neither prompt, images nor callback_url.
+    upload = pipeline.upload("uploads/lost.jpg", image_bytes())
     outcome = pipeline.submit(upload)["outcomes"][0]
     assert outcome["outcome"] == "SUBMITTED", outcome
     job = pipeline.run_until_terminal(timeout=60)["uploads/lost.jpg"]
     assert job.status is JobStatus.SUCCEEDED
     assert sim.counters.tasks_created == 1 and sim.counters.listed >= 1
     assert any("task list" in note or "found" in note for note in job.notes), job.notes
+    assert sim.task(job.task_id).seed == job.request.seed  # the seed on record is the one that made the video
+
+
+@pytest.mark.parametrize("dialect", ["ark"], indirect=True)
+def test_a_lost_answer_never_adopts_an_identical_uploads_task(pipeline, sim):
+    """The issue's sequence over real HTTP, on the defaults (callbacks off, ratio adaptive, no seed): upload B is
+    sent; seconds later upload A gets a 502 and no task is made. A stays uncertain; B's task stays B's alone, and
+    B's video is B's. (Callbacks on add a callback_url the list never shows: test_ark_jobs, test_ark_dialect.)"""
+    # Settings no other test of the session uses, so B's task is the only other one the shared simulator lists.
+    settings = {"resolution": "480p", "duration": "3"}
+    pipeline.submit(pipeline.upload("uploads/b.jpg", image_bytes(), settings))
+    sim.knobs.fault_methods, sim.knobs.server_errors_next, sim.knobs.server_error_status = "POST", 1, 502
+    outcome = pipeline.submit(pipeline.upload("uploads/a.jpg", image_bytes(), settings))["outcomes"][0]
+    assert outcome["outcome"] == "FAILED", outcome
+    jobs = pipeline.run_until_terminal(timeout=60)
+    a, b = jobs["uploads/a.jpg"], jobs["uploads/b.jpg"]
+    assert a.task_id is None and a.error.code == "SUBMISSION_UNCERTAIN", (a.task_id, a.error)
+    assert b.status is JobStatus.SUCCEEDED and sim.counters.tasks_created == 1
+    assert sim.counters.deletes == 0
 
 
 @pytest.mark.parametrize("dialect", ["unified"], indirect=True)

@@ -4,6 +4,7 @@ over the jobs table that template.yaml defines (moto in server mode). Where they
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -499,3 +500,39 @@ def test_a_budget_counter_expires_a_few_days_after_its_day(store: JobStorePort) 
     item = store._client.get_item(TableName=store._table, Key={"job_id": {"S": "#budget#2027-01-15"}})["Item"]
     day_start = 1_799_971_200  # 2027-01-15T00:00:00Z
     assert day_start + 2 * 86400 < int(item["expires_at"]["N"]) <= day_start + 7 * 86400
+
+
+# --- adopting a task found after a lost answer: never one another job holds ----------------------------------
+
+
+def test_a_task_no_job_holds_is_claimed_once_and_again_by_the_same_job_only(store: JobStorePort) -> None:
+    assert store.claim_task("cgt-found", "j-lost-a")
+    assert store.claim_task("cgt-found", "j-lost-a")  # the same job again (a retried invocation): still its own
+    assert not store.claim_task("cgt-found", "j-lost-b")
+    assert store.claim_task("cgt-other", "j-lost-b")
+
+
+def test_a_task_a_live_job_record_holds_is_never_claimed_by_another(store: JobStorePort) -> None:
+    store.claim(job("j-holder", status=JobStatus.SUBMITTED, task_id="cgt-held"), due_shard="1")
+    store.claim(job("j-elsewhere", status=JobStatus.RUNNING, task_id="cgt-else"), due_shard="0")
+    assert not store.claim_task("cgt-held", "j-lost")
+    assert store.claim_task("cgt-held", "j-holder")  # the holder itself may
+    assert store.claim_task("cgt-free", "j-lost")
+
+
+def test_of_two_concurrent_claims_of_one_task_exactly_one_wins(store: JobStorePort) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    stores = [_same_table(store) for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda n: stores[n % 4].claim_task("cgt-race", f"j-{n}"), range(8)))
+    assert results.count(True) == 1
+
+
+def test_a_task_claim_expires_with_the_bookkeeping_items(store: JobStorePort) -> None:
+    if not isinstance(store, JobStore):
+        pytest.skip("the TTL attribute is the DynamoDB item's")
+    store.claim_task("cgt-ttl", "j-ttl")
+    items = store._client.scan(TableName=store._table, ConsistentRead=True)["Items"]
+    (claim,) = [item for item in items if item["job_id"]["S"].startswith("#task#")]
+    assert claim["task_holder"] == {"S": "j-ttl"} and int(claim["expires_at"]["N"]) > time.time() + 86400

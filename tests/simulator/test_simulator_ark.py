@@ -4,6 +4,7 @@ expiry, flex, audio and sizes, on the same server, tasks, knobs and counters as 
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 from typing import Any
@@ -351,10 +352,13 @@ def test_a_random_seed_is_drawn_and_reported(ark: ArkClient) -> None:
 
 
 @pytest.mark.usefixtures("no_render")
-def test_callback_url_is_kept_on_the_task(ark: ArkClient, server: SimulatorServer) -> None:
-    answer = ark.get(ark.create(callback_url=NOWHERE))
-    assert answer["callback_url"] == NOWHERE
-    assert server.task(answer["id"]).request.callback_url == NOWHERE
+def test_callback_url_is_kept_on_the_task_but_never_shown_in_it(ark: ArkClient, server: SimulatorServer) -> None:
+    # The platform's task document (Get, List, callbacks) carries neither callback_url nor the prompt or images.
+    task_id = ark.create(callback_url=NOWHERE)
+    answer = ark.get(task_id)
+    assert "callback_url" not in answer and server.task(answer["id"]).request.callback_url == NOWHERE
+    assert not any(isinstance(value, list) for value in answer.values())  # no content list: prompt and images
+    assert "callback_url" not in json.dumps(ark.list())
 
 
 @pytest.mark.usefixtures("no_render")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import threading
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone
+from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone, SubmissionUncertain
 from seedance_pipeline.models import DueJob, Job, JobStatus, ObjectInfo, TaskResult
 from seedance_pipeline.ports import (
     CallbackHandoffPort,
@@ -62,6 +63,8 @@ class FakeStore:
         self.latest: dict[tuple[str, str], tuple[str, str]] = {}
         # UTC day -> tokens committed under the daily budget, as JobStore's `#budget#<day>` items hold them.
         self.committed: dict[str, int] = {}
+        # Task id -> the job that adopted it after a lost answer, as JobStore's `#task#...` items hold them.
+        self.task_claims: dict[str, str] = {}
         self.operations: list[str] = []
         self._lock = threading.Lock()
 
@@ -223,6 +226,16 @@ class FakeStore:
         known = self.latest.get((bucket, key))
         return known[1] if known else None
 
+    def claim_task(self, task_id: str, job_id: str) -> bool:
+        """As JobStore: refused while a live (indexed) job holds the task, or another job claimed it first."""
+        self.operations.append("ClaimTask")
+        with self._lock:
+            held = any(
+                item["due_shard"] is not None and item["job"].get("task_id") == task_id and other != job_id
+                for other, item in self.items.items()
+            )
+            return not held and self.task_claims.setdefault(task_id, job_id) == job_id
+
     def _put(self, job: Job, due_shard: str | None, expires_at: float | None = None) -> None:
         data = job.model_dump(mode="json")
         live = due_shard is not None and job.next_check_at is not None
@@ -345,8 +358,13 @@ class FakeProvider:
         self.outcome: dict[str, Any] = {"state": "SUCCEEDED"}
         # What a task not yet ready reports: RUNNING, or PENDING for a task still queued.
         self.unready_state = "RUNNING"
-        # Ark-like behaviour, off by default (a unified gateway lists nothing and cancels nothing).
+        # Ark-like behaviour, off by default (a unified gateway lists nothing and cancels nothing). `can_list`: the
+        # tasks are listed as Ark's list shows them (task_document); `listed_task_id` plants the one task a look-up
+        # finds whatever the body (as if its seed had collided with another task's).
+        self.can_list = False
         self.listed_task_id: str | None = None
+        # The next POSTs make (and bill) their task, then the answer is lost: SubmissionUncertain.
+        self.lose_answers_next = 0
         self.can_cancel = False
         self.cancel_error: Exception | None = None
         self.cancels: list[str] = []
@@ -364,7 +382,30 @@ class FakeProvider:
             task_id = f"cgt-{len(self.submissions) + 1:05d}"
             self.submissions.append(body)
             self.tasks[task_id] = {"body": body, "at": self.clock()}
+            lost, self.lose_answers_next = self.lose_answers_next > 0, max(0, self.lose_answers_next - 1)
+        if lost:
+            raise SubmissionUncertain("no answer within the read timeout; the provider may have created the task")
         return task_id
+
+    def task_document(self, task_id: str) -> dict[str, Any]:
+        """A task as Ark's Get and List show it: its settings and the seed it was made with (one drawn when the
+        body sent none or -1), and neither the prompt, the images nor `callback_url`."""
+        task = self.tasks[task_id]
+        body = task["body"]
+        seed = body.get("seed")
+        if seed is None or seed == -1:
+            seed = int(hashlib.sha256(task_id.encode()).hexdigest()[:8], 16) % 2**31
+        ratio = body.get("ratio")
+        return {
+            "id": task_id,
+            "model": body.get("model"),
+            "status": "queued",
+            "created_at": int(task["at"]),
+            "resolution": body.get("resolution"),
+            "ratio": "16:9" if ratio in ("adaptive", "keep_ratio") else ratio,  # the platform reports its choice
+            "duration": body.get("duration"),
+            "seed": seed,
+        }
 
     def get(self, task_id: str, *, deadline: float | None = None) -> TaskResult:
         self.get_budgets.append(None if deadline is None else deadline - time.monotonic())
@@ -389,12 +430,21 @@ class FakeProvider:
     def find_task(
         self, body: dict[str, Any], *, since: float, until: float, deadline: float | None = None
     ) -> str | None:
-        """Answers `listed_task_id` (a test plants the task the lost answer created), registering it for get."""
+        """The one listed task that matches `body` in the window by what the list shows (the client's own rule,
+        ark_dialect.matches), else None; `listed_task_id` when a test planted one (registered for get)."""
         self.lookups.append((body, since, until))
         if self.listed_task_id is not None:
             with self._lock:
                 self.tasks.setdefault(self.listed_task_id, {"body": body, "at": self.clock()})
-        return self.listed_task_id
+            return self.listed_task_id
+        if not self.can_list:
+            return None
+        from seedance_pipeline.adapters.ark_dialect import matches
+
+        with self._lock:
+            listed = [self.task_document(task_id) for task_id in self.tasks]
+        found = [item["id"] for item in listed if matches(item, body, since=since, until=until)]
+        return found[0] if len(found) == 1 else None
 
     def cancel(self, task_id: str, *, deadline: float | None = None) -> bool:
         if not self.can_cancel:

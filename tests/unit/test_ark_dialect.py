@@ -191,12 +191,17 @@ def item(task_id: str, *, created_at: Any = NOW, **fields: Any) -> dict[str, Any
         "resolution": "720p",
         "ratio": "16:9",
         "duration": 5,
+        "seed": SEED,
         **fields,
     }
 
 
+# The seed the job sent (and the task reports): what tells two tasks of identical requests apart in the list.
+SEED = 1_234_567
+
+
 def find(server: RawHttpServer, sent: dict[str, Any] | None = None) -> str | None:
-    return client(server).find_task(sent or body(ratio="16:9"), since=NOW - 60, until=NOW + 60)
+    return client(server).find_task(sent or body(ratio="16:9", seed=SEED), since=NOW - 60, until=NOW + 60)
 
 
 def test_exactly_one_matching_task_is_found_with_the_model_filter_newest_page_first(server):
@@ -207,12 +212,36 @@ def test_exactly_one_matching_task_is_found_with_the_model_filter_newest_page_fi
     assert "filter.model=doubao-seedance-1-0-pro-250528" in path and "page_size=100" in path
 
 
-def test_numbers_as_strings_and_fields_the_list_leaves_out_still_match(server):
-    server.answer(listed(item("cgt-ours", created_at=str(int(NOW)), duration="5", ratio=None) | {"ratio": "16:9"}))
+def test_numbers_as_strings_and_settings_the_list_leaves_out_still_match(server):
+    shown = item("cgt-ours", created_at=str(int(NOW)), duration="5", seed=str(SEED))
+    server.answer(listed(shown | {"ratio": "16:9"}))
     assert find(server) == "cgt-ours"
-    bare = {"id": "cgt-bare", "model": "doubao-seedance-1-0-pro-250528", "created_at": NOW}
+    bare = {"id": "cgt-bare", "model": "doubao-seedance-1-0-pro-250528", "created_at": NOW, "seed": SEED}
     server.answer(listed(bare))
     assert find(server) == "cgt-bare"
+
+
+def test_a_listed_task_that_shows_no_seed_is_never_ours(server):
+    # The seed is the one field that can tell two identical requests apart: a task that does not show it proves
+    # nothing, and nothing else the list shows (never the prompt, images or callback_url) can stand in for it.
+    bare = {"id": "cgt-bare", "model": "doubao-seedance-1-0-pro-250528", "created_at": NOW}
+    server.answer(listed(bare, item("cgt-null-seed", seed=None)))
+    assert find(server) is None
+
+
+@pytest.mark.parametrize("seed", [None, -1])
+def test_a_request_without_a_seed_of_its_own_finds_nothing(server, seed):
+    # No seed, or -1 (the platform draws one and the task reports what it drew): every identical request's task
+    # would match, so none is adopted.
+    server.answer(listed(item("cgt-someone-elses", seed=987)))
+    assert find(server, body(ratio="16:9", seed=seed)) is None
+
+
+def test_a_callback_url_or_prompt_the_list_leaves_out_is_not_taken_as_agreement(server):
+    # The case: the other upload's task, same settings and time, differing in the seed only.
+    server.answer(listed(item("cgt-other-upload", seed=SEED + 1)))
+    sent = body(ratio="adaptive", seed=SEED) | {"callback_url": "https://cb.example.com/?job=ours&token=t"}
+    assert find(server, sent) is None
 
 
 def test_no_match_finds_nothing(server):
@@ -230,7 +259,7 @@ def test_no_match_finds_nothing(server):
             item("cgt-other-prompt", content=[{"type": "text", "text": "another prompt"}]),
         )
     )
-    assert find(server, body(ratio="16:9", seed=42)) is None
+    assert find(server) is None
 
 
 def test_two_matching_tasks_find_nothing(server):
@@ -240,7 +269,7 @@ def test_two_matching_tasks_find_nothing(server):
 
 def test_a_ratio_left_to_the_provider_matches_whatever_ratio_it_chose(server):
     server.answer(listed(item("cgt-ours", ratio="4:3")))
-    assert find(server, body(ratio="adaptive")) == "cgt-ours"
+    assert find(server, body(ratio="adaptive", seed=SEED)) == "cgt-ours"
 
 
 def test_a_full_page_inside_the_window_reads_the_next_page_for_a_second_match(server):

@@ -471,36 +471,38 @@ def test_the_later_first_check_never_passes_the_jobs_age_limit(minutes):
     assert present(job.next_check_at) <= present(job.submitted_at) + minutes * 60 + 1
 
 
-# --- 7. the lost-answer look-up: Ark's list echoes each task's callback_url -------------------------------------
+# --- 7. the lost-answer look-up: Ark's list shows no callback_url, so a task is recognised by its seed alone ------
 
 
 def listed(body: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    return {"id": "cgt-listed", "created_at": 1000, **{k: v for k, v in body.items() if k != "content"}, **changes}
+    """The task as Ark's list shows it: the body's settings and seed, never its content or callback_url."""
+    shown = {k: v for k, v in body.items() if k not in ("content", "callback_url")}
+    return {"id": "cgt-listed", "created_at": 1000, **shown, **changes}
 
 
-def ark_request(callback_url: str | None) -> dict[str, Any]:
+def ark_request(callback_url: str | None, seed: int = 1_234_567) -> dict[str, Any]:
     settings = Settings(jobs_table_name="t", **CALLBACKS)
-    return provider_body_for(settings, REQUEST, ["https://img"], ImageMode.FIRST_FRAME, callback_url=callback_url)
+    request = REQUEST.model_copy(update={"seed": seed})
+    return provider_body_for(settings, request, ["https://img"], ImageMode.FIRST_FRAME, callback_url=callback_url)
 
 
-def test_a_listed_task_echoing_our_callback_url_is_ours():
+def test_a_listed_task_showing_our_seed_is_ours():
     body = ark_request(URL)
     assert ark_matches(listed(body), body, since=900, until=1100)
 
 
 def test_a_listed_task_calling_back_another_job_is_never_adopted_as_ours():
     # Two uploads with the default prompt at the same moment: when our answer is lost and our POST made no task,
-    # the other job's task matches everything else; its callback URL names the other job.
+    # the other job's task matches every setting; only its seed (its own job's) tells it apart.
     body = ark_request(URL)
     other_job = "0" * 32
-    other = listed(body, callback_url=callback_url_for(BASE, other_job, callback_token(KEY, other_job)))
-    assert not ark_matches(other, body, since=900, until=1100)
+    other = ark_request(callback_url_for(BASE, other_job, callback_token(KEY, other_job)), seed=7_654_321)
+    assert not ark_matches(listed(other), body, since=900, until=1100)
 
 
-def test_a_listed_task_echoing_our_callback_url_re_encoded_is_still_ours():
+def test_a_callback_url_a_list_item_might_show_is_no_evidence_either_way():
     body = ark_request(URL)
-    echoed = f"{BASE}?token={TOKEN}&job={JOB_ID}"
-    assert ark_matches(listed(body, callback_url=echoed), body, since=900, until=1100)
+    assert not ark_matches(listed(body, seed=7, callback_url=URL), body, since=900, until=1100)
 
 
 # --- 8. a CALLBACK_URL that would lose every job's token ----------------------------------------------------------

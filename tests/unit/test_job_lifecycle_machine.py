@@ -2,10 +2,11 @@
 invocations (two at once, interleaved at any adapter call), provider outcomes and faults, a crash before or after
 any adapter call, clock jumps past leases, and operator retries, all over the in-memory fakes.
 
-After every step the invariants of the README hold: at most one provider task per upload, no output object
-written for two source keys, every job live at the provider holds a slot and no more than MaxInFlight are held,
-every sidecar vouches only for objects of its own job, and no key shows an older upload's outputs once a newer
-upload of it has delivered. At the end, with the provider healthy, every event delivered once more (Lambda's
+After every step the invariants of the README hold: at most one provider task per upload, no two jobs sharing a
+task and each job's task made for its own upload (ArkJobLifecycle adds lost answers among identical uploads), no
+output object written for two source keys, every job live at the provider holds a slot and no more than
+MaxInFlight are held, every sidecar vouches only for objects of its own job, and no key shows an older upload's
+outputs once a newer upload of it has delivered. At the end, with the provider healthy, every event delivered once more (Lambda's
 retry) and the clock past every lease and limit, every upload is terminal with a reason and no slot is held.
 """
 
@@ -129,6 +130,9 @@ class ScriptedProvider(FakeProvider):
             raise ProviderThrottled("HTTP 429 ModelAccountRpmRateLimitExceeded", retry_after=5)
         if fault == "503":
             raise ProviderUnavailable("HTTP 503 ServerOverloaded")
+        if fault == "502-no-task":
+            # A gateway in front of the platform answers 502 and never passed the request on: no task, no answer.
+            raise SubmissionUncertain("HTTP 502: the provider may have created the task")
         task_id = super().submit(body, deadline=deadline)
         if fault in ("504", "unreadable-2xx", "reset-after-send"):
             # The task exists and is billed; the answer is lost on the way back.
@@ -152,12 +156,20 @@ class Downloads(FakeDownloader):
         return io.BytesIO(b"video-of:" + url.rsplit("/", 1)[-1].encode())
 
 
-def upload_identity(url: str) -> tuple[str, str]:
+def upload_identity(body: dict[str, Any]) -> tuple[str, str]:
+    """The upload a provider body was made for, from its first image URL (the gateway's list, or Ark's content)."""
+    if "images" in body:
+        url = body["images"][0]
+    else:
+        url = next(part["image_url"]["url"] for part in body["content"] if part.get("type") == "image_url")
     parts = urlsplit(url)
     return parts.path.lstrip("/"), parse_qs(parts.query)["etag"][0]
 
 
 class JobLifecycle(RuleBasedStateMachine):
+    # The stack's provider dialect: the unified gateway here; ArkJobLifecycle below runs the same rules on Ark.
+    stack_settings: dict[str, Any] = {}
+
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
@@ -169,6 +181,7 @@ class JobLifecycle(RuleBasedStateMachine):
             poll_concurrency=1,
             max_job_age_minutes=30,
             max_delivery_attempts=3,
+            **self.stack_settings,
         )
         self.store: FakeStore = store
         self.storage = ScriptedStorage()
@@ -294,20 +307,30 @@ class JobLifecycle(RuleBasedStateMachine):
 
     # --- invariants -----------------------------------------------------------------------------------
     def _tasks_for(self, identity: tuple[str, str]) -> list[str]:
-        return [
-            task_id
-            for task_id, task in self.provider.tasks.items()
-            if upload_identity(task["body"]["images"][0]) == identity
-        ]
+        return [task_id for task_id, task in self.provider.tasks.items() if upload_identity(task["body"]) == identity]
 
     @invariant()
     def at_most_one_provider_task_per_upload(self) -> None:
         per_upload: dict[tuple[str, str], list[str]] = {}
         for task_id, task in self.provider.tasks.items():
-            per_upload.setdefault(upload_identity(task["body"]["images"][0]), []).append(task_id)
+            per_upload.setdefault(upload_identity(task["body"]), []).append(task_id)
         # No exception for retried jobs: an operator retries only an upload the provider never made a task for.
         paid_twice = {u: t for u, t in per_upload.items() if len(t) > 1}
         assert not paid_twice, f"paid more than once: {paid_twice}"
+
+    @invariant()
+    def no_two_jobs_share_a_task_and_each_task_is_its_own_uploads(self) -> None:
+        holders: dict[str, list[str]] = {}
+        for job in self.store.jobs():
+            if job.task_id is None:
+                continue
+            holders.setdefault(job.task_id, []).append(job.job_id)
+            made_for = upload_identity(self.provider.tasks[job.task_id]["body"])
+            assert made_for == (job.source_key, job.source_etag), (
+                f"job {job.job_id} ({job.source_key}, {job.source_etag}) holds task {job.task_id}, made for {made_for}"
+            )
+        shared = {task: jobs for task, jobs in holders.items() if len(jobs) > 1}
+        assert not shared, f"jobs sharing a task: {shared}"
 
     @invariant()
     def slots_are_held_by_every_job_live_at_the_provider(self) -> None:
@@ -390,3 +413,44 @@ JobLifecycle.TestCase.settings = settings(
     max_examples=max(200, settings().max_examples), stateful_step_count=50, deadline=None
 )
 test_job_lifecycle_holds_its_invariants_under_faults_and_crashes = JobLifecycle.TestCase
+
+
+class ArkJobLifecycle(JobLifecycle):
+    """The same machine on the native Ark dialect: a lost create answer is looked up in the task list (FakeProvider
+    lists tasks as Ark does: settings and seed, never prompt, images or callback_url) and a queued task is cancelled
+    when its job gives up. Its own rule: identical uploads in flight, the second's create answer lost."""
+
+    stack_settings: dict[str, Any] = {"provider_api": "ark", "api_base_url": ""}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.provider.can_list = self.provider.can_cancel = True
+
+    @rule(
+        keys=st.tuples(st.sampled_from(KEYS), st.sampled_from(KEYS)),
+        task_made=st.booleans(),
+        seed=st.sampled_from([None, None, "-1", "7"]),
+        crash=crash_points,
+    )
+    def identical_uploads_in_flight_and_a_lost_create_answer(
+        self, keys: tuple[str, str], task_made: bool, seed: str | None, crash: CrashPoint | None
+    ) -> None:
+        """Upload B is sent; then upload A, with the same settings (the defaults, or one seed both set), loses its
+        create answer: a read timeout after its task was made, or a 502 before any was."""
+        metadata = {"seed": seed} if seed is not None else {}
+        for key, fault in ((keys[0], None), (keys[1], "504" if task_made else "502-no-task")):
+            self.etag_counter += 1
+            etag = f"etag{self.etag_counter}"
+            self.storage.add(BUCKET, key, GOOD_IMAGE, metadata, etag=etag)
+            upload = Upload(bucket=BUCKET, key=key, etag=etag, sequencer=f"{self.etag_counter:016X}")
+            self.uploads.append(upload)
+            self.provider.submit_fault = fault
+            self._invoke(self._deliverer(upload), crash if fault else None)
+            self.clock.advance(5)
+        self.provider.submit_fault = None
+
+
+ArkJobLifecycle.TestCase.settings = settings(
+    max_examples=max(100, settings().max_examples // 2), stateful_step_count=50, deadline=None
+)
+test_ark_job_lifecycle_holds_its_invariants_with_lost_answers_among_identical_uploads = ArkJobLifecycle.TestCase

@@ -47,6 +47,10 @@ class JobStorePort(Protocol):
     def committed_tokens(self, day: str) -> int: ...
     def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool: ...
     def latest_job_for(self, bucket: str, key: str) -> str | None: ...
+    # A task found in the provider's list after a lost answer is adopted only through claim_task: False when a live
+    # job's record holds that task id (the due index shows it) or another job claimed it first (one conditional
+    # write, so two adopters never both win); True for job_id itself again. Only the rare lost-answer path calls it.
+    def claim_task(self, task_id: str, job_id: str) -> bool: ...
 
 
 class JobCatalogPort(JobStorePort, Protocol):
@@ -106,8 +110,10 @@ class ProviderPort(Protocol):
     A submit that runs out of time before sending raises ProviderUnavailable; after sending, SubmissionUncertain.
 
     `find_task` answers the one task `body` created between `since` and `until` (unix seconds), or None when the
-    dialect keeps no list (unified) or the list does not show exactly one. `cancel` stops a queued task: True when
-    the provider accepted, False when the dialect cannot cancel (unified); a refusal raises PipelineError.
+    dialect keeps no list (unified) or the list does not show exactly one. A listed task shows no prompt, images or
+    callback URL, so it is recognised by the seed it shows: a body without a seed, or with -1, finds none.
+    `cancel` stops a queued task: True when the provider accepted, False when the dialect cannot cancel (unified);
+    a refusal raises PipelineError.
     """
 
     def submit(self, body: dict[str, Any], *, deadline: float | None = None) -> str: ...

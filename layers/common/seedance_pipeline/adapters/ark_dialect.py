@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
 from seedance_pipeline.adapters.unified_dialect import (
     MISSING,
@@ -76,27 +76,31 @@ def parse_task(task_id: str, payload: dict[str, Any]) -> TaskResult:
 
 
 def matches(item: Any, body: dict[str, Any], *, since: float, until: float) -> bool:
-    """Whether a listed task is, by everything the list shows, the one `body` would have created in the window.
+    """Whether a listed task is, by what the list shows, the one `body` created in the window.
 
-    A field the item leaves out proves nothing either way and is passed over; a field it shows must agree.
+    The list shows a task's settings and the seed it was made with, never its prompt, images or `callback_url`
+    (docs/provider-api.md, "Lost answer"), so two uploads' identical requests differ there in their seeds alone. A
+    task matches only when it shows the very seed `body` sent; a body with no seed, or -1 (the platform draws one),
+    matches nothing. The settings it shows must agree too; a setting it leaves out is passed over.
     """
     if not isinstance(item, dict) or usable_task_id(item.get("id")) is None:
+        return False
+    sent_seed = body.get("seed")
+    if not isinstance(sent_seed, int) or isinstance(sent_seed, bool) or sent_seed < 0:
+        return False
+    if "seed" not in item or not _same(item["seed"], sent_seed):
         return False
     if item.get("model") != body.get("model"):
         return False
     created = as_number(item.get("created_at"))
     if created is None or not since <= created <= until:
         return False
-    for field in ("resolution", "duration", "seed", "frames"):
+    for field in ("resolution", "duration", "frames"):
         if field in body and field in item and not _same(item[field], body[field]):
             return False
     if body.get("ratio") not in _CHOSEN_BY_PROVIDER and "ratio" in item and item["ratio"] != body.get("ratio"):
         return False
-    if "callback_url" in body and "callback_url" in item and not _same_job(item["callback_url"], body["callback_url"]):
-        # The one field that tells two jobs' identical requests apart (the default prompt makes them common): a
-        # task that calls another job back was made by that job's POST, never by ours.
-        return False
-    shown = _prompt_of(item.get("content"))
+    shown = _prompt_of(item.get("content"))  # never shown by the platform today; a prompt shown must agree
     return shown is None or shown == _prompt_of(body.get("content"))
 
 
@@ -108,17 +112,8 @@ def _same(shown: Any, sent: Any) -> bool:
     return bool(shown == sent)
 
 
-def _same_job(shown: Any, sent: Any) -> bool:
-    """Whether two callback URLs name the same job: by their `job` parameter (the platform may re-encode a URL it
-    echoes), else as strings."""
-    jobs = [parse_qs(urlsplit(url).query).get("job") if isinstance(url, str) else None for url in (shown, sent)]
-    if jobs[0] and jobs[1]:
-        return bool(jobs[0] == jobs[1])
-    return bool(shown == sent)
-
-
 def _prompt_of(content: Any) -> str | None:
-    """The text item of a content list (a request's, or a listed task's where the platform echoes it)."""
+    """The text item of a content list (a request's, or a listed task's should the platform ever show it)."""
     if not isinstance(content, list):
         return None
     for part in content:

@@ -4,7 +4,8 @@ In-flight slots are in slot_items.py.
 
 Due index. It projects only DueJob's fields, so a lease, the pre-submission mark or a delivery note costs no index
 write; `record_check` records a status check that delivers nothing without a lease (1 WCU + 2 index writes, where
-lease + save cost 5). Bookkeeping items (`#latest#...`, `#slot#...`) carry the table's TTL attribute.
+lease + save cost 5). Bookkeeping items (`#latest#...`, `#slot#...`, `#task#...`) carry the table's TTL
+attribute.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def comparable_sequencer(sequencer: str) -> str:
 
 def latest_upload_item_id(bucket: str, key: str) -> str:
     return "#latest#" + hashlib.sha256(f"{bucket}\n{key}".encode()).hexdigest()[:40]
+
+
+def task_claim_item_id(task_id: str) -> str:
+    """A provider's task id is its own text: hashed, so the key stays short and of one shape."""
+    return "#task#" + hashlib.sha256(task_id.encode()).hexdigest()[:40]
 
 
 def budget_item_id(day: str) -> str:
@@ -322,6 +328,43 @@ class JobStore:
         )
         item = response.get("Item") or {}
         return item.get("latest_job_id", {}).get("S")
+
+    # --- a task adopted after a lost answer: never one another job holds -------------------------------
+    def claim_task(self, task_id: str, job_id: str) -> bool:
+        """Claim task_id for job_id (see the port). First the live jobs in the due index (which projects task_id;
+        read by shard, a Query each, no write) for another holder; then one conditional write of a `#task#` item,
+        so of two adopters only one wins. A job that got its task id from its own POST writes no claim: this stays
+        off the common path, and the due index is what shows its task. The index is eventually consistent: a job
+        whose POST was answered in the last moment may not show yet (its task's seed is another's anyway)."""
+        for shard in range(self.due_shards):
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": DUE_INDEX,
+                "KeyConditionExpression": "due_shard = :shard",
+                "FilterExpression": "task_id = :task AND job_id <> :job",
+                "ExpressionAttributeValues": {
+                    ":shard": {"S": str(shard)},
+                    ":task": {"S": task_id},
+                    ":job": {"S": job_id},
+                },
+                "Select": "COUNT",
+            }
+            while True:
+                response = self._client.query(**kwargs)
+                if response.get("Count", 0):
+                    return False
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return self._update_if(
+            Key={"job_id": {"S": task_claim_item_id(task_id)}},
+            UpdateExpression="SET task_holder = :job, expires_at = :expires",
+            ConditionExpression="attribute_not_exists(task_holder) OR task_holder = :job",
+            ExpressionAttributeValues={
+                ":job": {"S": job_id},
+                ":expires": {"N": str(int(self._clock() + self._bookkeeping_lifetime))},
+            },
+        )
 
     # --- helpers -----------------------------------------------------------------------------------
     @staticmethod

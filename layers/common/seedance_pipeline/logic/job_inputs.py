@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from seedance_pipeline.errors import ErrorCode, InvalidInput, ObjectGone
 from seedance_pipeline.models import Job, VideoRequest
 from seedance_pipeline.rules import image_rules
+from seedance_pipeline.rules.lookup_seed import with_lookup_seed
 from seedance_pipeline.rules.manifests import (
     MAX_MANIFEST_BYTES,
     check_manifest_size,
@@ -55,13 +56,17 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
         )
         manifest = parse_manifest(raw)
         keys = frame_keys(job.source_key, manifest, settings)
-        request = job.request or resolve_request(
-            settings,
-            manifest.overrides(),
-            mode=manifest.mode,
-            image_count=len(keys),
-            source="the manifest's",
-            code=ErrorCode.INVALID_MANIFEST,
+        request = job.request or with_lookup_seed(
+            resolve_request(
+                settings,
+                manifest.overrides(),
+                mode=manifest.mode,
+                image_count=len(keys),
+                source="the manifest's",
+                code=ErrorCode.INVALID_MANIFEST,
+            ),
+            job.job_id,
+            settings.provider_api,
         )
         images = [_read_image(runtime, job.source_bucket, key) for key in keys]
         return JobInputs(request=request, images=images, mode=manifest.mode)
@@ -75,7 +80,10 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
         check_size=image_rules.check_size,
     )
     checked = image_rules.inspect_image(data)
-    request = job.request or resolve_request(settings, info.metadata)
+    # The request as it is sent, seed included (rules/lookup_seed): the job records it, so does the sidecar.
+    request = job.request or with_lookup_seed(
+        resolve_request(settings, info.metadata), job.job_id, settings.provider_api
+    )
     image = InputImage(job.source_key, job.source_version_id, data, checked.format, (checked.width, checked.height))
     return JobInputs(request=request, images=[image])
 

@@ -267,16 +267,16 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
     try:
         task_id = runtime.provider().submit(body, deadline=runtime.provider_deadline(job.lease_until))
     except SubmissionUncertain as exc:
-        found = look_up_lost_task(job, runtime, body, sent_at=now)
-        if found is None:
-            return SubmitAttempt(_not_submitted(job, runtime, owner=owner, error=exc))
-        task_id = found
+        lost = look_up_lost_task(job, runtime, body, sent_at=now)
+        if lost.task_id is None:
+            return SubmitAttempt(_not_submitted(job, runtime, owner=owner, error=lost.uncertain(exc)))
+        task_id = lost.task_id
         job = job.model_copy(
             update={
                 "notes": [
                     *job.notes,
                     f"the answer to the submission was lost ({exc.message}); task {task_id} was found in the "
-                    "provider's task list (same model, request and time) and adopted",
+                    "provider's task list (this job's own seed, same settings and time) and adopted",
                 ]
             }
         )
