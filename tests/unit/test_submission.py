@@ -1,6 +1,8 @@
 import threading
 
 from botocore.exceptions import ClientError
+from hypothesis import given
+from hypothesis import strategies as st
 
 from seedance_pipeline.errors import (
     ErrorCode,
@@ -13,6 +15,7 @@ from seedance_pipeline.errors import (
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload, handle_event
 from seedance_pipeline.models import JobStatus, Upload
+from seedance_pipeline.rules.keys import job_id_for
 from seedance_pipeline.triggers.upload_events import parse_trigger_event
 from tests.support.expect import present
 from tests.support.fakes import FakeStorage, FakeStore, make_runtime, make_runtime_with
@@ -361,3 +364,15 @@ def test_a_job_the_budget_held_ends_even_when_a_fault_leaves_the_budget_as_its_l
     job = store.job(job_id)
     assert job.status is JobStatus.TIMED_OUT and present(job.error).code == ErrorCode.NEVER_SUBMITTED
     assert provider.submissions == []
+
+
+_HEX = st.text(alphabet="0123456789ABCDEF", min_size=2, max_size=18)
+
+
+@given(first=st.tuples(_HEX, _HEX), second=st.tuples(_HEX, _HEX))
+def test_two_uploads_of_a_key_with_the_null_version_share_a_job_id_only_when_they_are_one_upload(first, second):
+    """Property: "null" never identifies an upload; the ETag and sequencer do, as for an unversioned bucket."""
+    a = Upload(bucket=BUCKET, key="uploads/cat.jpg", version_id="null", etag=first[0], sequencer=first[1])
+    b = Upload(bucket=BUCKET, key="uploads/cat.jpg", version_id="null", etag=second[0], sequencer=second[1])
+    assert a.version_id is None and b.version_id is None
+    assert (job_id_for(a) == job_id_for(b)) == (first[1] == second[1])
