@@ -275,3 +275,16 @@ def test_a_task_that_started_running_before_the_cancel_is_never_deleted_and_the_
     assert provider.cancels == []
     assert job.status is JobStatus.TIMED_OUT
     assert "is running, which cannot be cancelled: it may still finish and be billed" in present(job.error).message
+
+
+def test_a_gateway_job_timed_out_says_its_task_was_not_cancelled_and_may_still_be_billed():
+    """Failed on 26248cd: the gateway format cannot cancel, and the TIMED_OUT error said nothing of the task."""
+    runtime, store, storage, provider = make_runtime(max_job_age_minutes=10)
+    provider.ready_after = 10**9
+    job_id = _upload(runtime, storage, image_bytes(), "e1", "01")
+    runtime.clock.advance(11 * 60)
+    job = _check(runtime, store, job_id)
+
+    assert job.status is JobStatus.TIMED_OUT
+    assert "was not cancelled (this API cannot cancel): it may still finish and be billed" in present(job.error).message
+    assert provider.cancels == []

@@ -189,6 +189,10 @@ def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | Pip
     if _past_age_limit(job, now, settings.max_job_age_seconds):
         if result.state is ProviderState.RUNNING and settings.provider_api == "ark":
             cancel_said = f"task {job.task_id} is running, which cannot be cancelled: it may still finish and be billed"
+        elif settings.provider_api != "ark":
+            cancel_said = (
+                f"task {job.task_id} was not cancelled (this API cannot cancel): it may still finish and be billed"
+            )
         return _time_out(job, runtime, owner=owner, cancel_said=cancel_said)
     status = JobStatus.RUNNING if result.state is ProviderState.RUNNING else JobStatus.SUBMITTED
     job = job.model_copy(update={"status": status, "last_error": None})
