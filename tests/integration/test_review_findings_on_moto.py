@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import cast
 
 import pytest
@@ -85,3 +87,27 @@ def test_the_current_object_of_a_key_is_its_newest_upload(stack: LocalStack) -> 
     current = storage.current(stack.bucket, "uploads/cat.jpg")
     assert current is not None and current.etag == second != first
     assert storage.current(stack.bucket, "uploads/none.jpg") is None
+
+
+def test_a_rejected_reupload_keeps_the_older_uploads_paid_video_end_to_end(pipeline, sim) -> None:
+    """Failed on 26248cd: the broken re-upload was REJECTED but still named as the key's newest upload, so the
+    older job's finished, billed task was failed SUPERSEDED and its video stored nowhere."""
+    sim.knobs.run_seconds = 2.0
+    first = pipeline.submit(pipeline.upload("uploads/cat.jpg", image_bytes()))
+    older = first["outcomes"][0]["job_id"]
+    assert first["outcomes"][0]["outcome"] == "SUBMITTED"
+    second = pipeline.submit(pipeline.upload("uploads/cat.jpg", b"this is not an image"))
+    assert second["outcomes"][0]["outcome"] == "REJECTED"
+
+    store = pipeline.runtime.store
+    for _ in range(60):
+        if store.get(older).status.is_terminal:
+            break
+        pipeline.poll(timeout_seconds=30)
+        time.sleep(0.2)
+    job = store.get(older)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    s3 = pipeline.s3
+    sidecar = json.loads(s3.get_object(Bucket=job.outputs.bucket, Key=job.outputs.sidecar_key)["Body"].read())
+    assert sidecar["job_id"] == older
+    assert s3.head_object(Bucket=job.outputs.bucket, Key=job.outputs.video_key)["ContentLength"] > 0
