@@ -61,3 +61,18 @@ def test_a_queued_ark_task_is_cancelled_when_its_job_times_out(make_pipeline, si
     assert job.status is JobStatus.TIMED_OUT
     assert sim.counters.deletes == 1 and sim.counters.cancelled == 1
     assert any("cancel" in note for note in job.notes), job.notes
+    # Called a cancel only because the task read `cancelled` afterwards, and said so in the error the event carries.
+    assert "was cancelled (its status reads cancelled); nothing is billed" in job.error.message
+
+
+@pytest.mark.parametrize("dialect", ["ark"], indirect=True)
+def test_a_running_ark_task_is_never_deleted_and_its_timed_out_job_says_it_may_be_billed(make_pipeline, sim):
+    """Failed on 26248cd: the job ended TIMED_OUT with nothing said of the task, which runs on and is billed."""
+    pipeline = make_pipeline(MAX_JOB_AGE_MINUTES="0.05")
+    sim.knobs.queue_seconds = 0
+    sim.knobs.run_seconds = 600  # running far past the job's age limit: Ark cannot cancel a running task
+    pipeline.submit(pipeline.upload("uploads/running.jpg", image_bytes()))
+    job = pipeline.run_until_terminal(timeout=60)["uploads/running.jpg"]
+    assert job.status is JobStatus.TIMED_OUT
+    assert sim.counters.deletes == 0
+    assert "may still finish and be billed" in job.error.message, job.error.message

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
 from typing import cast
+
+import pytest
 
 from seedance_local.local_stack import LocalStack
 from seedance_pipeline.adapters.job_store import JobStore
-from seedance_pipeline.errors import ProviderUnavailable
+from seedance_pipeline.adapters.object_storage import ObjectStorage
+from seedance_pipeline.errors import ObjectArchived, ProviderUnavailable
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, Upload
@@ -61,3 +66,48 @@ def test_a_paid_job_keeps_its_slot_for_as_long_as_it_can_live(stack: LocalStack)
         Upload(bucket=BUCKET, key="uploads/second.jpg", etag="e2", sequencer="02"), runtime, owner="s"
     )
     assert second.outcome is JobStatus.WAITING, "MaxInFlight=1, yet a second task was sent while the first is live"
+
+
+def test_an_archived_image_reads_as_archived_not_as_an_unexpected_fault(stack: LocalStack) -> None:
+    """Failed on 26248cd: GetObject on an object in an archive storage class answers 403 InvalidObjectState, which
+    the adapter let escape as a ClientError: the job stayed WAITING and its image was read on every retry."""
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.bucket, Key="uploads/old.jpg", Body=image_bytes(), StorageClass="DEEP_ARCHIVE")
+    storage = ObjectStorage(s3)
+    with pytest.raises(ObjectArchived) as raised:
+        storage.read(stack.bucket, "uploads/old.jpg", max_bytes=10**6)
+    assert "restore" in raised.value.message and raised.value.code == "IMAGE_ARCHIVED"
+
+
+def test_the_current_object_of_a_key_is_its_newest_upload(stack: LocalStack) -> None:
+    s3 = stack.client("s3")
+    first = s3.put_object(Bucket=stack.bucket, Key="uploads/cat.jpg", Body=b"one")["ETag"].strip('"')
+    second = s3.put_object(Bucket=stack.bucket, Key="uploads/cat.jpg", Body=b"two")["ETag"].strip('"')
+    storage = ObjectStorage(s3)
+    current = storage.current(stack.bucket, "uploads/cat.jpg")
+    assert current is not None and current.etag == second != first
+    assert storage.current(stack.bucket, "uploads/none.jpg") is None
+
+
+def test_a_rejected_reupload_keeps_the_older_uploads_paid_video_end_to_end(pipeline, sim) -> None:
+    """Failed on 26248cd: the broken re-upload was REJECTED but still named as the key's newest upload, so the
+    older job's finished, billed task was failed SUPERSEDED and its video stored nowhere."""
+    sim.knobs.run_seconds = 2.0
+    first = pipeline.submit(pipeline.upload("uploads/cat.jpg", image_bytes()))
+    older = first["outcomes"][0]["job_id"]
+    assert first["outcomes"][0]["outcome"] == "SUBMITTED"
+    second = pipeline.submit(pipeline.upload("uploads/cat.jpg", b"this is not an image"))
+    assert second["outcomes"][0]["outcome"] == "REJECTED"
+
+    store = pipeline.runtime.store
+    for _ in range(60):
+        if store.get(older).status.is_terminal:
+            break
+        pipeline.poll(timeout_seconds=30)
+        time.sleep(0.2)
+    job = store.get(older)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    s3 = pipeline.s3
+    sidecar = json.loads(s3.get_object(Bucket=job.outputs.bucket, Key=job.outputs.sidecar_key)["Body"].read())
+    assert sidecar["job_id"] == older
+    assert s3.head_object(Bucket=job.outputs.bucket, Key=job.outputs.video_key)["ContentLength"] > 0

@@ -333,6 +333,12 @@ class FakeStorage:
         body = self.uploads.get((bucket, key))
         return json.loads(body) if body is not None else None
 
+    def current(self, bucket: str, key: str) -> ObjectInfo | None:
+        if (bucket, key) not in self.objects:
+            return None
+        data, metadata, etag = self.objects[(bucket, key)]
+        return ObjectInfo(size=len(data), content_type=None, etag=etag, version_id=None, metadata=metadata)
+
     def delete(self, bucket: str, key: str) -> None:
         self.uploads.pop((bucket, key), None)
 
@@ -368,6 +374,7 @@ class FakeProvider:
         self.can_cancel = False
         self.cancel_error: Exception | None = None
         self.cancels: list[str] = []
+        self.cancelled: set[str] = set()
         self.lookups: list[tuple[dict[str, Any], float, float]] = []
         # The deadline of every call, as seconds left when it was made (None: the caller gave none).
         self.submit_budgets: list[float | None] = []
@@ -413,6 +420,8 @@ class FakeProvider:
         if self.get_error:
             raise self.get_error
         task = self.tasks[task_id]
+        if task_id in self.cancelled:
+            return TaskResult(task_id=task_id, state="FAILED", raw_status="cancelled", failure_reason="cancelled")
         if self.clock() - task["at"] < self.ready_after:
             raw = "IN_PROGRESS" if self.unready_state == "RUNNING" else "queued"
             return TaskResult(task_id=task_id, state=self.unready_state, raw_status=raw)
@@ -452,6 +461,7 @@ class FakeProvider:
         if self.cancel_error:
             raise self.cancel_error
         self.cancels.append(task_id)
+        self.cancelled.add(task_id)  # as Ark: the task now reads `cancelled`
         return True
 
 

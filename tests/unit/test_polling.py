@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from seedance_pipeline.errors import ProviderAuthError, ProviderThrottled, ProviderUnavailable, ResultExpired
@@ -180,7 +182,10 @@ def test_an_older_upload_does_not_write_outputs_once_a_newer_upload_exists():
     assert store.job(newer).status is JobStatus.SUCCEEDED
     assert store.job(older).status is JobStatus.FAILED and present(store.job(older).error).code == "SUPERSEDED"
     assert storage.uploads[(BUCKET, f"videos/cat.jpg.{newer[:12]}.mp4")] == b"newer video"
-    assert not any(key.endswith(f"{older[:12]}.mp4") for _, key in storage.uploads)
+    # The older task was paid for: its video is kept at its own key, named in its error, never in the sidecar.
+    kept = f"videos/cat.jpg.{older[:12]}.mp4"
+    assert (BUCKET, kept) in storage.uploads and kept in present(store.job(older).error).message
+    assert json.loads(storage.uploads[(BUCKET, "videos/cat.jpg.json")])["job_id"] == newer
 
 
 def test_a_waiting_job_that_raises_does_not_stall_the_jobs_behind_it(monkeypatch):

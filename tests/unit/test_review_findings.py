@@ -29,12 +29,11 @@ def _check_now(runtime, store, job_id):
     return check_job(job, runtime, owner="p")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a job without a sequencer (backfill, or an event without one) delivers over a newer upload's outputs "
-    "and deletes the newer video: _from_a_newer_upload and the poller's superseded check both need a sequencer",
-)
 def test_an_older_backfilled_upload_never_replaces_the_outputs_of_a_newer_upload():
+    """A strict xfail on 26248cd: a job without a sequencer (backfill, or an event without one) delivered over a
+    newer upload's outputs and deleted the newer video. Now, without two sequencers to compare, the object's own
+    evidence decides: the older job's object is no longer the key's current one, so it replaces nothing, and its
+    paid video is kept at its own key, named in its error."""
     runtime, store, storage, provider = make_runtime()
     runtime.downloader = FakeDownloader(
         {"https://cdn.example.com/cgt-00001.mp4": b"old video", "https://cdn.example.com/cgt-00002.mp4": b"new video"}
@@ -58,6 +57,10 @@ def test_an_older_backfilled_upload_never_replaces_the_outputs_of_a_newer_upload
     sidecar = json.loads(storage.uploads[(BUCKET, SIDECAR)])
     assert sidecar["job_id"] == newer, "the sidecar of the key now vouches for the older upload"
     assert storage.uploads.get((BUCKET, newer_video)) == b"new video", "the newer upload's paid video was deleted"
+    replaced = store.job(older)
+    assert replaced.status is JobStatus.FAILED and present(replaced.error).code == "SUPERSEDED"
+    kept = present(replaced.error).message.split(f"s3://{BUCKET}/", 1)[1].split()[0]
+    assert storage.uploads.get((BUCKET, kept)) == b"old video"
 
 
 @pytest.mark.parametrize("tiny", [1e-300, 5e-324, -1e-200])

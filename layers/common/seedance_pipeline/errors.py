@@ -31,6 +31,12 @@ class ErrorCode(StrEnum):
     IMAGE_ASPECT_RATIO = "IMAGE_ASPECT_RATIO"
     CORRUPT_IMAGE = "CORRUPT_IMAGE"
     OBJECT_GONE = "OBJECT_GONE"
+    # The image was moved to an archive storage class (Glacier, Deep Archive, an archive tier): REJECTED; restore
+    # it (or upload it again) and run `jobs retry`.
+    IMAGE_ARCHIVED = "IMAGE_ARCHIVED"
+    # The image could not be read for a reason no adapter classified (a missing permission, an S3 fault): the job
+    # keeps WAITING and is read again, until MaxJobAgeMinutes ends it NEVER_SUBMITTED naming this problem.
+    IMAGE_UNREADABLE = "IMAGE_UNREADABLE"
     OUTPUT_KEY_TOO_LONG = "OUTPUT_KEY_TOO_LONG"
     SUPERSEDED = "SUPERSEDED"
     # A bucket's KMS key refuses the functions (missing grant, disabled or deleted key): nothing retries it.
@@ -208,12 +214,28 @@ class ObjectGone(PipelineError):
     code = ErrorCode.OBJECT_GONE
 
 
+class ObjectArchived(PipelineError):
+    """GetObject answered 403 InvalidObjectState: the object is in an archive storage class and must be restored
+    before it can be read. Waiting does not change that, so the job ends with this as its reason."""
+
+    code = ErrorCode.IMAGE_ARCHIVED
+
+
+class ImageUnreadable(PipelineError):
+    """Reading the image failed for a reason no adapter classified: nothing was sent, the job waits and is tried
+    again (its age limit still applies)."""
+
+    code = ErrorCode.IMAGE_UNREADABLE
+
+
 # The one table. Where a phase reads an outcome differently it says so: TRY_LATER before a POST means
 # "back to WAITING, slot returned"; after a task exists it means "check again later".
 OUTCOMES: dict[type[PipelineError], Outcome] = {
     InvalidInput: Outcome.REJECTED,
     ObjectGone: Outcome.REJECTED,
     KmsAccessDenied: Outcome.REJECTED,
+    ObjectArchived: Outcome.REJECTED,
+    ImageUnreadable: Outcome.TRY_LATER,
     ProviderRejected: Outcome.FAILED,
     DownloadRefused: Outcome.FAILED,
     ProviderThrottled: Outcome.TRY_LATER,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from seedance_pipeline.rules.callback_token import redact_tokens
 
@@ -136,6 +136,13 @@ class Upload(BaseModel):
     sequencer: str | None = None
     size: int | None = None
     event_time: str | None = None
+
+    @field_validator("version_id")
+    @classmethod
+    def _no_null_version(cls, value: str | None) -> str | None:
+        # S3 names the version of an object written while versioning is off or suspended "null": that is no
+        # version (every such write of the key is "null"), so it must never tell one upload from another.
+        return None if value == "null" else value
 
 
 class JobError(BaseModel):

@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from seedance_pipeline.errors import ErrorCode, InvalidInput, KmsAccessDenied, ObjectGone
+from seedance_pipeline.errors import ErrorCode, InvalidInput, KmsAccessDenied, ObjectArchived, ObjectGone
 from seedance_pipeline.models import ObjectInfo
 
 if TYPE_CHECKING:
@@ -21,6 +21,9 @@ _MAX_JSON_BYTES = 1024**2
 _GONE_CODES = {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412"}
 _WRITE_GRANTS = "kms:GenerateDataKey and kms:Decrypt"
 _MAX_KMS_MESSAGE = 500
+# GetObject on an object in an archive storage class (GLACIER, DEEP_ARCHIVE, an Intelligent-Tiering archive tier)
+# that is not restored: 403 InvalidObjectState. It stays so until someone restores it.
+_ARCHIVED_CODES = {"InvalidObjectState"}
 
 
 class ObjectStorage:
@@ -70,6 +73,11 @@ class ObjectStorage:
         except ClientError as exc:
             if _error_code(exc) in _GONE_CODES:
                 raise ObjectGone(f"s3://{bucket}/{key} no longer exists in the announced version") from exc
+            if _error_code(exc) in _ARCHIVED_CODES:
+                raise ObjectArchived(
+                    f"s3://{bucket}/{key} is in an archive storage class and cannot be read (S3 answered "
+                    "InvalidObjectState): restore it, or upload it again, then run `seedance-pipeline jobs retry`"
+                ) from exc
             _raise_if_kms_denied(exc, bucket, key, "kms:Decrypt", "BucketKmsKeyArn")
             raise
         body = response["Body"]
@@ -133,6 +141,16 @@ class ObjectStorage:
         finally:
             body.close()
         return document if isinstance(document, dict) else None
+
+    def current(self, bucket: str, key: str) -> ObjectInfo | None:
+        """HeadObject of the key's current object (its ETag and version id), or None when the key has none."""
+        try:
+            response = self._client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) in _GONE_CODES:
+                return None
+            raise
+        return _info(response)
 
     def delete(self, bucket: str, key: str) -> None:
         self._client.delete_object(Bucket=bucket, Key=key)

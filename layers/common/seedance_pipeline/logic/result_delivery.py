@@ -22,11 +22,16 @@ from seedance_pipeline.runtime import Runtime
 _MAX_REASON_CHARS = 500
 
 
-def deliver_results(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs, list[str]]:
+def deliver_results(
+    job: Job, result: TaskResult, runtime: Runtime, *, replaced_by_newer: bool = False
+) -> tuple[JobOutputs, list[str]]:
     """Stream the results into S3. Raises ResultExpired/ResultUnavailable/DownloadRefused/DeliveryFailed for the
-    caller to judge; an error no adapter classified becomes DeliveryFailed so it counts as an attempt."""
+    caller to judge; an error no adapter classified becomes DeliveryFailed so it counts as an attempt.
+
+    `replaced_by_newer`: a newer upload of the key owns its outputs. The media are still stored (the task is paid
+    for), at this job's own names, and Superseded names them; the sidecar is left alone."""
     try:
-        return _deliver(job, result, runtime)
+        return _deliver(job, result, runtime, replaced_by_newer)
     except PipelineError:
         raise
     except Exception as exc:
@@ -34,7 +39,7 @@ def deliver_results(job: Job, result: TaskResult, runtime: Runtime) -> tuple[Job
         raise DeliveryFailed(f"could not deliver the results ({reason})") from exc
 
 
-def _deliver(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs, list[str]]:
+def _deliver(job: Job, result: TaskResult, runtime: Runtime, replaced_by_newer: bool) -> tuple[JobOutputs, list[str]]:
     settings = runtime.settings
     if result.malformed_url or not result.video_url:
         raise DownloadRefused(
@@ -61,12 +66,14 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs
             notes.append("a last frame was asked for, but the provider's answer carried no last-frame URL")
 
     outputs = JobOutputs(bucket=bucket, video_key=keys.video, last_frame_key=last_frame_key, sidecar_key=keys.sidecar)
+    kept = f"this job's paid video is kept, named by no sidecar, at s3://{bucket}/{keys.video}"
+    if last_frame_key:
+        kept += f" (last frame s3://{bucket}/{last_frame_key})"
+    if replaced_by_newer:
+        raise Superseded(f"a newer upload of this key replaced this one while it was generating; {kept}")
     previous = runtime.storage.read_json(bucket, keys.sidecar)
-    if previous is not None and _from_a_newer_upload(previous, job):
-        raise Superseded(
-            "a newer upload of this key delivered its outputs first; this job's video is kept, unnamed by any "
-            f"sidecar, at s3://{bucket}/{keys.video}"
-        )
+    if previous is not None and _from_a_newer_upload(previous, job, runtime):
+        raise Superseded(f"a newer upload of this key delivered its outputs first; {kept}")
     delivered_at = runtime.clock()
     # The switch: until this PUT lands, the sidecar (if any) still names the previous job's complete set.
     runtime.storage.put_json(bucket, keys.sidecar, sidecar_document(job, result, outputs, delivered_at, notes))
@@ -75,12 +82,26 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs
     return outputs, notes
 
 
-def _from_a_newer_upload(previous: dict[str, Any], job: Job) -> bool:
-    """S3 sequencers of one key order by hex value once left-padded; without both, the later delivery wins."""
-    theirs = (previous.get("source") or {}).get("sequencer")
-    if not isinstance(theirs, str) or not job.source_sequencer or previous.get("job_id") == job.job_id:
+def _from_a_newer_upload(previous: dict[str, Any], job: Job, runtime: Runtime) -> bool:
+    """Whether the sidecar's job came from a newer upload of the key than this job's. S3 sequencers of one key
+    order by hex value once left-padded. Without both (a backfilled job has none), the object's own evidence
+    decides: this job may replace the outputs only while its object is still the key's current one (same version,
+    or unversioned the same ETag). One HeadObject, only on this rare path."""
+    if previous.get("job_id") == job.job_id:
         return False
-    return theirs.upper().rjust(64, "0") > job.source_sequencer.upper().rjust(64, "0")
+    theirs = (previous.get("source") or {}).get("sequencer")
+    if isinstance(theirs, str) and theirs and job.source_sequencer:
+        return theirs.upper().rjust(64, "0") > job.source_sequencer.upper().rjust(64, "0")
+    return not _still_current(job, runtime)
+
+
+def _still_current(job: Job, runtime: Runtime) -> bool:
+    current = runtime.storage.current(job.source_bucket, job.source_key)
+    if current is None:
+        return False  # deleted since: nothing shows this upload is the newer one
+    if job.source_version_id:
+        return current.version_id == job.source_version_id
+    return bool(job.source_etag) and (current.etag or "").strip('"') == (job.source_etag or "").strip('"')
 
 
 def _retire(previous: dict[str, Any], keys: OutputKeys, base: str, bucket: str, runtime: Runtime) -> list[str]:

@@ -13,12 +13,14 @@ from seedance_pipeline.errors import (
     ProviderAuthError,
     ProviderUnavailable,
     SecretUnavailable,
+    Superseded,
     outcome_of,
 )
 from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
 from seedance_pipeline.logic.due_book import Tracked
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
 from seedance_pipeline.logic.result_delivery import deliver_results
+from seedance_pipeline.logic.supersession import replaced_by_newer_upload
 from seedance_pipeline.models import (
     MAX_STATUS_CHARS,
     DueJob,
@@ -165,19 +167,33 @@ def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | Pip
         )
     if result.state is ProviderState.SUCCEEDED:
         return _deliver(job, result, runtime, owner=owner)
-    queued = result.state is ProviderState.PENDING
-    if queued and settings.provider_api == "ark" and _superseded(job, runtime):
-        # Only a dialect that can cancel pays for this look-up: a queued task cancelled now is never billed.
-        return finish(
-            _cancel_queued(job, runtime),
-            runtime,
-            owner=owner,
-            status=JobStatus.FAILED,
-            error_code=ErrorCode.SUPERSEDED,
-            message="a newer upload of this key replaced this one while its task was queued",
-        )
+    cancel_said = None
+    if result.state is ProviderState.PENDING and settings.provider_api == "ark":
+        # Only a dialect that can cancel pays for the look-up: a queued task cancelled now is never billed.
+        superseded = replaced_by_newer_upload(job, runtime)
+        if superseded or _past_age_limit(job, now, settings.max_job_age_seconds):
+            job, moved_on, cancel_said = _cancel_queued(job, runtime)
+            if moved_on is not None:
+                # The task left the queue before the cancel: judge what it is now (a finished task is delivered,
+                # to this job's own key when a newer upload replaced it; a running one runs on).
+                return check_job(job, runtime, owner=owner, known=moved_on)
+            if superseded:
+                return finish(
+                    job,
+                    runtime,
+                    owner=owner,
+                    status=JobStatus.FAILED,
+                    error_code=ErrorCode.SUPERSEDED,
+                    message=f"a newer upload of this key replaced this one while its task was queued; {cancel_said}",
+                )
     if _past_age_limit(job, now, settings.max_job_age_seconds):
-        return _time_out(_cancel_queued(job, runtime) if queued else job, runtime, owner=owner)
+        if result.state is ProviderState.RUNNING and settings.provider_api == "ark":
+            cancel_said = f"task {job.task_id} is running, which cannot be cancelled: it may still finish and be billed"
+        elif settings.provider_api != "ark":
+            cancel_said = (
+                f"task {job.task_id} was not cancelled (this API cannot cancel): it may still finish and be billed"
+            )
+        return _time_out(job, runtime, owner=owner, cancel_said=cancel_said)
     status = JobStatus.RUNNING if result.state is ProviderState.RUNNING else JobStatus.SUBMITTED
     job = job.model_copy(update={"status": status, "last_error": None})
     return reschedule(job, runtime, owner=owner, next_check_at=planned_check(job, now, settings))
@@ -194,9 +210,13 @@ def _past_age_limit(job: Job | DueJob, now: float, limit_seconds: float) -> bool
     return now - (job.submitted_at or job.created_at) > limit_seconds
 
 
-def _time_out(job: Job, runtime: Runtime, *, owner: str, last_problem: str | None = None) -> Job:
+def _time_out(
+    job: Job, runtime: Runtime, *, owner: str, last_problem: str | None = None, cancel_said: str | None = None
+) -> Job:
     minutes = runtime.settings.max_job_age_minutes
     problem = f"; last problem: {last_problem}" if last_problem else ""
+    # What became of the task goes into the error, so the event says it too: a task not cancelled may be billed.
+    cancel = f"; {cancel_said}" if cancel_said else ""
     return finish(
         job,
         runtime,
@@ -204,51 +224,80 @@ def _time_out(job: Job, runtime: Runtime, *, owner: str, last_problem: str | Non
         status=JobStatus.TIMED_OUT,
         error_code=ErrorCode.TIMED_OUT,
         message=f"the provider did not finish task {job.task_id} within {minutes:g} minutes of its submission "
-        f"(last status {job.provider_status or 'unknown'}{problem})",
+        f"(last status {job.provider_status or 'unknown'}{problem}){cancel}",
     )
 
 
-def _superseded(job: Job, runtime: Runtime) -> bool:
-    if not job.source_sequencer:
-        return False
-    newest = runtime.store.latest_job_for(job.source_bucket, job.source_key)
-    return newest is not None and newest != job.job_id
-
-
-def _cancel_queued(job: Job, runtime: Runtime) -> Job:
-    """Ask the provider to cancel the job's queued task and note it when it did. Never blocks the terminal
-    transition: a refusal (the task started meanwhile) or a fault is logged, and the job ends all the same."""
+def _cancel_queued(job: Job, runtime: Runtime) -> tuple[Job, TaskResult | None, str]:
+    """Cancel the job's queued task, saying only what the provider confirms. On Ark a DELETE cancels a queued task
+    but deletes a finished task's record (its video with it), and any 2xx answers both: so the task is read just
+    before (a task no longer queued is returned, to be judged, and never deleted) and after (only a task whose
+    status reads `cancelled` is called cancelled). Returns the job with a note, the task if it left the queue,
+    and the one sentence of truth for the job's error and event. Never blocks the terminal transition."""
     assert job.task_id is not None
+    task_id = job.task_id
+    provider = runtime.provider()
+    deadline = runtime.provider_deadline(job.lease_until)
     try:
-        cancelled = runtime.provider().cancel(job.task_id, deadline=runtime.provider_deadline(job.lease_until))
+        before = provider.get(task_id, deadline=deadline)
+    except PipelineError as exc:
+        said = f"task {task_id} was not cancelled: its state could not be read first ({exc.message}); it may run on"
+        return _noted(job, f"{said} and be billed"), None, f"{said} and be billed"
+    if before.task_id != task_id:
+        said = f"task {task_id} was not cancelled: the provider answered about another task; it may run on"
+        return _noted(job, f"{said} and be billed"), None, f"{said} and be billed"
+    if before.state is not ProviderState.PENDING:
+        return job, before, ""
+    try:
+        accepted = provider.cancel(task_id, deadline=deadline)
     except Exception as exc:
-        logger.warning("could not cancel the provider task", extra={"task_id": job.task_id, "error": str(exc)[:300]})
-        return job
-    if not cancelled:
-        return job
-    logger.info("the provider task was cancelled", extra={"task_id": job.task_id})
-    return job.model_copy(update={"notes": [*job.notes, f"the provider task {job.task_id} was cancelled"]})
+        reason = exc.message if isinstance(exc, PipelineError) else type(exc).__name__
+        logger.warning("the provider did not cancel the task", extra={"task_id": task_id, "error": reason[:300]})
+        said = f"the provider refused to cancel task {task_id} ({reason}): it may still run and be billed"
+        return _noted(job, said), None, said
+    if not accepted:
+        said = f"task {task_id} could not be cancelled (this API cannot cancel): it may still run and be billed"
+        return _noted(job, said), None, said
+    try:
+        after = provider.get(task_id, deadline=deadline)
+    except PipelineError as exc:
+        said = (
+            f"the provider accepted the cancel of task {task_id}, but the task could not be read afterwards "
+            f"({exc.message}): it may have finished (and been billed) just before, and the cancel deleted its record"
+        )
+        return _noted(job, said), None, said
+    if after.state is ProviderState.FAILED and after.raw_status.strip().lower() in ("cancelled", "canceled"):
+        logger.info("the provider task was cancelled", extra={"task_id": task_id})
+        said = f"the provider task {task_id} was cancelled (its status reads {after.raw_status}); nothing is billed"
+        return _noted(job, f"the provider task {task_id} was cancelled"), None, said
+    if after.state is ProviderState.SUCCEEDED:
+        return job, after, ""
+    said = (
+        f"the provider accepted the cancel of task {task_id}, but its status now reads {after.raw_status}: "
+        "it may still run and be billed"
+    )
+    return _noted(job, said), None, said
+
+
+def _noted(job: Job, note: str) -> Job:
+    return job.model_copy(update={"notes": [*job.notes, note]})
 
 
 def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> Job:
-    if _superseded(job, runtime):
-        return finish(
-            job,
-            runtime,
-            owner=owner,
-            status=JobStatus.FAILED,
-            error_code=ErrorCode.SUPERSEDED,
-            message="a newer upload of this key replaced this one while it was generating; "
-            "its outputs are left to the newer job",
-        )
+    # A newer upload that can still deliver owns the key's outputs; this job's video was paid for all the same, so
+    # it is kept at this job's own key (named in the error and the event), never left at the provider to expire.
+    replaced = replaced_by_newer_upload(job, runtime)
     attempts = job.delivery_attempts + 1
     try:
         with runtime.delivery_slot():
-            outputs, notes = deliver_results(job, result, runtime)
+            outputs, notes = deliver_results(job, result, runtime, replaced_by_newer=replaced)
     except PipelineError as exc:
         outcome = outcome_of(exc)
         if outcome is Outcome.DROP:
             raise
+        if isinstance(exc, Superseded):
+            kept = job.model_copy(update={"billed_tokens": billed_tokens(result.usage), "delivery_attempts": attempts})
+            return finish(kept, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
         if outcome is not Outcome.TRY_LATER:
             return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
         if attempts >= runtime.settings.max_delivery_attempts:

@@ -14,27 +14,29 @@ from pydantic import BaseModel
 from seedance_pipeline.errors import (
     AlreadyClaimed,
     ErrorCode,
+    ImageUnreadable,
     InvalidInput,
+    ObjectArchived,
     ObjectGone,
     Outcome,
     PipelineError,
     ProviderAuthError,
-    ProviderThrottled,
     SecretUnavailable,
     SubmissionUncertain,
     outcome_of,
 )
 from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
-from seedance_pipeline.logic.job_inputs import JobInputs, image_urls, load_inputs
+from seedance_pipeline.logic.job_inputs import JobInputs, image_urls
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
 from seedance_pipeline.logic.lost_submission import look_up_lost_task
+from seedance_pipeline.logic.not_sent import UNCERTAIN_ADVICE, back_to_waiting, not_submitted, read_inputs
+from seedance_pipeline.logic.supersession import replaced_by_newer_upload
 from seedance_pipeline.logic.token_budget import commit_tokens, held_by_budget, over_budget, past_waiting_age
-from seedance_pipeline.models import Job, JobError, JobStatus, Upload, UploadDisposition
+from seedance_pipeline.models import Job, JobStatus, Upload, UploadDisposition
 from seedance_pipeline.observability import (
     MetricName,
     add_task_id_to_logs,
     count,
-    count_provider_error,
     count_tokens,
     job_log_context,
     logger,
@@ -46,9 +48,6 @@ from seedance_pipeline.rules.token_estimate import estimate_tokens
 from seedance_pipeline.rules.video_request import provider_body_for
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.triggers.upload_events import ParsedEvent
-
-AUTH_RETRY_SECONDS = 60.0
-UNCERTAIN_ADVICE = "check the provider's console; if no video was made, run `seedance-pipeline jobs retry JOB_ID`"
 
 
 class UploadOutcome(BaseModel):
@@ -103,8 +102,12 @@ def _claim_and_submit(upload: Upload, job: Job, runtime: Runtime, *, owner: str)
         count(MetricName.DUPLICATE_EVENTS)
         logger.info("duplicate delivery ignored", extra={"key": upload.key})
         return UploadOutcome(key=upload.key, outcome=UploadDisposition.DUPLICATE, job_id=job.job_id)
-    if upload.sequencer and not runtime.store.record_latest_upload(
-        upload.bucket, upload.key, sequencer=upload.sequencer, job_id=job.job_id
+    if (
+        upload.sequencer
+        and not runtime.store.record_latest_upload(
+            upload.bucket, upload.key, sequencer=upload.sequencer, job_id=job.job_id
+        )
+        and replaced_by_newer_upload(job, runtime)
     ):
         return _outcome(
             upload,
@@ -159,6 +162,22 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
     invocation created the job moments ago, so no earlier attempt can have taken a slot for it."""
     settings = runtime.settings
     now = runtime.clock()
+    if job.submission_started_at and not job.task_id:
+        # A submission left here before and its outcome was never recorded (crash, lost answer, a refused write of
+        # the task id). Sending it again could pay twice, so a person decides: `seedance-pipeline jobs retry`.
+        # Checked before the age limit: a job whose body may have left is uncertain whatever its age, never
+        # "could not be submitted" (the runbook's console check is asked for on SUBMISSION_UNCERTAIN only).
+        return SubmitAttempt(
+            finish(
+                job,
+                runtime,
+                owner=owner,
+                status=JobStatus.FAILED,
+                error_code=ErrorCode.SUBMISSION_UNCERTAIN,
+                message="an earlier submission attempt ended without a recorded answer; the provider may have "
+                f"created the task. {UNCERTAIN_ADVICE}",
+            )
+        )
     if past_waiting_age(job, now, runtime) and not over_budget(job, runtime, now):
         last = f" (last problem: {job.last_error.message})" if job.last_error else ""
         return SubmitAttempt(
@@ -171,20 +190,6 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
                 message=f"the job could not be submitted within {settings.max_job_age_minutes:g} minutes{last}",
             )
         )
-    if job.submission_started_at and not job.task_id:
-        # A submission left here before and its outcome was never recorded (crash or lost answer).
-        # Sending it again could pay twice, so a person decides: `seedance-pipeline jobs retry`.
-        return SubmitAttempt(
-            finish(
-                job,
-                runtime,
-                owner=owner,
-                status=JobStatus.FAILED,
-                error_code=ErrorCode.SUBMISSION_UNCERTAIN,
-                message="an earlier submission attempt ended without a recorded answer; the provider may have "
-                f"created the task. {UNCERTAIN_ADVICE}",
-            )
-        )
 
     # An upload seen for the first time is checked at once, so a bad image is rejected even while the provider is
     # full. A job checked before (its request is recorded) is read again only once it holds a slot: a queued job
@@ -192,10 +197,12 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
     inputs = None
     if job.request is None:
         try:
-            inputs = load_inputs(job, runtime)
+            inputs = read_inputs(job, runtime)
             check_output_keys(job.source_key, settings)
-        except (InvalidInput, ObjectGone) as exc:
+        except (InvalidInput, ObjectGone, ObjectArchived) as exc:
             return SubmitAttempt(_rejected(job, runtime, owner=owner, error=exc))
+        except ImageUnreadable as exc:
+            return SubmitAttempt(back_to_waiting(job, runtime, owner=owner, error=exc))
         job = _with_request(job, inputs, runtime)
 
     # The keys (the API key, and the callback signing key when callbacks are sent) are read before a slot is taken
@@ -206,7 +213,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
         if settings.sends_callbacks:
             signing_key = runtime.callback_signing_key()
     except PipelineError as exc:  # an unreadable secret, or an empty or unconfigured one (ProviderAuthError)
-        not_ready = _not_submitted(job, runtime, owner=owner, error=exc)
+        not_ready = not_submitted(job, runtime, owner=owner, error=exc)
         return SubmitAttempt(not_ready, _blocked_by(exc) if not_ready.status is JobStatus.WAITING else None)
 
     if not runtime.store.acquire_slot(job.job_id, settings.max_in_flight, new_holder=just_claimed):
@@ -217,13 +224,13 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
 
     if inputs is None:
         try:
-            inputs = load_inputs(job, runtime)
-        except (InvalidInput, ObjectGone) as exc:
+            inputs = read_inputs(job, runtime)
+        except (InvalidInput, ObjectGone, ObjectArchived) as exc:
             return SubmitAttempt(_rejected(job, runtime, owner=owner, error=exc))  # finish gives the slot back
-        except Exception:
-            # An unexpected fault (say, a missing S3 permission) leaves the job WAITING: it must not sit on a slot.
-            runtime.store.release_slot(job.job_id)
-            raise
+        except ImageUnreadable as exc:
+            # An unexpected fault (say, a missing S3 permission) leaves the job WAITING, off its slot, with the
+            # fault recorded: its age limit ends it naming the problem, whatever held it before (the budget).
+            return SubmitAttempt(back_to_waiting(job, runtime, owner=owner, error=exc))
         job = _with_request(job, inputs, runtime)
     request = inputs.request
 
@@ -269,7 +276,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
     except SubmissionUncertain as exc:
         lost = look_up_lost_task(job, runtime, body, sent_at=now)
         if lost.task_id is None:
-            return SubmitAttempt(_not_submitted(job, runtime, owner=owner, error=lost.uncertain(exc)))
+            return SubmitAttempt(not_submitted(job, runtime, owner=owner, error=lost.uncertain(exc)))
         task_id = lost.task_id
         job = job.model_copy(
             update={
@@ -284,7 +291,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
         if outcome_of(exc) in (Outcome.TRY_LATER, Outcome.FAILED):
             # No task was created (a refusal or nothing sent), so nothing is billed; an uncertain POST keeps them.
             commitment.give_back(runtime)
-        not_sent = _not_submitted(job, runtime, owner=owner, error=exc)
+        not_sent = not_submitted(job, runtime, owner=owner, error=exc)
         return SubmitAttempt(not_sent, _blocked_by(exc) if not_sent.status is JobStatus.WAITING else None)
 
     submitted_at = runtime.clock()
@@ -316,15 +323,16 @@ def _superseded_before_sending(job: Job, runtime: Runtime) -> bool:
     """The key's newest-upload record must name this job before it is paid for. The submit function records it
     right after the claim, but a crash in between leaves it unrecorded, and the poller's check at delivery would
     then fail this newer job as replaced by the older one; and a newer upload may have arrived while this one
-    waited for capacity. One consistent read; a write only when the record names another job."""
+    waited for capacity. One consistent read; a write only when the record names another job. A newer upload that
+    can no longer deliver (rejected, failed) replaces nothing: this one is sent."""
     if not job.source_sequencer:
         return False
     store = runtime.store
     if store.latest_job_for(job.source_bucket, job.source_key) == job.job_id:
         return False
-    return not store.record_latest_upload(
-        job.source_bucket, job.source_key, sequencer=job.source_sequencer, job_id=job.job_id
-    )
+    if store.record_latest_upload(job.source_bucket, job.source_key, sequencer=job.source_sequencer, job_id=job.job_id):
+        return False
+    return replaced_by_newer_upload(job, runtime)
 
 
 def _blocked_by(error: PipelineError) -> Blocked | None:
@@ -335,7 +343,7 @@ def _blocked_by(error: PipelineError) -> Blocked | None:
     return None
 
 
-def _rejected(job: Job, runtime: Runtime, *, owner: str, error: InvalidInput | ObjectGone) -> Job:
+def _rejected(job: Job, runtime: Runtime, *, owner: str, error: InvalidInput | ObjectGone | ObjectArchived) -> Job:
     return finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=error.code, message=error.message)
 
 
@@ -356,57 +364,3 @@ def _with_request(job: Job, inputs: JobInputs, runtime: Runtime) -> Job:
             longest_seconds=spec.longest_seconds if spec else None,  # duration -1: the model's longest
         )
     return job.model_copy(update={"request": request, "notes": notes, "estimated_tokens": estimate})
-
-
-def _not_submitted(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
-    """The POST did not give us a task id: the outcome table says whether to wait, fail or stop."""
-    outcome = outcome_of(error)
-    if outcome is Outcome.TRY_LATER:
-        return _back_to_waiting(job, runtime, owner=owner, error=error)
-    if outcome is Outcome.DROP:
-        raise error
-    count_provider_error(error.code)
-    message = error.message
-    if outcome is Outcome.UNCERTAIN:
-        message = f"{error.message}. Not resent, to avoid paying twice: {UNCERTAIN_ADVICE}"
-    return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=error.code, message=message)
-
-
-def _back_to_waiting(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
-    """The provider did not take the task: give the slot back and try again later. Never burns the job."""
-    runtime.store.release_slot(job.job_id, slot=job.slot)
-    now = runtime.clock()
-    at_least = 0.0
-    if isinstance(error, SecretUnavailable):
-        count(MetricName.SECRET_ERROR)
-        logger.error(
-            "a secret the submission needs cannot be read: nothing was sent, jobs keep waiting",
-            extra={"error_code": error.code, "secret_id": error.secret_id, "cause": error.cause, "fix": error.message},
-        )
-    elif isinstance(error, ProviderAuthError):
-        count(MetricName.PROVIDER_AUTH_ERROR)
-        logger.error(
-            "the provider refused the API key: fix the key in the secret (jobs keep waiting)",
-            extra={"error_code": error.code, "error": error.message},
-        )
-        runtime.refresh_provider()
-        at_least = AUTH_RETRY_SECONDS * runtime.settings.check_schedule_scale
-    else:
-        count_provider_error(error.code)
-        logger.warning(
-            "provider did not accept the task; will retry",
-            extra={"error_code": error.code, "error": error.message},
-        )
-        if isinstance(error, ProviderThrottled) and error.retry_after:
-            at_least = error.retry_after
-    job = job.model_copy(
-        update={
-            "status": JobStatus.WAITING,
-            "submission_started_at": None,
-            "slot": None,
-            "last_error": JobError(code=error.code, message=error.message),
-        }
-    )
-    return reschedule(
-        job, runtime, owner=owner, next_check_at=waiting_retry_at(now, runtime.settings, at_least=at_least)
-    )

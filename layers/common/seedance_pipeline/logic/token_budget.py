@@ -10,16 +10,26 @@ from seedance_pipeline.logic.check_schedule import budget_retry_at
 from seedance_pipeline.logic.job_lifecycle import reschedule
 from seedance_pipeline.models import Job, JobError
 from seedance_pipeline.observability import MetricName, MetricUnit, count, logger
-from seedance_pipeline.rules.token_estimate import utc_day
+from seedance_pipeline.rules.token_estimate import next_utc_day_at, utc_day
 from seedance_pipeline.runtime import Runtime
 
 
 def past_waiting_age(job: Job, now: float, runtime: Runtime) -> bool:
-    """A WAITING job's age limit. Waiting for the daily budget never counts: a job the budget held last is not aged
-    out, and one the budget held before counts its age from then."""
-    if job.last_error is not None and job.last_error.code == ErrorCode.DAILY_BUDGET_REACHED:
-        return False
-    return now - max(job.created_at, job.budget_blocked_at or 0.0) > runtime.settings.max_job_age_seconds
+    """A WAITING job's age limit. Waiting for the daily budget never counts: a job the budget held counts its age
+    from when the budget let it go. While the budget's refusal is still its last word, that is the next UTC day at
+    the latest (the day's committed tokens start again from zero); once anything else happened to it, the retry
+    after the last hold. Never unbounded: a fault that leaves `last_error` as it was must not keep a job the budget
+    once held WAITING for ever."""
+    since = job.created_at
+    if job.budget_blocked_at is not None:
+        still_held = job.last_error is not None and job.last_error.code == ErrorCode.DAILY_BUDGET_REACHED
+        released = (
+            next_utc_day_at(job.budget_blocked_at)
+            if still_held
+            else budget_retry_at(job.budget_blocked_at, runtime.settings)
+        )
+        since = max(since, released)
+    return now - since > runtime.settings.max_job_age_seconds
 
 
 def over_budget(job: Job, runtime: Runtime, now: float) -> bool:
