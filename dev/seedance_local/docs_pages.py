@@ -28,7 +28,28 @@ MODELS_PAGE = DOCS_DIR / "models.md"
 _CATALOGUE_SOURCE = "layers/common/seedance_pipeline/rules/model_catalogue.py"
 # Fields the models table shows in columns of their own; any other field a row carries goes to "more".
 _MODEL_COLUMNS = ("id", "aliases", "modes", "max_reference_images", "durations", "resolutions", "audio", "note")
-_HIDDEN_MODEL_FIELDS = {"text_only", "mode_resolutions"}
+# Fields the second table ("what else each model takes") shows, and fields shown inside other cells.
+_OPTION_COLUMNS = (
+    "ratios",
+    "audio_default",
+    "draft",
+    "flex",
+    "camera_fixed_modes",
+    "frames",
+    "output_formats",
+    "retired",
+)
+_HIDDEN_MODEL_FIELDS = {
+    "text_only",
+    "mode_resolutions",
+    "volcengine_id",
+    "byteplus_id",
+    "model_picks_duration",
+    "max_reference_videos",
+    "max_reference_audio",
+    "sources",
+    *_OPTION_COLUMNS,
+}
 
 
 def _cell(text: Any) -> str:
@@ -85,10 +106,11 @@ def _allowed(spec: Mapping[str, Any]) -> str:
 
 
 def models_markdown(specs: Iterable[Any]) -> str:
-    """The built-in models as a table: one row per model, whatever fields the catalogue gives each row."""
+    """The built-in models as two tables: what each takes and makes, then its options, whatever fields the catalogue
+    gives each row (a field this generator does not know yet goes into the note)."""
     rows: list[dict[str, Any]] = [_as_dict(spec) for spec in specs]
     lines = [
-        "| model | also accepted as | images | durations (s) | resolutions | audio | note |",
+        "| model | also accepted as | inputs | durations (s) | resolutions | audio | note |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -96,16 +118,63 @@ def models_markdown(specs: Iterable[Any]) -> str:
         note = "; ".join(filter(None, [str(row.get("note") or ""), *(f"{k}: {_plain(v)}" for k, v in more.items())]))
         if row.get("text_only"):
             lines.append(
-                f"| `{row.get('id')}` | {_names(row.get('aliases'))} | text only: always refused | — | — | — "
-                f"| {_cell(note)} |"
+                f"| `{row.get('id')}` | {_other_names(row)} | text only: always refused | — | — | — | {_cell(note)} |"
             )
             continue
         lines.append(
-            f"| `{row.get('id')}` | {_names(row.get('aliases'))} | {_cell(_modes(row))} "
-            f"| {_cell(_durations(row.get('durations')))} | {_cell(_resolutions(row))} "
-            f"| {'yes' if row.get('audio') else 'no'} | {_cell(note)} |"
+            f"| `{row.get('id')}` | {_other_names(row)} | {_cell(_modes(row))} "
+            f"| {_cell(_durations(row.get('durations'), picks=bool(row.get('model_picks_duration'))))} "
+            f"| {_cell(_resolutions(row))} | {_audio(row)} | {_cell(note)} |"
         )
+    options = [row for row in rows if not row.get("text_only") and any(k in row for k in _OPTION_COLUMNS)]
+    if options:
+        lines += [
+            "",
+            "| model | ratios | draft | flex tier | camera_fixed | frames | output | retired |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in options:
+            lines.append(
+                f"| `{row.get('id')}` | {_cell(', '.join(str(r) for r in row.get('ratios') or ()) or '—')} "
+                f"| {_yes(row.get('draft'))} | {_yes(row.get('flex'))} "
+                f"| {_cell(_mode_list(row.get('camera_fixed_modes')) or 'no')} | {_yes(row.get('frames'))} "
+                f"| {_cell(', '.join(str(f) for f in row.get('output_formats') or ()) or '—')} "
+                f"| {_cell(_retirements(row.get('retired')))} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def _other_names(row: Mapping[str, Any]) -> str:
+    """Every other spelling a model is accepted under: its aliases and each platform's id."""
+    names = [f"`{alias}`" for alias in row.get("aliases") or ()]
+    for platform, label in (("volcengine", "Volcengine"), ("byteplus", "BytePlus")):
+        spelled = row.get(f"{platform}_id")
+        if spelled and spelled != row.get("id") and f"`{spelled}`" not in names:
+            names.append(f"`{spelled}` ({label})")
+    return ", ".join(names) or "—"
+
+
+def _audio(row: Mapping[str, Any]) -> str:
+    if not row.get("audio"):
+        return "no"
+    return "yes (on by default)" if row.get("audio_default") else "yes"
+
+
+def _yes(value: Any) -> str:
+    return "yes" if value else "no"
+
+
+def _mode_list(modes: Any) -> str:
+    names = sorted((str(getattr(m, "value", m)) for m in modes or ()), key=lambda m: _MODE_ORDER.get(m, 9))
+    return ", ".join({"first_frame": "first frame", "first_and_last_frame": "first + last"}.get(m, m) for m in names)
+
+
+def _retirements(retired: Any) -> str:
+    phrases = []
+    for item in retired or ():
+        entry = _as_dict(item)
+        phrases.append(f"{entry.get('platform')} from {entry.get('on')}: use `{entry.get('replacement')}`")
+    return "; ".join(phrases) or "—"
 
 
 def _as_dict(spec: Any) -> dict[str, Any]:
@@ -138,18 +207,24 @@ def _modes(row: Mapping[str, Any]) -> str:
     for mode in modes:
         if mode == "reference_images":
             phrases.append(f"1-{row.get('max_reference_images', '?')} reference images")
+            if row.get("max_reference_videos"):
+                phrases.append(f"with up to {row['max_reference_videos']} reference videos")
+            if row.get("max_reference_audio"):
+                phrases.append(f"with up to {row['max_reference_audio']} audio clips (never audio alone)")
         else:
             phrases.append({"first_frame": "first frame", "first_and_last_frame": "first + last"}.get(mode, mode))
     return "; ".join(phrases) or "—"
 
 
-def _durations(durations: Any) -> str:
+def _durations(durations: Any, *, picks: bool = False) -> str:
     values = sorted(int(d) for d in durations or ())
     if not values:
         return "—"
     if values == list(range(values[0], values[-1] + 1)) and len(values) > 2:
-        return f"{values[0]}-{values[-1]}"
-    return ", ".join(str(v) for v in values)
+        text = f"{values[0]}-{values[-1]}"
+    else:
+        text = ", ".join(str(v) for v in values)
+    return f"{text} or -1 (the model picks)" if picks else text
 
 
 def _resolutions(row: Mapping[str, Any]) -> str:
