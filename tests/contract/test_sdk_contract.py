@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from volcenginesdkarkruntime import Ark
 from volcenginesdkarkruntime._exceptions import (
     ArkAPIStatusError,
@@ -396,3 +398,38 @@ def test_an_omni_reference_task_type_the_model_lacks_is_refused(ark: Ark, model:
 )
 def test_seedance_2_refuses_flex_camera_fixed_and_frames(ark: Ark, arguments: dict[str, Any], param: str) -> None:
     assert refusal(lambda: create(ark, V2, **arguments), ArkBadRequestError).param == param
+
+
+# -- the property behind all of it: null is "not given" ----------------------------------------------------------
+
+_VALID_ARGUMENTS = {
+    "resolution": st.sampled_from(["480p", "720p", "1080p"]),
+    "ratio": st.sampled_from(["16:9", "4:3", "1:1", "3:4", "9:16", "21:9"]),
+    "duration": st.integers(2, 12),
+    "seed": st.integers(-1, 2**32 - 1),
+    "camera_fixed": st.booleans(),
+    "watermark": st.booleans(),
+    "return_last_frame": st.booleans(),
+    "service_tier": st.sampled_from(["default", "flex"]),
+    "execution_expires_after": st.integers(3600, 259_200),
+    "priority": st.integers(0, 10),
+}
+_DEFAULTS = {"resolution": "1080p", "duration": 5, "service_tier": "default", "execution_expires_after": 172_800}
+
+
+# Each example is two HTTP calls and a task: a quarter of the profile's examples (make fuzz runs many more).
+@settings(
+    max_examples=max(25, settings().max_examples // 4), suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.fixed_dictionaries({name: st.none() | values for name, values in _VALID_ARGUMENTS.items()}))
+def test_any_mix_of_unset_and_valid_arguments_creates_a_task_that_reports_each_value_or_its_default(
+    ark: Ark, arguments: dict[str, Any]
+) -> None:
+    task = get(ark, create(ark, **arguments))
+    for name in ("resolution", "duration", "service_tier", "execution_expires_after", "priority"):
+        shown = getattr(task, name, None)
+        assert shown == (arguments[name] if arguments[name] is not None else _DEFAULTS.get(name)), name
+    if arguments["seed"] not in (None, -1):
+        assert task.seed == arguments["seed"]
+    if arguments["ratio"] is not None:
+        assert task.ratio == arguments["ratio"]
