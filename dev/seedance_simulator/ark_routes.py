@@ -117,7 +117,11 @@ class ArkRoutes:
         if request.draft:
             raise invalid_parameter("draft", "a draft_task item asks for the final video: draft must be false.")
         source = draft.request
-        roles: list[str | None] = ["first_frame", "last_frame"] if len(source.images) == 2 else [None]
+        # The draft's images in its own roles (its body as received), so two reference images stay references.
+        items = draft.body.get("content") or []
+        roles = [item.get("role") for item in items if isinstance(item, dict) and item.get("type") == "image_url"]
+        if "last_frame" in roles:
+            roles = ["first_frame", "last_frame"]  # the request keeps its images first frame first
         refs = [(url, field, role) for url, role in zip(source.images, roles, strict=False)]
         final = replace(request, images=source.images, prompt=source.prompt, reference_media=source.reference_media)
         return final, refs
