@@ -393,11 +393,27 @@ def test_an_omni_reference_task_type_the_model_lacks_is_refused(ark: Ark, model:
 
 
 @pytest.mark.parametrize(
-    ("arguments", "param"),
-    [({"service_tier": "flex"}, "service_tier"), ({"camera_fixed": True}, "camera_fixed"), ({"frames": 29}, "frames")],
+    ("model", "arguments", "param"),
+    [
+        (V2, {"service_tier": "flex"}, "service_tier"),
+        (V2, {"camera_fixed": True}, "camera_fixed"),
+        (V2, {"frames": 29}, "frames"),
+        (PRO_1_5, {"frames": 97}, "frames"),
+        (LITE, {"content": [text(), image("reference_image")], "camera_fixed": True}, "camera_fixed"),
+        ("doubao-seedance-2-0-fast-260128", {"resolution": "1080p"}, "resolution"),
+        ("dreamina-seedance-2-5-flash-261115", {"draft": True}, "draft"),
+    ],
 )
-def test_seedance_2_refuses_flex_camera_fixed_and_frames(ark: Ark, arguments: dict[str, Any], param: str) -> None:
-    assert refusal(lambda: create(ark, V2, **arguments), ArkBadRequestError).param == param
+def test_a_setting_the_model_does_not_offer_is_refused_naming_it(
+    ark: Ark, model: str, arguments: dict[str, Any], param: str
+) -> None:
+    assert refusal(lambda: create(ark, model, **arguments), ArkBadRequestError).param == param
+
+
+def test_seedance_2_takes_camera_fixed_false_and_the_default_tier(ark: Ark) -> None:
+    # Only asking for what the model lacks is refused (the docs do not say whether false is).
+    task = get(ark, create(ark, V2, camera_fixed=False, service_tier="default"))
+    assert task.service_tier == "default"
 
 
 # -- the property behind all of it: null is "not given" ----------------------------------------------------------
