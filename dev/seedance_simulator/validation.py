@@ -72,13 +72,14 @@ _SEEDANCE_2 = ModelInfo(
     camera_fixed=False,
     frames=False,
 )
-# 2.5: up to 30 s, many more references, the task types reference/edit/extend, a draft mode.
+# 2.5: up to 30 s (no -1), many more references, the task types reference/edit/extend, a draft mode.
 _SEEDANCE_2_5 = replace(
     _SEEDANCE_2,
     max_reference_images=30,
     max_reference_videos=10,
     max_reference_audios=10,
     durations=tuple(range(4, 31)),
+    duration_auto=False,  # no source documents -1 for 2.5: refused, as the catalogue does
     task_types=("reference", "edit", "extend"),
     draft=True,
 )
