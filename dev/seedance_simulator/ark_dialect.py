@@ -1,48 +1,39 @@
 """The native Ark dialect (Volcengine Ark, BytePlus ModelArk): its create-body checks and its task answers.
 
-Create: `{"model", "content": [text, image_url items with roles], <output settings>}`. Output settings are
-top-level fields, or text flags after the prompt (`--rs 720p --rt 16:9 --dur 5 ...`, what older SDKs sent);
-a top-level field wins over its flag. Every refusal is a 400 InvalidParameter naming the field, except an
-unknown model (404 ModelNotOpen).
+Create: `{"model", "content": [items, see ark_content.py], <settings>}`. Settings are top-level fields, or text
+flags after the prompt (`--rs 720p --rt 16:9 --dur 5 ...`, what older SDKs sent); a top-level field wins over its
+flag, and a field sent as JSON null counts as not sent (the vendor SDK sends every unset argument so). Every
+refusal is a 400 InvalidParameter naming the field, except an unknown model (404 InvalidEndpointOrModel.NotFound).
+The task document carries neither the prompt, nor the inputs, nor the callback URL.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
+from .ark_content import ArkContent, check_content
+from .ark_listing import ARK_STATUS, SERVICE_TIERS
 from .dimensions import FPS, RATIOS, RESOLUTIONS, nearest_ratio
-from .errors import invalid_parameter
-from .tasks import CANCELLED, EXPIRED, FAILURE, IN_PROGRESS, NOT_START, QUEUED, SUCCESS, TaskRecord
+from .errors import ApiError, invalid_parameter
+from .tasks import EXPIRED, FAILURE, SUCCESS, TaskRecord
 from .validation import (
     MODELS,
     PROMPT_MAX_CHARS,
     GenerationRequest,
+    ModelInfo,
     _is_int,
     check_booleans,
     check_callback_url,
-    check_model,
 )
 
 ARK_SEED_MIN, ARK_SEED_MAX = -1, 2**32 - 1
 FRAMES_MIN, FRAMES_MAX = 29, 289  # and 25 + 4n
 EXPIRES_MIN, EXPIRES_MAX, EXPIRES_DEFAULT = 3600, 259_200, 172_800
-SERVICE_TIERS = ("default", "flex")
-ROLES = ("first_frame", "last_frame", "reference_image")
+DEFAULT_DURATION = 5
+DRAFT_RESOLUTION = "480p"
+SAFETY_IDENTIFIER_MAX = 64
 BOOL_FIELDS = ("camera_fixed", "watermark", "generate_audio", "return_last_frame")
-PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX = 10, 500
-
-ARK_STATUS = {
-    NOT_START: "queued",
-    QUEUED: "queued",
-    IN_PROGRESS: "running",
-    SUCCESS: "succeeded",
-    FAILURE: "failed",
-    CANCELLED: "cancelled",
-    EXPIRED: "expired",
-}
-ARK_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "expired")
 
 # Text flags, by their short and long spellings, to the top-level field each stands for.
 _FLAGS = {
@@ -60,13 +51,6 @@ _FLAGS = {
     "watermark": "watermark",
 }
 _FLAG = re.compile(r"(?:^|\s)--([a-z]+)\s+(\S+)")
-
-
-@dataclass(frozen=True)
-class ArkImage:
-    url: str
-    role: str | None
-    field: str  # where it sits in the body, for error messages
 
 
 def _flag_value(field: str, text: str) -> object:
@@ -95,134 +79,134 @@ def split_flags(text: str) -> tuple[str, dict[str, object]]:
     return _FLAG.sub(take, text).strip(), flags
 
 
-def _content(body: dict[str, Any]) -> tuple[str, list[ArkImage]]:
-    content = body.get("content")
-    if content is None:
-        raise invalid_parameter("content", "the field is required.")
-    if not isinstance(content, list) or not content:
-        raise invalid_parameter("content", "must be a non-empty array of text and image_url items.")
-    texts: list[str] = []
-    images: list[ArkImage] = []
-    for i, item in enumerate(content):
-        where = f"content[{i}]"
-        if not isinstance(item, dict):
-            raise invalid_parameter(where, "must be an object.")
-        kind = item.get("type")
-        if kind == "text":
-            text = item.get("text")
-            if not isinstance(text, str):
-                raise invalid_parameter(f"{where}.text", "must be a string.")
-            texts.append(text)
-        elif kind == "image_url":
-            image_url = item.get("image_url")
-            url = image_url.get("url") if isinstance(image_url, dict) else None
-            if not isinstance(url, str) or not url:
-                raise invalid_parameter(f"{where}.image_url.url", "must be a non-empty string (URL or data URL).")
-            role = item.get("role")
-            if role is not None and role not in ROLES:
-                raise invalid_parameter(f"{where}.role", f"must be one of {', '.join(ROLES)} (got {role!r}).")
-            images.append(ArkImage(url, role, f"{where}.image_url.url"))
-        else:
-            raise invalid_parameter(f"{where}.type", f"must be text or image_url (got {kind!r}).")
-    if len(texts) > 1:
-        raise invalid_parameter("content", "at most one text item is allowed.")
-    return (texts[0] if texts else ""), images
-
-
-def _check_roles(model: str, images: list[ArkImage]) -> str:
-    """Which image mode the request uses: first_frame, first_and_last or reference_images."""
-    info = MODELS[model]
-    roles = [image.role for image in images]
-    if "reference_image" in roles:
-        if any(role != "reference_image" for role in roles):
-            raise invalid_parameter("content", "reference_image cannot be mixed with first_frame or last_frame.")
-        if info.max_reference_images == 0:
-            raise invalid_parameter("content", f"the model {model} does not support reference_image.")
-        if len(images) > info.max_reference_images:
-            raise invalid_parameter(
-                "content", f"the model {model} accepts 1 to {info.max_reference_images} reference_image items."
-            )
-        return "reference_images"
-    if len(images) == 1:
-        if roles[0] == "last_frame":
-            raise invalid_parameter("content", "a last_frame needs a first_frame too.")
-        return "first_frame"
-    if len(images) == 2:
-        if sorted(role or "" for role in roles) != ["first_frame", "last_frame"]:
-            raise invalid_parameter(
-                "content", "two images must carry the roles first_frame and last_frame (both are required)."
-            )
-        if not info.first_and_last:
-            raise invalid_parameter("content", f"the model {model} does not support a first and a last frame.")
-        return "first_and_last"
-    raise invalid_parameter("content", "at most one first_frame and one last_frame are allowed.")
-
-
-def validate_ark_request(body: dict[str, Any]) -> tuple[GenerationRequest, list[ArkImage]]:
-    """Check a create body the way the platform does. Returns the request and its images, first frame first."""
-    model, info = check_model(body)
-    text, images = _content(body)
-    prompt, flags = split_flags(text)
-    # Top-level fields win over the flags in the prompt.
-    fields: dict[str, Any] = {**flags, **{k: v for k, v in body.items() if k not in ("model", "content")}}
-
-    if not info.accepts_images:
-        if images:
-            raise invalid_parameter("content", f"the model {model} does not support image input (text-to-video only).")
-        raise invalid_parameter("content", f"the model {model} is text-to-video only; this service needs an image.")
-    if not images:
-        raise invalid_parameter("content", "an image_url item is required for image-to-video.")
-    mode = _check_roles(model, images)
-    if mode == "first_and_last" and images[0].role != "first_frame":
-        images = [images[1], images[0]]
-    truncated = len(prompt) > PROMPT_MAX_CHARS
-    prompt = prompt[:PROMPT_MAX_CHARS]
-
-    resolution = fields.get("resolution", info.default_resolution)
-    if resolution not in RESOLUTIONS:
-        raise invalid_parameter("resolution", f"must be one of {', '.join(RESOLUTIONS)} (got {resolution!r}).")
-    if mode == "reference_images" and resolution not in info.reference_resolutions:
-        raise invalid_parameter(
-            "resolution",
-            f"with reference_image the model {model} offers {', '.join(info.reference_resolutions)} only.",
+def check_ark_model(body: dict[str, Any]) -> tuple[str, ModelInfo]:
+    """The body's model. An id the platform does not know is 404 InvalidEndpointOrModel.NotFound; ModelNotOpen
+    means a model that exists but is not activated for the account (the knob `models_not_open`)."""
+    model = body.get("model")
+    if model is None:
+        raise invalid_parameter("model", "the field is required.")
+    if not isinstance(model, str):
+        raise invalid_parameter("model", "must be a string.")
+    info = MODELS.get(model)
+    if info is None:
+        raise ApiError(
+            404,
+            "InvalidEndpointOrModel.NotFound",
+            f"The model or endpoint {model} does not exist or you do not have access to it.",
+            param="model",
         )
-    ratio = fields.get("ratio", "adaptive")
-    if ratio not in RATIOS:
-        raise invalid_parameter("ratio", f"must be one of {', '.join(RATIOS)} (got {ratio!r}).")
+    return model, info
 
+
+def _duration(model: str, info: ModelInfo, fields: dict[str, Any]) -> tuple[int, int | None]:
+    """The clip's seconds and its exact frame count, if one was asked for (frames wins over duration)."""
     frames = fields.get("frames")
-    duration = fields.get("duration", 5)
     if frames is not None:
+        if not info.frames:
+            raise invalid_parameter("frames", f"the model {model} does not support frames; send duration.")
         if not _is_int(frames) or not FRAMES_MIN <= frames <= FRAMES_MAX or (frames - 25) % 4:
             raise invalid_parameter(
                 "frames", f"must be 25 + 4n between {FRAMES_MIN} and {FRAMES_MAX} (got {frames!r})."
             )
-        duration = max(1, round(frames / FPS))  # frames wins; duration only describes it
-    elif not _is_int(duration) or duration not in info.durations:
+        return max(1, round(frames / FPS)), frames  # duration only describes it
+    duration = fields.get("duration", DEFAULT_DURATION)
+    if duration == -1 and not isinstance(duration, bool) and info.duration_auto:
+        # The model picks the length; the simulator picks the default, or the shortest the model offers.
+        return (DEFAULT_DURATION if DEFAULT_DURATION in info.durations else min(info.durations)), None
+    if not _is_int(duration) or duration not in info.durations:
         low, high = min(info.durations), max(info.durations)
-        raise invalid_parameter("duration", f"the model {model} offers {low} to {high} seconds (got {duration!r}).")
+        auto = " or -1 (the model chooses)" if info.duration_auto else ""
+        raise invalid_parameter(
+            "duration", f"the model {model} offers {low} to {high} seconds{auto} (got {duration!r})."
+        )
+    return duration, None
 
-    seed = fields.get("seed")
-    if seed is not None and (not _is_int(seed) or not ARK_SEED_MIN <= seed <= ARK_SEED_MAX):
-        raise invalid_parameter("seed", f"must be an integer between {ARK_SEED_MIN} and {ARK_SEED_MAX} (got {seed!r}).")
 
-    flags_out = check_booleans(fields, BOOL_FIELDS)
+def _resolution(model: str, info: ModelInfo, fields: dict[str, Any], mode: str, draft: bool) -> str:
+    resolution = fields.get("resolution", DRAFT_RESOLUTION if draft else info.default_resolution)
+    if resolution not in RESOLUTIONS:
+        raise invalid_parameter("resolution", f"must be one of {', '.join(RESOLUTIONS)} (got {resolution!r}).")
+    if resolution not in info.resolutions:
+        raise invalid_parameter("resolution", f"the model {model} offers {', '.join(info.resolutions)} only.")
+    if mode == "references" and resolution not in info.reference_resolutions:
+        raise invalid_parameter(
+            "resolution", f"with reference items the model {model} offers {', '.join(info.reference_resolutions)} only."
+        )
+    if draft and resolution != DRAFT_RESOLUTION:
+        raise invalid_parameter("resolution", f"a draft is rendered at {DRAFT_RESOLUTION} only (got {resolution!r}).")
+    return str(resolution)
 
-    callback_url = check_callback_url("callback_url", fields.get("callback_url"))
+
+def _extras(model: str, info: ModelInfo, fields: dict[str, Any]) -> dict[str, Any]:
+    """The create arguments beyond the output settings: tier, expiry, priority, identity, task type."""
     service_tier = fields.get("service_tier", "default")
     if service_tier not in SERVICE_TIERS:
         raise invalid_parameter("service_tier", f"must be one of {', '.join(SERVICE_TIERS)} (got {service_tier!r}).")
+    if service_tier == "flex" and not info.flex:
+        raise invalid_parameter("service_tier", f"the model {model} has no flex tier.")
     expires = fields.get("execution_expires_after", EXPIRES_DEFAULT)
     if not _is_int(expires) or not EXPIRES_MIN <= expires <= EXPIRES_MAX:
         raise invalid_parameter(
             "execution_expires_after", f"must be an integer between {EXPIRES_MIN} and {EXPIRES_MAX} (got {expires!r})."
         )
+    priority = fields.get("priority")
+    if priority is not None and not _is_int(priority):
+        raise invalid_parameter("priority", f"must be an integer (got {priority!r}).")
+    identity = fields.get("safety_identifier")
+    if identity is not None and (not isinstance(identity, str) or len(identity) > SAFETY_IDENTIFIER_MAX):
+        raise invalid_parameter("safety_identifier", f"must be a string of at most {SAFETY_IDENTIFIER_MAX} characters.")
+    task_type = fields.get("omni_reference_task_type")
+    if task_type is not None:
+        if not info.task_types:
+            raise invalid_parameter("omni_reference_task_type", f"the model {model} has no task types.")
+        if task_type not in info.task_types:
+            raise invalid_parameter(
+                "omni_reference_task_type", f"must be one of {', '.join(info.task_types)} (got {task_type!r})."
+            )
+    return {
+        "service_tier": service_tier,
+        "execution_expires_after": expires,
+        "priority": priority,
+        "safety_identifier": identity,
+        "omni_reference_task_type": task_type,
+    }
+
+
+def validate_ark_request(body: dict[str, Any]) -> tuple[GenerationRequest, ArkContent]:
+    """Check a create body the way the platform does. Returns the request and its content, first frame first."""
+    # The vendor SDK sends every argument its caller left unset as JSON null: null means "not given".
+    given = {key: value for key, value in body.items() if value is not None}
+    model, info = check_ark_model(given)
+    content = check_content(model, info, given)
+    prompt, flags = split_flags(content.text)
+    # Top-level fields win over the flags in the prompt.
+    fields: dict[str, Any] = {**flags, **{k: v for k, v in given.items() if k not in ("model", "content")}}
+    truncated = len(prompt) > PROMPT_MAX_CHARS
+    prompt = prompt[:PROMPT_MAX_CHARS]
+
+    flags_out = check_booleans(
+        {"generate_audio": info.audio, **fields}, (*BOOL_FIELDS, "draft")
+    )  # an audio model makes sound unless told not to
+    if flags_out["camera_fixed"] and (not info.camera_fixed or content.mode == "references"):
+        with_what = " with reference items" if info.camera_fixed else ""
+        raise invalid_parameter("camera_fixed", f"the model {model} does not support camera_fixed{with_what}.")
+    if flags_out["draft"] and not info.draft:
+        raise invalid_parameter("draft", f"the model {model} has no draft mode.")
+    resolution = _resolution(model, info, fields, content.mode, flags_out["draft"])
+    ratio = fields.get("ratio", "adaptive")
+    if ratio not in RATIOS:
+        raise invalid_parameter("ratio", f"must be one of {', '.join(RATIOS)} (got {ratio!r}).")
+    duration, frames = _duration(model, info, fields)
+    seed = fields.get("seed")
+    if seed is not None and (not _is_int(seed) or not ARK_SEED_MIN <= seed <= ARK_SEED_MAX):
+        raise invalid_parameter("seed", f"must be an integer between {ARK_SEED_MIN} and {ARK_SEED_MAX} (got {seed!r}).")
+    callback_url = check_callback_url("callback_url", fields.get("callback_url"))
 
     request = GenerationRequest(
         model=model,
         prompt=prompt,
         prompt_truncated=truncated,
-        images=tuple(image.url for image in images),
+        images=tuple(image.url for image in content.images),
         duration=duration,
         resolution=resolution,
         ratio=ratio,
@@ -232,17 +216,21 @@ def validate_ark_request(body: dict[str, Any]) -> tuple[GenerationRequest, list[
         return_last_frame=flags_out["return_last_frame"],
         generate_audio=flags_out["generate_audio"],
         frames=frames,
-        service_tier=service_tier,
-        execution_expires_after=expires,
         callback_url=callback_url,
         dialect="ark",
+        draft=flags_out["draft"],
+        draft_task_id=content.draft_task_id,
+        reference_media=tuple(item.url for item in (*content.videos, *content.audios)),
+        **_extras(model, info, fields),
     )
-    return request, images
+    return request, content
 
 
 def _error(task: TaskRecord) -> dict[str, str] | None:
     if task.status == FAILURE:
-        code = "OutputVideoSensitiveContentDetected" if task.planned_failure else "InternalServiceError"
+        code = task.failure_code or (
+            "OutputVideoSensitiveContentDetected" if task.planned_failure else "InternalServiceError"
+        )
         return {"code": code, "message": task.fail_reason}
     if task.status == EXPIRED:
         return {"code": "TaskExpired", "message": task.fail_reason}
@@ -271,6 +259,8 @@ def ark_task_payload(
         "resolution": request.resolution,
         "ratio": ratio,
         "framespersecond": FPS,
+        "generate_audio": request.with_audio,
+        "draft": request.draft,
         "service_tier": request.service_tier,
         "execution_expires_after": request.execution_expires_after,
         "usage": {"completion_tokens": tokens, "total_tokens": tokens},
@@ -279,66 +269,12 @@ def ark_task_payload(
         payload["frames"] = request.frames
     else:
         payload["duration"] = request.duration
+    # Echoed only when the create set them; never the callback URL, the prompt or the inputs.
+    for name in ("priority", "safety_identifier", "draft_task_id"):
+        if getattr(request, name) is not None:
+            payload[name] = getattr(request, name)
     if succeeded:
         payload["content"] = {"video_url": video_url}
         if last_frame_url is not None:
             payload["content"]["last_frame_url"] = last_frame_url
     return payload
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    page_num: int
-    page_size: int
-    status: str | None
-    task_ids: tuple[str, ...]
-    model: str | None
-
-
-def _positive_int(params: dict[str, list[str]], name: str, default: int, maximum: int) -> int:
-    values = params.get(name)
-    if not values:
-        return default
-    try:
-        value = int(values[-1])
-    except ValueError:
-        raise invalid_parameter(name, f"must be an integer (got {values[-1]!r}).") from None
-    if not 1 <= value <= maximum:
-        raise invalid_parameter(name, f"must be between 1 and {maximum} (got {value}).")
-    return value
-
-
-def _last(params: dict[str, list[str]], name: str) -> str | None:
-    values = params.get(name)
-    return values[-1] if values else None
-
-
-def parse_list_query(params: dict[str, list[str]]) -> ListQuery:
-    status = _last(params, "filter.status")
-    if status is not None and status not in ARK_STATUSES:
-        raise invalid_parameter("filter.status", f"must be one of {', '.join(ARK_STATUSES)} (got {status!r}).")
-    # Repeated, or comma-separated in one value: both reach the same set.
-    task_ids = tuple(part for value in params.get("filter.task_ids", []) for part in value.split(",") if part)
-    return ListQuery(
-        page_num=_positive_int(params, "page_num", 1, 10_000),
-        page_size=_positive_int(params, "page_size", PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX),
-        status=status,
-        task_ids=task_ids,
-        model=_last(params, "filter.model"),
-    )
-
-
-def select_tasks(tasks: list[TaskRecord], query: ListQuery) -> tuple[int, list[TaskRecord]]:
-    """The matching tasks' total, and the requested page of them, newest first."""
-    matching = [
-        task
-        for task in tasks
-        if (query.status is None or ARK_STATUS[task.status] == query.status)
-        and (not query.task_ids or task.task_id in query.task_ids)
-        and (query.model is None or task.request.model == query.model)
-    ]
-    # Creation order breaks ties between tasks created within the same clock tick.
-    order = {id(task): i for i, task in enumerate(tasks)}
-    matching.sort(key=lambda task: (task.submitted_at, order[id(task)]), reverse=True)
-    start = (query.page_num - 1) * query.page_size
-    return len(matching), matching[start : start + query.page_size]

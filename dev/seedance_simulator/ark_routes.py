@@ -4,13 +4,16 @@ into the request handler beside the gateway's; the request and answer shapes liv
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
-from .ark_dialect import parse_list_query, select_tasks, validate_ark_request
-from .errors import ApiError
-from .tasks import TaskRecord
-from .validation import load_image
+from .ark_dialect import validate_ark_request
+from .ark_listing import parse_list_query, select_tasks
+from .errors import ApiError, invalid_parameter
+from .knobs import Knobs
+from .tasks import SUCCESS, TaskRecord
+from .validation import GenerationRequest, load_image
 
 if TYPE_CHECKING:
     from .server import SimulatorServer
@@ -31,10 +34,29 @@ class _Handler(Protocol):
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None: ...
     def _record_create_body(self, raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]: ...
     def _ark_create(self, raw: bytes) -> None: ...
+    def _ark_from_draft(
+        self, request: GenerationRequest, draft_id: str
+    ) -> tuple[GenerationRequest, list[tuple[str, str, str | None]]]: ...
     def _ark_task(self, task: TaskRecord) -> dict[str, Any]: ...
     def _ark_get(self, task_id: str) -> None: ...
     def _ark_list(self, query: str) -> None: ...
     def _ark_delete(self, task_id: str) -> None: ...
+
+
+def refuse_sensitive_input(knobs: Knobs) -> None:
+    """The platform's input moderation, as the knobs ask: a 400 with its own code, before any task exists."""
+    for knob, code, what in (
+        ("input_text_sensitive_next", "InputTextSensitiveContentDetected", "the input text"),
+        ("input_image_sensitive_next", "InputImageSensitiveContentDetected", "the input image"),
+        (
+            "input_image_privacy_next",
+            "InputImageSensitiveContentDetected.PrivacyInformation",
+            "the input image (it may show a real person)",
+        ),
+    ):
+        if getattr(knobs, knob) > 0:
+            setattr(knobs, knob, getattr(knobs, knob) - 1)
+            raise ApiError(400, code, f"The request failed because {what} may contain sensitive information.")
 
 
 class ArkRoutes:
@@ -59,12 +81,50 @@ class ArkRoutes:
 
     def _ark_create(self: _Handler, raw: bytes) -> None:
         body, redacted = self._record_create_body(raw)
-        request, refs = validate_ark_request(body)
-        images = [load_image(ref.url, ref.field, timeout=self.sim.image_fetch_timeout) for ref in refs]
+        request, content = validate_ark_request(body)
+        knobs = self.sim.knobs
+        if request.model in knobs.models_not_open:
+            raise ApiError(
+                404,
+                "ModelNotOpen",
+                f"Your account has not activated the model {request.model}. Please activate it in the console.",
+                param="model",
+            )
+        refuse_sensitive_input(knobs)
+        timeout = self.sim.image_fetch_timeout
+        if content.draft_task_id is not None:
+            request, refs = self._ark_from_draft(request, content.draft_task_id)
+        else:
+            refs = [(ref.url, ref.field, ref.role) for ref in content.images]
+        images = [load_image(url, field, timeout=timeout) for url, field, _ in refs]
         # Reference images steer the clip without being a frame of it: the first one is rendered from.
-        last_image = images[1] if len(images) == 2 and refs[1].role == "last_frame" else None
+        last_image = images[1] if len(images) == 2 and refs[1][2] == "last_frame" else None
         task = self.sim.simulator.create_task(request, redacted, images[0], last_image)
         self._send_json(200, {"id": task.task_id})
+
+    def _ark_from_draft(
+        self: _Handler, request: GenerationRequest, draft_id: str
+    ) -> tuple[GenerationRequest, list[tuple[str, str, str | None]]]:
+        """The final render of an approved draft: the draft's own inputs, at the settings of this request."""
+        field = "content.draft_task.id"
+        draft = self.sim.simulator.get(draft_id)
+        if draft is None or not draft.request.draft:
+            raise invalid_parameter(field, f"{draft_id} is not a draft task of this account.")
+        if draft.status != SUCCESS:
+            raise invalid_parameter(field, f"the draft task {draft_id} has not succeeded.")
+        if draft.request.model != request.model:
+            raise invalid_parameter(field, f"the draft task {draft_id} was made with {draft.request.model}.")
+        if request.draft:
+            raise invalid_parameter("draft", "a draft_task item asks for the final video: draft must be false.")
+        source = draft.request
+        # The draft's images in its own roles (its body as received), so two reference images stay references.
+        items = draft.body.get("content") or []
+        roles = [item.get("role") for item in items if isinstance(item, dict) and item.get("type") == "image_url"]
+        if "last_frame" in roles:
+            roles = ["first_frame", "last_frame"]  # the request keeps its images first frame first
+        refs = [(url, field, role) for url, role in zip(source.images, roles, strict=False)]
+        final = replace(request, images=source.images, prompt=source.prompt, reference_media=source.reference_media)
+        return final, refs
 
     def _ark_task(self: _Handler, task: TaskRecord) -> dict[str, Any]:
         return self.sim.task_payload(task, "ark")

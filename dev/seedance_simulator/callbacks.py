@@ -8,7 +8,9 @@ the change (and sleeps when there is none).
 
 Delivery, from a few worker threads: a task's callbacks go out one at a time in order, tasks in parallel; each
 attempt waits `callback_timeout_seconds` (5 s) for an answer, and a non-2xx answer or none is retried up to
-3 times with a doubling back-off. The knobs that break it as real networks and attackers do:
+3 times with a doubling back-off: every gateway callback, but of an Ark task's only a succeeded or failed one,
+as the platform documents; an Ark task's cancellation is not called back. The knobs that break it as real
+networks and attackers do:
 
     callback_drop           the next N callbacks are never sent
     callback_duplicate      each callback is sent N extra times
@@ -39,7 +41,7 @@ from email.message import Message
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .ark_dialect import ARK_STATUS
+from .ark_listing import ARK_STATUS
 from .knobs import Counters, Knobs
 from .tasks import SUCCESS, Simulator, TaskRecord
 
@@ -47,6 +49,8 @@ log = logging.getLogger("seedance_simulator")
 
 TICK_SECONDS = 0.05
 RETRIES = 3
+ARK_CALLBACK_STATUSES = ("queued", "running", "succeeded", "failed", "expired")
+ARK_RETRIED_STATUSES = ("succeeded", "failed")
 WORKERS = 4
 STOP_WAIT_SECONDS = 2.0  # how long stop() waits for a worker stuck in a send; they are daemon threads
 USER_AGENT = "SeedanceSimulator/1.0 (callback)"
@@ -73,6 +77,7 @@ class Delivery:
     body: bytes
     due: float  # wall-clock time it may leave
     forged: bool = False
+    retries: int = 0  # further attempts after an unanswered or non-2xx one
 
 
 def _with_params(url: str, **changes: str) -> str:
@@ -174,6 +179,8 @@ class Callbacks:
         status = ARK_STATUS[task.status] if dialect == "ark" else task.status
         if self._last.get(task.task_id) == status:
             return  # a change the dialect does not show (Ark reports NOT_START and QUEUED both as queued)
+        if dialect == "ark" and status not in ARK_CALLBACK_STATUSES:
+            return  # the platform calls back queued, running, succeeded, failed and expired: not cancelled
         self._last[task.task_id] = status
         self._wake.set()
         job = _query_param(url, "job")
@@ -186,7 +193,11 @@ class Callbacks:
             return
         body = json.dumps(self._payload(task, dialect)).encode("utf-8")
         due = time.time() + max(0.0, k.callback_delay_seconds)
-        group = [Delivery(task.task_id, url, body, due) for _ in range(1 + max(0, k.callback_duplicate))]
+        # Ark retries only a succeeded or failed callback; the gateway's callbacks are all retried.
+        retries = RETRIES if dialect != "ark" or status in ARK_RETRIED_STATUSES else 0
+        group = [
+            Delivery(task.task_id, url, body, due, retries=retries) for _ in range(1 + max(0, k.callback_duplicate))
+        ]
         if k.callback_forge:
             group += self._forgeries(task, url, job, body, due)
         if k.callback_reorder or task.task_id in self._held:
@@ -261,7 +272,7 @@ class Callbacks:
         while (wait := delivery.due - time.time()) > 0:
             if self._stop.wait(wait):
                 return
-        attempts = 1 if delivery.forged else 1 + RETRIES
+        attempts = 1 + delivery.retries
         for attempt in range(attempts):
             if attempt and self._stop.wait(self._knobs.callback_retry_seconds * 2 ** (attempt - 1)):
                 return

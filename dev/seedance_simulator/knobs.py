@@ -73,6 +73,15 @@ class Knobs:
     expire_results: bool = False  # result URLs answer 403 AccessDenied (expired)
     result_status_override: int | None = None  # result URLs answer this status instead
     video_body_factory: VideoBodyFactory | None = None  # serve this body instead of the rendered MP4
+    # Native Ark moderation and activation: the next N creates are refused with the platform's 400 for input
+    # text, an input image, or an input image showing a real person (`.PrivacyInformation`); the next N tasks fail
+    # with the output audio code (output video: fail_next); a model listed here exists but is not activated for
+    # the account (404 ModelNotOpen).
+    input_text_sensitive_next: int = 0
+    input_image_sensitive_next: int = 0
+    input_image_privacy_next: int = 0
+    output_audio_sensitive_next: int = 0
+    models_not_open: frozenset[str] = frozenset()
     # Account limits
     max_running: int = 10
     max_queued: int | None = None  # waiting tasks allowed before a submit gets 429 QuotaExceeded

@@ -62,6 +62,9 @@ class RenderSpec:
     end_image_sha256: str | None = None
     # An audio track under the video (generate_audio on a model that makes sound).
     audio: bool = False
+    # A digest of the request's reference videos and audio: a band of its colour along the bottom of every frame,
+    # so a test can see the references were used (the simulator does not read the media themselves).
+    reference: str | None = None
 
     def file_stem(self, image_sha256: str) -> str:
         flags = "".join(
@@ -76,7 +79,16 @@ class RenderSpec:
             if on
         )
         end = f"-to-{self.end_image_sha256[:12]}" if self.end_image_sha256 else ""
-        return f"{image_sha256[:20]}{end}-{self.width}x{self.height}-{self.frames}f-{flags or 'none'}"
+        ref = f"-ref-{self.reference[:12]}" if self.reference else ""
+        return f"{image_sha256[:20]}{end}{ref}-{self.width}x{self.height}-{self.frames}f-{flags or 'none'}"
+
+
+def reference_band(spec: RenderSpec) -> tuple[tuple[int, int, int], tuple[int, int, int, int]] | None:
+    """The colour and the box of the band that marks a clip rendered with reference media, if it was."""
+    if not spec.reference:
+        return None
+    colour = bytes.fromhex(spec.reference[:6])
+    return (colour[0], colour[1], colour[2]), (0, spec.height - max(8, spec.height // 12), spec.width, spec.height)
 
 
 @dataclass(frozen=True)
@@ -132,9 +144,13 @@ class Camera:
 
     def frame(self, index: int) -> Image.Image:
         picture = self._camera_frame(index)
-        if self._end is None:
-            return picture
-        return Image.blend(picture, self._end, _ease(index / max(self.spec.frames - 1, 1)))
+        if self._end is not None:
+            picture = Image.blend(picture, self._end, _ease(index / max(self.spec.frames - 1, 1)))
+        band = reference_band(self.spec)
+        if band is not None:
+            picture = picture.copy()
+            picture.paste(band[0], band[1])
+        return picture
 
     def _camera_frame(self, index: int) -> Image.Image:
         if self._still is not None:

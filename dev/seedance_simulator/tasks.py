@@ -8,6 +8,7 @@ start/finish times and the peak concurrency are exact no matter how often client
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 import threading
@@ -37,6 +38,7 @@ TERMINAL = (SUCCESS, FAILURE, CANCELLED, EXPIRED)
 RANDOM_SEED_MAX = 2_147_483_647
 
 MODERATION_REASON = "The request failed because the output video may contain sensitive information."
+AUDIO_MODERATION_REASON = "The request failed because the output audio may contain sensitive information."
 RENDER_FAILED_REASON = "The service encountered an unexpected internal error while generating the video."
 
 
@@ -58,6 +60,7 @@ class TaskRecord:
     queue_seconds: float
     run_seconds: float
     planned_failure: str | None  # set at submission from fail_next / failure_reason
+    failure_code: str | None = None  # the Ark error code of a planned failure, when not output video moderation
     seed: int = 0  # the caller's seed, or the one drawn for it
     expires_at: float | None = None  # when an unfinished task becomes EXPIRED (native Ark tasks only)
     status: str = NOT_START
@@ -168,7 +171,11 @@ class Simulator:
                     headers={"Retry-After": format_retry_after(retry)},
                 )
             planned_failure: str | None = None
-            if k.fail_next > 0:
+            failure_code: str | None = None
+            if k.output_audio_sensitive_next > 0:
+                k.output_audio_sensitive_next -= 1
+                planned_failure, failure_code = AUDIO_MODERATION_REASON, "OutputAudioSensitiveContentDetected"
+            elif k.fail_next > 0:
                 k.fail_next -= 1
                 planned_failure = k.failure_reason or MODERATION_REASON
             elif k.failure_reason:
@@ -199,6 +206,7 @@ class Simulator:
                 queue_seconds=max(0.0, k.queue_seconds) * tier,
                 run_seconds=max(0.0, k.run_seconds) * tier,
                 planned_failure=planned_failure,
+                failure_code=failure_code,
                 seed=seed,
                 expires_at=expires_at,
                 status=NOT_START if k.not_start_seconds > 0 else QUEUED,
@@ -213,6 +221,9 @@ class Simulator:
                 video=k.video_body_factory is None,  # a test serving its own body does not need the MP4
                 end_image_sha256=last_image.sha256 if last_image is not None else None,
                 audio=request.with_audio,
+                reference=hashlib.sha256("\n".join(request.reference_media).encode()).hexdigest()
+                if request.reference_media
+                else None,
             )
             needs_render = planned_failure is None and (spec.video or spec.last_frame)
             if not needs_render:
@@ -264,6 +275,14 @@ class Simulator:
                     400,
                     "TaskNotCancellable",
                     f"The task {task_id} is running and cannot be cancelled; only a queued task can be.",
+                    param="id",
+                )
+            if task.status == CANCELLED:
+                # The platform keeps a cancelled task's record: it can be neither cancelled again nor deleted.
+                raise ApiError(
+                    400,
+                    "TaskNotCancellable",
+                    f"The task {task_id} is cancelled; a cancelled task cannot be deleted.",
                     param="id",
                 )
             if not task.terminal:

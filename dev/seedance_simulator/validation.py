@@ -8,7 +8,7 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,8 +44,47 @@ class ModelInfo:
     reference_resolutions: tuple[str, ...] = ("480p", "720p")
     durations: tuple[int, ...] = tuple(range(2, 13))
     audio: bool = False
+    resolutions: tuple[str, ...] = RESOLUTIONS
+    max_reference_videos: int = 0
+    max_reference_audios: int = 0
+    duration_auto: bool = False  # `duration: -1`: the model picks the length
+    draft: bool = False  # `draft: true`: a cheap 480p preview, rendered in full later from a draft_task item
+    flex: bool = True  # the `flex` service tier
+    camera_fixed: bool = True  # the `camera_fixed` setting
+    frames: bool = True  # the `frames` setting
+    task_types: tuple[str, ...] = ()  # `omni_reference_task_type` values
 
 
+_LOW_RES = ("480p", "720p")
+# 2.0: up to 9 reference images, 3 videos and 3 audio clips, 4-15 s or -1, audio; no flex, camera_fixed, frames.
+_SEEDANCE_2 = ModelInfo(
+    True,
+    9,
+    "720p",
+    max_reference_images=9,
+    reference_resolutions=RESOLUTIONS,
+    max_reference_videos=3,
+    max_reference_audios=3,
+    durations=tuple(range(4, 16)),
+    duration_auto=True,
+    audio=True,
+    flex=False,
+    camera_fixed=False,
+    frames=False,
+)
+# 2.5: up to 30 s (no -1), many more references, the task types reference/edit/extend, a draft mode.
+_SEEDANCE_2_5 = replace(
+    _SEEDANCE_2,
+    max_reference_images=30,
+    max_reference_videos=10,
+    max_reference_audios=10,
+    durations=tuple(range(4, 31)),
+    duration_auto=False,  # no source documents -1 for 2.5: refused, as the catalogue does
+    task_types=("reference", "edit", "extend"),
+    draft=True,
+)
+
+# Volcengine ids; BytePlus spells 1.x without `doubao-` and 2.x `dreamina-seedance-...` (BYTEPLUS_IDS below).
 MODELS: dict[str, ModelInfo] = {
     # pro: text-to-video, or image-to-video from a first frame or a first and a last frame.
     "doubao-seedance-1-0-pro-250528": ModelInfo(True, 2, "1080p"),
@@ -53,32 +92,28 @@ MODELS: dict[str, ModelInfo] = {
     "doubao-seedance-1-0-pro-fast-251015": ModelInfo(True, 1, "1080p", first_and_last=False),
     # lite i2v: first frame, first + last frame, or up to 4 reference images (no 1080p with those).
     "doubao-seedance-1-0-lite-i2v-250428": ModelInfo(True, 4, "720p", max_reference_images=4),
-    # 1.5 pro: first frame or first + last, 4-12 s, with an audio track on request.
-    "doubao-seedance-1-5-pro-251215": ModelInfo(True, 2, "720p", durations=tuple(range(4, 13)), audio=True),
-    # 2.0: up to 9 reference images, 4-15 s, audio.
-    "doubao-seedance-2-0-260128": ModelInfo(
-        True,
-        9,
-        "720p",
-        max_reference_images=9,
-        reference_resolutions=RESOLUTIONS,
-        durations=tuple(range(4, 16)),
-        audio=True,
+    # 1.5 pro: first frame or first + last, 4-12 s or -1, an audio track, a 480p draft mode.
+    "doubao-seedance-1-5-pro-251215": ModelInfo(
+        True, 2, "720p", durations=tuple(range(4, 13)), audio=True, duration_auto=True, draft=True, frames=False
     ),
-    "doubao-seedance-2-0-fast-260128": ModelInfo(
-        True,
-        9,
-        "720p",
-        max_reference_images=9,
-        reference_resolutions=RESOLUTIONS,
-        durations=tuple(range(4, 16)),
-        audio=True,
-    ),
+    "doubao-seedance-2-0-260128": _SEEDANCE_2,
+    "doubao-seedance-2-0-fast-260128": replace(_SEEDANCE_2, reference_resolutions=_LOW_RES, resolutions=_LOW_RES),
     # lite t2v: text only; an image request is a caller mistake.
     "doubao-seedance-1-0-lite-t2v-250428": ModelInfo(False, 0, "720p", first_and_last=False, durations=()),
 }
-# BytePlus ModelArk spells every id without the Volcengine prefix.
-MODELS.update({name.removeprefix("doubao-"): info for name, info in list(MODELS.items())})
+# BytePlus ModelArk spells 1.x ids without the Volcengine prefix and 2.x ids `dreamina-seedance-...`.
+BYTEPLUS_IDS = {
+    name.removeprefix("doubao-") if "-1-" in name else name.replace("doubao-", "dreamina-", 1): info
+    for name, info in MODELS.items()
+}
+MODELS.update(BYTEPLUS_IDS)
+# 2.0 mini (the replacement of 1.5 pro on BytePlus), 2.5 and 2.5 flash: BytePlus ids only (flash: 480p/720p,
+# no draft).
+MODELS["dreamina-seedance-2-0-mini-260615"] = replace(_SEEDANCE_2, reference_resolutions=_LOW_RES, resolutions=_LOW_RES)
+MODELS["dreamina-seedance-2-5-260628"] = _SEEDANCE_2_5
+MODELS["dreamina-seedance-2-5-flash-261115"] = replace(
+    _SEEDANCE_2_5, reference_resolutions=_LOW_RES, resolutions=_LOW_RES, draft=False
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +138,13 @@ class GenerationRequest:
     execution_expires_after: int | None = None  # seconds; None: the task never expires
     callback_url: str | None = None
     dialect: str = "unified"
+    # Native Ark only: settings the task document echoes, and what the content list held besides images.
+    draft: bool = False
+    priority: int | None = None
+    safety_identifier: str | None = None
+    draft_task_id: str | None = None
+    omni_reference_task_type: str | None = None
+    reference_media: tuple[str, ...] = ()  # reference video and audio URLs, which change the render
 
     @property
     def with_audio(self) -> bool:

@@ -4,7 +4,6 @@ expiry, flex, audio and sizes, on the same server, tasks, knobs and counters as 
 from __future__ import annotations
 
 import io
-import json
 import re
 import time
 from typing import Any
@@ -15,7 +14,7 @@ import requests
 
 from seedance_pipeline.rules.model_catalogue import BUILT_IN_MODELS, ImageMode
 from seedance_simulator import SimulatorServer
-from seedance_simulator.dimensions import output_size
+from seedance_simulator.dimensions import frame_count, output_size
 from seedance_simulator.validation import MODELS
 from tests.support.simulator_client import DEFAULT_IMAGE_URL, MODEL, Client, SimulatorSession
 
@@ -144,7 +143,8 @@ def test_the_ark_base_url_ends_like_the_platforms(server: SimulatorServer) -> No
         ({"model": 7}, "model"),
         ({"content": DROP}, "content"),
         ({"content": []}, "content"),
-        ({"content": [{"type": "video_url"}]}, "content[0].type"),
+        ({"content": [{"type": "file_url"}]}, "content[0].type"),
+        ({"content": [{"type": "video_url", "role": "reference_video"}, image()]}, "content[0].video_url.url"),
         ({"content": [{"type": "image_url", "image_url": {}}]}, "content[0].image_url.url"),
         ({"content": [{"type": "text", "text": 5}, image()]}, "content[0].text"),
         ({"content": [image(role="middle_frame")]}, "content[0].role"),
@@ -176,7 +176,7 @@ def test_the_ark_base_url_ends_like_the_platforms(server: SimulatorServer) -> No
         ({"watermark": "yes"}, "watermark"),
         ({"camera_fixed": 1}, "camera_fixed"),
         ({"generate_audio": "true"}, "generate_audio"),
-        ({"return_last_frame": None}, "return_last_frame"),
+        ({"return_last_frame": "no"}, "return_last_frame"),
         ({"callback_url": "ftp://example.com/hook"}, "callback_url"),
         ({"frames": DROP, "content": [{"type": "text", "text": "go --dur 13"}, image()]}, "duration"),
         ({"resolution": DROP, "content": [{"type": "text", "text": "go --rs 4k"}, image()]}, "resolution"),
@@ -192,8 +192,9 @@ def test_every_invalid_create_is_400_invalid_parameter_naming_the_field(
     assert server.counters.tasks_created == 0
 
 
-def test_an_unknown_model_is_404_model_not_open(ark: ArkClient) -> None:
-    error = ark_error(ark.create_raw(model="doubao-seedance-9-ultra"), 404, "ModelNotOpen")
+def test_an_unknown_model_is_404_invalid_endpoint_or_model_not_found(ark: ArkClient) -> None:
+    # ModelNotOpen is the platform's answer for a model that exists but is not activated (issue 18).
+    error = ark_error(ark.create_raw(model="doubao-seedance-9-ultra"), 404, "InvalidEndpointOrModel.NotFound")
     assert "doubao-seedance-9-ultra" in error["message"]
     assert error["param"] == "model"
 
@@ -352,13 +353,13 @@ def test_a_random_seed_is_drawn_and_reported(ark: ArkClient) -> None:
 
 
 @pytest.mark.usefixtures("no_render")
-def test_callback_url_is_kept_on_the_task_but_never_shown_in_it(ark: ArkClient, server: SimulatorServer) -> None:
-    # The platform's task document (Get, List, callbacks) carries neither callback_url nor the prompt or images.
-    task_id = ark.create(callback_url=NOWHERE)
-    answer = ark.get(task_id)
-    assert "callback_url" not in answer and server.task(answer["id"]).request.callback_url == NOWHERE
-    assert not any(isinstance(value, list) for value in answer.values())  # no content list: prompt and images
-    assert "callback_url" not in json.dumps(ark.list())
+def test_callback_url_is_kept_but_never_shown_in_the_task(ark: ArkClient, server: SimulatorServer) -> None:
+    # The platform's task document carries neither the callback URL nor the prompt nor the inputs (issue 18).
+    answer = ark.get(ark.create(callback_url=NOWHERE))
+    assert "callback_url" not in answer and NOWHERE not in str(answer)
+    assert "a slow push-in" not in str(answer) and DEFAULT_IMAGE_URL not in str(answer)
+    assert NOWHERE not in str(ark.list())
+    assert server.task(answer["id"]).request.callback_url == NOWHERE
 
 
 @pytest.mark.usefixtures("no_render")
@@ -432,10 +433,10 @@ def test_delete_cancels_a_queued_task_then_deletes_its_record(ark: ArkClient, se
     assert cancelled["usage"]["total_tokens"] == 0
     assert Client(server).query(task_id)["status"] == "cancelled"  # the gateway passes the upstream status on
     assert server.counters.cancelled == 1
-    # A cancelled task is finished: a second DELETE removes its record.
-    assert ark.delete(task_id).status_code == 200
-    ark_error(ark.get_raw(task_id), 404, "NotFound")
-    assert (server.counters.deleted, server.counters.deletes) == (1, 2)
+    # A cancelled task's record stays: the platform refuses to delete it (issue 18).
+    assert ark_error(ark.delete(task_id), 400, "TaskNotCancellable")["param"] == "id"
+    assert ark.get(task_id)["status"] == "cancelled"
+    assert (server.counters.deleted, server.counters.deletes) == (0, 2)
 
 
 @pytest.mark.usefixtures("no_render")
@@ -528,17 +529,18 @@ def test_a_flex_task_queues_and_runs_longer_by_the_flex_multiplier(ark: ArkClien
 
 
 def test_generate_audio_on_an_audio_model_adds_an_aac_track(ark: ArkClient) -> None:
-    done = ark.wait(ark.create(model=PRO_1_5, generate_audio=True), ("succeeded", "failed"))
+    # 1.5 pro takes no `frames`: its shortest clip is 4 s.
+    done = ark.wait(ark.create(model=PRO_1_5, generate_audio=True, frames=DROP, duration=4), ("succeeded", "failed"))
     assert done["status"] == "succeeded", done
     kinds, _, _, frames = fetch_streams(done["content"]["video_url"])
     assert sorted(kinds) == ["audio", "video"]
-    assert frames == SHORTEST
+    assert frames == frame_count(4)
     response = requests.get(done["content"]["video_url"], timeout=30)
     with av.open(io.BytesIO(response.content), mode="r") as container:
         audio = container.streams.audio[0]
         assert audio.codec_context.name == "aac"
         assert audio.duration is not None and audio.time_base is not None
-        assert float(audio.duration * audio.time_base) == pytest.approx(SHORTEST / 24, abs=0.05)
+        assert float(audio.duration * audio.time_base) == pytest.approx(4.0, abs=0.05)
 
 
 def test_generate_audio_on_a_silent_model_is_accepted_without_a_track(ark: ArkClient) -> None:
@@ -586,30 +588,38 @@ def test_adaptive_reports_the_ratio_it_chose(ark: ArkClient) -> None:
 # -- the simulator's model table stays the pipeline catalogue's --------------------------------------------------
 
 
-def _simulator_lags(spec: Any, name: str) -> list[Any]:
-    """The catalogue rows (issue 20) the simulator's model table (owned by the simulator's own work) does not serve
-    yet: strict, so the day it does, the mark must go."""
-    if name in MODELS and not (name.endswith("-2-0-fast-260128") and "1080p" in MODELS[name].reference_resolutions):
-        return []
-    return [pytest.mark.xfail(strict=True, reason=f"the simulator's model table does not yet serve {name} as the docs")]
+def _catalogue_names(spec: Any) -> list[str]:
+    """The ids a catalogue row may send: its own, and its BytePlus spelling where the row names one."""
+    names = [spec.id, getattr(spec, "volcengine_id", None), getattr(spec, "byteplus_id", None)]
+    return list(dict.fromkeys(name for name in names if name))
 
 
-@pytest.mark.parametrize(
-    ("spec", "name"),
-    [
-        pytest.param(spec, name, marks=_simulator_lags(spec, name), id=name)
-        for spec in BUILT_IN_MODELS
-        for name in spec.ids
-    ],
-)
-def test_the_simulator_models_match_the_pipeline_catalogue(spec: Any, name: str) -> None:
-    info = MODELS[name]
-    assert info.audio == spec.audio
-    assert info.accepts_images == (not spec.text_only)
-    if spec.text_only:
-        return
-    assert set(info.durations) == set(spec.durations)
-    assert info.first_and_last == (ImageMode.FIRST_AND_LAST in spec.modes)
-    assert info.max_reference_images == (spec.max_reference_images if ImageMode.REFERENCE_IMAGES in spec.modes else 0)
-    if ImageMode.REFERENCE_IMAGES in spec.modes:
-        assert set(info.reference_resolutions) == set(spec.resolutions_for(ImageMode.REFERENCE_IMAGES))
+@pytest.mark.parametrize("spec", BUILT_IN_MODELS, ids=lambda spec: spec.id)
+def test_the_simulator_models_match_the_pipeline_catalogue(spec: Any) -> None:
+    """Every id the catalogue may send is one the simulator knows, with the same capabilities. Iterates over
+    whatever rows the catalogue holds; attributes a row does not have (an older catalogue) are not compared."""
+    for name in _catalogue_names(spec):
+        assert name in MODELS, f"the simulator does not know {name}"
+        info = MODELS[name]
+        assert info.audio == spec.audio
+        assert info.accepts_images == (not spec.text_only)
+        if spec.text_only:
+            continue
+        assert set(info.durations) == set(spec.durations)
+        assert info.first_and_last == (ImageMode.FIRST_AND_LAST in spec.modes)
+        assert info.max_reference_images == (
+            spec.max_reference_images if ImageMode.REFERENCE_IMAGES in spec.modes else 0
+        )
+        if hasattr(spec, "byteplus_id"):  # the catalogue of issue 20: resolutions and the 2.x capabilities
+            assert set(spec.resolutions) - {"4k"} == set(info.resolutions)  # the simulator renders up to 1080p
+            if ImageMode.REFERENCE_IMAGES in spec.modes:
+                with_references = set(spec.resolutions_for(ImageMode.REFERENCE_IMAGES)) - {"4k"}
+                assert set(info.reference_resolutions) == with_references
+            assert info.max_reference_videos == getattr(spec, "max_reference_videos", 0)
+            assert info.max_reference_audios == getattr(spec, "max_reference_audio", 0)
+            assert info.duration_auto == getattr(spec, "model_picks_duration", False)
+            assert info.draft == getattr(spec, "draft", False)
+            assert info.flex == getattr(spec, "flex", False)
+            assert info.frames == getattr(spec, "frames", False)
+        elif ImageMode.REFERENCE_IMAGES in spec.modes and info.resolutions == ("480p", "720p", "1080p"):
+            assert set(info.reference_resolutions) == set(spec.resolutions_for(ImageMode.REFERENCE_IMAGES))
