@@ -40,6 +40,10 @@ class LocalLambdaServices:
             if spec["Type"] == "AWS::Lambda::Function":
                 timeout = (spec.get("Properties") or {}).get("Timeout", DEFAULT_TIMEOUT_SECONDS)
                 self.timeouts[logical] = float(timeout)
+                # A function's name locally is its logical id: `!Ref Fn` and `!GetAtt Fn.Arn` name what Invoke
+                # serves (one function hands work to another by either).
+                resolver.refs.setdefault(logical, logical)
+                resolver.attributes[(logical, "Arn")] = self.emulator.function_arn(logical)
         for logical, spec in resources.items():
             if spec["Type"] == "AWS::Lambda::Url":
                 self._serve_url(logical, spec, resolver)
