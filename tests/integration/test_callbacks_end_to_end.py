@@ -18,6 +18,7 @@ import pytest
 from seedance_local.harness import CALLBACK_FUNCTION, LocalPipeline
 from seedance_local.local_stack import LocalStack
 from seedance_pipeline.adapters.job_events import event_detail
+from seedance_pipeline.logic.callback_intake import handoff_interval
 from seedance_pipeline.models import JobStatus
 from tests.support.images import image_bytes
 from tests.support.stack_settings import API_KEY
@@ -244,6 +245,33 @@ def test_a_replay_after_the_job_is_terminal_and_an_oversized_body_do_nothing(pip
     assert len(_handoffs(pipeline, job_id)) == handoffs
     assert (sim.counters.query, sim.counters.download) == (queries, downloads)
     assert pipeline.runtime.store.get(job_id).status is JobStatus.SUCCEEDED
+
+
+def test_a_flood_of_genuine_succeeded_claims_costs_one_status_call_per_job_per_interval(
+    make_pipeline: Callable[..., LocalPipeline], sim: Any
+) -> None:
+    pipeline = make_pipeline(CHECK_SCHEDULE_SCALE="1")  # the deployed interval (30 s), not the fast tests' 0.6 s
+    sim.knobs.callback_drop = 1000  # only the flood below reaches the function
+    job_id = _submit(pipeline, "uploads/cb/flooded.png")
+    url = _callback_url_for(sim, -1)
+    job = pipeline.runtime.store.get(job_id)
+    queries = sim.counters.query
+    body = json.dumps({"id": job.task_id, "status": "succeeded"}).encode()
+
+    started = time.monotonic()
+    answers = [_post(url, body) for _ in range(100)]
+    elapsed = time.monotonic() - started
+    assert pipeline.wait_idle(30)
+
+    assert set(answers) == {200}
+    interval = handoff_interval(pipeline.runtime)
+    allowed = 1 + int(elapsed // interval)
+    # One status call per job per interval, whatever the bodies say; the intake invokes the worker for a few at most
+    # (those that read the job before the first hand-off recorded itself), never one per claim.
+    assert sim.counters.query - queries <= allowed
+    assert len(_handoffs(pipeline, job_id)) <= allowed + 5
+    pipeline.run_until_terminal(timeout=90)
+    assert pipeline.wait_idle(30)
 
 
 # --- the token stays secret -------------------------------------------------------------------------------------
