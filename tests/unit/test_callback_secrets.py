@@ -1,6 +1,9 @@
 """Callback tokens stay out of job errors, logs and events in every quoting shape a provider may echo them in;
 a rotation of the signing key never refuses genuine URLs; a body's size is judged in bytes, before the token."""
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 from typing import Any
@@ -16,14 +19,15 @@ from hypothesis import strategies as st
 from seedance_pipeline.adapters.signing_key import SigningKeySource
 from seedance_pipeline.errors import ProviderRejected
 from seedance_pipeline.logic.callback_intake import MAX_BODY_BYTES, CallbackOutcome, answer_callback
+from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
-from seedance_pipeline.models import JobStatus, Upload
+from seedance_pipeline.models import Job, JobStatus, TaskResult, Upload
 from seedance_pipeline.redaction import redact_tokens
 from seedance_pipeline.rules.callback_token import callback_token, callback_url_for
 from seedance_pipeline.rules.keys import job_id_for
 from seedance_pipeline.triggers.callback_events import CallbackRequest
 from tests.support.expect import present
-from tests.support.fakes import FakeClock, make_runtime
+from tests.support.fakes import FakeClock, FakeSecretText, make_runtime
 from tests.support.images import image_bytes
 
 BUCKET = "in-bucket"
@@ -122,3 +126,45 @@ def test_a_body_over_the_limit_in_bytes_is_refused_as_too_large_before_its_token
     request = CallbackRequest(method="POST", job_id=JOB_ID, token="forged" + "x" * 37, body=body)
     answer = answer_callback(request, runtime)
     assert (answer.status_code, answer.outcome) == (413, CallbackOutcome.REFUSED)
+
+
+def test_a_poller_redacts_by_value_a_token_it_never_signed_in_a_shape_no_pattern_knows(monkeypatch):
+    # A cold poller: the job was sent by another process under a key this test never signs with, so the token
+    # is known here only as the poller recomputes it. Computed by hand (not callback_token, which remembers it).
+    key = "p" * 64
+    runtime, store, _, provider = make_runtime(**CALLBACKS)
+    runtime.signing_key = FakeSecretText(value=key)
+    task_id = provider.submit({"model": "m"})
+    digest = hmac.new(key.encode(), b"seedance-callback/v1/" + JOB_ID.encode(), hashlib.sha256).digest()
+    token = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    echo = f"callback {BASE}?job={JOB_ID}&tok%65n={token} unreachable"  # `tok%65n`: no `token` marker to find
+    assert token in redact_tokens(echo)  # no pattern catches this shape: only the value can
+    provider.ready_after, provider.outcome = 0, {"state": "FAILED", "failure_reason": "x"}
+    now = runtime.clock()
+    job = Job(
+        job_id=JOB_ID,
+        status=JobStatus.SUBMITTED,
+        source_bucket=BUCKET,
+        source_key=UPLOAD.key,
+        created_at=now,
+        updated_at=now,
+        submitted_at=now,
+        task_id=task_id,
+        expects_callback=True,
+        next_check_at=now,
+    )
+    store.claim(job, due_shard="0")
+    real_get = provider.get
+
+    def get(task: str, *, deadline: float | None = None) -> TaskResult:
+        # The provider's text reaches the pipeline inside its answer (the client redacts as it parses).
+        answer = real_get(task, deadline=deadline)
+        return answer.model_copy(update={"failure_reason": redact_tokens(echo)})
+
+    monkeypatch.setattr(provider, "get", get)
+    run_poll(runtime, owner="poller", time_left=lambda: 60.0)
+    failed = store.job(JOB_ID)
+    assert failed.status is JobStatus.FAILED and runtime.events.published
+    # Not an assert on the texts: its message would print the token.
+    if token in failed.model_dump_json() + runtime.events.published[-1].model_dump_json():
+        pytest.fail("the token reached the job's error or its event")

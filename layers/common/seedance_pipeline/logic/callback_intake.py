@@ -19,7 +19,7 @@ from typing import Any
 from seedance_pipeline.errors import PipelineError, SecretUnavailable
 from seedance_pipeline.models import Job, JobStatus, ProviderState, TaskClaim
 from seedance_pipeline.observability import MetricName, count, count_callback, logger
-from seedance_pipeline.rules.callback_token import TOKEN_LENGTH, is_job_id, token_matches
+from seedance_pipeline.rules.callback_token import TOKEN_LENGTH, callback_token, is_job_id, token_matches
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.triggers.callback_events import CallbackRequest
 
@@ -112,6 +112,18 @@ def _judge(request: CallbackRequest, runtime: Runtime) -> tuple[CallbackAnswer, 
     if handed_off_lately(job, now, runtime):
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job was checked moments ago"), job_id
     return _hand_off(job_id, runtime, task_id=None), job_id
+
+
+def remember_callback_token(job_id: str, runtime: Runtime) -> None:
+    """Compute (and so remember, for redaction by value) the token this job's URL carries, before a provider's
+    answer about it is read: a poller never signed the URLs the submitter sent, and a provider may echo the URL
+    in a shape no pattern knows. Nothing when callbacks are off or the key cannot be read now."""
+    if runtime.signing_key is None or not is_job_id(job_id):
+        return
+    try:
+        callback_token(runtime.callback_signing_key(), job_id)
+    except SecretUnavailable:
+        return  # the patterns still apply
 
 
 def delivery_retry_pending(job: Job, now: float) -> bool:
