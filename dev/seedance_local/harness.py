@@ -22,8 +22,10 @@ from urllib.parse import quote_plus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVENTS_DIR = REPO_ROOT / "events"
-# The function behind the template's Function URL (CallbackMode=on); its local name is its logical id.
+# The function behind the template's Function URL (CallbackMode=on), and the worker it hands claimed ends to
+# (an asynchronous Invoke); their local names are their logical ids.
 CALLBACK_FUNCTION = "CallbackFunction"
+CALLBACK_WORKER_FUNCTION = "CallbackWorkerFunction"
 
 
 def load_handler(name: str) -> ModuleType:
@@ -124,6 +126,7 @@ class LocalPipeline:
         self._previous_stream: Any = None
         self.job_ids: dict[str, str] = {}
         self.callback_handler: ModuleType | None = None
+        self.callback_worker_handler: ModuleType | None = None
         self.poll_runs: list[tuple[float, float]] = []
         """(start, end) of every poll_handler run, epoch seconds."""
 
@@ -137,9 +140,11 @@ class LocalPipeline:
         self.poll_handler = load_handler("poll")
         services = self.lambda_services
         if services is not None and services.function_url(CALLBACK_FUNCTION) is not None:
-            # Served from now on: provider callbacks over the Function URL, and the handler's hand-offs to itself.
+            # Served from now on: provider callbacks over the Function URL, and the hand-offs to the worker.
             self.callback_handler = load_handler("callback")
+            self.callback_worker_handler = load_handler("callback_worker")
             services.serve(CALLBACK_FUNCTION, self.callback_handler.lambda_handler)
+            services.serve(CALLBACK_WORKER_FUNCTION, self.callback_worker_handler.lambda_handler)
         if self._log_stream is not None:
             from seedance_pipeline.observability import logger
 
@@ -155,7 +160,8 @@ class LocalPipeline:
         if self.callback_handler is not None and self.lambda_services is not None:
             # Background hand-offs finish under this pipeline's environment, before it is restored.
             self.lambda_services.withdraw(CALLBACK_FUNCTION)
-            self.callback_handler = None
+            self.lambda_services.withdraw(CALLBACK_WORKER_FUNCTION)
+            self.callback_handler = self.callback_worker_handler = None
         if self._previous_stream is not None:
             from seedance_pipeline.observability import logger
 

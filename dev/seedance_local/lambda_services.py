@@ -40,6 +40,15 @@ class LocalLambdaServices:
             if spec["Type"] == "AWS::Lambda::Function":
                 timeout = (spec.get("Properties") or {}).get("Timeout", DEFAULT_TIMEOUT_SECONDS)
                 self.timeouts[logical] = float(timeout)
+        for spec in resources.values():
+            if spec["Type"] == "AWS::Lambda::Function":
+                # A function that hands work to another names it in its environment (`!Ref Fn`; its role names its
+                # Arn): locally, a function's name is its logical id, which Invoke serves. Only those: what else
+                # names a function (a schedule's target, a permission) has no local stand-in and stays unresolved.
+                environment = (spec.get("Properties") or {}).get("Environment")
+                for named in set(references(environment)) & set(self.timeouts):
+                    resolver.refs.setdefault(named, named)
+                    resolver.attributes[(named, "Arn")] = self.emulator.function_arn(named)
         for logical, spec in resources.items():
             if spec["Type"] == "AWS::Lambda::Url":
                 self._serve_url(logical, spec, resolver)

@@ -18,6 +18,7 @@ import pytest
 from seedance_local.harness import CALLBACK_FUNCTION, LocalPipeline
 from seedance_local.local_stack import LocalStack
 from seedance_pipeline.adapters.job_events import event_detail
+from seedance_pipeline.logic.callback_intake import handoff_interval
 from seedance_pipeline.models import JobStatus
 from tests.support.images import image_bytes
 from tests.support.stack_settings import API_KEY
@@ -91,7 +92,10 @@ def test_the_stack_serves_the_function_url_and_the_invoke_api(stack: LocalStack)
     assert env["CALLBACK_URL"] == server.base_url
     assert env["CALLBACK_URL"].startswith("http://127.0.0.1:") and env["CALLBACK_URL"].endswith("/")
     assert env["AWS_ENDPOINT_URL_LAMBDA"] == services.emulator.endpoint_url
-    assert services.timeouts[CALLBACK_FUNCTION] == 300
+    # The public intake answers in milliseconds; the worker it hands off to delivers a whole video.
+    assert services.timeouts[CALLBACK_FUNCTION] == 10 and services.timeouts["CallbackWorkerFunction"] == 300
+    assert env["CALLBACK_WORKER_FUNCTION"] == "CallbackWorkerFunction"
+    assert "CallbackWorkerFunction" not in services.urls  # invoked by the intake only, never over a URL
     key = stack.client("secretsmanager").get_secret_value(SecretId=env["CALLBACK_SIGNING_SECRET_ID"])
     secret = key["SecretString"]
     assert len(secret) == 64
@@ -119,7 +123,8 @@ def test_a_job_is_delivered_by_its_callback_with_no_poll_run_and_one_status_call
     stored = stack.client("s3").get_object(Bucket=stack.output_bucket, Key=job.outputs.video_key)["Body"].read()
     assert stored[4:8] == b"ftyp"
     (handoff,) = [h for h in _handoffs(pipeline, job_id) if h.state == "succeeded"][-1:]
-    assert handoff.invoked_function_arn.endswith(f":function:{CALLBACK_FUNCTION}")
+    # The public intake handed the job to the worker: the function that delivers never faces the provider's POST.
+    assert handoff.invoked_function_arn.endswith(":function:CallbackWorkerFunction")
 
 
 def test_dropped_callbacks_leave_the_job_to_the_poll_safety_net(pipeline: LocalPipeline, sim: Any) -> None:
@@ -242,6 +247,33 @@ def test_a_replay_after_the_job_is_terminal_and_an_oversized_body_do_nothing(pip
     assert pipeline.runtime.store.get(job_id).status is JobStatus.SUCCEEDED
 
 
+def test_a_flood_of_genuine_succeeded_claims_costs_one_status_call_per_job_per_interval(
+    make_pipeline: Callable[..., LocalPipeline], sim: Any
+) -> None:
+    pipeline = make_pipeline(CHECK_SCHEDULE_SCALE="1")  # the deployed interval (30 s), not the fast tests' 0.6 s
+    sim.knobs.callback_drop = 1000  # only the flood below reaches the function
+    job_id = _submit(pipeline, "uploads/cb/flooded.png")
+    url = _callback_url_for(sim, -1)
+    job = pipeline.runtime.store.get(job_id)
+    queries = sim.counters.query
+    body = json.dumps({"id": job.task_id, "status": "succeeded"}).encode()
+
+    started = time.monotonic()
+    answers = [_post(url, body) for _ in range(100)]
+    elapsed = time.monotonic() - started
+    assert pipeline.wait_idle(30)
+
+    assert set(answers) == {200}
+    interval = handoff_interval(pipeline.runtime)
+    allowed = 1 + int(elapsed // interval)
+    # One status call per job per interval, whatever the bodies say; the intake invokes the worker for a few at most
+    # (those that read the job before the first hand-off recorded itself), never one per claim.
+    assert sim.counters.query - queries <= allowed
+    assert len(_handoffs(pipeline, job_id)) <= allowed + 5
+    pipeline.run_until_terminal(timeout=90)
+    assert pipeline.wait_idle(30)
+
+
 # --- the token stays secret -------------------------------------------------------------------------------------
 
 
@@ -255,7 +287,9 @@ def test_no_token_reaches_the_logs_the_job_record_the_sidecar_or_the_event(
     job_id = _submit(pipeline, "uploads/cb/secret.png")
     token = parse_qs(urlsplit(_callback_url_for(sim, -1)).query)["token"][0]
 
-    (job,) = pipeline.run_until_terminal(timeout=60, poll=False).values()
+    # Polled too: the forged premature "succeeded" claim takes the job's one hand-off per interval, so the genuine
+    # callback after it is capped; the check that hand-off planned (the back-off) finishes the job.
+    (job,) = pipeline.run_until_terminal(timeout=60).values()
     assert pipeline.wait_idle(30)
     assert job.status is JobStatus.SUCCEEDED, job.error
 

@@ -164,6 +164,25 @@ def test_a_lease_on_a_job_whose_status_moved_on_is_refused(store: JobStorePort) 
     assert leased(store, moved, owner="worker-b", now=NOW + 1).status is JobStatus.SUBMITTED
 
 
+def test_a_handoff_lease_is_one_per_interval_and_never_over_another_lease(store: JobStorePort) -> None:
+    claimed = job("j-handoff", status=JobStatus.SUBMITTED, task_id="cgt-1")
+    store.claim(claimed, due_shard="0")
+    first = store.lease_for_handoff(claimed, owner="h-1", now=NOW, lease_seconds=LEASE, not_since=NOW - 30)
+    assert (first.lease_owner, first.handoff_at) == ("h-1", NOW)
+    released = first.model_copy(update={"lease_owner": None, "lease_until": None})
+    store.save(released, owner="h-1", due_shard="0")  # the check is done: the lease is given back
+    assert present(store.get("j-handoff")).handoff_at == NOW  # the record keeps when it was handed off
+    with pytest.raises(LeaseLost):  # a second hand-off within the interval, though nobody holds the job
+        store.lease_for_handoff(claimed, owner="h-2", now=NOW + 10, lease_seconds=LEASE, not_since=NOW - 20)
+    poller = leased(store, claimed, owner="poller", now=NOW + 31)
+    with pytest.raises(LeaseLost):  # past the interval, but a poller holds the job
+        store.lease_for_handoff(claimed, owner="h-3", now=NOW + 32, lease_seconds=LEASE, not_since=NOW + 2)
+    assert present(store.get("j-handoff")).handoff_at == NOW and poller.lease_owner == "poller"
+    later = NOW + 31 + LEASE + 1
+    third = store.lease_for_handoff(claimed, owner="h-4", now=later, lease_seconds=LEASE, not_since=later - 30)
+    assert (third.lease_owner, third.handoff_at) == ("h-4", later)
+
+
 def test_a_lease_on_a_job_that_was_never_claimed_is_refused(store: JobStorePort) -> None:
     with pytest.raises(LeaseLost):
         leased(store, job("j-ghost"))

@@ -12,7 +12,8 @@ CALLBACK_RESOURCES = (
     "CallbackSigningKey",
     "CallbackLogGroup",
     "CallbackFunction",
-    "CallbackSelfInvokePolicy",
+    "CallbackWorkerLogGroup",
+    "CallbackWorkerFunction",
     "CallbackSigningKeyReadPolicy",
 )
 
@@ -71,25 +72,98 @@ def test_the_callback_function_is_a_public_url_authenticated_by_its_tokens(sam: 
     function = sam["Resources"]["CallbackFunction"]
     props = function["Properties"]
     assert props["CodeUri"] == "functions/callback" and props["Handler"] == "callback_handler.lambda_handler"
-    assert props["Timeout"] == 300 and props["FunctionUrlConfig"] == {"AuthType": "NONE"}
-    assert props["EventInvokeConfig"] == {"MaximumRetryAttempts": 0}
+    assert props["Timeout"] <= 30 and props["FunctionUrlConfig"] == {"AuthType": "NONE"}
+    assert "EventInvokeConfig" not in props  # invoked by its URL only
     skips = {s["id"]: s["comment"] for s in function["Metadata"]["checkov"]["skip"]}
     assert "SigV4" in skips["CKV_AWS_258"] and "token" in skips["CKV_AWS_258"]
+    assert "CKV_AWS_115" not in skips  # its concurrency is reserved
     translated = cfn["Resources"]["CallbackFunction"]["Properties"]
     assert translated["Runtime"] == "python3.13" and translated["Architectures"] == ["arm64"]
 
 
-def test_the_callback_function_verifies_tokens_but_never_names_its_own_url(cfn: dict[str, Any]) -> None:
+def test_the_worker_is_invoked_only_asynchronously_by_the_intake(sam: dict[str, Any], cfn: dict[str, Any]) -> None:
+    props = sam["Resources"]["CallbackWorkerFunction"]["Properties"]
+    assert props["CodeUri"] == "functions/callback_worker"
+    assert props["Handler"] == "callback_worker_handler.lambda_handler"
+    assert props["Timeout"] == 300 and props["EventInvokeConfig"] == {"MaximumRetryAttempts": 0}
+    assert "FunctionUrlConfig" not in props
+    assert not [
+        r
+        for r in cfn["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Permission" and "CallbackWorker" in json.dumps(r["Properties"]["FunctionName"])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("function", "parameter", "condition"),
+    [
+        ("CallbackFunction", "CallbackConcurrency", "ReserveCallbackConcurrency"),
+        ("CallbackWorkerFunction", "CallbackWorkerConcurrency", "ReserveCallbackWorkerConcurrency"),
+    ],
+)
+def test_both_callback_functions_reserve_a_concurrency_a_low_quota_account_can_give(
+    sam: dict[str, Any], cfn: dict[str, Any], function: str, parameter: str, condition: str
+) -> None:
+    reserved = cfn["Resources"][function]["Properties"]["ReservedConcurrentExecutions"]
+    assert reserved == {"Fn::If": [condition, {"Ref": parameter}, {"Ref": "AWS::NoValue"}]}
+    assert sam["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, "0"]}]}
+    declared = sam["Parameters"][parameter]
+    assert declared["Type"] == "Number" and 1 <= declared["Default"] <= 5 and declared["MinValue"] == 0
+    assert "0 - no reservation" in declared["Description"]  # for a quota that leaves no room to reserve
+    groups = sam["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    assert any(parameter in group["Parameters"] for group in groups)
+
+
+def test_the_intake_verifies_tokens_and_names_its_worker_but_never_its_own_url(cfn: dict[str, Any]) -> None:
     variables = cfn["Resources"]["CallbackFunction"]["Properties"]["Environment"]["Variables"]
     poll = cfn["Resources"]["PollFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["CALLBACK_SIGNING_SECRET_ID"] == {"Ref": "CallbackSigningKey"}
+    assert variables["CALLBACK_WORKER_FUNCTION"] == {"Ref": "CallbackWorkerFunction"}
     assert "CALLBACK_URL" not in variables
     assert set(poll) - set(variables) == {"CALLBACK_URL", "CALLBACK_FIELD"}
     assert "CallbackFunctionUrl" not in json.dumps(variables)
+    worker = cfn["Resources"]["CallbackWorkerFunction"]["Properties"]["Environment"]["Variables"]
+    assert not {"CALLBACK_SIGNING_SECRET_ID", "CALLBACK_URL", "CALLBACK_WORKER_FUNCTION"} & set(worker)
 
 
-def test_the_callback_function_may_do_what_a_delivery_needs_and_nothing_more(cfn: dict[str, Any]) -> None:
+def _actions(statements: dict[str, dict[str, Any]]) -> set[str]:
+    return {action for statement in statements.values() for action in _as_list(statement["Action"])}
+
+
+def _least(statements: dict[str, dict[str, Any]]) -> None:
+    for statement in statements.values():
+        actions = _as_list(statement["Action"])
+        assert not any(a == "*" or a.endswith(":*") for a in actions)
+        assert "*" not in _as_list(statement["Resource"])
+
+
+def test_the_public_intake_may_read_one_job_read_the_signing_key_and_invoke_the_worker_only(
+    cfn: dict[str, Any],
+) -> None:
     statements = {s["Sid"]: s for s in _statements(cfn, "CallbackFunctionRole")}
+    _least(statements)
+    assert _actions(statements) == {"dynamodb:GetItem", "secretsmanager:GetSecretValue", "lambda:InvokeFunction"}
+    assert statements["ReadJob"]["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
+    assert statements["ReadCallbackSigningKey"]["Resource"] == {"Ref": "CallbackSigningKey"}
+    assert statements["HandOff"]["Resource"] == {"Fn::GetAtt": ["CallbackWorkerFunction", "Arn"]}
+    role = cfn["Resources"]["CallbackFunctionRole"]["Properties"]
+    assert sorted(role["ManagedPolicyArns"]) == [
+        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    ]
+    # No other policy is attached to the intake's role (the old self-invoke policy is gone).
+    attached = [
+        r
+        for r in cfn["Resources"].values()
+        if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::RolePolicy")
+        and {"Ref": "CallbackFunctionRole"} in [r["Properties"].get("RoleName"), *r["Properties"].get("Roles", [])]
+    ]
+    assert attached == []
+
+
+def test_the_worker_may_do_what_a_delivery_needs_and_nothing_more(cfn: dict[str, Any]) -> None:
+    statements = {s["Sid"]: s for s in _statements(cfn, "CallbackWorkerFunctionRole")}
+    _least(statements)
     assert set(statements) == {
         "WriteOutputs",
         "ReplaceOutputs",
@@ -97,33 +171,16 @@ def test_the_callback_function_may_do_what_a_delivery_needs_and_nothing_more(cfn
         "JobsTable",
         "FindInFlightSlots",
         "ReadApiKey",
-        "ReadCallbackSigningKey",
         "PublishJobEvents",
         # Only with a KMS-encrypted output bucket (OutputBucketKmsKeyArn, or BucketKmsKeyArn on the input bucket).
         "EncryptOutputs",
     }
-    for statement in statements.values():
-        actions = _as_list(statement["Action"])
-        assert not any(a == "*" or a.endswith(":*") for a in actions)
-        assert "*" not in _as_list(statement["Resource"])
     assert sorted(statements["JobsTable"]["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     assert statements["JobsTable"]["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
     assert statements["FindInFlightSlots"]["Resource"] == {"Fn::Sub": "${JobsTable.Arn}/index/slot-holders"}
-    assert statements["ReadCallbackSigningKey"]["Resource"] == {"Ref": "CallbackSigningKey"}
-    role = cfn["Resources"]["CallbackFunctionRole"]["Properties"]
-    assert sorted(role["ManagedPolicyArns"]) == [
-        "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
-        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-    ]
-
-
-def test_the_hand_off_may_invoke_only_the_callback_function_itself(sam: dict[str, Any]) -> None:
-    policy = sam["Resources"]["CallbackSelfInvokePolicy"]
-    assert policy["Type"] == "AWS::IAM::RolePolicy"
-    assert policy["Properties"]["RoleName"] == {"Ref": "CallbackFunctionRole"}
-    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "lambda:InvokeFunction"
-    assert statement["Resource"] == {"Fn::GetAtt": ["CallbackFunction", "Arn"]}
+    # It never sees an anonymous request, and never needs the signing key or to invoke anything.
+    assert not {"lambda:InvokeFunction"} & _actions(statements)
+    assert "CallbackSigningKey" not in json.dumps(statements)
 
 
 @pytest.mark.parametrize("function", ["SubmitFunction", "PollFunction"])

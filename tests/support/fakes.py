@@ -122,6 +122,20 @@ class FakeStore:
             current["lease_owner"], current["lease_until"] = owner, now + lease_seconds
             return Job.model_validate(current)
 
+    def lease_for_handoff(self, job: Job, *, owner: str, now: float, lease_seconds: float, not_since: float) -> Job:
+        with self._lock:  # one conditional write, as JobStore's: the lease and the per-job hand-off cap together
+            item = self.items.get(job.job_id)
+            current = item["job"] if item else None
+            if (
+                current is None
+                or current["status"] != job.status.value
+                or (current.get("lease_until") or 0) >= now
+                or (current.get("handoff_at") or 0) > not_since
+            ):
+                raise LeaseLost(job.job_id)
+            current["lease_owner"], current["lease_until"], current["handoff_at"] = owner, now + lease_seconds, now
+            return Job.model_validate(current)
+
     def record_check(
         self,
         job: DueJob,
@@ -527,12 +541,12 @@ class FakeHandoff:
         self.queued: list[tuple[str, dict[str, Any]]] = []
         self.error = error
 
-    def hand_off(self, job_id: str, *, function_name: str) -> None:
+    def hand_off(self, job_id: str, *, function_name: str, task_id: str | None = None) -> None:
         from seedance_pipeline.triggers.callback_events import handoff_event
 
         if self.error:
             raise self.error
-        self.queued.append((function_name, handoff_event(job_id)))
+        self.queued.append((function_name, handoff_event(job_id, task_id)))
 
     def take(self) -> list[dict[str, Any]]:
         events, self.queued = [event for _, event in self.queued], []

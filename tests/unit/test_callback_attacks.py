@@ -2,7 +2,6 @@
 
 import json
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,8 @@ from seedance_pipeline.adapters.ark_dialect import matches as ark_matches
 from seedance_pipeline.adapters.ark_dialect import parse_task as ark_parse_task
 from seedance_pipeline.adapters.signing_key import SigningKeySource
 from seedance_pipeline.errors import ProviderRejected, SubmissionUncertain
-from seedance_pipeline.logic.callback_intake import (
-    HANDOFF_WAIT_SECONDS,
-    CallbackOutcome,
-    HandoffResult,
-    answer_callback,
-    run_handoff,
-)
-from seedance_pipeline.logic.job_lifecycle import reschedule
+from seedance_pipeline.logic.callback_intake import CallbackOutcome, answer_callback
+from seedance_pipeline.logic.callback_worker import HandoffResult, run_handoff
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.status_check import check_job
 from seedance_pipeline.logic.submission import accept_upload
@@ -35,18 +28,19 @@ from seedance_pipeline.rules.keys import job_id_for
 from seedance_pipeline.rules.model_catalogue import ImageMode
 from seedance_pipeline.rules.video_request import provider_body, provider_body_for
 from seedance_pipeline.settings import Settings
-from seedance_pipeline.triggers.callback_events import CallbackHandoff, CallbackRequest, parse_callback_event
+from seedance_pipeline.triggers.callback_events import CallbackRequest, parse_callback_event, parse_handoff_event
 from tests.support.expect import present
 from tests.support.fakes import FakeClock, FakeHandoff, FakeSecretText, make_runtime
 from tests.support.images import image_bytes
 
 BUCKET = "in-bucket"
-FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:stack-CallbackFunction-abc"
+FUNCTION = "stack-CallbackWorkerFunction-abc"
 BASE = "https://abc.lambda-url.us-east-1.on.aws/"
 CALLBACKS: dict[str, Any] = {
     "provider_api": "ark",
     "callback_url": BASE,
     "callback_signing_secret_id": "arn:aws:secretsmanager:x:1:secret:cb",
+    "callback_worker_function": FUNCTION,
 }
 KEY = "k" * 64  # FakeSecretText's value
 UPLOAD = Upload(bucket=BUCKET, key="uploads/cat.jpg", sequencer="01", etag="e1")
@@ -64,7 +58,7 @@ def stack(**settings: Any) -> Any:
 def post(runtime: Any, body: dict[str, Any] | str, *, job_id: str = JOB_ID, token: str = TOKEN) -> Any:
     text = body if isinstance(body, str) else json.dumps(body)
     request = CallbackRequest(method="POST", job_id=job_id, token=token, body=text)
-    return answer_callback(request, runtime, function_name=FUNCTION)
+    return answer_callback(request, runtime)
 
 
 def fake_handoff(runtime: Any) -> FakeHandoff:
@@ -76,9 +70,7 @@ def fake_handoff(runtime: Any) -> FakeHandoff:
 def handoffs(runtime: Any) -> list[Any]:
     results = []
     for event in fake_handoff(runtime).take():
-        parsed = parse_callback_event(event)
-        assert isinstance(parsed, CallbackHandoff)
-        results.append(run_handoff(parsed, runtime, owner="callback"))
+        results.append(run_handoff(parse_handoff_event(event), runtime, owner="callback"))
     return results
 
 
@@ -204,36 +196,23 @@ def test_a_callback_that_beats_the_submitters_save_still_delivers_at_once():
     assert store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
 
 
-def test_a_handoff_that_meets_the_submission_in_flight_waits_for_its_record():
+def test_a_handoff_that_meets_the_submission_in_flight_ends_at_once_and_the_net_delivers():
     runtime, store, _, provider = stack()
     provider.ready_after = 0
     answers: list[Any] = []
-    in_post, answered = threading.Event(), threading.Event()
-
-    def hold_the_answer() -> None:
-        in_post.set()
-        answered.wait(30)
-
-    callback_within_the_post(runtime, provider, answers, then=hold_the_answer)
-    submitter = threading.Thread(target=accept_upload, args=(UPLOAD, runtime), kwargs={"owner": "s"})
-    submitter.start()
-    in_post.wait(30)
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:  # the hand-off waits: meanwhile the submitter saves the task
-        waits.append(seconds)
-        answered.set()
-        submitter.join(30)
-        runtime.clock.advance(seconds)
-
-    runtime.sleep = sleep
-    try:
-        results = handoffs(runtime)
-    finally:  # never leave the submitter blocked, whatever the hand-off did
-        answered.set()
-        submitter.join(30)
-    assert results == [JobStatus.SUCCEEDED]
-    assert waits and store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
+    results: list[Any] = []
+    slept: list[float] = []
+    runtime.sleep = slept.append
+    # The worker runs while the submitter still holds the job: no task recorded yet, nothing to wait for.
+    callback_within_the_post(runtime, provider, answers, then=lambda: results.extend(handoffs(runtime)))
+    accept_upload(UPLOAD, runtime, owner="s")
+    assert [a.outcome for a in answers] == [CallbackOutcome.ACCEPTED]
+    assert results == [HandoffResult.IGNORED] and slept == [] and provider.gets == 0
+    job = store.job(JOB_ID)
+    runtime.sleep = runtime.clock.advance
+    runtime.clock.advance(present(job.next_check_at) - runtime.clock())
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)  # the net: the job's own first check
+    assert store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
 
 
 def submitted(**settings: Any) -> Any:
@@ -243,30 +222,14 @@ def submitted(**settings: Any) -> Any:
     return runtime, store, provider, task_id
 
 
-def test_a_handoff_behind_a_pollers_lease_checks_once_the_poller_lets_go():
-    runtime, store, provider, task_id = submitted()
-    runtime.clock.advance(50)  # the task has just finished
-    job = store.job(JOB_ID)
-    leased = store.acquire_lease(job, owner="poller", now=runtime.clock(), lease_seconds=300)
-    assert post(runtime, {"id": task_id, "status": "succeeded"}).outcome is CallbackOutcome.ACCEPTED
-
-    def sleep(seconds: float) -> None:  # the poller, whose GET came just before the end, reschedules a minute on
-        if store.job(JOB_ID).lease_owner == "poller":
-            reschedule(leased, runtime, owner="poller", next_check_at=runtime.clock() + 60)
-        runtime.clock.advance(seconds)
-
-    runtime.sleep = sleep
-    assert handoffs(runtime) == [JobStatus.SUCCEEDED]
-    assert store.job(JOB_ID).status is JobStatus.SUCCEEDED and provider.gets == 1
-
-
 def test_a_duplicate_handoff_leaves_the_job_to_the_first_at_once_without_a_status_call():
     runtime, store, provider, task_id = submitted()
     runtime.clock.advance(50)
     for _ in range(2):
         post(runtime, {"id": task_id, "status": "succeeded"})
-    first, second = [parse_callback_event(event) for event in fake_handoff(runtime).take()]
-    assert isinstance(first, CallbackHandoff) and isinstance(second, CallbackHandoff)
+    # The second is capped at the intake (the first took the job moments ago) unless both read it before: here both
+    # did, as two concurrent callbacks would.
+    first, second = [parse_handoff_event(event) for event in fake_handoff(runtime).take()]
     leased = store.acquire_lease(
         store.job(JOB_ID), owner=HANDOFF_OWNER_PREFIX + "first", now=runtime.clock(), lease_seconds=300
     )
@@ -280,7 +243,7 @@ def test_a_duplicate_handoff_leaves_the_job_to_the_first_at_once_without_a_statu
     assert [j.status for j in runtime.events.published] == [JobStatus.SUCCEEDED]
 
 
-def test_a_waiting_handoff_reads_the_job_a_few_times_only():
+def test_a_handoff_behind_a_lease_reads_the_job_once():
     runtime, store, provider, task_id = submitted()
     runtime.clock.advance(50)
     store.acquire_lease(store.job(JOB_ID), owner="poller", now=runtime.clock(), lease_seconds=300)
@@ -294,17 +257,17 @@ def test_a_waiting_handoff_reads_the_job_a_few_times_only():
 
     store.get = counted
     assert handoffs(runtime) == [HandoffResult.LEASED]
-    assert len(reads) <= 15
+    assert len(reads) == 1
 
 
-def test_a_handoff_gives_up_on_a_lease_held_for_long_and_leaves_the_job_to_its_holder():
+def test_a_handoff_leaves_a_leased_job_to_its_holder_at_once():
     runtime, store, provider, task_id = submitted()
     runtime.clock.advance(50)
     store.acquire_lease(store.job(JOB_ID), owner="poller", now=runtime.clock(), lease_seconds=300)
     post(runtime, {"id": task_id, "status": "succeeded"})
     started = runtime.clock()
     assert handoffs(runtime) == [HandoffResult.LEASED]
-    assert runtime.clock() - started <= HANDOFF_WAIT_SECONDS + 1 and provider.gets == 0
+    assert runtime.clock() == started and provider.gets == 0
 
 
 # --- 4. the signing key rotated (a new value put in the secret) -------------------------------------------------
@@ -401,7 +364,7 @@ def url_event(query: dict[str, str], body: str, *, is_base64: bool = False) -> d
 def answer_to(runtime: Any, event: dict[str, Any]) -> Any:
     parsed = parse_callback_event(event)
     assert isinstance(parsed, CallbackRequest)
-    return answer_callback(parsed, runtime, function_name=FUNCTION)
+    return answer_callback(parsed, runtime)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from seedance_pipeline.errors import HandoffFailed, SecretUnavailable
-from seedance_pipeline.logic.callback_intake import MAX_BODY_BYTES, CallbackOutcome, answer_callback, run_handoff
+from seedance_pipeline.logic.callback_intake import MAX_BODY_BYTES, CallbackOutcome, answer_callback
+from seedance_pipeline.logic.callback_worker import run_handoff
 from seedance_pipeline.logic.check_schedule import MAX_INTERVAL, MIN_INTERVAL
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
@@ -21,14 +22,16 @@ from seedance_pipeline.triggers.callback_events import (
     CallbackRequest,
     handoff_event,
     parse_callback_event,
+    parse_handoff_event,
 )
 from tests.support.expect import present
 from tests.support.fakes import FakeHandoff, FakeSecretText, make_runtime
 from tests.support.images import image_bytes
 
 BUCKET = "in-bucket"
-FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:stack-CallbackFunction-abc"
+FUNCTION = "stack-CallbackWorkerFunction-abc"
 CALLBACKS = {
+    "callback_worker_function": FUNCTION,
     "provider_api": "ark",
     "callback_url": "https://abc.lambda-url.us-east-1.on.aws/",
     "callback_signing_secret_id": "arn:aws:secretsmanager:x:1:secret:cb",
@@ -74,14 +77,12 @@ class Stack:
             body=overrides.pop("body", json.dumps(body)),
             is_base64=overrides.pop("is_base64", False),
         )
-        return answer_callback(request, self.runtime, function_name=FUNCTION)
+        return answer_callback(request, self.runtime)
 
     def deliver_handoffs(self) -> list[Any]:
         results = []
         for event in self.handoff.take():
-            parsed = parse_callback_event(event)
-            assert isinstance(parsed, CallbackHandoff)
-            results.append(run_handoff(parsed, self.runtime, owner="callback"))
+            results.append(run_handoff(parse_handoff_event(event), self.runtime, owner="callback"))
         return results
 
 
@@ -130,7 +131,7 @@ def test_a_malformed_job_id_is_refused_before_the_signing_key_is_read(monkeypatc
 def test_a_missing_token_is_refused():
     stack = Stack()
     request = CallbackRequest(method="POST", job_id=stack.job_id, token=None, body="{}")
-    assert answer_callback(request, stack.runtime, function_name=FUNCTION).status_code == 403
+    assert answer_callback(request, stack.runtime).status_code == 403
 
 
 def test_a_replay_after_the_job_is_terminal_does_nothing():
@@ -285,8 +286,10 @@ def test_the_function_url_event_and_the_handoff_parse_into_their_shapes():
     assert isinstance(parsed, CallbackRequest) and parsed.method == "POST"
     assert parsed.job_id is not None and len(parsed.job_id) == 32 and parsed.token
     assert parsed.token not in repr(parsed) and json.loads(parsed.body)["status"] == "succeeded"
-    assert parse_callback_event(handoff_event("a" * 32)) == CallbackHandoff(job_id="a" * 32)
-    # A Function URL request whose body imitates a hand-off is still a request.
+    assert parse_handoff_event(handoff_event("a" * 32)) == CallbackHandoff(job_id="a" * 32)
+    assert parse_handoff_event(handoff_event("a" * 32, "cgt-1")) == CallbackHandoff(job_id="a" * 32, task_id="cgt-1")
+    assert parse_handoff_event({"seedance_callback": {"job_id": "a" * 32, "task_id": "x" * 300}}).task_id is None
+    # The intake reads only Function URL requests: one that imitates a hand-off is still a request.
     event["body"] = json.dumps(handoff_event("a" * 32))
     assert isinstance(parse_callback_event({**event, "seedance_callback": {"job_id": "a" * 32}}), CallbackRequest)
 
@@ -294,26 +297,29 @@ def test_the_function_url_event_and_the_handoff_parse_into_their_shapes():
 class LambdaContextStub:
     function_name = "stack-CallbackFunction-abc"
     memory_limit_in_mb = 1024
-    invoked_function_arn = FUNCTION
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:stack-CallbackFunction-abc"
     aws_request_id = "req-1"
 
     def get_remaining_time_in_millis(self) -> int:
         return 299_000
 
 
-def test_the_handler_answers_a_function_url_request_and_runs_its_own_handoff(monkeypatch):
+def test_the_intake_hands_a_request_to_the_worker_function_which_delivers(monkeypatch):
+    import callback_worker_handler
+
     import callback_handler
 
     stack = Stack()
     stack.runtime.clock.advance(50)
     monkeypatch.setattr(callback_handler, "shared_runtime", lambda: stack.runtime)
+    monkeypatch.setattr(callback_worker_handler, "shared_runtime", lambda: stack.runtime)
     event = json.loads((EVENTS / "callback-url-request.json").read_text())
     event["queryStringParameters"] = {"job": stack.job_id, "token": stack.token}
     event["body"] = json.dumps({"id": stack.task_id, "status": "succeeded"})
     answer = callback_handler.lambda_handler(event, LambdaContextStub())
     assert answer["statusCode"] == 200 and json.loads(answer["body"])["outcome"] == "accepted"
-    assert present(stack.runtime.time_left)() == pytest.approx(299.0)
     ((function_name, handoff),) = stack.handoff.queued
-    assert function_name == FUNCTION
-    assert callback_handler.lambda_handler(handoff, LambdaContextStub()) == {"status": "SUCCEEDED"}
+    assert function_name == FUNCTION  # the worker, never the public function itself
+    assert callback_worker_handler.lambda_handler(handoff, LambdaContextStub()) == {"status": "SUCCEEDED"}
+    assert present(stack.runtime.time_left)() == pytest.approx(299.0)
     assert stack.store.job(stack.job_id).status is JobStatus.SUCCEEDED and stack.provider.gets == 1

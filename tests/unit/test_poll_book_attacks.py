@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from seedance_pipeline.errors import ErrorCode, ProviderUnavailable
 from seedance_pipeline.logic import polling
-from seedance_pipeline.logic.callback_intake import run_handoff
+from seedance_pipeline.logic.callback_worker import run_handoff
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import DueJob, JobStatus, Upload

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from seedance_pipeline.rules.callback_token import redact_tokens
+from seedance_pipeline.redaction import redact_tokens
 
 
 class ErrorCode(StrEnum):

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from seedance_pipeline.rules.callback_token import redact_tokens
+from seedance_pipeline.redaction import redact_tokens
 
 Resolution = Literal["480p", "720p", "1080p"]
 Ratio = Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16", "9:21", "keep_ratio", "adaptive"]
@@ -197,6 +197,9 @@ class Job(BaseModel):
     # The request carried a callback URL (never stored: its token is a secret), so the first status check can wait
     # longer; the provider's callback usually brings the check forward.
     expects_callback: bool = False
+    # When a callback's hand-off last took the job for a status check: callbacks bring a check forward at most once
+    # per interval (logic/callback_intake.HANDOFF_INTERVAL_SECONDS), whatever their bodies say.
+    handoff_at: float | None = None
     # A terminal job whose slot release and event are not yet done: it stays in the due index until some poll
     # completes them, so a failure between the terminal save and the release can neither leak a slot nor lose
     # the event.

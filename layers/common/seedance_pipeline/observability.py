@@ -71,6 +71,9 @@ class MetricName:
     # A job that expected a callback and was found finished by a poll instead: a provider (or gateway, through a
     # CallbackField it ignores) that does not call back makes every job wait for the later first check.
     CALLBACKS_MISSED = "CallbacksMissed"
+    # A genuine callback about a task a job never recorded (its POST was refused, or its answer lost): a task that
+    # is billed while the job says it was not sent.
+    CALLBACKS_ABOUT_UNKNOWN_TASKS = "CallbacksAboutUnknownTasks"
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:

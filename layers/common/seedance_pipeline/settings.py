@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     callback_url: str = ""
     callback_signing_secret_id: str = ""
     callback_field: str = ""
+    # The function that checks and delivers what a callback announces (CallbackWorkerFunction): the public intake
+    # hands each accepted callback to it with an asynchronous Invoke, and holds no other right.
+    callback_worker_function: str = ""
 
     # Tunables with defaults chosen by measurement (docs/performance.md).
     event_bus_name: str = "default"

@@ -20,7 +20,7 @@ from seedance_pipeline.adapters.unified_dialect import (
     usable_task_id,
 )
 from seedance_pipeline.models import TaskClaim, TaskResult
-from seedance_pipeline.rules.callback_token import redact_tokens
+from seedance_pipeline.redaction import redact_tokens
 
 TASKS_PATH = "/contents/generations/tasks"
 # The list comes newest first, and a lost answer is looked up within seconds, so the first pages hold the task.

@@ -1,4 +1,4 @@
-"""The hand-off of a callback to an asynchronous run of the callback function itself (Lambda Invoke, Event)."""
+"""The hand-off of a callback to an asynchronous run of the callback worker function (Lambda Invoke, Event)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class LambdaHandoff:
         self._client: Any = None
         self._lock = threading.Lock()
 
-    def hand_off(self, job_id: str, *, function_name: str) -> None:
+    def hand_off(self, job_id: str, *, function_name: str, task_id: str | None = None) -> None:
         with self._lock:
             if self._client is None:
                 self._client = self._client_factory()
@@ -31,7 +31,7 @@ class LambdaHandoff:
                 FunctionName=function_name,
                 # Asynchronous: Lambda queues it and answers 202 at once; the provider's POST is answered meanwhile.
                 InvocationType="Event",
-                Payload=json.dumps(handoff_event(job_id)).encode(),
+                Payload=json.dumps(handoff_event(job_id, task_id)).encode(),
             )
         except (ClientError, BotoCoreError) as exc:
             code = exc.response.get("Error", {}).get("Code", "ClientError") if isinstance(exc, ClientError) else ""

@@ -179,6 +179,34 @@ class JobStore:
             raise
         return Job.model_validate(self._job_fields(deserialize(response["Attributes"])))
 
+    def lease_for_handoff(self, job: Job, *, owner: str, now: float, lease_seconds: float, not_since: float) -> Job:
+        """acquire_lease for a callback's hand-off, which also needs no other hand-off since `not_since`: the lease
+        and the per-job cap on hand-offs are one conditional write."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job.job_id}},
+                UpdateExpression="SET lease_owner = :owner, lease_until = :until, handoff_at = :now",
+                ConditionExpression=(
+                    "#status = :status AND (attribute_not_exists(lease_until) OR lease_until < :now) "
+                    "AND (attribute_not_exists(handoff_at) OR handoff_at <= :since)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":until": {"N": repr(now + lease_seconds)},
+                    ":now": {"N": repr(now)},
+                    ":since": {"N": repr(not_since)},
+                    ":status": {"S": job.status.value},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                raise LeaseLost(f"job {job.job_id} is leased, has moved on or was handed off lately") from exc
+            raise
+        return Job.model_validate(self._job_fields(deserialize(response["Attributes"])))
+
     def record_check(
         self,
         job: DueJob,

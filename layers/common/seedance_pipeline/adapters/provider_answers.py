@@ -30,11 +30,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+from seedance_pipeline.adapters.provider_dialect import Dialect
 from seedance_pipeline.errors import (
     PipelineError,
     ProviderAuthError,
@@ -43,9 +44,6 @@ from seedance_pipeline.errors import (
     ProviderUnavailable,
     SubmissionUncertain,
 )
-
-if TYPE_CHECKING:
-    from seedance_pipeline.adapters.provider_client import Dialect
 
 # The longest Retry-After kept on a ProviderThrottled: a gateway asking for a day must not park a job for a day.
 MAX_RECORDED_RETRY_AFTER = 3600.0

@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -40,6 +40,7 @@ from seedance_pipeline.adapters.provider_answers import (
     _submission_answer,
     _submission_fault,
 )
+from seedance_pipeline.adapters.provider_dialect import Dialect
 from seedance_pipeline.adapters.unified_dialect import UnifiedDialect, parse_task
 from seedance_pipeline.errors import (
     PipelineError,
@@ -50,19 +51,6 @@ from seedance_pipeline.errors import (
 from seedance_pipeline.models import TaskResult
 
 __all__ = ["Dialect", "ProviderClient", "SeedanceClient", "ark_client", "parse_task"]
-
-
-class Dialect(Protocol):
-    """What one provider format decides; the client decides everything about HTTP."""
-
-    name: str
-    can_list: bool
-    can_cancel: bool
-
-    def create_path(self) -> str: ...
-    def task_path(self, task_id: str) -> str: ...
-    def created_task_id(self, payload: dict[str, Any]) -> str | None: ...
-    def parse_task(self, task_id: str, payload: dict[str, Any]) -> TaskResult: ...
 
 
 # An attempt needs at least this long to connect and be answered; with less left it is not started. A POST cut

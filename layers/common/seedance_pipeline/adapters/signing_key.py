@@ -21,9 +21,13 @@ class SigningKeySource:
         self._secret_id = secret_id
         self._provider = provider
         self._clock = clock
-        # (value or None, read at): the AWSPREVIOUS version, cached here, misses included, since Powertools caches
-        # by name alone (it would mix the two versions up) and never caches a failed read.
-        self._previous: tuple[str | None, float] | None = None
+        # (value or None, read at, the current value then): the AWSPREVIOUS version, cached here, misses included,
+        # since Powertools caches by name alone (it would mix the two versions up) and never caches a failed read.
+        # A cached answer holds only while the current value is the one it was read beside: once a rotation shows
+        # (a new current value), "no AWSPREVIOUS" cached by a forged token's probe would refuse every genuine URL
+        # signed before the rotation until the cache ran out.
+        self._previous: tuple[str | None, float, str | None] | None = None
+        self._current: str | None = None
 
     def get(self, *, force_fetch: bool = False) -> str:
         provider = self._provider or SecretsProvider()
@@ -40,12 +44,13 @@ class SigningKeySource:
             raise SecretUnavailable(
                 f"the callback signing key secret {self._secret_id} is empty", secret_id=self._secret_id, cause="Empty"
             )
+        self._current = text
         return text
 
     def previous(self) -> str | None:
         """The AWSPREVIOUS version (the value before the last rotation), or None: never rotated, or unreadable now."""
         cached = self._previous
-        if cached is not None and self._clock() - cached[1] < CACHE_SECONDS:
+        if cached is not None and self._clock() - cached[1] < CACHE_SECONDS and cached[2] == self._current:
             return cached[0]
         provider = self._provider or SecretsProvider()
         self._provider = provider
@@ -56,5 +61,5 @@ class SigningKeySource:
             value = text if isinstance(text, str) and text.strip() else None
         except (ClientError, BotoCoreError):
             value = None  # ResourceNotFoundException: no such version yet; anything else: the current key still works
-        self._previous = (value, self._clock())
+        self._previous = (value, self._clock(), self._current)
         return value

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from seedance_pipeline.models import ProviderState, TaskClaim, TaskResult
-from seedance_pipeline.rules.callback_token import redact_tokens
+from seedance_pipeline.redaction import redact_tokens
 
 GENERATIONS_PATH = "/v2/videos/generations"
 MAX_TASK_ID_LENGTH = 256

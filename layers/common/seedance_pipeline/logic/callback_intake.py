@@ -1,10 +1,10 @@
-"""What a provider callback leads to: refuse it, ignore it, or hand the job to a status check and delivery.
+"""What a provider callback leads to: refuse it, ignore it, or hand the job to the callback worker.
 
-A callback is a hint, never a fact: its token proves only that the caller had the job's URL, and its body is
-never trusted. A callback that claims a terminal state (or one it cannot read) for a live job is handed to an
-asynchronous run of the callback function, which confirms the state with one status GET and delivers: the same
-check the poller runs (logic/status_check.py). Everything cheap and refusable comes first, so a flood of forged
-callbacks costs no DynamoDB read and no provider call.
+This runs in CallbackFunction, behind a public Function URL: it holds the signing key, reads one job (GetItem) and
+invokes the worker (CallbackWorkerFunction, logic/callback_worker.py), nothing else. A callback is a hint, never a
+fact: its token proves only that the caller had the job's URL, and its body is never trusted. Everything cheap and
+refusable comes first, so a flood of forged callbacks costs no DynamoDB read and no provider call; a flood of
+genuine-token claims costs one read each and at most one hand-off per job per HANDOFF_INTERVAL_SECONDS.
 """
 
 from __future__ import annotations
@@ -16,27 +16,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from seedance_pipeline.errors import ErrorCode, LeaseLost, PipelineError, SecretUnavailable
-from seedance_pipeline.logic.status_check import check_job
+from seedance_pipeline.errors import PipelineError, SecretUnavailable
 from seedance_pipeline.models import Job, JobStatus, ProviderState, TaskClaim
-from seedance_pipeline.observability import count_callback, job_log_context, logger
-from seedance_pipeline.rules.callback_token import HANDOFF_OWNER_PREFIX, TOKEN_LENGTH, is_job_id, token_matches
+from seedance_pipeline.observability import MetricName, count, count_callback, logger
+from seedance_pipeline.rules.callback_token import TOKEN_LENGTH, callback_token, is_job_id, token_matches
 from seedance_pipeline.runtime import Runtime
-from seedance_pipeline.triggers.callback_events import CallbackHandoff, CallbackRequest
+from seedance_pipeline.triggers.callback_events import CallbackRequest
 
-# Ark's own callbacks are the Get body (a few kB); anything this large is not a task document.
+# Ark's own callbacks are the Get body (a few kB); anything this large is not a task document. Judged in bytes.
 MAX_BODY_BYTES = 64 * 1024
 _MAX_BASE64_CHARS = (MAX_BODY_BYTES + 2) // 3 * 4
+# UTF-8 takes at most 4 bytes a character: a text body this short cannot be over the limit.
+_SURELY_SMALL_CHARS = MAX_BODY_BYTES // 4
 _NOT_DONE = (ProviderState.PENDING, ProviderState.RUNNING)
-_LIVE = (JobStatus.SUBMITTED, JobStatus.RUNNING)
-# A hand-off that finds the job held by the submitter (still saving the task a quick provider already finished) or
-# a poller (whose GET may have come just before the end) looks again after 0.25 s, 0.5 s, 1 s... (at most 8 s
-# apart), for this long: enough for a POST's answer or a status check; a delivery ends the job anyway.
-HANDOFF_WAIT_SECONDS = 60.0
-HANDOFF_FIRST_WAIT_SECONDS = 0.25
-HANDOFF_MAX_WAIT_STEP_SECONDS = 8.0
-# Another hand-off's lease (HANDOFF_OWNER_PREFIX) is never waited for: its GET came after a terminal claim, so it
-# finds the end itself, and duplicate or replayed callbacks (even a flood on a leaked URL) end at once.
+# A job is handed off at most once per this many seconds (half the poller's longest back-off interval; scaled by
+# CheckScheduleScale like it), kept on its record (`handoff_at`): duplicates, Ark's own retries and a flood on a
+# leaked URL cost one status call an interval, not one each. The poll net still checks on its own schedule.
+HANDOFF_INTERVAL_SECONDS = 30.0
 
 
 class CallbackOutcome(StrEnum):
@@ -60,9 +56,9 @@ class CallbackAnswer:
         }
 
 
-def answer_callback(request: CallbackRequest, runtime: Runtime, *, function_name: str) -> CallbackAnswer:
+def answer_callback(request: CallbackRequest, runtime: Runtime) -> CallbackAnswer:
     """Judge one provider POST; log and count its outcome (never its token, query string or URL)."""
-    answer, job_id = _judge(request, runtime, function_name=function_name)
+    answer, job_id = _judge(request, runtime)
     count_callback(answer.outcome.value)
     # A job id is logged only once its token proved it ours: an attacker's query string never reaches the logs.
     logger.info(
@@ -72,11 +68,11 @@ def answer_callback(request: CallbackRequest, runtime: Runtime, *, function_name
     return answer
 
 
-def _judge(request: CallbackRequest, runtime: Runtime, *, function_name: str) -> tuple[CallbackAnswer, str | None]:
+def _judge(request: CallbackRequest, runtime: Runtime) -> tuple[CallbackAnswer, str | None]:
     if request.method.upper() != "POST":
         return CallbackAnswer(405, CallbackOutcome.REFUSED, "only POST is accepted"), None
-    # The raw length first: a huge body is never decoded, nor its base64 form.
-    if len(request.body) > (_MAX_BASE64_CHARS if request.is_base64 else MAX_BODY_BYTES):
+    # The size first, in bytes, before the token: a huge body is never decoded, nor its base64 form.
+    if _too_many_bytes(request):
         return _too_large(), None
     job_id, token = request.job_id, request.token
     if not is_job_id(job_id) or not token:
@@ -101,29 +97,91 @@ def _judge(request: CallbackRequest, runtime: Runtime, *, function_name: str) ->
         # Nothing to deliver yet, whatever the job's record says: no read, the scheduled check stands.
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the task is not finished"), job_id
     job = runtime.store.get(job_id)
-    if job is not None and job.task_id is None and job.error and job.error.code == ErrorCode.SUBMISSION_UNCERTAIN:
-        # Only this job's POST carried the URL: the task it may have made exists, and will be billed. Nothing is
-        # adopted on a body's word; the operator learns which task to look at before a retry pays again.
-        logger.warning(
-            "the provider called back about this job, whose submission ended uncertain: its task exists; look "
-            "at it in the provider's console before `jobs retry` pays for another",
-            extra={"claimed_task_id": claim.task_id, "claimed_state": claim.state},
-        )
-    if job is None or job.status.is_terminal:
+    if job is None:
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job is finished or unknown"), job_id
     if job.task_id is None and not _being_submitted(job):
-        return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job has no task yet"), job_id
+        return _about_a_task_never_recorded(job, claim, runtime), job_id
+    if job.status.is_terminal:
+        return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job is finished or unknown"), job_id
     if claim.task_id is not None and job.task_id is not None and claim.task_id != job.task_id:
         return CallbackAnswer(200, CallbackOutcome.IGNORED, "the callback is about another task"), job_id
+    now = runtime.clock()
+    if delivery_retry_pending(job, now):
+        # A callback may bring a check forward, never a delivery retry: each attempt counts towards the limit.
+        return CallbackAnswer(200, CallbackOutcome.IGNORED, "a delivery retry is scheduled"), job_id
+    if handed_off_lately(job, now, runtime):
+        return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job was checked moments ago"), job_id
+    return _hand_off(job_id, runtime, task_id=None), job_id
+
+
+def remember_callback_token(job_id: str, runtime: Runtime) -> None:
+    """Compute (and so remember, for redaction by value) the token this job's URL carries, before a provider's
+    answer about it is read: a poller never signed the URLs the submitter sent, and a provider may echo the URL
+    in a shape no pattern knows. Nothing when callbacks are off or the key cannot be read now."""
+    if runtime.signing_key is None or not is_job_id(job_id):
+        return
+    try:
+        callback_token(runtime.callback_signing_key(), job_id)
+    except SecretUnavailable:
+        return  # the patterns still apply
+
+
+def delivery_retry_pending(job: Job, now: float) -> bool:
+    """A delivery failed and its retry is scheduled for later (logic/status_check.py)."""
+    return job.delivery_attempts > 0 and job.next_check_at is not None and job.next_check_at > now
+
+
+def handoff_interval(runtime: Runtime) -> float:
+    return HANDOFF_INTERVAL_SECONDS * runtime.settings.check_schedule_scale
+
+
+def handed_off_lately(job: Job, now: float, runtime: Runtime) -> bool:
+    return job.handoff_at is not None and now - job.handoff_at < handoff_interval(runtime)
+
+
+def _about_a_task_never_recorded(job: Job, claim: TaskClaim, runtime: Runtime) -> CallbackAnswer:
+    """A genuine terminal claim for a job with no task: its POST was answered with an error, or never answered,
+    yet only that POST carried the URL. The task exists and is billed: never dropped silently."""
+    if claim.task_id is None:
+        return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job has no task yet")
+    count(MetricName.CALLBACKS_ABOUT_UNKNOWN_TASKS)
+    error = job.error or job.last_error
+    logger.warning(
+        "the provider called back about a task this job never recorded: its POST was refused or its answer uncertain, "
+        "yet created the task (it will be billed); look at it in the provider's console before `jobs retry` pays "
+        "for another",
+        extra={
+            "claimed_task_id": claim.task_id,
+            "claimed_state": claim.state,
+            "job_status": job.status.value,
+            "error_code": error.code if error else None,
+        },
+    )
+    if job.status is JobStatus.WAITING and job.error is None:
+        # The poller would send it again: the worker confirms the task with a GET and stops the resend.
+        return _hand_off(job.job_id, runtime, task_id=claim.task_id)
+    return CallbackAnswer(200, CallbackOutcome.IGNORED, "the job's submission was refused; the task is reported")
+
+
+def _hand_off(job_id: str, runtime: Runtime, *, task_id: str | None) -> CallbackAnswer:
     handoff = runtime.handoff
     try:
-        if handoff is None:
-            raise PipelineError("no hand-off is configured")
-        handoff.hand_off(job_id, function_name=function_name)
+        if handoff is None or not runtime.settings.callback_worker_function:
+            raise PipelineError("no callback worker is configured (CALLBACK_WORKER_FUNCTION is empty)")
+        handoff.hand_off(job_id, function_name=runtime.settings.callback_worker_function, task_id=task_id)
     except PipelineError as exc:
         logger.error("could not hand the callback off; the job's scheduled check remains", extra={"error": exc.message})
-        return CallbackAnswer(503, CallbackOutcome.FAILED, "the callback could not be handed off"), job_id
-    return CallbackAnswer(200, CallbackOutcome.ACCEPTED, "the task is being checked"), job_id
+        return CallbackAnswer(503, CallbackOutcome.FAILED, "the callback could not be handed off")
+    return CallbackAnswer(200, CallbackOutcome.ACCEPTED, "the task is being checked")
+
+
+def _too_many_bytes(request: CallbackRequest) -> bool:
+    body = request.body
+    if request.is_base64:
+        return len(body) > _MAX_BASE64_CHARS
+    if len(body) <= _SURELY_SMALL_CHARS:
+        return False
+    return len(body) > MAX_BODY_BYTES or len(body.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES
 
 
 def _signed_by_us(key: str, job_id: str, token: str, runtime: Runtime) -> bool:
@@ -137,8 +195,8 @@ def _signed_by_us(key: str, job_id: str, token: str, runtime: Runtime) -> bool:
 
 def _being_submitted(job: Job) -> bool:
     """The POST left and its answer is not recorded yet: a provider that calls back within milliseconds (or while
-    a lost answer is looked up) finds the task id still unsaved. The hand-off waits for it instead of losing the
-    callback, which would leave the video to the late first check."""
+    a lost answer is looked up) finds the task id still unsaved. It is handed off all the same: the worker runs a
+    moment later and usually finds the task saved; if not, the submitter's save and the poll net finish the job."""
     return job.status is JobStatus.WAITING and job.submission_started_at is not None
 
 
@@ -174,58 +232,3 @@ def _claim(payload: dict[str, Any] | None, runtime: Runtime) -> TaskClaim:
         return reader.read_claim(payload)
     except Exception:  # a body the reader cannot take apart is as unreadable as one that is not JSON
         return TaskClaim()
-
-
-class HandoffResult(StrEnum):
-    IGNORED = "ignored"  # unknown, finished or not yet submitted
-    LEASED = "leased"  # a poller is already on it
-
-
-def run_handoff(handoff: CallbackHandoff, runtime: Runtime, *, owner: str) -> JobStatus | HandoffResult:
-    """Lease the job and run the poller's own status check and delivery, with this invocation's whole time."""
-    owner = HANDOFF_OWNER_PREFIX + owner
-    job_id = handoff.job_id
-    if not is_job_id(job_id):
-        return HandoffResult.IGNORED
-    job = _once_let_go(job_id, runtime)
-    if job is None or job.task_id is None or job.status not in _LIVE:
-        return HandoffResult.IGNORED
-    with job_log_context(job_id, job.task_id):
-        try:
-            leased = runtime.store.acquire_lease(
-                job, owner=owner, now=runtime.clock(), lease_seconds=runtime.settings.lease_seconds
-            )
-        except LeaseLost:
-            logger.info("a callback's job is leased by another worker; it is already being checked")
-            return HandoffResult.LEASED
-        try:
-            checked = check_job(leased, runtime, owner=owner)
-        except LeaseLost:
-            logger.warning("lost a job's lease mid-check")
-            return HandoffResult.LEASED
-        logger.info("callback check done", extra={"status": checked.status.value})
-        return checked.status
-
-
-def _once_let_go(job_id: str, runtime: Runtime) -> Job | None:
-    """The job once no other worker holds it, or as it is after HANDOFF_WAIT_SECONDS. A holder that finishes the
-    job ends the wait (no status call follows); one that rescheduled it leaves it to this hand-off's own check, so
-    a GET made just before the task finished does not push the video back by a whole back-off interval."""
-    job = runtime.store.get(job_id)
-    wait = HANDOFF_WAIT_SECONDS
-    if runtime.time_left is not None:
-        wait = min(wait, runtime.time_left() / 2)  # the rest is the check's and the delivery's
-    give_up, step = runtime.clock() + wait, HANDOFF_FIRST_WAIT_SECONDS
-    while job is not None and not job.status.is_terminal and _held_by_another_worker(job, runtime.clock()):
-        if runtime.clock() >= give_up:
-            break
-        runtime.sleep(min(step, max(0.0, give_up - runtime.clock())))
-        step = min(step * 2, HANDOFF_MAX_WAIT_STEP_SECONDS)
-        job = runtime.store.get(job_id)
-    return job
-
-
-def _held_by_another_worker(job: Job, now: float) -> bool:
-    """Leased by a submitter or a poller (another hand-off is never waited for)."""
-    leased = job.lease_until is not None and job.lease_until > now
-    return leased and not (job.lease_owner or "").startswith(HANDOFF_OWNER_PREFIX)

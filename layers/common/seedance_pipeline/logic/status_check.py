@@ -16,6 +16,7 @@ from seedance_pipeline.errors import (
     Superseded,
     outcome_of,
 )
+from seedance_pipeline.logic.callback_intake import remember_callback_token
 from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
 from seedance_pipeline.logic.due_book import Tracked
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
@@ -54,6 +55,7 @@ def check_without_lease(tracked: Tracked, runtime: Runtime) -> tuple[Tracked | N
         return None, None
     if _past_age_limit(job, now, settings.max_job_age_seconds):
         return None, None  # the lease path asks and judges the age limit
+    remember_callback_token(job.job_id, runtime)
     try:
         # No lease is held, but the call keeps to what a lease would allow, as every status check does.
         result = runtime.provider().get(job.task_id, deadline=runtime.provider_deadline(now + settings.lease_seconds))
@@ -118,6 +120,7 @@ def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | Pip
     settings = runtime.settings
     now = runtime.clock()
     assert job.task_id is not None  # live jobs always carry one
+    remember_callback_token(job.job_id, runtime)
     try:
         if isinstance(known, PipelineError):
             raise known  # the check without a lease met it: judged here, not asked again

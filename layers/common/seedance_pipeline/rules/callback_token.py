@@ -13,15 +13,12 @@ import hmac
 import re
 from urllib.parse import urlencode
 
+from seedance_pipeline.redaction import SECRET_LENGTH, remember_secret
+
 _CONTEXT = b"seedance-callback/v1/"
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 # The length of base64url(SHA-256) without padding: anything else is refused before any HMAC is computed.
-TOKEN_LENGTH = 43
-# A token as a provider may echo our URL back in a message: after `token=` (its `=` percent-encoded or JSON-escaped),
-# or as a parsed query's `"token": "..."`. Token characters survive every such encoding, so the run after the marker
-# is the token, or what is left of it.
-_TOKEN_IN_TEXT = re.compile(r"""(token(?:=|%3D|\\u003D|["']?\s*:\s*["']))[A-Za-z0-9_-]+""", re.IGNORECASE)
-REDACTED = "[redacted]"
+TOKEN_LENGTH = SECRET_LENGTH
 # The lease owner of a callback's hand-off (logic/callback_intake.py): it tells a job the callback brought forward
 # from one a poll found by itself.
 HANDOFF_OWNER_PREFIX = "callback-handoff:"
@@ -33,8 +30,12 @@ def is_job_id(value: object) -> bool:
 
 
 def callback_token(signing_key: str, job_id: str) -> str:
+    """The job's token. Every token computed is remembered for redaction by value (seedance_pipeline.redaction):
+    whatever quoting a provider wraps around an echo of our URL, the token it sent us is never kept."""
     digest = hmac.new(signing_key.encode("utf-8"), _CONTEXT + job_id.encode("ascii"), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    token = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    remember_secret(token)
+    return token
 
 
 def token_matches(signing_key: str, job_id: object, token: object) -> bool:
@@ -44,12 +45,6 @@ def token_matches(signing_key: str, job_id: object, token: object) -> bool:
         return False
     assert isinstance(job_id, str)
     return hmac.compare_digest(callback_token(signing_key, job_id), token)
-
-
-def redact_tokens(text: str) -> str:
-    """`text` without any callback token in it. Key-independent, so it runs on every text a provider sends back
-    (error messages, failure reasons) before that text is logged, stored or published: Ark echoes `callback_url`."""
-    return _TOKEN_IN_TEXT.sub(lambda match: match.group(1) + REDACTED, text)
 
 
 def callback_url_for(base_url: str, job_id: str, token: str) -> str:

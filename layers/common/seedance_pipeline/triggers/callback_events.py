@@ -1,5 +1,5 @@
-"""The two event shapes the callback function receives: a provider's POST through the Function URL (payload
-format 2.0), and the hand-off the function sends itself. No token, query string or URL leaves this module in a
+"""The two callback event shapes: a provider's POST through CallbackFunction's Function URL (payload format 2.0),
+and the hand-off the intake sends CallbackWorkerFunction. No token, query string or URL leaves this module in a
 log line: the parsed request keeps them only to be checked."""
 
 from __future__ import annotations
@@ -23,19 +23,31 @@ class CallbackRequest:
 @dataclass(frozen=True)
 class CallbackHandoff:
     job_id: str
+    # The task a genuine callback named for a job that recorded none (its POST was refused): evidence to confirm.
+    task_id: str | None = None
 
 
-def handoff_event(job_id: str) -> dict[str, Any]:
-    return {HANDOFF_KEY: {"job_id": job_id}}
+# A task id is an opaque provider string; anything longer is not one (and an event stays small).
+_MAX_TASK_ID_CHARS = 256
 
 
-def parse_callback_event(event: dict[str, Any]) -> CallbackRequest | CallbackHandoff:
-    # A Function URL request always has Lambda's own top-level keys (version, requestContext, ...): a caller can
-    # put anything in the body but never a top-level `seedance_callback`, so only our own Invoke reads as a hand-off.
+def handoff_event(job_id: str, task_id: str | None = None) -> dict[str, Any]:
+    return {HANDOFF_KEY: {"job_id": job_id, **({"task_id": task_id} if task_id else {})}}
+
+
+def parse_handoff_event(event: dict[str, Any]) -> CallbackHandoff:
+    """The worker's event. Only the intake can invoke the worker; a shape it does not know is no job at all."""
     handoff = event.get(HANDOFF_KEY)
-    if isinstance(handoff, dict) and "requestContext" not in event:
-        job_id = handoff.get("job_id")
-        return CallbackHandoff(job_id=job_id if isinstance(job_id, str) else "")
+    if not isinstance(handoff, dict):
+        return CallbackHandoff(job_id="")
+    job_id, task_id = handoff.get("job_id"), handoff.get("task_id")
+    usable_task = isinstance(task_id, str) and 0 < len(task_id) <= _MAX_TASK_ID_CHARS
+    return CallbackHandoff(job_id=job_id if isinstance(job_id, str) else "", task_id=task_id if usable_task else None)
+
+
+def parse_callback_event(event: dict[str, Any]) -> CallbackRequest:
+    """A Function URL request. A caller controls its body and query, never its top-level keys, and the intake
+    reads nothing but the method, the query's job and token, and the body: no request reads as a hand-off."""
     from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 
     request = LambdaFunctionUrlEvent(event)
