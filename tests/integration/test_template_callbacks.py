@@ -165,6 +165,9 @@ def test_the_worker_may_do_what_a_delivery_needs_and_nothing_more(cfn: dict[str,
     statements = {s["Sid"]: s for s in _statements(cfn, "CallbackWorkerFunctionRole")}
     _least(statements)
     assert set(statements) == {
+        # A delivery without a sequencer asks whether its upload is still the key's current object (HeadObject).
+        "CheckUploadIsCurrent",
+        "ListUploads",
         "WriteOutputs",
         "ReplaceOutputs",
         "ListOutputs",
@@ -178,6 +181,10 @@ def test_the_worker_may_do_what_a_delivery_needs_and_nothing_more(cfn: dict[str,
     assert sorted(statements["JobsTable"]["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     assert statements["JobsTable"]["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
     assert statements["FindInFlightSlots"]["Resource"] == {"Fn::Sub": "${JobsTable.Arn}/index/slot-holders"}
+    # Of the uploads, it may only look at the current object's head: never list them beyond the prefix, never write.
+    assert statements["CheckUploadIsCurrent"]["Action"] == "s3:GetObject"
+    assert "${InputPrefix}*" in json.dumps(statements["CheckUploadIsCurrent"]["Resource"])
+    assert statements["ListUploads"]["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${InputPrefix}*"}}}
     # It never sees an anonymous request, and never needs the signing key or to invoke anything.
     assert not {"lambda:InvokeFunction"} & _actions(statements)
     assert "CallbackSigningKey" not in json.dumps(statements)

@@ -19,7 +19,7 @@ OUTPUT_KEY = "arn:aws:kms:us-east-1:123456789012:key/66666666-7777-8888-9999-000
 EXISTING = "team-media"
 OUTPUTS = "team-videos"
 S3_IN_REGION = "s3.us-east-1.amazonaws.com"
-DELIVERING = ("PollFunction", "CallbackFunction")
+DELIVERING = ("PollFunction", "CallbackWorkerFunction")
 
 
 def _statements(deployed: dict[str, Any], function: str) -> list[dict[str, Any]]:
@@ -85,8 +85,10 @@ def test_an_existing_sse_kms_bucket_grants_decrypt_for_inputs_and_data_keys_for_
     }
     assert _kms(deployed, "SubmitFunction") == {"DecryptUploads": decrypt}
     assert _kms(deployed, "PollFunction") == {"DecryptUploads": decrypt, "EncryptOutputs": encrypt}
-    # The callback hand-off delivers, and never reads an upload.
-    assert _kms(deployed, "CallbackFunction") == {"EncryptOutputs": encrypt}
+    # The callback worker delivers, and never reads an upload (its HeadObject needs no key); the public intake has no
+    # KMS grant at all.
+    assert _kms(deployed, "CallbackWorkerFunction") == {"EncryptOutputs": encrypt}
+    assert _kms(deployed, "CallbackFunction") == {}
     for function in ("SubmitFunction", *DELIVERING):
         assert _environment(deployed, function)["OUTPUT_KMS_KEY_ARN"] == INPUT_KEY
     assert "InputBucket" not in deployed["Resources"]
