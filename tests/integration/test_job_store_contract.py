@@ -11,13 +11,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from seedance_local.local_stack import LocalStack
-from seedance_pipeline.adapters.job_store import JobStore
+from seedance_pipeline.adapters.job_store import JobStore, budget_item_id
 from seedance_pipeline.adapters.slot_items import slot_probe_order
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
 from seedance_pipeline.models import Job, JobError, JobOutputs, JobStatus, VideoRequest
 from seedance_pipeline.ports import JobStorePort
 from tests.support.expect import present
-from tests.support.fakes import FakeStore
+from tests.support.fakes import FakeClock, FakeStore
 
 NOW = 1_800_000_000.25
 LEASE = 60.0
@@ -56,7 +56,14 @@ def store(request: pytest.FixtureRequest) -> JobStorePort:
 def _same_table(store: JobStorePort) -> JobStorePort:
     """A second store over the same table, as another Lambda process sees it (no shared memory)."""
     if isinstance(store, JobStore):
-        return JobStore(store._table, store._client, due_shards=store.due_shards)
+        slots = store._slots
+        return JobStore(
+            store._table,
+            store._client,
+            due_shards=store.due_shards,
+            slot_lifetime_seconds=slots._slot_lifetime,
+            clock=slots._clock,
+        )
     return store
 
 
@@ -432,6 +439,76 @@ def test_a_slot_given_back_by_another_store_is_found_and_taken_again(store: JobS
     assert not other.acquire_slot("j-late", 40)
 
 
+def test_jobs_just_claimed_take_slots_as_new_holders_up_to_the_limit(store: JobStorePort) -> None:
+    """Submission passes new_holder for a job it has just claimed (it can hold no slot): no look-up, same limit."""
+    assert store.acquire_slot("j-new-1", 2, new_holder=True)
+    assert store.acquire_slot("j-new-2", 2, new_holder=True)
+    assert not store.acquire_slot("j-new-3", 2, new_holder=True)
+    assert store.acquire_slot("j-new-1", 2)  # taking again confirms the slot it holds: no second one
+    assert store.slot_holders() == {"j-new-1", "j-new-2"}
+    held = store.held_slot("j-new-1")
+    assert held is not None and held in range(2) and held != store.held_slot("j-new-2")
+    store.release_slot("j-new-1")
+    assert store.acquire_slot("j-new-3", 2, new_holder=True)
+    assert store.slot_holders() == {"j-new-2", "j-new-3"}
+
+
+def test_a_slot_taken_as_a_new_holder_is_found_by_another_process_taking_again(store: JobStorePort) -> None:
+    # j-before wants j-fresh's first-choice slot and holds it while j-fresh takes one, then gives it back: a take
+    # again that only probed would take that first choice as well.
+    first_choice = slot_probe_order("j-fresh", 2)[0]
+    before = next(f"j-before-{n}" for n in range(100) if slot_probe_order(f"j-before-{n}", 2)[0] == first_choice)
+    submit = _same_table(store)
+    assert submit.acquire_slot(before, 2, new_holder=True)
+    assert submit.acquire_slot("j-fresh", 2, new_holder=True)
+    submit.release_slot(before)
+    assert store.acquire_slot("j-fresh", 2)  # a retry in another process (no cache): the same slot, found
+    assert store.acquire_slot("j-second", 2)
+    assert not store.acquire_slot("j-third", 2), "j-fresh took a second slot"
+    store.release_slot("j-fresh")
+    assert store.slot_holders() == {"j-second"}
+
+
+@pytest.fixture(params=["fake", "dynamodb"])
+def clocked_store(request: pytest.FixtureRequest) -> tuple[JobStorePort, FakeClock]:
+    """A store whose slots live SLOT_LIFETIME seconds of a fake clock."""
+    clock = FakeClock(start=NOW)
+    if request.param == "fake":
+        return FakeStore(due_shards=2, clock=clock, slot_lifetime_seconds=SLOT_LIFETIME), clock
+    stack: LocalStack = request.getfixturevalue("module_stack")
+    _empty_table(stack)
+    client = stack.client("dynamodb")
+    return JobStore(stack.table_name, client, due_shards=2, slot_lifetime_seconds=SLOT_LIFETIME, clock=clock), clock
+
+
+SLOT_LIFETIME = 600.0
+
+
+def test_a_slot_whose_holder_outlived_its_lifetime_is_taken_by_another_job(
+    clocked_store: tuple[JobStorePort, FakeClock],
+) -> None:
+    store, clock = clocked_store
+    crashed = _same_table(store)  # the process that took the slot died holding it
+    assert crashed.acquire_slot("j-crashed", 1, new_holder=True)
+    clock.advance(SLOT_LIFETIME - 1)
+    assert not store.acquire_slot("j-next", 1, new_holder=True)
+    clock.advance(2)
+    assert store.acquire_slot("j-next", 1, new_holder=True)
+    assert store.held_slot("j-next") == 0
+    assert not crashed.acquire_slot("j-late", 1, new_holder=True)
+
+
+def test_taking_a_slot_again_renews_its_lifetime(clocked_store: tuple[JobStorePort, FakeClock]) -> None:
+    store, clock = clocked_store
+    assert store.acquire_slot("j-live", 1, new_holder=True)
+    clock.advance(SLOT_LIFETIME - 1)
+    assert store.acquire_slot("j-live", 1)  # confirmed by its holder: counted from now
+    clock.advance(SLOT_LIFETIME - 1)
+    assert not store.acquire_slot("j-other", 1, new_holder=True)
+    clock.advance(2)
+    assert store.acquire_slot("j-other", 1, new_holder=True)
+
+
 # --- newest upload per key ------------------------------------------------------------------------
 
 
@@ -512,13 +589,21 @@ def test_concurrent_token_commits_never_overshoot_the_budget(store: JobStorePort
     assert store.committed_tokens("2027-01-15") == 900
 
 
+def _expires_at(store: JobStorePort, item_id: str) -> int:
+    """The TTL attribute of one of the table's bookkeeping items (the fake keeps what the item would carry)."""
+    if isinstance(store, JobStore):
+        item = store._client.get_item(TableName=store._table, Key={"job_id": {"S": item_id}})["Item"]
+        return int(item["expires_at"]["N"])
+    assert isinstance(store, FakeStore)
+    return store.expires_at[item_id]
+
+
 def test_a_budget_counter_expires_a_few_days_after_its_day(store: JobStorePort) -> None:
-    if not isinstance(store, JobStore):
-        pytest.skip("the TTL attribute is the DynamoDB item's")
     store.commit_tokens("2027-01-15", 10, budget=100)
-    item = store._client.get_item(TableName=store._table, Key={"job_id": {"S": "#budget#2027-01-15"}})["Item"]
     day_start = 1_799_971_200  # 2027-01-15T00:00:00Z
-    assert day_start + 2 * 86400 < int(item["expires_at"]["N"]) <= day_start + 7 * 86400
+    assert day_start + 2 * 86400 < _expires_at(store, budget_item_id("2027-01-15")) <= day_start + 7 * 86400
+    store.return_tokens("2027-01-15", 10)
+    assert day_start + 2 * 86400 < _expires_at(store, budget_item_id("2027-01-15")) <= day_start + 7 * 86400
 
 
 # --- adopting a task found after a lost answer: never one another job holds ----------------------------------

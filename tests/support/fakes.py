@@ -7,6 +7,7 @@ import io
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -14,7 +15,8 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from seedance_pipeline.errors import AlreadyClaimed, InvalidInput, LeaseLost, ObjectGone, SubmissionUncertain
+from seedance_pipeline.adapters.job_store import budget_item_expires_at, budget_item_id
+from seedance_pipeline.errors import AlreadyClaimed, ErrorCode, InvalidInput, LeaseLost, ObjectGone, SubmissionUncertain
 from seedance_pipeline.models import DueJob, Job, JobStatus, ObjectInfo, TaskResult
 from seedance_pipeline.ports import (
     CallbackHandoffPort,
@@ -55,11 +57,23 @@ DEFAULT_DUE_SHARDS = 2
 
 
 class FakeStore:
-    def __init__(self, due_shards: int = 2) -> None:
+    def __init__(
+        self,
+        due_shards: int = 2,
+        *,
+        clock: Callable[[], float] | None = None,
+        slot_lifetime_seconds: float | None = None,
+    ) -> None:
         self.due_shards = due_shards
         self.items: dict[str, dict[str, Any]] = {}
         # In-flight slot number -> holder, as JobStore keeps one small item per slot.
         self.slot_items: dict[int, str] = {}
+        # With a clock and a lifetime, a slot expires as JobStore's do (its holder crashed): another job may take it.
+        self._clock = clock
+        self._slot_lifetime = slot_lifetime_seconds
+        self.slot_expires_at: dict[int, int] = {}
+        # The TTL attribute (`expires_at`) each bookkeeping item would carry in the jobs table, by its item id.
+        self.expires_at: dict[str, int] = {}
         self.latest: dict[tuple[str, str], tuple[str, str]] = {}
         # UTC day -> tokens committed under the daily budget, as JobStore's `#budget#<day>` items hold them.
         self.committed: dict[str, int] = {}
@@ -192,13 +206,21 @@ class FakeStore:
 
     def acquire_slot(self, job_id: str, limit: int, *, new_holder: bool = False) -> bool:
         with self._lock:
-            if job_id in self.slot_items.values():
-                return True
-            free = next((n for n in range(limit) if n not in self.slot_items), None)
+            held = next((n for n, holder in self.slot_items.items() if holder == job_id), None)
+            free = held if held is not None else next((n for n in range(limit) if self._slot_free(n)), None)
             if free is None:
                 return False
             self.slot_items[free] = job_id
+            if self._clock is not None and self._slot_lifetime is not None:
+                self.slot_expires_at[free] = int(self._clock() + self._slot_lifetime)
             return True
+
+    def _slot_free(self, slot: int) -> bool:
+        if slot not in self.slot_items:
+            return True
+        # JobStore's condition: `expires_at < :now`, both whole seconds.
+        expires = self.slot_expires_at.get(slot)
+        return expires is not None and self._clock is not None and expires < int(self._clock())
 
     def slot_holders(self) -> set[str]:
         return self.slots
@@ -212,6 +234,7 @@ class FakeStore:
         with self._lock:
             for slot in [n for n, holder in self.slot_items.items() if holder == job_id]:
                 del self.slot_items[slot]
+                self.slot_expires_at.pop(slot, None)
 
     def commit_tokens(self, day: str, tokens: int, *, budget: int) -> int | None:
         with self._lock:
@@ -219,11 +242,13 @@ class FakeStore:
             if total > budget:
                 return None
             self.committed[day] = total
+            self.expires_at[budget_item_id(day)] = budget_item_expires_at(day)
             return total
 
     def return_tokens(self, day: str, tokens: int) -> None:
         with self._lock:
             self.committed[day] = self.committed.get(day, 0) - tokens
+            self.expires_at[budget_item_id(day)] = budget_item_expires_at(day)
 
     def committed_tokens(self, day: str) -> int:
         return self.committed.get(day, 0)
@@ -298,13 +323,38 @@ def _dynamodb_size(value: Any) -> int:
 
 
 class FakeStorage:
+    """S3 as ObjectStorage sees it (tests/integration/test_object_storage_contract.py holds both to one contract).
+    `objects` are what tests put in (uploads, with metadata and an ETag), `uploads` what the pipeline wrote; both are
+    one namespace to the reads, as in a bucket."""
+
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], tuple[bytes, dict[str, str], str]] = {}
         self.uploads: dict[tuple[str, str], bytes] = {}
         self.reads = 0
+        # Buckets with versioning on: every add keeps a version, and a read may ask for an older one by its id.
+        self.versioned_buckets: set[str] = set()
+        self.versions: dict[tuple[str, str], dict[str, tuple[bytes, dict[str, str], str]]] = {}
 
-    def add(self, bucket: str, key: str, data: bytes, metadata: dict[str, str] | None = None, etag: str = "e1") -> None:
-        self.objects[(bucket, key)] = (data, metadata or {}, etag)
+    def add(
+        self, bucket: str, key: str, data: bytes, metadata: dict[str, str] | None = None, etag: str = "e1"
+    ) -> str | None:
+        """Put an object as an upload would; returns its version id in a versioned bucket (else None)."""
+        stored = (data, metadata or {}, etag)
+        self.objects[(bucket, key)] = stored
+        self.uploads.pop((bucket, key), None)
+        if bucket not in self.versioned_buckets:
+            return None
+        version_id = uuid.uuid4().hex
+        self.versions.setdefault((bucket, key), {})[version_id] = stored
+        return version_id
+
+    def _stored(self, bucket: str, key: str) -> tuple[bytes, dict[str, str], str] | None:
+        if (bucket, key) in self.objects:
+            return self.objects[(bucket, key)]
+        if (bucket, key) in self.uploads:
+            data = self.uploads[(bucket, key)]
+            return data, {}, hashlib.md5(data).hexdigest()
+        return None
 
     def read(
         self,
@@ -317,14 +367,32 @@ class FakeStorage:
         check_size: Callable[[int], None] | None = None,
     ) -> tuple[ObjectInfo, bytes]:
         self.reads += 1
-        if (bucket, key) not in self.objects or (etag and self.objects[(bucket, key)][2] != etag):
+        versioned = bucket in self.versioned_buckets
+        if version_id and versioned:
+            stored = self.versions.get((bucket, key), {}).get(version_id)
+        else:
+            # Unversioned, a version id is not checked here (S3 would refuse it; the pipeline only has one from a
+            # versioned bucket's event).
+            stored = self._stored(bucket, key)
+            if stored is not None and versioned:
+                version_id = next(
+                    (v for v, kept in reversed(self.versions.get((bucket, key), {}).items()) if kept is stored), None
+                )
+        if stored is None or (etag and stored[2] != etag):
             raise ObjectGone(f"s3://{bucket}/{key} is gone")
-        data, metadata, stored_etag = self.objects[(bucket, key)]
+        data, metadata, stored_etag = stored
         if check_size:
             check_size(len(data))
         if len(data) > max_bytes:
-            raise InvalidInput("too large")
-        info = ObjectInfo(size=len(data), content_type=None, etag=stored_etag, version_id=None, metadata=metadata)
+            raise InvalidInput(f"the object is larger than {max_bytes} bytes", code=ErrorCode.IMAGE_TOO_LARGE)
+        # S3 sends user metadata keys back in lower case, whatever case they were written in.
+        info = ObjectInfo(
+            size=len(data),
+            content_type=None,
+            etag=stored_etag,
+            version_id=version_id if versioned else None,
+            metadata={name.lower(): value for name, value in metadata.items()},
+        )
         return info, data
 
     def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
@@ -335,26 +403,45 @@ class FakeStorage:
         chunks: list[bytes] = []
         while chunk := stream.read(1024 * 1024):
             chunks.append(chunk)
+        self.objects.pop((bucket, key), None)
         self.uploads[(bucket, key)] = b"".join(chunks)
 
     def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
-
         _refuse_long_key(key, "PutObject")
+        self.objects.pop((bucket, key), None)
         self.uploads[(bucket, key)] = json.dumps(document).encode()
 
     def read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
-
-        body = self.uploads.get((bucket, key))
-        return json.loads(body) if body is not None else None
+        """As ObjectStorage: None when there is no object, or it is not a JSON object (whoever wrote it)."""
+        stored = self._stored(bucket, key)
+        if stored is None:
+            return None
+        try:
+            document = json.loads(stored[0])
+        except ValueError:  # UnicodeDecodeError is one too
+            return None
+        return document if isinstance(document, dict) else None
 
     def current(self, bucket: str, key: str) -> ObjectInfo | None:
-        if (bucket, key) not in self.objects:
+        """As HeadObject: the key's current object (its ETag and, in a versioned bucket, its version id), or None."""
+        stored = self._stored(bucket, key)
+        if stored is None:
             return None
-        data, metadata, etag = self.objects[(bucket, key)]
-        return ObjectInfo(size=len(data), content_type=None, etag=etag, version_id=None, metadata=metadata)
+        data, metadata, etag = stored
+        version_id = next(
+            (v for v, kept in reversed(self.versions.get((bucket, key), {}).items()) if kept is stored), None
+        )
+        return ObjectInfo(
+            size=len(data),
+            content_type=None,
+            etag=etag,
+            version_id=version_id if bucket in self.versioned_buckets else None,
+            metadata={name.lower(): value for name, value in metadata.items()},
+        )
 
     def delete(self, bucket: str, key: str) -> None:
         self.uploads.pop((bucket, key), None)
+        self.objects.pop((bucket, key), None)
 
 
 def _refuse_long_key(key: str, operation: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
@@ -39,23 +38,58 @@ def test_deliveries_at_once_fit_sixty_percent_of_the_functions_memory_after_the_
     )  # off Lambda: PollConcurrency
 
 
-class CountingDownloader(FakeDownloader):
-    """Holds each transfer open a moment and records how many were open at once."""
+VIDEO_BYTES = 3 * MIB + 17
 
-    def __init__(self) -> None:
+
+class TransferStream(io.BytesIO):
+    """A video body that counts as in transfer from open() until closed, and records the size of every read."""
+
+    def __init__(self, downloader: CountingDownloader) -> None:
+        super().__init__(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * (VIDEO_BYTES - 12))
+        self._downloader = downloader
+        self._first_read = True
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._downloader.reads.append(size)
+        if self._first_read:
+            self._first_read = False
+            self._downloader.hold_while_others_start()
+        return super().read(size)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._downloader.finished()
+        super().close()
+
+
+class CountingDownloader(FakeDownloader):
+    """Counts the transfers in progress (from open until the stream is closed, the streaming included). Each one
+    holds at its first read until more than `cap` are in progress or a short while has passed, so transfers that
+    are allowed to overlap do (a wait, not a timed assertion: a correct poller only waits a little longer)."""
+
+    def __init__(self, cap: int) -> None:
         super().__init__()
+        self.cap = cap
         self.open_now = 0
         self.most_at_once = 0
-        self._lock = threading.Lock()
+        self.reads: list[int | None] = []
+        self._changed = threading.Condition()
 
     def open(self, url: str, *, max_bytes: int, deadline: float | None = None) -> io.BytesIO:
-        with self._lock:
+        with self._changed:
             self.open_now += 1
             self.most_at_once = max(self.most_at_once, self.open_now)
-        time.sleep(0.05)
-        with self._lock:
+            self._changed.notify_all()
+        return TransferStream(self)
+
+    def hold_while_others_start(self) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: self.open_now > self.cap, timeout=0.2)
+
+    def finished(self) -> None:
+        with self._changed:
             self.open_now -= 1
-        return io.BytesIO(self.default)
+            self._changed.notify_all()
 
 
 def test_a_poll_with_many_finished_videos_transfers_no_more_at_once_than_memory_allows():
@@ -63,7 +97,7 @@ def test_a_poll_with_many_finished_videos_transfers_no_more_at_once_than_memory_
         aws_lambda_function_memory_size=512, max_in_flight=12, poll_concurrency=32
     )
     assert runtime.settings.delivery_concurrency == 3
-    downloader = CountingDownloader()
+    downloader = CountingDownloader(cap=3)
     runtime.downloader = downloader
     for n in range(12):
         storage.add("in-bucket", f"uploads/{n}.jpg", image_bytes())
@@ -71,4 +105,12 @@ def test_a_poll_with_many_finished_videos_transfers_no_more_at_once_than_memory_
     runtime.clock.advance(120)
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
     assert {job.status for job in store.jobs()} == {JobStatus.SUCCEEDED}
-    assert downloader.most_at_once == 3
+    assert downloader.open_now == 0, "a transfer was never closed"
+    # Counted over the whole transfer (download and upload), not only while opening the download.
+    assert downloader.most_at_once == 3, f"{downloader.most_at_once} videos were in transfer at once"
+    # Each transfer streams in bounded reads: no video is ever read whole into memory.
+    whole = [size for size in downloader.reads if size is None or size < 0 or size >= VIDEO_BYTES]
+    assert not whole, f"a video body was read whole: reads of {whole}"
+    assert len(downloader.reads) > 12 * 2
+    videos = [body for (_bucket, key), body in storage.uploads.items() if key.endswith(".mp4")]
+    assert len(videos) == 12 and all(len(body) == VIDEO_BYTES for body in videos)

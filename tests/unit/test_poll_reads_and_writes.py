@@ -5,13 +5,14 @@ do not grow with the checks made, one check write a job an invocation) and that 
 for it (the checks made reach the record; another worker's write wins; a crash leaves the record as it was).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from seedance_pipeline.logic.due_book import READS_PER_WINDOW
 from seedance_pipeline.logic.polling import run_poll
-from seedance_pipeline.models import DueJob, JobStatus
+from seedance_pipeline.models import DueJob, Job, JobStatus
 from tests.support.fakes import FakeStore, make_runtime_with
 from tests.unit.test_polling import poll_until_terminal, submitted
 
@@ -56,31 +57,62 @@ def test_index_reads_per_invocation_do_not_grow_with_the_checks_it_makes():
     assert len(store.check_writes) == 10
 
 
+class AnotherWorkerRecordsFirst(CountingStore):
+    """Once armed, the first time the invocation turns to the store for one job (to read it or to hand over its
+    checks), another poller first records a check of its own on the record as it then stands: whatever this
+    invocation hands over after that was read before that write."""
+
+    def __init__(self, due_shards: int) -> None:
+        super().__init__(due_shards)
+        self.clock: Callable[[], float] = lambda: 0.0
+        self.armed = False
+        self.theirs: dict[str, Any] | None = None
+        self.handed_over: list[tuple[int, int, bool]] = []  # (checks it was read with, checks then stored, written)
+
+    def _another_worker_records(self, job_id: str) -> None:
+        if not self.armed or self.theirs is not None:
+            return
+        (stored,) = [j for s in range(self.due_shards) for j in FakeStore.due_jobs(self, str(s), 10**12)]
+        assert stored.job_id == job_id
+        assert FakeStore.record_check(
+            self, stored, status=JobStatus.RUNNING, provider_status="theirs", next_check_at=stored.next_check_at or 0,
+            now=self.clock(),
+        )  # fmt: skip
+        self.theirs = self._stored(job_id).model_dump()
+
+    def _stored(self, job_id: str) -> Job:
+        return Job.model_validate(self.items[job_id]["job"])
+
+    def get(self, job_id: str) -> Job | None:
+        self._another_worker_records(job_id)
+        return super().get(job_id)
+
+    def record_check(self, job: DueJob, **kwargs: Any) -> bool:
+        self._another_worker_records(job.job_id)
+        stored_checks = self._stored(job.job_id).checks
+        written = super().record_check(job, **kwargs)
+        self.handed_over.append((job.checks, stored_checks, written))
+        return written
+
+
 def test_a_job_another_worker_wrote_meanwhile_keeps_that_workers_record():
-    runtime, store, storage, provider = make_runtime_with(CountingStore)
+    runtime, store, storage, provider = make_runtime_with(AnotherWorkerRecordsFirst)
+    store.clock = runtime.clock
     provider.ready_after = 600.0
     job_id = submitted(runtime, storage)
     runtime.clock.advance(40)
-    real_get = provider.get
-    theirs: dict[str, int] = {}
-
-    def get_then_another_poller_records(task_id: str, *, deadline: float | None = None) -> Any:
-        answer = real_get(task_id, deadline=deadline)
-        if provider.gets == 2:  # between this invocation's checks, another one records its own check
-            (due,) = [j for s in range(store.due_shards) for j in FakeStore.due_jobs(store, str(s), 10**12)]
-            assert FakeStore.record_check(
-                store, due, status=JobStatus.RUNNING, provider_status="theirs", next_check_at=due.next_check_at or 0,
-                now=runtime.clock(),
-            )  # fmt: skip
-            theirs["checks"] = store.job(job_id).checks
-        return answer
-
-    provider.get = get_then_another_poller_records  # type: ignore[method-assign]
+    store.armed = True
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
-    job = store.job(job_id)
-    # Our hand-over, based on the record before theirs, is refused; a later check made on top of theirs may follow.
-    assert (job.provider_status, job.checks) == ("theirs", theirs["checks"]) or job.checks > theirs["checks"]
-    assert job.status in (JobStatus.SUBMITTED, JobStatus.RUNNING) and job.lease_owner is None
+    assert provider.gets >= 2 and store.theirs is not None
+    # This invocation did hand over checks made on the record it read before theirs: a stale write, refused.
+    stale = [(read, stored) for read, stored, written in store.handed_over if read != stored]
+    assert stale, f"no stale hand-over was attempted: {store.handed_over}"
+    assert not any(w for read, stored, w in store.handed_over if read != stored), (
+        f"stale write went through: {store.handed_over}"
+    )
+    # Their record stands as they wrote it, field for field.
+    assert store.job(job_id).model_dump() == store.theirs
+    assert store.job(job_id).lease_owner is None
 
 
 def test_an_invocation_that_dies_mid_window_leaves_the_record_as_it_was_and_the_next_one_checks_again():

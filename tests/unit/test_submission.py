@@ -1,4 +1,5 @@
 import threading
+from typing import Any
 
 from botocore.exceptions import ClientError
 from hypothesis import given
@@ -140,10 +141,27 @@ def test_a_provider_400_fails_the_job_with_the_providers_reason():
 def test_an_uncertain_submission_is_never_resent_automatically():
     runtime, store, storage, provider = make_runtime()
     storage.add(BUCKET, "uploads/cat.jpg", image_bytes())
-    provider.submit_error = SubmissionUncertain("read timeout")
+    posts: list[dict[str, Any]] = []
+    real_submit = provider.submit
+
+    def submit_once_uncertain(body: dict[str, Any], *, deadline: float | None = None) -> str:
+        posts.append(body)
+        if len(posts) == 1:  # the body left, the answer was lost; a second POST would be answered (and billed)
+            raise SubmissionUncertain("read timeout")
+        return real_submit(body, deadline=deadline)
+
+    provider.submit = submit_once_uncertain  # type: ignore[method-assign]
     outcome = accept_upload(upload(), runtime, owner="a")
-    assert store.job(outcome.job_id).status is JobStatus.FAILED
-    assert present(store.job(outcome.job_id).error).code == "SUBMISSION_UNCERTAIN"
+    assert outcome.job_id is not None
+    # Everything that runs on its own afterwards: the same S3 event delivered again, and polls for hours.
+    accept_upload(upload(), runtime, owner="b")
+    for _ in range(24):
+        runtime.clock.advance(600)
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert len(posts) == 1, f"the uncertain submission was sent {len(posts)} times"
+    job = store.job(outcome.job_id)
+    assert job.status is JobStatus.FAILED and job.task_id is None
+    assert present(job.error).code == "SUBMISSION_UNCERTAIN"
 
 
 def test_data_url_delivery_embeds_the_image():
