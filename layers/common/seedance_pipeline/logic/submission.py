@@ -348,7 +348,8 @@ def _with_request(job: Job, inputs: JobInputs) -> Job:
     if estimate is None:
         first_image = inputs.images[0].size if inputs.images else None
         estimate = estimate_tokens(request.resolution, request.ratio, request.duration, first_image)
-    return job.model_copy(update={"request": request, "notes": notes, "estimated_tokens": estimate})
+    update = {"request": request, "notes": notes, "estimated_tokens": estimate}
+    return job.model_copy(update={**update, "input_changes": inputs.input_changes()})
 
 
 def _not_submitted(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
