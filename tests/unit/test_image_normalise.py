@@ -5,6 +5,7 @@ import base64
 import io
 import json
 
+import pillow_heif
 import pytest
 from PIL import Image, ImageOps
 
@@ -249,3 +250,15 @@ def test_a_portrait_photo_through_a_manifest_frame_is_sent_upright_and_recorded_
     job = _job(store, outcome.job_id)
     assert job.status is JobStatus.SUBMITTED
     assert job.input_changes == [{"key": "uploads/clip/_frames/a.jpg", "what": "rotated", "exif_orientation": 6}]
+
+
+def test_a_heic_whose_own_rotation_says_portrait_is_sent_upright_without_a_rotated_entry():
+    # pillow-heif writes EXIF orientation 6 as the HEIF's own rotation (irot); libheif applies it on decoding.
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(quadrants(800, 600)).save(buffer, quality=80, exif=exif.tobytes())
+    prepared = prepare_image(buffer.getvalue())
+    assert (prepared.info.width, prepared.info.height) == (600, 800)
+    assert near(colour_at(prepared.data, 0.25, 0.25), BLUE) and near(colour_at(prepared.data, 0.75, 0.25), RED)
+    assert [c.record() for c in prepared.changes] == [{"what": "converted", "from": "heic", "to": "jpeg"}]
