@@ -13,7 +13,13 @@ from seedance_pipeline.errors import InvalidInput
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import Job, JobStatus, Upload
 from seedance_pipeline.rules import image_normalise
-from seedance_pipeline.rules.image_rules import MAX_IMAGE_BYTES, MAX_UPLOAD_BYTES, check_size, prepare_image
+from seedance_pipeline.rules.image_rules import (
+    MAX_IMAGE_BYTES,
+    MAX_INLINE_BYTES,
+    MAX_UPLOAD_BYTES,
+    check_size,
+    prepare_image,
+)
 from tests.support.fakes import FakeStore, make_runtime
 from tests.support.images import image_bytes, png_declaring
 from tests.support.photos import (
@@ -143,7 +149,7 @@ def test_a_file_of_30_mb_or_more_is_recompressed_under_the_providers_limit():
     data = noise_png(3300, 3300)  # random pixels: a PNG of about 32.7 MB
     assert len(data) >= MAX_IMAGE_BYTES
     prepared = prepare_image(data)
-    assert prepared.info.format == "jpeg" and len(prepared.data) < MAX_IMAGE_BYTES
+    assert prepared.info.format == "jpeg" and len(prepared.data) < MAX_INLINE_BYTES < MAX_IMAGE_BYTES
     records = [c.record() for c in prepared.changes]
     assert records[0] == {"what": "converted", "from": "png", "to": "jpeg"}
     assert records[-1] == {"what": "recompressed", "from_bytes": len(data), "to_bytes": len(prepared.data)}

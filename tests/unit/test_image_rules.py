@@ -8,6 +8,7 @@ from seedance_pipeline.errors import InvalidInput
 from seedance_pipeline.rules.image_rules import check_size, inspect_image
 from seedance_pipeline.rules.video_request import data_url
 from tests.support.images import headerless_bmp, image_bytes, png_declaring
+from tests.support.photos import quadrants
 
 
 def test_a_good_jpeg_is_described():
@@ -137,7 +138,9 @@ def test_running_out_of_memory_is_not_blamed_on_the_file(monkeypatch):
 
 
 def test_an_image_over_6000_px_is_scaled_down_not_refused():
-    info = inspect_image(image_bytes(7000, 7000, "PNG"))
+    buffer = io.BytesIO()
+    quadrants(7000, 7000).save(buffer, format="PNG")
+    info = inspect_image(buffer.getvalue())
     assert (info.format, info.width, info.height) == ("jpeg", 6000, 6000)
 
 

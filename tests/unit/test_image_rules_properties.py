@@ -10,6 +10,7 @@ from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.rules.image_rules import (
     ALLOWED_FORMATS,
     MAX_IMAGE_BYTES,
+    MAX_INLINE_BYTES,
     MAX_SIDE,
     MIN_SIDE,
     PreparedImage,
@@ -69,7 +70,8 @@ def assert_domain_answer(data: bytes) -> None:
         return
     assert isinstance(answer, PreparedImage)
     info = answer.info
-    assert info.format in ALLOWED_FORMATS.values() and info.size_bytes == len(answer.data) < MAX_IMAGE_BYTES
+    limit = MAX_INLINE_BYTES if answer.changes else MAX_IMAGE_BYTES  # a changed image is sent inline (base64)
+    assert info.format in ALLOWED_FORMATS.values() and info.size_bytes == len(answer.data) < limit
     assert MIN_SIDE <= info.width <= MAX_SIDE and MIN_SIDE <= info.height <= MAX_SIDE
     # What is sent is the upload itself, or (changed, and saying how) a JPEG of the size it claims.
     assert answer.data is data if not answer.changes else info.format == "jpeg" and answer.data != data

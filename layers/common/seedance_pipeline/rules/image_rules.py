@@ -38,6 +38,10 @@ MIN_ASPECT, MAX_ASPECT = 0.4, 2.5
 # in memory while it is decoded: the bounds keep one image, its pixels and their scaled copy well inside the
 # submit function's 1,024 MB (template.yaml) after the process's own ~150 MB.
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+# A repaired image travels inside the request as base64 (job_inputs.image_urls), a third larger than the file.
+# No Seedance document gives a body limit; gateways document 10 MB images, so that is the stricter bound kept
+# for a repaired JPEG (a 6000x4000 photo at quality 90 is usually 3-8 MB, so this rarely scales further).
+MAX_INLINE_BYTES = 10 * 1024 * 1024
 # Pixels decoded in full: a 48-50 MP phone photo (8064x6048, 8160x6120) and a 9000x7000 scan fit; at 4 bytes a
 # pixel (RGBA) that is 256 MB, and the scaled copy (at most 36 MP) adds 108 MB. A JPEG
 # is decoded at 1/2, 1/4 or 1/8 scale when that still covers the size it is sent at (Pillow's draft), so a larger
@@ -141,7 +145,7 @@ def prepare_image(data: bytes) -> PreparedImage:
                 orientation=orientation,
                 target=target,
                 scale_reasons=reasons,
-                max_bytes=MAX_IMAGE_BYTES,
+                max_bytes=MAX_INLINE_BYTES,
                 min_side=MIN_SIDE,
                 source_name=source,
                 source_bytes=len(data),
