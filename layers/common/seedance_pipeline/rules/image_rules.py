@@ -42,11 +42,11 @@ MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 # No Seedance document gives a body limit; gateways document 10 MB images, so that is the stricter bound kept
 # for a repaired JPEG (a 6000x4000 photo at quality 90 is usually 3-8 MB, so this rarely scales further).
 MAX_INLINE_BYTES = 10 * 1024 * 1024
-# Pixels decoded in full: a 48-50 MP phone photo (8064x6048, 8160x6120) and a 9000x7000 scan fit; at 4 bytes a
-# pixel (RGBA) that is 256 MB, and the scaled copy (at most 36 MP) adds 108 MB. A JPEG
-# is decoded at 1/2, 1/4 or 1/8 scale when that still covers the size it is sent at (Pillow's draft), so a larger
-# JPEG passes as long as that reduced decode fits. Pillow's own decompression-bomb guard (about 89 MP, a refusal
-# here even where Pillow only warns) still stands in front of every format.
+# Pixels decoded in full: a 48-50 MP phone photo (8064x6048, 8160x6120) and a 9000x7000 scan fit. Pillow holds
+# RGB and RGBA at 4 bytes a pixel (256 MB here) and scaling adds about 280 MB: a 63 MP image peaked ~540 MB above
+# the process (image_normalise.normalise), which with the upload's bytes stays inside the submit function's
+# 1,024 MB. A larger JPEG, up to Pillow's decompression-bomb guard (about 89 MP, a refusal here even where Pillow
+# only warns), is decoded at 1/2 scale instead (Pillow's draft); other formats over the bound are refused.
 MAX_DECODED_PIXELS = 64_000_000
 
 
