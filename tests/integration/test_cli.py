@@ -136,12 +136,12 @@ def test_demo_makes_three_videos_of_the_requested_sizes_with_sidecars(tmp_path, 
 
 def test_samples_are_small_images_the_provider_accepts():
     from seedance_local.make_samples import MAX_SAMPLE_BYTES, SAMPLES, SAMPLES_DIR
-    from seedance_pipeline.rules.image_rules import inspect_image
+    from seedance_pipeline.rules.image_rules import prepare_image
 
     for name in SAMPLES:
         data = (SAMPLES_DIR / name).read_bytes()
         assert len(data) < MAX_SAMPLE_BYTES
-        inspect_image(data)  # raises when a provider rule is broken
+        assert prepare_image(data).changes == []  # raises when a provider rule is broken; sent as it is
 
 
 def test_several_bad_images_are_all_named_in_one_line(tmp_path, capsys):

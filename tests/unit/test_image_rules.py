@@ -8,6 +8,7 @@ from seedance_pipeline.errors import InvalidInput
 from seedance_pipeline.rules.image_rules import check_size, inspect_image
 from seedance_pipeline.rules.video_request import data_url
 from tests.support.images import headerless_bmp, image_bytes, png_declaring
+from tests.support.photos import quadrants
 
 
 def test_a_good_jpeg_is_described():
@@ -136,12 +137,14 @@ def test_running_out_of_memory_is_not_blamed_on_the_file(monkeypatch):
         inspect_image(image_bytes(400, 400, "PNG"))
 
 
-def test_an_image_over_6000_px_is_refused():
-    with pytest.raises(InvalidInput) as caught:
-        inspect_image(image_bytes(7000, 7000, "PNG"))
-    assert "7000x7000" in caught.value.message
+def test_an_image_over_6000_px_is_scaled_down_not_refused():
+    buffer = io.BytesIO()
+    quadrants(7000, 7000).save(buffer, format="PNG")
+    info = inspect_image(buffer.getvalue())
+    assert (info.format, info.width, info.height) == ("jpeg", 6000, 6000)
 
 
-def test_30_mb_is_refused_before_reading():
-    with pytest.raises(InvalidInput, match="under 30 MB"):
-        check_size(31 * 1024 * 1024)
+def test_over_30_mb_is_read_and_over_100_mb_is_refused_before_reading():
+    check_size(31 * 1024 * 1024)
+    with pytest.raises(InvalidInput, match="uploads up to 100 MB"):
+        check_size(101 * 1024 * 1024)

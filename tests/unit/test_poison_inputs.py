@@ -12,6 +12,7 @@ from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, Upload
 from tests.support.fakes import make_runtime
 from tests.support.images import image_bytes, png_declaring
+from tests.support.photos import heic_bytes, jpeg_with_orientation, solid_jpeg
 
 BUCKET = "in-bucket"
 LITE = "doubao-seedance-1-0-lite-i2v-250428"
@@ -30,6 +31,11 @@ POISON_IMAGES = {
     "truncated-tiff": (image_bytes(400, 400, "TIFF")[:4000], "CORRUPT_IMAGE"),
     "truncated-png-header": (image_bytes(400, 400, "PNG")[:16], "CORRUPT_IMAGE"),
     "decompression-bomb": (png_declaring(20_000, 20_000), "IMAGE_DIMENSIONS"),
+    # The repair path (HEIC conversion, EXIF rotation, scaling down) decodes too: the same answer for bad bytes.
+    "truncated-heic": (heic_bytes(400, 400)[:-100], "CORRUPT_IMAGE"),
+    "truncated-exif-rotated-jpeg": (jpeg_with_orientation(800, 600, 6)[:3000], "CORRUPT_IMAGE"),
+    "truncated-oversized-jpeg": (solid_jpeg(6400, 3000)[:20_000], "CORRUPT_IMAGE"),
+    "oversized-png-bomb": (png_declaring(9000, 8000), "IMAGE_DIMENSIONS"),
 }
 
 

@@ -192,6 +192,9 @@ class Job(BaseModel):
     # for the next UTC day never times a job out.
     budget_blocked_at: float | None = None
     notes: Notes = Field(default_factory=list)
+    # What the pipeline repaired in the upload before sending it (HEIC converted, EXIF orientation applied, scaled
+    # down): image_rules.changes_record entries, copied into the sidecar. A few short entries per image.
+    input_changes: list[dict[str, Any]] = Field(default_factory=list)
     # Set when a POST left our hands; a job found WAITING with this set may already be paid for.
     submission_started_at: float | None = None
     # The request carried a callback URL (never stored: its token is a secret), so the first status check can wait

@@ -138,6 +138,7 @@ def sidecar_document(
             "sequencer": job.source_sequencer,
         },
         "request": job.request.model_dump() if job.request else None,
+        "input_changes": job.input_changes,
         "outputs": {
             "video": outputs.video_key,
             "last_frame": outputs.last_frame_key,

@@ -363,4 +363,5 @@ def _with_request(job: Job, inputs: JobInputs, runtime: Runtime) -> Job:
             first_image,
             longest_seconds=spec.longest_seconds if spec else None,  # duration -1: the model's longest
         )
-    return job.model_copy(update={"request": request, "notes": notes, "estimated_tokens": estimate})
+    update = {"request": request, "notes": notes, "estimated_tokens": estimate}
+    return job.model_copy(update={**update, "input_changes": inputs.input_changes()})
