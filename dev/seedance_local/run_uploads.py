@@ -18,7 +18,7 @@ from seedance_pipeline.rules.image_rules import inspect_image
 from seedance_pipeline.rules.video_request import decode_metadata_text
 
 S3_METADATA_LIMIT = 2048  # bytes of user metadata (keys + values) S3 accepts on one object
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"})
 # Where `run` puts an image whose request is too big for S3 metadata: its manifest names it ("_" folders are
 # never processed on their own).
 MANIFEST_FRAMES_FOLDER = "_run-frames/"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
 from .dimensions import FPS
 
@@ -99,11 +99,12 @@ class RenderResult:
 
 
 def open_source(image_bytes: bytes) -> Image.Image:
-    """The first frame of the image, upright (EXIF rotation applied), as RGB."""
+    """The first frame of the image as its pixels are stored, as RGB. The provider ignores an EXIF orientation (a
+    portrait phone photo stored sideways comes out sideways: docs/provider-api.md, "Photos as uploaded"), so the
+    simulator does too; the pipeline turns such a photo upright before sending it."""
     with Image.open(io.BytesIO(image_bytes)) as img:
         img.seek(0)
-        upright = ImageOps.exif_transpose(img)
-        return upright.convert("RGB")
+        return img.convert("RGB")
 
 
 def _cover_box(src_w: int, src_h: int, aspect: float) -> tuple[float, float, float, float]:

@@ -155,7 +155,8 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class InputImage:
-    """A fetched, decoded and rule-checked input image. Width/height are as displayed (EXIF rotation applied)."""
+    """A fetched, decoded and rule-checked input image. Width and height are the stored pixels' (an EXIF orientation
+    is ignored, as the provider ignores it)."""
 
     data: bytes
     sha256: str
@@ -363,9 +364,7 @@ def check_image(data: bytes, field: str) -> InputImage:
             img.load()  # the header alone does not prove the pixels decode (truncated uploads)
         except (OSError, SyntaxError, ValueError):
             raise invalid_parameter(field, "the image data is truncated or corrupt.") from None
-        # EXIF orientations 5-8 rotate by 90 degrees: the displayed image has its sides swapped.
-        if img.getexif().get(0x0112) in (5, 6, 7, 8):
-            width, height = height, width
+        # An EXIF orientation is ignored, as the provider ignores it: the sides are the stored pixels'.
     return InputImage(
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),

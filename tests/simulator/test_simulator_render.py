@@ -15,6 +15,7 @@ from PIL import Image, ImageChops, ImageStat
 from seedance_simulator import SimulatorServer
 from seedance_simulator.dimensions import keep_ratio_size, nearest_ratio, output_size
 from seedance_simulator.render import Camera, RenderSpec, open_source
+from tests.support.photos import jpeg_with_orientation
 from tests.support.simulator_client import Client, make_image
 
 
@@ -214,3 +215,10 @@ def _solid_png(color: tuple[int, int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (1280, 720), color).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_an_exif_orientation_is_ignored_as_the_provider_ignores_it() -> None:
+    """A portrait phone photo stored as landscape pixels with orientation 6 renders sideways, as the provider's own
+    does: so a pipeline test of an upright video proves the pipeline turned the photo, not the simulator."""
+    sideways = open_source(jpeg_with_orientation(800, 600, 6))
+    assert sideways.size == (800, 600)
