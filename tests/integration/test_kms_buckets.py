@@ -9,6 +9,7 @@ the team's buckets are encrypted by default with them, as the documentation's "B
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -145,19 +146,34 @@ def test_an_input_key_that_refuses_decrypt_rejects_the_upload_naming_the_grant_b
     ],
     indirect=True,
 )
-def test_an_output_key_that_refuses_data_keys_fails_the_delivery_once_with_its_recorded_error(kms_stack, sim) -> None:
+def test_an_output_key_that_refuses_data_keys_keeps_the_paid_video_waiting_until_it_is_granted(kms_stack, sim) -> None:
+    """The delivery is refused with a recorded reason naming the key, the action and the parameter; the paid video
+    is not dropped (a retry would pay again): once the key policy allows the action, the next attempt stores it."""
     stack, keys = kms_stack
-    job = _run_one(stack, sim, "uploads/kms/kitten.jpg")
+    with LocalPipeline(stack, api_base_url=sim.base_url, **FAST) as pipeline:
+        pipeline.submit(pipeline.upload("uploads/kms/kitten.jpg", image_bytes()))
+        (job_id,) = pipeline.job_ids.values()
+        for _ in range(200):
+            pipeline.poll()
+            job = pipeline.runtime.store.get(job_id)
+            if job.last_error is not None or job.status.is_terminal:
+                break
+            time.sleep(0.2)
+        assert not job.status.is_terminal, job
+        assert job.last_error.code == "KMS_ACCESS_DENIED"
+        for named in (keys["output"], "kms:GenerateDataKey", "OutputBucketKmsKeyArn", "team-videos-denied"):
+            assert named in job.last_error.message
+        assert stack.client("s3").list_objects_v2(Bucket="team-videos-denied").get("Contents", []) == []
 
-    assert job.status.value == "FAILED", job
-    assert job.error.code == "KMS_ACCESS_DENIED"
-    for named in (keys["output"], "kms:GenerateDataKey", "OutputBucketKmsKeyArn", "team-videos-denied"):
-        assert named in job.error.message
-    # One attempt, no retry loop: the key will not change its mind by itself.
-    assert job.delivery_attempts <= 1
+        admin_only = _deny("kms:ScheduleKeyDeletion")  # the operator lifts the deny on data keys
+        stack.client("kms").put_key_policy(KeyId=keys["output"], PolicyName="default", Policy=json.dumps(admin_only))
+        (job,) = pipeline.run_until_terminal(timeout=120).values()
+
+    assert job.status.value == "SUCCEEDED", job
+    assert job.delivery_attempts >= 2
     assert sim.counters.tasks_created == 1
-    listed = stack.client("s3").list_objects_v2(Bucket="team-videos-denied").get("Contents", [])
-    assert listed == []
+    head = stack.client("s3").head_object(Bucket=job.outputs.bucket, Key=job.outputs.video_key)
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", keys["output"])
 
 
 def test_a_disabled_key_is_refused_by_the_local_s3_as_s3_refuses_it(sim) -> None:

@@ -5,7 +5,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from seedance_pipeline.errors import Superseded
+from seedance_pipeline.errors import KmsAccessDenied, Superseded
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.result_delivery import deliver_results
 from seedance_pipeline.models import JobStatus, ProviderState, TaskResult
@@ -168,3 +168,48 @@ def test_an_older_upload_delivering_late_never_replaces_a_newer_uploads_outputs(
     assert vouched(storage, newer_outputs.sidecar_key) == (newer.job_id, {"video": VIDEO_2})
     older_video = output_keys(older.source_key, runtime.settings, older.job_id).video
     assert storage.uploads[(BUCKET, older_video)] == VIDEO_1 and older_video in refused.value.message
+
+
+def _kms_refusal() -> KmsAccessDenied:
+    return KmsAccessDenied(
+        "s3://in-bucket/videos/cat.mp4 cannot be written: S3 answered AccessDenied (kms:GenerateDataKey on key "
+        "arn:aws:kms:us-east-1:111122223333:key/k1); set OutputBucketKmsKeyArn and grant kms:GenerateDataKey"
+    )
+
+
+def test_a_paid_video_the_output_key_refuses_waits_for_the_grant_and_is_then_stored():
+    """A delivery refused by the output bucket's KMS key is a configuration fault an operator mends: the paid video
+    must not be dropped (a `jobs retry` pays again). It waits, slowly and visibly, and is stored once the key allows."""
+    runtime, store, storage, provider = faulty_runtime(max_delivery_attempts=3)
+    storage.video_fault = _kms_refusal()
+    job_id = submitted(runtime, storage)
+    for _ in range(40):  # 20 minutes of polls, 30 s apart
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+        runtime.clock.advance(30)
+    job = store.get(job_id)
+    assert job.status is JobStatus.RUNNING, job.error
+    assert job.last_error.code == "KMS_ACCESS_DENIED" and "OutputBucketKmsKeyArn" in job.last_error.message
+    # Spaced 15 minutes apart, not every poll: 2 attempts in 20 minutes (max_delivery_attempts does not apply).
+    assert job.delivery_attempts == 2
+    assert len(provider.submissions) == 1
+    storage.video_fault = None
+    poll_until_terminal(runtime, store)
+    job = store.get(job_id)
+    assert job.status is JobStatus.SUCCEEDED and len(provider.submissions) == 1
+    assert storage.uploads[(BUCKET, job.outputs.video_key)] == VIDEO_1
+
+
+def test_a_delivery_the_output_key_keeps_refusing_ends_failed_after_about_a_day_with_its_reason():
+    runtime, store, storage, provider = faulty_runtime()
+    storage.video_fault = _kms_refusal()
+    job_id = submitted(runtime, storage)
+    for _ in range(24 * 4 + 8):  # a little over a day, one poll every 15 minutes
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+        runtime.clock.advance(15 * 60)
+        if store.get(job_id).status.is_terminal:
+            break
+    job = store.get(job_id)
+    assert job.status is JobStatus.FAILED and job.error.code == "KMS_ACCESS_DENIED"
+    assert "about a day" in job.error.message and "pays again" in job.error.message
+    assert 80 <= job.delivery_attempts <= 100
+    assert store.slots == set()

@@ -100,8 +100,10 @@ class InvalidInput(PipelineError):
 class KmsAccessDenied(InvalidInput):
     """S3 could not use a bucket's KMS key for us (no grant, a disabled, missing or deleted key).
 
-    A configuration fault no retry can mend: an input is REJECTED before anything is paid, a delivery FAILED; the
-    message names the bucket, what S3 said (the key, the action) and what to grant.
+    A configuration fault no retry of ours can mend: an input is REJECTED before anything is paid. A delivery of a
+    paid video waits for the grant instead (logic/status_check.py: retried every 15 minutes while the provider keeps
+    the video, about a day), then FAILED; the message names the bucket, what S3 said (the key, the action) and what
+    to grant.
     """
 
     code = ErrorCode.KMS_ACCESS_DENIED

@@ -74,6 +74,9 @@ class MetricName:
     # A genuine callback about a task a job never recorded (its POST was refused, or its answer lost): a task that
     # is billed while the job says it was not sent.
     CALLBACKS_ABOUT_UNKNOWN_TASKS = "CallbacksAboutUnknownTasks"
+    # A paid video that cannot be written because the output bucket's KMS key refuses the functions: it waits for
+    # the grant (an operator's fix) while the provider keeps it.
+    DELIVERIES_BLOCKED_BY_KMS = "DeliveriesBlockedByKms"
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:

@@ -13,14 +13,13 @@ from seedance_pipeline.errors import (
     ProviderAuthError,
     ProviderUnavailable,
     SecretUnavailable,
-    Superseded,
     outcome_of,
 )
 from seedance_pipeline.logic.callback_intake import remember_callback_token
-from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
+from seedance_pipeline.logic.check_schedule import planned_check
+from seedance_pipeline.logic.delivery_attempts import deliver_or_retry
 from seedance_pipeline.logic.due_book import Tracked
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
-from seedance_pipeline.logic.result_delivery import deliver_results
 from seedance_pipeline.logic.supersession import replaced_by_newer_upload
 from seedance_pipeline.models import (
     MAX_STATUS_CHARS,
@@ -35,7 +34,6 @@ from seedance_pipeline.models import (
 )
 from seedance_pipeline.observability import MetricName, count, count_provider_error, logger
 from seedance_pipeline.rules.callback_token import HANDOFF_OWNER_PREFIX
-from seedance_pipeline.rules.token_estimate import billed_tokens
 from seedance_pipeline.runtime import Runtime
 
 
@@ -169,7 +167,7 @@ def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | Pip
             message=result.failure_reason,
         )
     if result.state is ProviderState.SUCCEEDED:
-        return _deliver(job, result, runtime, owner=owner)
+        return deliver_or_retry(job, result, runtime, owner=owner)
     cancel_said = None
     if result.state is ProviderState.PENDING and settings.provider_api == "ark":
         # Only a dialect that can cancel pays for the look-up: a queued task cancelled now is never billed.
@@ -284,51 +282,6 @@ def _cancel_queued(job: Job, runtime: Runtime) -> tuple[Job, TaskResult | None, 
 
 def _noted(job: Job, note: str) -> Job:
     return job.model_copy(update={"notes": [*job.notes, note]})
-
-
-def _deliver(job: Job, result: TaskResult, runtime: Runtime, *, owner: str) -> Job:
-    # A newer upload that can still deliver owns the key's outputs; this job's video was paid for all the same, so
-    # it is kept at this job's own key (named in the error and the event), never left at the provider to expire.
-    replaced = replaced_by_newer_upload(job, runtime)
-    attempts = job.delivery_attempts + 1
-    try:
-        with runtime.delivery_slot():
-            outputs, notes = deliver_results(job, result, runtime, replaced_by_newer=replaced)
-    except PipelineError as exc:
-        outcome = outcome_of(exc)
-        if outcome is Outcome.DROP:
-            raise
-        if isinstance(exc, Superseded):
-            kept = job.model_copy(update={"billed_tokens": billed_tokens(result.usage), "delivery_attempts": attempts})
-            return finish(kept, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
-        if outcome is not Outcome.TRY_LATER:
-            return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
-        if attempts >= runtime.settings.max_delivery_attempts:
-            return finish(
-                job,
-                runtime,
-                owner=owner,
-                status=JobStatus.FAILED,
-                error_code=exc.code,
-                message=f"{exc.message} (gave up after {attempts} attempts)",
-            )
-        job = job.model_copy(
-            update={"delivery_attempts": attempts, "last_error": JobError(code=exc.code, message=exc.message)}
-        )
-        retry_at = (
-            waiting_retry_at(runtime.clock(), runtime.settings) + attempts * runtime.settings.check_schedule_scale
-        )
-        return reschedule(job, runtime, owner=owner, next_check_at=retry_at)
-    job = job.model_copy(
-        update={
-            "outputs": outputs,
-            "billed_tokens": billed_tokens(result.usage),
-            "notes": [*job.notes, *notes],
-            "delivery_attempts": attempts,
-            "last_error": None,
-        }
-    )
-    return finish(job, runtime, owner=owner, status=JobStatus.SUCCEEDED)
 
 
 def _retry_later(job: Job, runtime: Runtime, *, owner: str, error: PipelineError) -> Job:
