@@ -22,9 +22,9 @@ from .validation import (
     PROMPT_MAX_CHARS,
     GenerationRequest,
     ModelInfo,
-    _is_int,
     check_booleans,
     check_callback_url,
+    is_int,
 )
 
 ARK_SEED_MIN, ARK_SEED_MAX = -1, 2**32 - 1
@@ -104,7 +104,7 @@ def _duration(model: str, info: ModelInfo, fields: dict[str, Any]) -> tuple[int,
     if frames is not None:
         if not info.frames:
             raise invalid_parameter("frames", f"the model {model} does not support frames; send duration.")
-        if not _is_int(frames) or not FRAMES_MIN <= frames <= FRAMES_MAX or (frames - 25) % 4:
+        if not is_int(frames) or not FRAMES_MIN <= frames <= FRAMES_MAX or (frames - 25) % 4:
             raise invalid_parameter(
                 "frames", f"must be 25 + 4n between {FRAMES_MIN} and {FRAMES_MAX} (got {frames!r})."
             )
@@ -113,7 +113,7 @@ def _duration(model: str, info: ModelInfo, fields: dict[str, Any]) -> tuple[int,
     if duration == -1 and not isinstance(duration, bool) and info.duration_auto:
         # The model picks the length; the simulator picks the default, or the shortest the model offers.
         return (DEFAULT_DURATION if DEFAULT_DURATION in info.durations else min(info.durations)), None
-    if not _is_int(duration) or duration not in info.durations:
+    if not is_int(duration) or duration not in info.durations:
         low, high = min(info.durations), max(info.durations)
         auto = " or -1 (the model chooses)" if info.duration_auto else ""
         raise invalid_parameter(
@@ -145,12 +145,12 @@ def _extras(model: str, info: ModelInfo, fields: dict[str, Any]) -> dict[str, An
     if service_tier == "flex" and not info.flex:
         raise invalid_parameter("service_tier", f"the model {model} has no flex tier.")
     expires = fields.get("execution_expires_after", EXPIRES_DEFAULT)
-    if not _is_int(expires) or not EXPIRES_MIN <= expires <= EXPIRES_MAX:
+    if not is_int(expires) or not EXPIRES_MIN <= expires <= EXPIRES_MAX:
         raise invalid_parameter(
             "execution_expires_after", f"must be an integer between {EXPIRES_MIN} and {EXPIRES_MAX} (got {expires!r})."
         )
     priority = fields.get("priority")
-    if priority is not None and not _is_int(priority):
+    if priority is not None and not is_int(priority):
         raise invalid_parameter("priority", f"must be an integer (got {priority!r}).")
     identity = fields.get("safety_identifier")
     if identity is not None and (not isinstance(identity, str) or len(identity) > SAFETY_IDENTIFIER_MAX):
@@ -198,7 +198,7 @@ def validate_ark_request(body: dict[str, Any]) -> tuple[GenerationRequest, ArkCo
         raise invalid_parameter("ratio", f"must be one of {', '.join(RATIOS)} (got {ratio!r}).")
     duration, frames = _duration(model, info, fields)
     seed = fields.get("seed")
-    if seed is not None and (not _is_int(seed) or not ARK_SEED_MIN <= seed <= ARK_SEED_MAX):
+    if seed is not None and (not is_int(seed) or not ARK_SEED_MIN <= seed <= ARK_SEED_MAX):
         raise invalid_parameter("seed", f"must be an integer between {ARK_SEED_MIN} and {ARK_SEED_MAX} (got {seed!r}).")
     callback_url = check_callback_url("callback_url", fields.get("callback_url"))
 

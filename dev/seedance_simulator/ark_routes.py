@@ -5,18 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from .ark_dialect import validate_ark_request
 from .ark_listing import parse_list_query, select_tasks
 from .errors import ApiError, invalid_parameter
+from .host import SimulatorHost
 from .knobs import Knobs
 from .tasks import SUCCESS, TaskRecord
 from .validation import GenerationRequest, load_image
-
-if TYPE_CHECKING:
-    from .server import SimulatorServer
 
 # The native Ark dialect, under the prefix the platform's own base URLs end with.
 ARK_PREFIX = "/api/v3"
@@ -29,7 +27,7 @@ class _Handler(Protocol):
     """What the routes need of the request handler they are mixed into."""
 
     @property
-    def sim(self) -> SimulatorServer: ...
+    def sim(self) -> SimulatorHost: ...
     def _api_call(self, method: str, answer: Callable[[], None], counter: str | None = None) -> None: ...
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None: ...
     def _record_create_body(self, raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]: ...

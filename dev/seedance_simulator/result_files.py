@@ -9,10 +9,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from .ark_routes import LAST_FRAME_SUFFIX, VIDEO_SUFFIX
+from .host import SimulatorHost
 from .tasks import SUCCESS
-
-if TYPE_CHECKING:
-    from .server import SimulatorServer
 
 log = logging.getLogger("seedance_simulator")
 CHUNK_BYTES = 256 * 1024
@@ -24,7 +22,7 @@ class ResultFiles(BaseHTTPRequestHandler):
     if TYPE_CHECKING:
 
         @property
-        def sim(self) -> SimulatorServer: ...
+        def sim(self) -> SimulatorHost: ...
 
         _send: Callable[..., Any]
 

@@ -175,7 +175,7 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
     # bool is a subclass of int in Python, but `true` is not a valid duration or seed.
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -262,7 +262,7 @@ def validate_request(body: dict[str, Any], callback_field: str = "") -> Generati
             raise invalid_parameter(f"images[{i}]", "must be a non-empty string (URL or data URL).")
 
     duration = body.get("duration", 5)
-    if not _is_int(duration) or duration not in DURATIONS:
+    if not is_int(duration) or duration not in DURATIONS:
         raise invalid_parameter("duration", f"must be one of {', '.join(map(str, DURATIONS))} (got {duration!r}).")
 
     resolution = body.get("resolution", info.default_resolution)
@@ -274,7 +274,7 @@ def validate_request(body: dict[str, Any], callback_field: str = "") -> Generati
         raise invalid_parameter("ratio", f"must be one of {', '.join(RATIOS)} (got {ratio!r}).")
 
     seed = body.get("seed")
-    if seed is not None and (not _is_int(seed) or not 0 <= seed <= SEED_MAX):
+    if seed is not None and (not is_int(seed) or not 0 <= seed <= SEED_MAX):
         raise invalid_parameter("seed", f"must be an integer between 0 and {SEED_MAX} (got {seed!r}).")
 
     flags = check_booleans(body, BOOL_FIELDS)

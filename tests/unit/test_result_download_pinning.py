@@ -13,7 +13,7 @@ import pytest
 import urllib3.util.connection
 
 from seedance_pipeline.adapters.result_download import ResultDownloader
-from seedance_pipeline.adapters.url_safety import _is_public
+from seedance_pipeline.adapters.url_safety import is_public
 from seedance_pipeline.errors import DownloadRefused, ResultUnavailable
 
 PUBLIC = "93.184.216.34"
@@ -150,7 +150,7 @@ def test_ipv6_forms_that_reach_non_public_ipv4_are_refused(address, why):
 
 @pytest.mark.parametrize("address", ["2002:5db8:d822::1", "64:ff9b::5db8:d822", "2606:2800:220:1:248:1893:25c8:1946"])
 def test_ipv6_forms_of_public_addresses_pass(address):
-    assert _is_public(address)
+    assert is_public(address)
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,7 @@ _NOT_SENT = (
 _UNKNOWN_TASK_CODE = re.compile(r"not_?exists?|not_?found", re.IGNORECASE)
 
 
-class _Answer:
+class Answer:
     """One attempt's outcome: a value, or an error and how long the provider asked us to wait before the next."""
 
     __slots__ = ("error", "retry_after", "value")
@@ -82,25 +82,25 @@ class _Answer:
         self.retry_after = retry_after
 
 
-def _submission_fault(exc: requests.exceptions.RequestException) -> PipelineError:
+def submission_fault(exc: requests.exceptions.RequestException) -> PipelineError:
     """A transport fault on a POST: only one before the request left is safe to send again."""
     if isinstance(exc, _NOT_SENT) or (isinstance(exc, requests.exceptions.ConnectionError) and _never_sent(exc)):
-        return ProviderUnavailable(f"could not reach the provider, nothing was sent: {_short(exc)}")
+        return ProviderUnavailable(f"could not reach the provider, nothing was sent: {short_text(exc)}")
     if isinstance(exc, requests.exceptions.Timeout):
         return SubmissionUncertain(
             "no answer from the provider within the read timeout; the provider may have created the task"
         )
     return SubmissionUncertain(
-        f"the answer was lost after the request was sent ({_short(exc)}); the provider may have created the task"
+        f"the answer was lost after the request was sent ({short_text(exc)}); the provider may have created the task"
     )
 
 
-def _submission_answer(response: requests.Response, dialect: Dialect) -> _Answer:
+def submission_answer(response: requests.Response, dialect: Dialect) -> Answer:
     status = response.status_code
     if 200 <= status < 300:
-        payload = _json_object(response)
+        payload = json_object(response)
         if payload is None:
-            return _Answer(
+            return Answer(
                 error=SubmissionUncertain(
                     f"the provider answered {status} with a body that is not a JSON object; "
                     "the provider may have created the task"
@@ -108,17 +108,17 @@ def _submission_answer(response: requests.Response, dialect: Dialect) -> _Answer
             )
         task_id = dialect.created_task_id(payload)
         if task_id is None:
-            return _Answer(
+            return Answer(
                 error=SubmissionUncertain(
                     f"the provider answered {status} without a usable task id; the provider may have created the task"
                 )
             )
-        return _Answer(value=task_id)
+        return Answer(value=task_id)
     refusal = _SUBMIT_REFUSALS.get(status)
-    fields = _error_fields(response)
+    fields = error_fields(response)
     if refusal is None or fields is None:
-        code, message = fields or ("", _body_excerpt(response))
-        return _Answer(
+        code, message = fields or ("", body_excerpt(response))
+        return Answer(
             error=SubmissionUncertain(
                 f"the provider answered HTTP {status} {code}: {message}".rstrip(": ")
                 + "; that does not prove the task was refused, so the provider may have created it"
@@ -127,49 +127,49 @@ def _submission_answer(response: requests.Response, dialect: Dialect) -> _Answer
     return _refusal(response, *fields, refusal)
 
 
-def _refusal(response: requests.Response, code: str, message: str, kind: type[PipelineError]) -> _Answer:
+def _refusal(response: requests.Response, code: str, message: str, kind: type[PipelineError]) -> Answer:
     status = response.status_code
     detail = f"HTTP {status} {code}: {message}".strip()
     retry_after = _retry_after(response)
     if kind is ProviderAuthError:
-        return _Answer(error=ProviderAuthError(f"the provider refused the API key or account ({detail})"))
+        return Answer(error=ProviderAuthError(f"the provider refused the API key or account ({detail})"))
     if kind is ProviderThrottled:
         throttled = ProviderThrottled(detail, retry_after=retry_after, code=code or "HTTP_429")
-        return _Answer(error=throttled, retry_after=retry_after)
-    return _Answer(error=kind(detail, code=code or f"HTTP_{status}"), retry_after=retry_after)
+        return Answer(error=throttled, retry_after=retry_after)
+    return Answer(error=kind(detail, code=code or f"HTTP_{status}"), retry_after=retry_after)
 
 
-def _status_answer(task_id: str, response: requests.Response, dialect: Dialect) -> _Answer:
+def status_answer(task_id: str, response: requests.Response, dialect: Dialect) -> Answer:
     status = response.status_code
     if 200 <= status < 300:
-        payload = _json_object(response)
+        payload = json_object(response)
         if payload is None:
-            return _Answer(
+            return Answer(
                 error=ProviderUnavailable(f"the provider answered {status} with a body that is not a JSON object")
             )
-        return _Answer(value=dialect.parse_task(task_id, payload))
-    return _status_error(response)
+        return Answer(value=dialect.parse_task(task_id, payload))
+    return status_error(response)
 
 
-def _status_error(response: requests.Response) -> _Answer:
+def status_error(response: requests.Response) -> Answer:
     """A non-2xx answer to a call that is safe to repeat (a status check, a list, a cancel)."""
     status = response.status_code
-    code, message = _error_fields(response) or ("", _body_excerpt(response))
+    code, message = error_fields(response) or ("", body_excerpt(response))
     detail = f"HTTP {status} {code}: {message}".strip()
     if status in (401, 403):
-        return _Answer(error=ProviderAuthError(f"the provider refused the API key or account ({detail})"))
+        return Answer(error=ProviderAuthError(f"the provider refused the API key or account ({detail})"))
     if status == 404 or (status in (400, 410) and _UNKNOWN_TASK_CODE.search(code)):
-        return _Answer(error=ProviderRejected(detail, code=code or f"HTTP_{status}"))
+        return Answer(error=ProviderRejected(detail, code=code or f"HTTP_{status}"))
     if status == 429:
         retry_after = _retry_after(response)
-        return _Answer(
+        return Answer(
             error=ProviderThrottled(detail, retry_after=retry_after, code=code or "HTTP_429"), retry_after=retry_after
         )
     # 408, 409, 425, 5xx and anything unexpected: nothing says the task is gone, so ask again later.
-    return _Answer(error=ProviderUnavailable(detail, code=code or f"HTTP_{status}"), retry_after=_retry_after(response))
+    return Answer(error=ProviderUnavailable(detail, code=code or f"HTTP_{status}"), retry_after=_retry_after(response))
 
 
-def _json_object(response: requests.Response) -> dict[str, Any] | None:
+def json_object(response: requests.Response) -> dict[str, Any] | None:
     """The body as a JSON object, or None for anything else: not JSON, not UTF-8, nested too deep, not an object."""
     try:
         payload = json.loads(response.content.removeprefix(b"\xef\xbb\xbf"))
@@ -178,9 +178,9 @@ def _json_object(response: requests.Response) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-def _error_fields(response: requests.Response) -> tuple[str, str] | None:
+def error_fields(response: requests.Response) -> tuple[str, str] | None:
     """(code, message) of a readable error body in either shape; None when the body says nothing we can read."""
-    payload = _json_object(response)
+    payload = json_object(response)
     if payload is None:
         return None
     nested = payload.get("error")
@@ -194,7 +194,7 @@ def _error_fields(response: requests.Response) -> tuple[str, str] | None:
     ]
 
 
-def _body_excerpt(response: requests.Response) -> str:
+def body_excerpt(response: requests.Response) -> str:
     # Not the bytes themselves: a proxy's page may echo the request, headers (and the key) included.
     return f"an unreadable body of {len(response.content)} bytes"
 
@@ -219,5 +219,5 @@ def _never_sent(exc: requests.exceptions.ConnectionError) -> bool:
     return isinstance(reason, NewConnectionError)
 
 
-def _short(exc: BaseException) -> str:
+def short_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"

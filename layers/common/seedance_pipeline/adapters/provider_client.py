@@ -30,15 +30,15 @@ from urllib3.util.retry import Retry
 
 from seedance_pipeline.adapters.ark_dialect import LIST_MAX_PAGES, LIST_PAGE_SIZE, ArkDialect, matches, oldest_created
 from seedance_pipeline.adapters.provider_answers import (
-    _Answer,
-    _body_excerpt,
-    _error_fields,
-    _json_object,
-    _short,
-    _status_answer,
-    _status_error,
-    _submission_answer,
-    _submission_fault,
+    Answer,
+    body_excerpt,
+    error_fields,
+    json_object,
+    short_text,
+    status_answer,
+    status_error,
+    submission_answer,
+    submission_fault,
 )
 from seedance_pipeline.adapters.provider_dialect import Dialect
 from seedance_pipeline.adapters.unified_dialect import UnifiedDialect, parse_task
@@ -108,14 +108,14 @@ class ProviderClient:
         url = self._base_url + self.dialect.create_path()
         dialect = self.dialect
 
-        def attempt(timeout: tuple[float, float]) -> _Answer:
+        def attempt(timeout: tuple[float, float]) -> Answer:
             try:
                 response = self._session.post(
                     url, json=body, headers=self._headers, timeout=timeout, allow_redirects=False
                 )
             except requests.exceptions.RequestException as exc:
-                return _Answer(error=_submission_fault(exc))
-            return _submission_answer(response, dialect)
+                return Answer(error=submission_fault(exc))
+            return submission_answer(response, dialect)
 
         task_id: str = self._call(
             attempt, deadline, min_left=self._min_submit_seconds, out_of_time="the submission was not sent"
@@ -127,12 +127,12 @@ class ProviderClient:
         url = self._base_url + self.dialect.task_path(task_id)
         dialect = self.dialect
 
-        def attempt(timeout: tuple[float, float]) -> _Answer:
+        def attempt(timeout: tuple[float, float]) -> Answer:
             try:
                 response = self._session.get(url, headers=self._headers, timeout=timeout)
             except requests.exceptions.RequestException as exc:
-                return _Answer(error=ProviderUnavailable(f"status check failed: {_short(exc)}"))
-            return _status_answer(task_id, response, dialect)
+                return Answer(error=ProviderUnavailable(f"status check failed: {short_text(exc)}"))
+            return status_answer(task_id, response, dialect)
 
         result: TaskResult = self._call(
             attempt, deadline, min_left=MIN_ATTEMPT_SECONDS, out_of_time="the status check was not made"
@@ -175,18 +175,18 @@ class ProviderClient:
             "filter.model": str(body.get("model", "")),
         }
 
-        def attempt(timeout: tuple[float, float]) -> _Answer:
+        def attempt(timeout: tuple[float, float]) -> Answer:
             try:
                 response = self._session.get(url, params=params, headers=self._headers, timeout=timeout)
             except requests.exceptions.RequestException as exc:
-                return _Answer(error=ProviderUnavailable(f"the task list could not be read: {_short(exc)}"))
+                return Answer(error=ProviderUnavailable(f"the task list could not be read: {short_text(exc)}"))
             if not 200 <= response.status_code < 300:
-                return _status_error(response)
-            payload = _json_object(response)
+                return status_error(response)
+            payload = json_object(response)
             items = dialect.list_items(payload) if payload is not None else None
             if items is None:
-                return _Answer(error=ProviderUnavailable("the task list answer is not a list of tasks"))
-            return _Answer(value=items)
+                return Answer(error=ProviderUnavailable("the task list answer is not a list of tasks"))
+            return Answer(value=items)
 
         items: list[Any] = self._call(attempt, deadline, min_left=MIN_ATTEMPT_SECONDS, out_of_time="no look-up made")
         return items
@@ -198,19 +198,19 @@ class ProviderClient:
             return False
         url = self._base_url + self.dialect.task_path(task_id)
 
-        def attempt(timeout: tuple[float, float]) -> _Answer:
+        def attempt(timeout: tuple[float, float]) -> Answer:
             try:
                 response = self._session.delete(url, headers=self._headers, timeout=timeout)
             except requests.exceptions.RequestException as exc:
-                return _Answer(error=ProviderUnavailable(f"the cancel request failed: {_short(exc)}"))
+                return Answer(error=ProviderUnavailable(f"the cancel request failed: {short_text(exc)}"))
             if 200 <= response.status_code < 300:
-                return _Answer(value=True)
+                return Answer(value=True)
             if 400 <= response.status_code < 500 and response.status_code != 429:
                 # A running or finished task cannot be cancelled: asking again would not change that.
-                code, message = _error_fields(response) or ("", _body_excerpt(response))
+                code, message = error_fields(response) or ("", body_excerpt(response))
                 detail = f"HTTP {response.status_code} {code}: {message}".strip()
-                return _Answer(error=ProviderRejected(detail, code=code or f"HTTP_{response.status_code}"))
-            return _status_error(response)
+                return Answer(error=ProviderRejected(detail, code=code or f"HTTP_{response.status_code}"))
+            return status_error(response)
 
         cancelled: bool = self._call(attempt, deadline, min_left=MIN_ATTEMPT_SECONDS, out_of_time="no cancel sent")
         return cancelled
@@ -220,7 +220,7 @@ class ProviderClient:
 
     def _call(
         self,
-        attempt: Callable[[tuple[float, float]], _Answer],
+        attempt: Callable[[tuple[float, float]], Answer],
         deadline: float | None,
         *,
         min_left: float,

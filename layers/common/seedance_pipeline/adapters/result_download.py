@@ -28,7 +28,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util import connection
 from urllib3.util.retry import Retry
 
-from seedance_pipeline.adapters.url_safety import _host_key, _is_public, _refuse_ambiguous, resolve_host
+from seedance_pipeline.adapters.url_safety import host_key, is_public, refuse_ambiguous, resolve_host
 from seedance_pipeline.errors import DownloadRefused, ResultExpired, ResultUnavailable
 
 MAX_REDIRECTS = 5
@@ -122,7 +122,7 @@ def _dial(conn: HTTPConnection, dial_as_usual: Callable[[], socket.socket]) -> s
     if hop is None:
         raise DownloadRefused("refusing a download connection that was not checked first")
     target = hop.target
-    if (_host_key(conn.host), conn.port) != (_host_key(target.host), target.port):
+    if (host_key(conn.host), conn.port) != (host_key(target.host), target.port):
         raise DownloadRefused(f"refusing to connect to {conn.host}: the address check judged {target.host}")
     hop.deadline.watch(conn)
     if target.addresses is None:
@@ -244,13 +244,13 @@ class ResultDownloader:
 
     def _check(self, url: str) -> _Target:
         allowed_schemes = {"https", "http"} if self._allow_private else {"https"}
-        _, host, port = _refuse_ambiguous(url, allowed_schemes)
+        _, host, port = refuse_ambiguous(url, allowed_schemes)
         if self._allow_private:
             return _Target(host, port, None)
         addresses = self._resolve(host, port)
         if not addresses:
             raise ResultUnavailable(f"{host} has no address")
-        private = [a for a in addresses if not _is_public(a)]
+        private = [a for a in addresses if not is_public(a)]
         if private:
             raise DownloadRefused(
                 f"refusing to download from {host}: it resolves to a non-public address ({private[0]})"

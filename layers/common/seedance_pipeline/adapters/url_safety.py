@@ -42,7 +42,7 @@ def resolve_host(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-def _is_public(address: str) -> bool:
+def is_public(address: str) -> bool:
     try:
         ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
@@ -59,12 +59,12 @@ def _is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def _host_key(host: str) -> str:
+def host_key(host: str) -> str:
     """The form urllib3 keys and dials a host by: lower case, no IPv6 brackets, no trailing dot."""
     return host.lower().strip("[]").rstrip(".")
 
 
-def _refuse_ambiguous(url: str, allowed_schemes: set[str]) -> tuple[SplitResult, str, int]:
+def refuse_ambiguous(url: str, allowed_schemes: set[str]) -> tuple[SplitResult, str, int]:
     """Parse the URL the way the standard library and urllib3 (requests' parser) both do, and refuse any URL
     they could read differently: the check must judge the very host the HTTP client connects to."""
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url) or "\\" in url:
@@ -90,7 +90,7 @@ def _refuse_ambiguous(url: str, allowed_schemes: set[str]) -> tuple[SplitResult,
         raise DownloadRefused(f"refusing a result URL that does not parse cleanly: {type(exc).__name__}") from exc
     host = parts.hostname
     their_port = theirs.port if theirs.port is not None else port
-    if (theirs.scheme, _host_key(theirs.host or ""), their_port) != (parts.scheme, _host_key(host), port):
+    if (theirs.scheme, host_key(theirs.host or ""), their_port) != (parts.scheme, host_key(host), port):
         raise DownloadRefused("refusing a result URL that URL parsers read differently")
     if not 0 < port < 65536:
         raise DownloadRefused(f"refusing a result URL with port {port}")
