@@ -275,6 +275,7 @@ class FakeStorage:
         self.objects: dict[tuple[str, str], tuple[bytes, dict[str, str], str]] = {}
         self.uploads: dict[tuple[str, str], bytes] = {}
         self.reads = 0
+        self.head_reads = 0
 
     def add(self, bucket: str, key: str, data: bytes, metadata: dict[str, str] | None = None, etag: str = "e1") -> None:
         self.objects[(bucket, key)] = (data, metadata or {}, etag)
@@ -299,6 +300,13 @@ class FakeStorage:
             raise InvalidInput("too large")
         info = ObjectInfo(size=len(data), content_type=None, etag=stored_etag, version_id=None, metadata=metadata)
         return info, data
+
+    def read_head(self, bucket: str, key: str, *, length: int) -> tuple[int, bytes]:
+        if (bucket, key) not in self.objects:
+            raise ObjectGone(f"s3://{bucket}/{key} is gone")
+        data = self.objects[(bucket, key)][0]
+        self.head_reads += 1
+        return len(data), data[:length]
 
     def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
         return f"https://example-bucket.s3.amazonaws.com/{key}?X-Amz-Signature=fake"
@@ -343,6 +351,8 @@ class FakeProvider:
         self.submit_error: Exception | None = None
         self.get_error: Exception | None = None
         self.outcome: dict[str, Any] = {"state": "SUCCEEDED"}
+        # Outcomes of particular tasks (by task id), over `outcome`: a first task flagged, its resubmission not.
+        self.outcome_for: dict[str, dict[str, Any]] = {}
         # What a task not yet ready reports: RUNNING, or PENDING for a task still queued.
         self.unready_state = "RUNNING"
         # Ark-like behaviour, off by default (a unified gateway lists nothing and cancels nothing).
@@ -375,15 +385,17 @@ class FakeProvider:
         if self.clock() - task["at"] < self.ready_after:
             raw = "IN_PROGRESS" if self.unready_state == "RUNNING" else "queued"
             return TaskResult(task_id=task_id, state=self.unready_state, raw_status=raw)
-        state = self.outcome["state"]
+        outcome = self.outcome_for.get(task_id, self.outcome)
+        state = outcome["state"]
         return TaskResult(
             task_id=task_id,
             state=state,
             raw_status="SUCCESS" if state == "SUCCEEDED" else "FAILURE",
-            video_url=self.outcome.get("video_url", f"https://cdn.example.com/{task_id}.mp4"),
-            last_frame_url=self.outcome.get("last_frame_url"),
-            failure_reason=self.outcome.get("failure_reason"),
-            usage=self.outcome.get("usage"),
+            video_url=outcome.get("video_url", f"https://cdn.example.com/{task_id}.mp4"),
+            last_frame_url=outcome.get("last_frame_url"),
+            failure_reason=outcome.get("failure_reason"),
+            failure_code=outcome.get("failure_code"),
+            usage=outcome.get("usage"),
         )
 
     def find_task(

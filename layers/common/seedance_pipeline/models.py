@@ -122,6 +122,10 @@ class VideoRequest(BaseModel):
     generate_audio: bool
     seed: int | None = None
     prompt_truncated: bool = False
+    # The 2.x inputs (docs/inputs.md): a 2.5 task type, the container asked for, a 480p draft.
+    task_type: str | None = None
+    output_format: str = "mp4"
+    draft: bool = False
 
 
 class Upload(BaseModel):
@@ -142,6 +146,14 @@ class JobError(BaseModel):
     # An ErrorCode value, or the provider's own code for its refusals and throttles.
     code: ProviderStatusText
     message: Message
+
+
+class Moderation(BaseModel):
+    """What the provider's moderation flagged (prompt, image, real_person, input_video, input_audio, output_video,
+    output_audio) and the provider's own code, so a person knows what to change."""
+
+    what: str = Field(max_length=40)
+    code: str = Field(max_length=100)
 
 
 class JobOutputs(BaseModel):
@@ -185,6 +197,9 @@ class Job(BaseModel):
     # for the next UTC day never times a job out.
     budget_blocked_at: float | None = None
     notes: Notes = Field(default_factory=list)
+    # The last moderation flag met, and how many new tasks ResubmitOnOutputModeration sent for this job (at most 1).
+    moderation: Moderation | None = None
+    resubmissions: int = 0
     # Set when a POST left our hands; a job found WAITING with this set may already be paid for.
     submission_started_at: float | None = None
     # The request carried a callback URL (never stored: its token is a secret), so the first status check can wait
@@ -240,6 +255,8 @@ class TaskResult(BaseModel):
     video_url: str | None = None
     last_frame_url: str | None = None
     failure_reason: Message | None = None
+    # The provider's own failure code where its answer carries one apart from the text (a moderation code).
+    failure_code: ProviderStatusText | None = None
     usage: Usage = None
     # Present but unusable URL fields, e.g. a number where a URL belongs.
     malformed_url: bool = False

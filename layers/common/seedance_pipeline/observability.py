@@ -71,6 +71,8 @@ class MetricName:
     # A job that expected a callback and was found finished by a poll instead: a provider (or gateway, through a
     # CallbackField it ignores) that does not call back makes every job wait for the later first check.
     CALLBACKS_MISSED = "CallbacksMissed"
+    # New tasks sent because the provider's moderation flagged only an output (ResubmitOnOutputModeration).
+    MODERATION_RESUBMISSIONS = "ModerationResubmissions"
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:

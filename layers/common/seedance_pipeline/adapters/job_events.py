@@ -50,6 +50,9 @@ def event_detail(job: Job) -> dict[str, Any]:
         "outputs": outputs,
         "request": job.request.model_dump() if job.request else None,
         "error": job.error.model_dump() if job.error else None,
+        # What the provider's moderation flagged (what, code), also on a job a resubmission then finished.
+        "moderation": job.moderation.model_dump() if job.moderation else None,
+        "resubmissions": job.resubmissions,
         "tokens": {"estimated": job.estimated_tokens, "billed": job.billed_tokens},
         "timings": {
             "created_at": iso_time(job.created_at),

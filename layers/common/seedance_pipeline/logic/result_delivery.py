@@ -20,6 +20,8 @@ from seedance_pipeline.rules.token_estimate import billed_tokens
 from seedance_pipeline.runtime import Runtime
 
 _MAX_REASON_CHARS = 500
+# The containers a request may ask for (`output_format`); the sidecar names the format beside the video's key.
+VIDEO_CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime"}
 
 
 def deliver_results(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs, list[str]]:
@@ -41,13 +43,14 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime) -> tuple[JobOutputs
             "the provider reported success but gave no usable video URL"
             + (" (the URL field is not a string)" if result.malformed_url else "")
         )
-    keys = output_keys(job.source_key, settings, job.job_id)
+    video_format = job.request.output_format if job.request else "mp4"
+    keys = output_keys(job.source_key, settings, job.job_id, video_format=video_format)
     bucket = settings.output_bucket or job.source_bucket
     notes: list[str] = []
 
     deadline = runtime.delivery_deadline()
     with runtime.downloader.open(result.video_url, max_bytes=settings.max_video_bytes, deadline=deadline) as stream:
-        runtime.storage.upload_stream(stream, bucket, keys.video, content_type="video/mp4")
+        runtime.storage.upload_stream(stream, bucket, keys.video, content_type=VIDEO_CONTENT_TYPES[video_format])
 
     last_frame_key = None
     if job.request is not None and job.request.return_last_frame:
@@ -119,6 +122,7 @@ def sidecar_document(
         "request": job.request.model_dump() if job.request else None,
         "outputs": {
             "video": outputs.video_key,
+            "video_format": job.request.output_format if job.request else "mp4",
             "last_frame": outputs.last_frame_key,
             "sidecar": outputs.sidecar_key,
             "bucket": outputs.bucket,
@@ -133,5 +137,7 @@ def sidecar_document(
         },
         "provider": {"status": result.raw_status, "usage": result.usage},
         "tokens": {"estimated": job.estimated_tokens, "billed": billed_tokens(result.usage)},
+        "moderation": job.moderation.model_dump() if job.moderation else None,
+        "resubmissions": job.resubmissions,
         "notes": [*job.notes, *notes],
     }

@@ -25,9 +25,10 @@ from seedance_pipeline.errors import (
     outcome_of,
 )
 from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
-from seedance_pipeline.logic.job_inputs import JobInputs, image_urls, load_inputs
+from seedance_pipeline.logic.job_inputs import JobInputs, image_urls, load_inputs, media_urls
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
 from seedance_pipeline.logic.lost_submission import look_up_lost_task
+from seedance_pipeline.logic.moderation_outcome import end_moderated, moderation_of
 from seedance_pipeline.logic.token_budget import commit_tokens, held_by_budget, over_budget, past_waiting_age
 from seedance_pipeline.models import Job, JobError, JobStatus, Upload, UploadDisposition
 from seedance_pipeline.observability import (
@@ -246,7 +247,12 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
         else None
     )
     body = provider_body_for(
-        settings, request, image_urls(inputs, job.source_bucket, runtime), inputs.mode, callback_url=callback_url
+        settings,
+        request,
+        image_urls(inputs, job.source_bucket, runtime),
+        inputs.mode,
+        callback_url=callback_url,
+        media_urls=media_urls(inputs, job.source_bucket, runtime),
     )
     del inputs  # the image bytes (and any base64 copy) are not needed past this point
 
@@ -366,6 +372,9 @@ def _not_submitted(job: Job, runtime: Runtime, *, owner: str, error: PipelineErr
     if outcome is Outcome.DROP:
         raise error
     count_provider_error(error.code)
+    moderated = moderation_of(error.code, error.message) if outcome is Outcome.FAILED else None
+    if moderated is not None:  # an input flagged at the POST: no task, not billed, never resent
+        return end_moderated(job, runtime, owner=owner, moderation=moderated[0], rule=moderated[1], text=error.message)
     message = error.message
     if outcome is Outcome.UNCERTAIN:
         message = f"{error.message}. Not resent, to avoid paying twice: {UNCERTAIN_ADVICE}"
