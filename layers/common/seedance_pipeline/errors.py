@@ -312,7 +312,8 @@ MODERATION: tuple[tuple[str, ModerationRule], ...] = (
             ErrorCode.MODERATION_OUTPUT_VIDEO,
             "output_video",
             "the generated video was flagged (a flagged output is not billed): a second try with another seed may "
-            "pass; `seedance-pipeline jobs retry JOB_ID` sends one, or set ResubmitOnOutputModeration",
+            "pass; `seedance-pipeline jobs retry JOB_ID` sends one (unless the upload fixed its seed), or set "
+            "ResubmitOnOutputModeration",
             Resubmit.NEW_SEED,
         ),
     ),
