@@ -106,6 +106,17 @@ def iso_time(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp is not None else None
 
 
+class DraftLink(BaseModel):
+    """The approved draft a final is made from: its job, its task (sent as the `draft_task` item) and its sidecar."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str = Field(max_length=64)
+    task_id: str = Field(max_length=256)
+    bucket: str | None = Field(default=None, max_length=63)
+    sidecar_key: str | None = Field(default=None, max_length=1024)
+
+
 class VideoRequest(BaseModel):
     """The resolved provider request, minus the image bytes; stored on the job and in the sidecar."""
 
@@ -126,6 +137,8 @@ class VideoRequest(BaseModel):
     task_type: str | None = None
     output_format: str = "mp4"
     draft: bool = False
+    # A final: the draft it turns into the finished video (its request carries the `draft_task` item alone).
+    draft_of: DraftLink | None = None
 
 
 class Upload(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput, ObjectGone
+from seedance_pipeline.logic.draft_final import final_request_for
 from seedance_pipeline.models import Job, VideoRequest
 from seedance_pipeline.rules import image_rules
 from seedance_pipeline.rules.manifests import (
@@ -74,6 +75,8 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
             check_size=check_manifest_size,
         )
         manifest = parse_manifest(raw)
+        if manifest.is_final:  # no image of its own: the draft's task holds them
+            return JobInputs(request=job.request or final_request_for(job, manifest, runtime), images=[])
         keys = frame_keys(job.source_key, manifest, settings)
         references = media_keys(job.source_key, manifest, settings)
         request = job.request or resolve_request(

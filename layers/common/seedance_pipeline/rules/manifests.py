@@ -48,6 +48,10 @@ MAX_REFERENCE_MEDIA = 64
 _MEDIA_LIST = Field(default=None, min_length=1, max_length=MAX_REFERENCE_MEDIA)
 
 
+# What a final manifest may say besides the draft it names: the draft holds the prompt, the images and the model.
+FINAL_FIELDS = frozenset({"draft_job", "draft_sidecar", "resolution", "watermark", "return_last_frame"})
+
+
 def is_manifest(key: str) -> bool:
     return key.lower().endswith(".json")
 
@@ -65,6 +69,9 @@ class JobManifest(BaseModel):
     task_type: Literal["reference", "edit", "extend"] | None = None
     output_format: Literal["mp4", "mov"] | None = None
     draft: StrictBool | None = None
+    # A final: the approved draft's job id, or its sidecar's key in the output bucket (nothing else describes it).
+    draft_job: str | None = Field(default=None, min_length=1, max_length=64)
+    draft_sidecar: str | None = Field(default=None, min_length=1, max_length=MAX_KEY_BYTES)
     prompt: str | None = None
     model: str | None = Field(default=None, min_length=1)
     resolution: Resolution | None = None
@@ -94,6 +101,8 @@ class JobManifest(BaseModel):
 
     @model_validator(mode="after")
     def _one_image_mode(self) -> JobManifest:
+        if self.is_final:
+            return self._a_final_names_only_its_draft()
         references = self.reference_images or self.reference_videos or self.reference_audio
         if references is not None and (self.first_frame or self.last_frame):
             raise ValueError(
@@ -104,6 +113,21 @@ class JobManifest(BaseModel):
             raise ValueError("'first_frame' (or 'reference_images' or 'reference_videos') is required")
         if self.reference_audio and not (self.reference_images or self.reference_videos):
             raise ValueError("'reference_audio' needs a reference image or video beside it: audio alone is never sent")
+        return self
+
+    @property
+    def is_final(self) -> bool:
+        return self.draft_job is not None or self.draft_sidecar is not None
+
+    def _a_final_names_only_its_draft(self) -> JobManifest:
+        if self.draft_job is not None and self.draft_sidecar is not None:
+            raise ValueError("name the draft once: either 'draft_job' or 'draft_sidecar'")
+        extra = sorted(self.model_fields_set - FINAL_FIELDS)
+        if extra:
+            raise ValueError(
+                f"a final takes its inputs from its draft: {', '.join(repr(f) for f in extra)} cannot be set "
+                f"(a final may set only {', '.join(sorted(FINAL_FIELDS))})"
+            )
         return self
 
     @property
@@ -135,7 +159,15 @@ class JobManifest(BaseModel):
             "task_type": "task-type",
             "output_format": "output-format",
         }
-        paths = {"first_frame", "last_frame", "reference_images", "reference_videos", "reference_audio"}
+        paths = {
+            "first_frame",
+            "last_frame",
+            "reference_images",
+            "reference_videos",
+            "reference_audio",
+            "draft_job",
+            "draft_sidecar",
+        }
         values = self.model_dump(exclude=paths, exclude_none=True)
         return {names.get(k, k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
 

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.models import Ratio, Resolution, VideoRequest
+from seedance_pipeline.rules.draft_request import ark_final_body
 from seedance_pipeline.rules.model_catalogue import (
     ImageMode,
     ProviderApi,
@@ -254,7 +255,7 @@ def provider_body(request: VideoRequest, image_urls: list[str], *, takes_camera_
     """The unified gateway body: the request's fields and the image list (camerafixed only where the model takes
     it: docs/provider-api.md, "Models")."""
     # The 2.x fields are refused for this dialect when resolved (it cannot carry them), so never sent here.
-    native_only = {"prompt_truncated", "task_type", "output_format", "draft"}
+    native_only = {"prompt_truncated", "task_type", "output_format", "draft", "draft_of"}
     exclude = native_only | (set() if takes_camera_fixed else {"camerafixed"})
     body: dict[str, Any] = request.model_dump(exclude=exclude, exclude_none=True)
     body["images"] = image_urls
@@ -336,7 +337,12 @@ def provider_body_for(
     spec = settings.model_catalogue.get(request.model)
     # A model outside the catalogue never gets this far (resolve_request refuses it); an unknown row sends all.
     takes_camera_fixed = spec is None or mode in spec.camera_fixed_modes
-    if settings.provider_api == "ark":
+    if settings.provider_api == "ark" and request.draft_of is not None:
+        body = ark_final_body(
+            request, service_tier=settings.service_tier, expires_after=settings.ark_expires_after_seconds
+        )
+        field = "callback_url"
+    elif settings.provider_api == "ark":
         body = ark_body(
             request,
             image_urls,
