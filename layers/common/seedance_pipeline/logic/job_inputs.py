@@ -29,6 +29,7 @@ from seedance_pipeline.rules.reference_media import (
     MediaKind,
     check_media,
 )
+from seedance_pipeline.rules.token_estimate import estimate_tokens
 from seedance_pipeline.rules.video_request import data_url, media_data_url, resolve_request
 from seedance_pipeline.runtime import Runtime
 
@@ -158,3 +159,23 @@ def image_urls(inputs: JobInputs, bucket: str, runtime: Runtime) -> list[str]:
         )
         for image in inputs.images
     ]
+
+
+def with_request(job: Job, inputs: JobInputs, runtime: Runtime) -> Job:
+    """The job with its resolved request, any note about it, and its token estimate (kept once made)."""
+    request = inputs.request
+    notes = list(job.notes)
+    if request.prompt_truncated and not any("prompt" in n for n in notes):
+        notes.append("the prompt was longer than 800 characters and was cut to 800")
+    estimate = job.estimated_tokens
+    if estimate is None:
+        first_image = inputs.images[0].size if inputs.images else None
+        spec = runtime.settings.model_catalogue.get(request.model)
+        estimate = estimate_tokens(
+            request.resolution,
+            request.ratio,
+            request.duration,
+            first_image,
+            longest_seconds=spec.longest_seconds if spec else None,  # duration -1: the model's longest
+        )
+    return job.model_copy(update={"request": request, "notes": notes, "estimated_tokens": estimate})
