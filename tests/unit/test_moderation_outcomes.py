@@ -1,11 +1,14 @@
 """Moderation failures end with a reason a person can act on; only an output flag is resubmitted, once, when allowed."""
 
 import json
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from seedance_pipeline.adapters.job_events import event_detail
-from seedance_pipeline.errors import ProviderRejected
+from seedance_pipeline.errors import MODERATION, ProviderRejected, moderation_rule
 from seedance_pipeline.logic.moderation_outcome import resubmission_seed
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
@@ -157,3 +160,28 @@ def test_a_failure_that_is_not_moderation_keeps_the_providers_reason_alone():
     job = store.job(job_id)
     assert present(job.error).code == "PROVIDER_FAILURE" and present(job.error).message == "boom"
     assert job.moderation is None and len(provider.submissions) == 1
+
+
+INPUT_CODES = [code for code, rule in MODERATION if rule.resubmit is None]
+OUTPUT_CODES = [code for code, rule in MODERATION if rule.resubmit is not None]
+
+
+@given(
+    st.sampled_from(INPUT_CODES),
+    st.lists(st.sampled_from(OUTPUT_CODES), max_size=2),
+    st.sampled_from([" ", ": ", "; ", ", ", " | ", "\n", ". "]),
+)
+def test_a_failure_that_names_any_flagged_input_is_never_one_a_second_try_may_clear(input_code, outputs, filler):
+    text = filler.join([*outputs, input_code, *outputs])
+    found = moderation_rule(None, text)
+    assert found is not None
+    code, rule = found
+    assert rule.resubmit is None
+    assert code == input_code or code.startswith("InputImage")  # the privacy code is the image code, refined
+
+
+@given(st.text(max_size=200))
+def test_text_without_a_moderation_code_is_never_read_as_moderation(text):
+    words = set(re.findall(r"[A-Za-z.]+", text))
+    if not any(code in word for word in words for code, _ in MODERATION):
+        assert moderation_rule(None, text) is None
