@@ -185,3 +185,15 @@ def test_text_without_a_moderation_code_is_never_read_as_moderation(text):
     words = set(re.findall(r"[A-Za-z.]+", text))
     if not any(code in word for word in words for code, _ in MODERATION):
         assert moderation_rule(None, text) is None
+
+
+def test_a_job_past_its_age_limit_is_not_resubmitted_and_the_reason_says_why():
+    runtime, store, storage, provider, job_id = start(resubmit_on_output_moderation=True, max_job_age_minutes=1)
+    provider.ready_after = 65  # the flag comes back after 65 s: a resubmitted WAITING job would time out unsent
+    provider.outcome = {"state": "FAILED", "failure_code": "OutputVideoSensitiveContentDetected"}
+    runtime.clock.advance(65)
+    poll_until_terminal(runtime, store)
+    job = store.job(job_id)
+    assert job.status is JobStatus.FAILED and present(job.error).code == "MODERATION_OUTPUT_VIDEO"
+    assert "not resubmitted: the job is past MaxJobAgeMinutes" in present(job.error).message
+    assert len(provider.submissions) == 1

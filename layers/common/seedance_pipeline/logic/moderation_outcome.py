@@ -40,22 +40,23 @@ def end_moderated(
     """A job whose task (or POST) was stopped by moderation: resubmitted once where allowed, else FAILED with the
     reason a person can act on."""
     job = job.model_copy(update={"moderation": moderation})
-    if (
+    settings = runtime.settings
+    allowed = (
         rule.resubmit is not None
-        and runtime.settings.resubmit_on_output_moderation
+        and settings.resubmit_on_output_moderation
         and job.resubmissions < MAX_RESUBMISSIONS
         and job.request is not None
         and job.task_id is not None
-    ):
-        return _resubmit(job, runtime, owner=owner, how=rule.resubmit, moderation=moderation)
-    return finish(
-        job,
-        runtime,
-        owner=owner,
-        status=JobStatus.FAILED,
-        error_code=rule.code,
-        message=moderated_message(rule, moderation.code, text),
     )
+    # A WAITING job's age counts from its upload: one past MaxJobAgeMinutes would time out unsent, so a person
+    # decides (`jobs retry` restarts the age) rather than the job ending NEVER_SUBMITTED for no reason it shows.
+    too_old = runtime.clock() - job.created_at > settings.max_job_age_seconds
+    if allowed and not too_old and rule.resubmit is not None:
+        return _resubmit(job, runtime, owner=owner, how=rule.resubmit, moderation=moderation)
+    message = moderated_message(rule, moderation.code, text)
+    if allowed and too_old:
+        message = f"{message} (not resubmitted: the job is past MaxJobAgeMinutes)"
+    return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=rule.code, message=message)
 
 
 def resubmission_seed(job_id: str, attempt: int) -> int:
