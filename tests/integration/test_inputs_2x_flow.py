@@ -159,7 +159,7 @@ def test_a_flagged_input_ends_failed_with_its_reason_and_is_never_resubmitted(
 @pytest.mark.parametrize("dialect", ["ark"], indirect=True)
 def test_a_flagged_output_audio_is_resubmitted_once_silent(make_pipeline, sim):
     pipeline = make_pipeline(RESUBMIT_ON_OUTPUT_MODERATION="true")
-    sim.knobs.output_audio_sensitive_next = 1  # type: ignore[attr-defined]
+    sim.knobs.output_audio_sensitive_next = 1
     meta = {"model": SEEDANCE_2, "generate-audio": "true", "resolution": "480p"}
     pipeline.submit(pipeline.upload("uploads/loud.jpg", image_bytes(), meta))
     job = pipeline.run_until_terminal(timeout=60)["uploads/loud.jpg"]
