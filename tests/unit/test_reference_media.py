@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import Upload
 from seedance_pipeline.rules.reference_media import MAX_AUDIO_BYTES, MAX_VIDEO_BYTES, MediaKind, sniff
@@ -274,3 +275,19 @@ def test_a_reference_video_or_audio_uploaded_on_its_own_is_not_a_job(name):
     assert outcome.outcome == "IGNORED"
     assert "used only when a manifest names it" in present(outcome.reason)
     assert storage.reads == 0 and provider.submissions == []
+
+
+def test_a_mov_output_is_delivered_under_a_mov_name_that_the_sidecar_names():
+    runtime, store, storage, provider = make_runtime(**ARK)
+    storage.add(BUCKET, "uploads/clips/_f/0.png", image_bytes(fmt="PNG"))
+    document = {"reference_images": ["_f/0.png"], "output_format": "mov", "model": SEEDANCE_2_5}
+    storage.add(BUCKET, "uploads/clips/job.json", json.dumps(document).encode())
+    outcome = accept_upload(Upload(bucket=BUCKET, key="uploads/clips/job.json", sequencer="01"), runtime, owner="o")
+    assert outcome.outcome == "SUBMITTED", outcome.reason
+    for _ in range(10):
+        runtime.clock.advance(30)
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    sidecar = json.loads(storage.uploads[(BUCKET, "videos/clips/job.json.json")])
+    assert sidecar["outputs"]["video"] == f"videos/clips/job.json.{present(outcome.job_id)[:12]}.mov"
+    assert sidecar["outputs"]["video_format"] == "mov"
+    assert (BUCKET, sidecar["outputs"]["video"]) in storage.uploads
