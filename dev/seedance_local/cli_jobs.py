@@ -1,4 +1,5 @@
-"""`seedance-pipeline jobs list|show|retry`: look at a pipeline's jobs and send failed ones again."""
+"""`seedance-pipeline jobs list|show|retry|finalize`: look at a pipeline's jobs, send failed ones again, and turn an
+approved draft into its final."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from seedance_local import operator_tools
+from seedance_local import draft_finalize, operator_tools
 from seedance_local.cli_common import CliParser, Subcommands, positive_int, target_from_args
 from seedance_pipeline.models import Job, JobStatus
 
@@ -38,6 +39,9 @@ def add_jobs_commands(commands: Subcommands, target: CliParser) -> None:
     jobs.add_parser("retry", parents=[target], help="send a FAILED or TIMED_OUT job again").add_argument(
         "job_id", metavar="JOB", help=id_help
     )
+    finalize = jobs.add_parser("finalize", parents=[target], help="make the final of a delivered draft (one new job)")
+    finalize.add_argument("job_id", metavar="JOB", help=id_help)
+    finalize.add_argument("--resolution", help="the final's resolution (default: the stack's Resolution)")
 
 
 def jobs_command(args: argparse.Namespace, console: Console) -> int:
@@ -51,6 +55,10 @@ def jobs_command(args: argparse.Namespace, console: Console) -> int:
         return 0
     if args.jobs_command == "show":
         _write_json(console, job_document(operator_tools.show_job(target.store(), args.job_id)))
+        return 0
+    if args.jobs_command == "finalize":
+        key, _ = draft_finalize.finalize_draft(target, args.job_id, resolution=args.resolution)
+        console.print(f"wrote {key}: its upload makes the final, a job of its own linked to the draft")
         return 0
     job = operator_tools.retry_job(target.store(), args.job_id)
     console.print(f"job {job.job_id} is WAITING again; the next poll submits it ({job.notes[-1]})")

@@ -177,6 +177,22 @@ def test_the_current_object_of_a_key_is_named_by_its_etag_and_version(backend: B
     assert backend.storage.current(PLAIN, plain) is None
 
 
+def test_the_head_of_an_object_is_its_first_bytes_and_its_whole_size(backend: Backend) -> None:
+    """A reference video's kind and size from one ranged read: the first bytes, the size of the whole object."""
+    key = _key("move.mp4")
+    body = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
+    backend.put(PLAIN, key, body, {})
+    assert backend.storage.read_head(PLAIN, key, length=16) == (len(body), body[:16])
+    short = _key("tiny.wav")
+    backend.put(PLAIN, short, b"RIFF", {})
+    assert backend.storage.read_head(PLAIN, short, length=64) == (4, b"RIFF")
+    empty = _key("empty.mp3")
+    backend.put(PLAIN, empty, b"", {})
+    assert backend.storage.read_head(PLAIN, empty, length=64) == (0, b"")
+    with pytest.raises(ObjectGone):
+        backend.storage.read_head(PLAIN, _key("missing.mp4"), length=64)
+
+
 # --- results and sidecars ---------------------------------------------------------------------------
 
 

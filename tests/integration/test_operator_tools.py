@@ -112,7 +112,7 @@ def test_list_filters_by_status_from_the_command_line(finished, cli_target, caps
     out = capsys.readouterr().out
     assert finished.failed.job_id[:12] in out
     assert finished.failed.job_id not in out  # short ids: one line per job when piped
-    assert "PROVIDER_FAILURE" in out
+    assert "MODERATION_OUTPUT_VIDEO" in out  # the simulator fails it as a flagged output
     assert finished.succeeded.job_id[:12] not in out
 
 

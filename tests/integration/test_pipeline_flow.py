@@ -92,9 +92,11 @@ def test_provider_failure_ends_failed_with_the_providers_reason(pipeline, sim, d
     job = pipeline.run_until_terminal(timeout=60)["uploads/moderated.jpg"]
     assert job.status is JobStatus.FAILED
     reason = "The request failed because the output video may contain sensitive information."
-    # Native Ark names the moderation code too (error.code: error.message); the gateway passes the text alone.
-    expected = f"OutputVideoSensitiveContentDetected: {reason}" if dialect == "ark" else reason
-    assert job.error.message == expected
+    # Both dialects carry the moderation code (Ark's error.code, the gateway's data.error.code): the reason says
+    # what was flagged and what to do, and keeps the provider's own words.
+    assert job.error.code == "MODERATION_OUTPUT_VIDEO"
+    assert job.error.message.startswith("moderation flagged the output video (OutputVideoSensitiveContentDetected)")
+    assert job.error.message.endswith(reason)
 
 
 def test_a_multipart_upload_event_is_handled_like_a_put(pipeline, sim, stack):

@@ -77,6 +77,7 @@ ENVIRONMENT = {
     "CAMERA_FIXED": "CameraFixed",
     "RETURN_LAST_FRAME": "ReturnLastFrame",
     "GENERATE_AUDIO": "GenerateAudio",
+    "RESUBMIT_ON_OUTPUT_MODERATION": "ResubmitOnOutputModeration",
     "INPUT_PREFIX": "InputPrefix",
     "OUTPUT_PREFIX": "OutputPrefix",
     "MAX_IN_FLIGHT": "MaxInFlight",

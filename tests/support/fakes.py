@@ -334,6 +334,7 @@ class FakeStorage:
         # Buckets with versioning on: every add keeps a version, and a read may ask for an older one by its id.
         self.versioned_buckets: set[str] = set()
         self.versions: dict[tuple[str, str], dict[str, tuple[bytes, dict[str, str], str]]] = {}
+        self.head_reads = 0
 
     def add(
         self, bucket: str, key: str, data: bytes, metadata: dict[str, str] | None = None, etag: str = "e1"
@@ -394,6 +395,14 @@ class FakeStorage:
             metadata={name.lower(): value for name, value in metadata.items()},
         )
         return info, data
+
+    def read_head(self, bucket: str, key: str, *, length: int) -> tuple[int, bytes]:
+        """As a ranged GET: the object's whole size and its first `length` bytes."""
+        stored = self._stored(bucket, key)
+        if stored is None:
+            raise ObjectGone(f"s3://{bucket}/{key} is gone")
+        self.head_reads += 1
+        return len(stored[0]), stored[0][:length]
 
     def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
         return f"https://example-bucket.s3.amazonaws.com/{key}?X-Amz-Signature=fake"
@@ -463,6 +472,8 @@ class FakeProvider:
         self.submit_error: Exception | None = None
         self.get_error: Exception | None = None
         self.outcome: dict[str, Any] = {"state": "SUCCEEDED"}
+        # Outcomes of particular tasks (by task id), over `outcome`: a first task flagged, its resubmission not.
+        self.outcome_for: dict[str, dict[str, Any]] = {}
         # What a task not yet ready reports: RUNNING, or PENDING for a task still queued.
         self.unready_state = "RUNNING"
         # Ark-like behaviour, off by default (a unified gateway lists nothing and cancels nothing). `can_list`: the
@@ -526,15 +537,17 @@ class FakeProvider:
         if self.clock() - task["at"] < self.ready_after:
             raw = "IN_PROGRESS" if self.unready_state == "RUNNING" else "queued"
             return TaskResult(task_id=task_id, state=self.unready_state, raw_status=raw)
-        state = self.outcome["state"]
+        outcome = self.outcome_for.get(task_id, self.outcome)
+        state = outcome["state"]
         return TaskResult(
             task_id=task_id,
             state=state,
             raw_status="SUCCESS" if state == "SUCCEEDED" else "FAILURE",
-            video_url=self.outcome.get("video_url", f"https://cdn.example.com/{task_id}.mp4"),
-            last_frame_url=self.outcome.get("last_frame_url"),
-            failure_reason=self.outcome.get("failure_reason"),
-            usage=self.outcome.get("usage"),
+            video_url=outcome.get("video_url", f"https://cdn.example.com/{task_id}.mp4"),
+            last_frame_url=outcome.get("last_frame_url"),
+            failure_reason=outcome.get("failure_reason"),
+            failure_code=outcome.get("failure_code"),
+            usage=outcome.get("usage"),
         )
 
     def find_task(

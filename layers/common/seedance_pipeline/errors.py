@@ -6,6 +6,8 @@ Adapters translate ClientError codes and HTTP statuses into these errors; logic 
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from enum import StrEnum
 
 from seedance_pipeline.redaction import redact_tokens
@@ -52,6 +54,13 @@ class ErrorCode(StrEnum):
     SECRET_UNAVAILABLE = "SECRET_UNAVAILABLE"  # noqa: S105 (a name, not a password)
     # Our own spending cap (DailyTokenBudget): the job waits for the next UTC day or a raised budget.
     DAILY_BUDGET_REACHED = "DAILY_BUDGET_REACHED"
+    # The provider's moderation flagged something (MODERATION below says what, and what a person can do).
+    MODERATION_PROMPT = "MODERATION_PROMPT"
+    MODERATION_IMAGE = "MODERATION_IMAGE"
+    MODERATION_REAL_PERSON = "MODERATION_REAL_PERSON"
+    MODERATION_INPUT_MEDIA = "MODERATION_INPUT_MEDIA"
+    MODERATION_OUTPUT_VIDEO = "MODERATION_OUTPUT_VIDEO"
+    MODERATION_OUTPUT_AUDIO = "MODERATION_OUTPUT_AUDIO"
     # Results.
     DOWNLOAD_REFUSED = "DOWNLOAD_REFUSED"
     RESULT_EXPIRED = "RESULT_EXPIRED"
@@ -260,3 +269,93 @@ def outcome_of(error: PipelineError) -> Outcome:
         if cls in OUTCOMES:
             return OUTCOMES[cls]
     return Outcome.FAILED
+
+
+class Resubmit(StrEnum):
+    """What a second task changes when a flag is one a second try can clear (ResubmitOnOutputModeration)."""
+
+    NEW_SEED = (
+        "new_seed"  # the output video was flagged: another seed makes another video (a flagged one is not billed)
+    )
+    SILENT = "silent"  # only the output audio was flagged: the same request without audio
+
+
+@dataclass(frozen=True)
+class ModerationRule:
+    code: ErrorCode
+    flagged: str  # what was flagged, as the job's `moderation.what` names it
+    advice: str
+    resubmit: Resubmit | None = None
+
+
+# The provider's moderation codes (docs/provider-api.md, "Moderation outcomes"), most specific first: a code is
+# matched as a whole word of the failure text, so `InputImageSensitiveContentDetected.PrivacyInformation` is a real
+# person's face and not just an image. A flagged input is never resubmitted: the same input is flagged again.
+MODERATION: tuple[tuple[str, ModerationRule], ...] = (
+    (
+        "InputImageSensitiveContentDetected.PrivacyInformation",
+        ModerationRule(
+            ErrorCode.MODERATION_REAL_PERSON,
+            "real_person",
+            "an input image shows a real person's face, which the 2.x models refuse unless the person is an "
+            "authorised asset: use an image without a real face, or register the person as an asset with the "
+            "provider",
+        ),
+    ),
+    (
+        "InputTextSensitiveContentDetected",
+        ModerationRule(ErrorCode.MODERATION_PROMPT, "prompt", "the prompt was flagged: reword it and upload again"),
+    ),
+    (
+        "InputTextRiskDetection",
+        ModerationRule(ErrorCode.MODERATION_PROMPT, "prompt", "the prompt was flagged: reword it and upload again"),
+    ),
+    (
+        "InputImageSensitiveContentDetected",
+        ModerationRule(ErrorCode.MODERATION_IMAGE, "image", "an input image was flagged: use another image"),
+    ),
+    (
+        "InputImageRiskDetection",
+        ModerationRule(ErrorCode.MODERATION_IMAGE, "image", "an input image was flagged: use another image"),
+    ),
+    (
+        "InputVideoSensitiveContentDetected",
+        ModerationRule(
+            ErrorCode.MODERATION_INPUT_MEDIA, "input_video", "a reference video was flagged: use another video"
+        ),
+    ),
+    (
+        "InputAudioSensitiveContentDetected",
+        ModerationRule(
+            ErrorCode.MODERATION_INPUT_MEDIA, "input_audio", "a reference audio clip was flagged: use another clip"
+        ),
+    ),
+    (
+        "OutputVideoSensitiveContentDetected",
+        ModerationRule(
+            ErrorCode.MODERATION_OUTPUT_VIDEO,
+            "output_video",
+            "the generated video was flagged (a flagged output is not billed): a second try with another seed may "
+            "pass; `seedance-pipeline jobs retry JOB_ID` sends one (unless the upload fixed its seed), or set "
+            "ResubmitOnOutputModeration",
+            Resubmit.NEW_SEED,
+        ),
+    ),
+    (
+        "OutputAudioSensitiveContentDetected",
+        ModerationRule(
+            ErrorCode.MODERATION_OUTPUT_AUDIO,
+            "output_audio",
+            "the generated audio was flagged: the same request without audio (generate_audio false) may pass, or "
+            "set ResubmitOnOutputModeration to have it sent silent once",
+            Resubmit.SILENT,
+        ),
+    ),
+)
+_MODERATION_WORD = re.compile(r"[A-Za-z]+(?:\.[A-Za-z]+)?")
+
+
+def moderation_rule(*texts: str | None) -> tuple[str, ModerationRule] | None:
+    """The provider code and rule for a failure whose code or text names a moderation code, else None."""
+    words = {word for text in texts if text for word in _MODERATION_WORD.findall(text)}
+    return next(((code, rule) for code, rule in MODERATION if code in words), None)

@@ -106,6 +106,17 @@ def iso_time(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp is not None else None
 
 
+class DraftLink(BaseModel):
+    """The approved draft a final is made from: its job, its task (sent as the `draft_task` item) and its sidecar."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str = Field(max_length=64)
+    task_id: str = Field(max_length=256)
+    bucket: str | None = Field(default=None, max_length=63)
+    sidecar_key: str | None = Field(default=None, max_length=1024)
+
+
 class VideoRequest(BaseModel):
     """The resolved provider request, minus the image bytes; stored on the job and in the sidecar."""
 
@@ -122,6 +133,12 @@ class VideoRequest(BaseModel):
     generate_audio: bool
     seed: int | None = None
     prompt_truncated: bool = False
+    # The 2.x inputs (docs/inputs.md): a 2.5 task type, the container asked for, a 480p draft.
+    task_type: str | None = None
+    output_format: str = "mp4"
+    draft: bool = False
+    # A final: the draft it turns into the finished video (its request carries the `draft_task` item alone).
+    draft_of: DraftLink | None = None
 
 
 class Upload(BaseModel):
@@ -149,6 +166,14 @@ class JobError(BaseModel):
     # An ErrorCode value, or the provider's own code for its refusals and throttles.
     code: ProviderStatusText
     message: Message
+
+
+class Moderation(BaseModel):
+    """What the provider's moderation flagged (prompt, image, real_person, input_video, input_audio, output_video,
+    output_audio) and the provider's own code, so a person knows what to change."""
+
+    what: str = Field(max_length=40)
+    code: str = Field(max_length=100)
 
 
 class JobOutputs(BaseModel):
@@ -195,6 +220,9 @@ class Job(BaseModel):
     # What the pipeline repaired in the upload before sending it (HEIC converted, EXIF orientation applied, scaled
     # down): image_rules.changes_record entries, copied into the sidecar. A few short entries per image.
     input_changes: list[dict[str, Any]] = Field(default_factory=list)
+    # The last moderation flag met, and how many new tasks ResubmitOnOutputModeration sent for this job (at most 1).
+    moderation: Moderation | None = None
+    resubmissions: int = 0
     # Set when a POST left our hands; a job found WAITING with this set may already be paid for.
     submission_started_at: float | None = None
     # The request carried a callback URL (never stored: its token is a secret), so the first status check can wait
@@ -253,6 +281,8 @@ class TaskResult(BaseModel):
     video_url: str | None = None
     last_frame_url: str | None = None
     failure_reason: Message | None = None
+    # The provider's own failure code where its answer carries one apart from the text (a moderation code).
+    failure_code: ProviderStatusText | None = None
     usage: Usage = None
     # Present but unusable URL fields, e.g. a number where a URL belongs.
     malformed_url: bool = False

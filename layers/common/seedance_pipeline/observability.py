@@ -77,6 +77,8 @@ class MetricName:
     # A paid video that cannot be written because the output bucket's KMS key refuses the functions: it waits for
     # the grant (an operator's fix) while the provider keeps it.
     DELIVERIES_BLOCKED_BY_KMS = "DeliveriesBlockedByKms"
+    # New tasks sent because the provider's moderation flagged only an output (ResubmitOnOutputModeration).
+    MODERATION_RESUBMISSIONS = "ModerationResubmissions"
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:

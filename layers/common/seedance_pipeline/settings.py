@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     camera_fixed: bool = False
     return_last_frame: bool = False
     generate_audio: bool = False
+    # One new task (a new seed, or silent) when the provider's moderation flagged only the output: never an input.
+    resubmit_on_output_moderation: bool = False
 
     input_prefix: str = "uploads/"
     output_prefix: str = "videos/"

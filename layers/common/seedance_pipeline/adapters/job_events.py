@@ -9,6 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from seedance_pipeline.models import MAX_MESSAGE_CHARS, Job, JobStatus, cut, iso_time
 from seedance_pipeline.observability import logger
+from seedance_pipeline.rules.draft_request import draft_block
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -50,6 +51,11 @@ def event_detail(job: Job) -> dict[str, Any]:
         "outputs": outputs,
         "request": job.request.model_dump() if job.request else None,
         "error": job.error.model_dump() if job.error else None,
+        # What the provider's moderation flagged (what, code), also on a job a resubmission then finished.
+        "moderation": job.moderation.model_dump() if job.moderation else None,
+        "resubmissions": job.resubmissions,
+        # A draft's event says how to finalize it; a final's names its draft (rules/draft_request.py).
+        "draft": draft_block(job),
         "tokens": {"estimated": job.estimated_tokens, "billed": job.billed_tokens},
         "timings": {
             "created_at": iso_time(job.created_at),

@@ -92,6 +92,26 @@ class ObjectStorage:
             raise InvalidInput(f"the object is larger than {max_bytes} bytes", code=ErrorCode.IMAGE_TOO_LARGE)
         return info, data
 
+    def read_head(self, bucket: str, key: str, *, length: int) -> tuple[int, bytes]:
+        """A ranged GET: a reference video's kind and size cost one small read, never its whole body."""
+        try:
+            response = self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max(length, 1) - 1}")
+        except ClientError as exc:
+            if _error_code(exc) in _GONE_CODES:
+                raise ObjectGone(f"s3://{bucket}/{key} does not exist") from exc
+            if _error_code(exc) == "InvalidRange":  # an empty object: no byte 0
+                return 0, b""
+            _raise_if_kms_denied(exc, bucket, key, "kms:Decrypt", "BucketKmsKeyArn")
+            raise
+        body = response["Body"]
+        try:
+            head: bytes = body.read(length)
+        finally:
+            body.close()
+        # "bytes 0-63/12345": the whole object's size follows the slash.
+        total = str(response.get("ContentRange", "")).rpartition("/")[2]
+        return (int(total) if total.isdigit() else int(response.get("ContentLength", len(head)))), head
+
     def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:

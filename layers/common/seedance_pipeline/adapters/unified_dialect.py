@@ -53,6 +53,9 @@ _FAILURE_TEXT_PATHS: tuple[tuple[str | int, ...], ...] = (
     ("message",),
 )
 
+# Where a failed task's code sits apart from its text (a gateway's `data.error`, Ark's `error`).
+_FAILURE_CODE_PATHS: tuple[tuple[str | int, ...], ...] = (("data", "error", "code"), ("error", "code"))
+
 MISSING = object()
 
 
@@ -122,8 +125,10 @@ def task_result(
     malformed = (video is not MISSING and not isinstance(video, str)) or (
         last_frame is not MISSING and not isinstance(last_frame, str)
     )
-    failure = None
+    failure = failure_code = None
     if state is ProviderState.FAILED:
+        code = first_present(body, _FAILURE_CODE_PATHS)
+        failure_code = redact_tokens(str(code))[:100] if isinstance(code, str | int) and str(code).strip() else None
         text = first_present(body, failure_paths)
         failure = (
             redact_tokens(str(text))[:1000]
@@ -140,6 +145,7 @@ def task_result(
         video_url=video if isinstance(video, str) else None,
         last_frame_url=last_frame if isinstance(last_frame, str) else None,
         failure_reason=failure,
+        failure_code=failure_code,
         usage=usage,
         malformed_url=malformed,
     )

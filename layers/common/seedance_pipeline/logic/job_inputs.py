@@ -1,7 +1,8 @@
 """What a job sends: its images (checked against the provider's rules) and its resolved request.
 
 A plain upload is one image (a first frame) whose S3 metadata overrides the defaults; a manifest names one or two
-frames, or reference images, and carries the overrides itself.
+frames, or reference images, videos and audio, and carries the overrides itself. A reference video or audio clip is
+checked from its size and first bytes only (one ranged read), and sent by URL.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput, ObjectGone
+from seedance_pipeline.logic.draft_final import final_request_for
 from seedance_pipeline.models import Job, VideoRequest
 from seedance_pipeline.rules import image_rules
 from seedance_pipeline.rules.image_normalise import InputChange
@@ -19,10 +21,19 @@ from seedance_pipeline.rules.manifests import (
     check_manifest_size,
     frame_keys,
     is_manifest,
+    media_keys,
     parse_manifest,
 )
 from seedance_pipeline.rules.model_catalogue import ImageMode
-from seedance_pipeline.rules.video_request import data_url, resolve_request
+from seedance_pipeline.rules.reference_media import (
+    MAX_AUDIO_DATA_URL_BYTES,
+    SIGNATURE_BYTES,
+    MediaFormat,
+    MediaKind,
+    check_media,
+)
+from seedance_pipeline.rules.token_estimate import estimate_tokens
+from seedance_pipeline.rules.video_request import data_url, media_data_url, resolve_request
 from seedance_pipeline.runtime import Runtime
 
 
@@ -44,11 +55,22 @@ class InputImage:
 
 
 @dataclass(frozen=True)
+class InputMedia:
+    """A reference video or audio clip: never read whole; the provider fetches it from a presigned URL."""
+
+    key: str
+    format: MediaFormat
+    size: int
+
+
+@dataclass(frozen=True)
 class JobInputs:
     request: VideoRequest
     images: list[InputImage]
     # How the provider should read the images (a dialect with image roles needs it; the unified one sends a list).
     mode: ImageMode = ImageMode.FIRST_FRAME
+    # Reference videos, then audio clips, in the manifest's order.
+    media: tuple[InputMedia, ...] = ()
 
     def input_changes(self) -> list[dict[str, Any]]:
         """The `input_changes` the job record and the sidecar carry: one entry per repair, naming its image."""
@@ -68,7 +90,10 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
             check_size=check_manifest_size,
         )
         manifest = parse_manifest(raw)
+        if manifest.is_final:  # no image of its own: the draft's task holds them
+            return JobInputs(request=job.request or final_request_for(job, manifest, runtime), images=[])
         keys = frame_keys(job.source_key, manifest, settings)
+        references = media_keys(job.source_key, manifest, settings)
         request = job.request or with_lookup_seed(
             resolve_request(
                 settings,
@@ -77,12 +102,16 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
                 image_count=len(keys),
                 source="the manifest's",
                 code=ErrorCode.INVALID_MANIFEST,
+                video_count=sum(kind == MediaKind.VIDEO for _, _, kind in references),
+                audio_count=sum(kind == MediaKind.AUDIO for _, _, kind in references),
             ),
             job.job_id,
             settings.provider_api,
         )
+        # The cheap checks first: a wrong-kind video refuses the job before any image is decoded.
+        media = tuple(_read_media(runtime, job.source_bucket, *reference) for reference in references)
         images = [_read_image(runtime, job.source_bucket, key) for key in keys]
-        return JobInputs(request=request, images=images, mode=manifest.mode)
+        return JobInputs(request=request, images=images, mode=manifest.mode, media=media)
 
     info, data = storage.read(
         job.source_bucket,
@@ -119,6 +148,32 @@ def _prepared(key: str, version_id: str | None, data: bytes) -> InputImage:
     return InputImage(key, version_id, prepared.data, info.format, (info.width, info.height), tuple(prepared.changes))
 
 
+def _read_media(runtime: Runtime, bucket: str, field: str, key: str, kind: str) -> InputMedia:
+    try:
+        size, head = runtime.storage.read_head(bucket, key, length=SIGNATURE_BYTES)
+    except ObjectGone as exc:
+        raise InvalidInput(
+            f"the manifest's '{field}' names {key}, which does not exist", code=ErrorCode.INVALID_MANIFEST
+        ) from exc
+    return InputMedia(key, check_media(field, key, MediaKind(kind), head, size), size)
+
+
+def media_urls(inputs: JobInputs, bucket: str, runtime: Runtime) -> list[tuple[str, str]]:
+    """(kind, URL) per reference video and audio clip. Videos go by URL only; a small audio clip may go as a data
+    URL where the stack sends data URLs (read whole only then)."""
+    settings = runtime.settings
+    urls = []
+    for media in inputs.media:
+        kind = media.format.kind
+        if kind is MediaKind.AUDIO and settings.image_delivery == "data-url" and media.size <= MAX_AUDIO_DATA_URL_BYTES:
+            _, data = runtime.storage.read(bucket, media.key, max_bytes=MAX_AUDIO_DATA_URL_BYTES)
+            urls.append((kind.value, media_data_url(data, media.format.content_type)))
+            continue
+        url = runtime.storage.presign_get(bucket, media.key, version_id=None, expires_in=settings.presigned_url_seconds)
+        urls.append((kind.value, url))
+    return urls
+
+
 def image_urls(inputs: JobInputs, bucket: str, runtime: Runtime) -> list[str]:
     """One URL per image. A repaired image always goes as a data URL, whatever ImageDelivery says: the object in
     S3 is the unrepaired upload, and the submit function may not write a repaired copy anywhere (read-only on
@@ -132,3 +187,24 @@ def image_urls(inputs: JobInputs, bucket: str, runtime: Runtime) -> list[str]:
         )
         for image in inputs.images
     ]
+
+
+def with_request(job: Job, inputs: JobInputs, runtime: Runtime) -> Job:
+    """The job with its resolved request, any note about it, and its token estimate (kept once made)."""
+    request = inputs.request
+    notes = list(job.notes)
+    if request.prompt_truncated and not any("prompt" in n for n in notes):
+        notes.append("the prompt was longer than 800 characters and was cut to 800")
+    estimate = job.estimated_tokens
+    if estimate is None:
+        first_image = inputs.images[0].size if inputs.images else None
+        spec = runtime.settings.model_catalogue.get(request.model)
+        estimate = estimate_tokens(
+            request.resolution,
+            request.ratio,
+            request.duration,
+            first_image,
+            longest_seconds=spec.longest_seconds if spec else None,  # duration -1: the model's longest
+        )
+    update = {"request": request, "notes": notes, "estimated_tokens": estimate}
+    return job.model_copy(update={**update, "input_changes": inputs.input_changes()})

@@ -15,6 +15,7 @@ from seedance_pipeline.errors import (
 from seedance_pipeline.logic.check_schedule import waiting_retry_at
 from seedance_pipeline.logic.job_inputs import JobInputs, load_inputs
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
+from seedance_pipeline.logic.moderation_outcome import end_moderated, moderation_of
 from seedance_pipeline.models import Job, JobError, JobStatus
 from seedance_pipeline.observability import MetricName, count, count_provider_error, logger
 from seedance_pipeline.runtime import Runtime
@@ -45,6 +46,9 @@ def not_submitted(job: Job, runtime: Runtime, *, owner: str, error: PipelineErro
     if outcome is Outcome.DROP:
         raise error
     count_provider_error(error.code)
+    moderated = moderation_of(error.code, error.message) if outcome is Outcome.FAILED else None
+    if moderated is not None:  # an input flagged at the POST: no task, not billed, never resent
+        return end_moderated(job, runtime, owner=owner, moderation=moderated[0], rule=moderated[1], text=error.message)
     message = error.message
     if outcome is Outcome.UNCERTAIN:
         message = f"{error.message}. Not resent, to avoid paying twice: {UNCERTAIN_ADVICE}"

@@ -15,11 +15,14 @@ from typing import Any
 from seedance_pipeline.errors import DeliveryFailed, DownloadRefused, PipelineError, Superseded
 from seedance_pipeline.models import Job, JobOutputs, TaskResult, iso_time
 from seedance_pipeline.observability import logger
+from seedance_pipeline.rules.draft_request import draft_block
 from seedance_pipeline.rules.keys import OutputKeys, output_base, output_keys
 from seedance_pipeline.rules.token_estimate import billed_tokens
 from seedance_pipeline.runtime import Runtime
 
 _MAX_REASON_CHARS = 500
+# The containers a request may ask for (`output_format`); the sidecar names the format beside the video's key.
+VIDEO_CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime"}
 
 
 def deliver_results(
@@ -46,13 +49,14 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, replaced_by_newer: 
             "the provider reported success but gave no usable video URL"
             + (" (the URL field is not a string)" if result.malformed_url else "")
         )
-    keys = output_keys(job.source_key, settings, job.job_id)
+    video_format = job.request.output_format if job.request else "mp4"
+    keys = output_keys(job.source_key, settings, job.job_id, video_format=video_format)
     bucket = settings.output_bucket or job.source_bucket
     notes: list[str] = []
 
     deadline = runtime.delivery_deadline()
     with runtime.downloader.open(result.video_url, max_bytes=settings.max_video_bytes, deadline=deadline) as stream:
-        runtime.storage.upload_stream(stream, bucket, keys.video, content_type="video/mp4")
+        runtime.storage.upload_stream(stream, bucket, keys.video, content_type=VIDEO_CONTENT_TYPES[video_format])
 
     last_frame_key = None
     if job.request is not None and job.request.return_last_frame:
@@ -79,7 +83,27 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, replaced_by_newer: 
     runtime.storage.put_json(bucket, keys.sidecar, sidecar_document(job, result, outputs, delivered_at, notes))
     if previous is not None and previous.get("job_id") != job.job_id:
         notes.extend(_retire(previous, keys, output_base(job.source_key, settings), bucket, runtime))
+    notes.extend(_link_draft_to_final(job, outputs, runtime))
     return outputs, notes
+
+
+def _link_draft_to_final(job: Job, outputs: JobOutputs, runtime: Runtime) -> list[str]:
+    """The draft's sidecar, once its final is delivered, names the final too (both ways). Best effort: the final
+    is delivered whatever happens here, and its own sidecar names the draft."""
+    link = job.request.draft_of if job.request else None
+    if link is None or not link.bucket or not link.sidecar_key:
+        return []
+    try:
+        draft_sidecar = runtime.storage.read_json(link.bucket, link.sidecar_key)
+        if draft_sidecar is None or draft_sidecar.get("job_id") != link.job_id:
+            return [f"the draft's sidecar s3://{link.bucket}/{link.sidecar_key} now names another job; not linked"]
+        draft_sidecar["final"] = {"job_id": job.job_id, "task_id": job.task_id, "video": outputs.video_key,
+                                  "sidecar": outputs.sidecar_key, "bucket": outputs.bucket}  # fmt: skip
+        runtime.storage.put_json(link.bucket, link.sidecar_key, draft_sidecar)
+    except Exception as exc:  # the final's video is delivered: a missing back-link costs a look-up, not the video
+        logger.warning("could not link the draft's sidecar to its final", extra={"error": type(exc).__name__})
+        return [f"the draft's sidecar could not be linked to this final ({type(exc).__name__})"]
+    return []
 
 
 def _from_a_newer_upload(previous: dict[str, Any], job: Job, runtime: Runtime) -> bool:
@@ -141,6 +165,7 @@ def sidecar_document(
         "input_changes": job.input_changes,
         "outputs": {
             "video": outputs.video_key,
+            "video_format": job.request.output_format if job.request else "mp4",
             "last_frame": outputs.last_frame_key,
             "sidecar": outputs.sidecar_key,
             "bucket": outputs.bucket,
@@ -155,5 +180,8 @@ def sidecar_document(
         },
         "provider": {"status": result.raw_status, "usage": result.usage},
         "tokens": {"estimated": job.estimated_tokens, "billed": billed_tokens(result.usage)},
+        "moderation": job.moderation.model_dump() if job.moderation else None,
+        "resubmissions": job.resubmissions,
+        "draft": draft_block(job),
         "notes": [*job.notes, *notes],
     }

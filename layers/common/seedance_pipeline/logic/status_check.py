@@ -20,6 +20,7 @@ from seedance_pipeline.logic.check_schedule import planned_check
 from seedance_pipeline.logic.delivery_attempts import deliver_or_retry
 from seedance_pipeline.logic.due_book import Tracked
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
+from seedance_pipeline.logic.moderation_outcome import end_moderated, moderation_of
 from seedance_pipeline.logic.supersession import replaced_by_newer_upload
 from seedance_pipeline.models import (
     MAX_STATUS_CHARS,
@@ -158,6 +159,10 @@ def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | Pip
     job = job.model_copy(update={"checks": job.checks + 1, "provider_status": result.raw_status, "usage": result.usage})
 
     if result.state is ProviderState.FAILED:
+        moderated = moderation_of(result.failure_code, result.failure_reason)
+        if moderated is not None:
+            flag, rule = moderated
+            return end_moderated(job, runtime, owner=owner, moderation=flag, rule=rule, text=result.failure_reason)
         return finish(
             job,
             runtime,

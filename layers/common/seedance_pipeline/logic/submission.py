@@ -26,7 +26,7 @@ from seedance_pipeline.errors import (
     outcome_of,
 )
 from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
-from seedance_pipeline.logic.job_inputs import JobInputs, image_urls
+from seedance_pipeline.logic.job_inputs import image_urls, media_urls, with_request
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
 from seedance_pipeline.logic.lost_submission import look_up_lost_task
 from seedance_pipeline.logic.not_sent import UNCERTAIN_ADVICE, back_to_waiting, not_submitted, read_inputs
@@ -44,7 +44,6 @@ from seedance_pipeline.observability import (
 from seedance_pipeline.rules import image_rules
 from seedance_pipeline.rules.callback_token import callback_token, callback_url_for
 from seedance_pipeline.rules.keys import check_output_keys, due_shard_for, ignore_reason, job_id_for
-from seedance_pipeline.rules.token_estimate import estimate_tokens
 from seedance_pipeline.rules.video_request import provider_body_for
 from seedance_pipeline.runtime import Runtime
 from seedance_pipeline.triggers.upload_events import ParsedEvent
@@ -203,7 +202,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
             return SubmitAttempt(_rejected(job, runtime, owner=owner, error=exc))
         except ImageUnreadable as exc:
             return SubmitAttempt(back_to_waiting(job, runtime, owner=owner, error=exc))
-        job = _with_request(job, inputs, runtime)
+        job = with_request(job, inputs, runtime)
 
     # The keys (the API key, and the callback signing key when callbacks are sent) are read before a slot is taken
     # or anything is marked as sent: a secret outage leaves the job exactly as it was, WAITING, never uncertain.
@@ -231,7 +230,7 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
             # An unexpected fault (say, a missing S3 permission) leaves the job WAITING, off its slot, with the
             # fault recorded: its age limit ends it naming the problem, whatever held it before (the budget).
             return SubmitAttempt(back_to_waiting(job, runtime, owner=owner, error=exc))
-        job = _with_request(job, inputs, runtime)
+        job = with_request(job, inputs, runtime)
     request = inputs.request
 
     if _superseded_before_sending(job, runtime):
@@ -252,9 +251,8 @@ def try_submit(job: Job, runtime: Runtime, *, owner: str, just_claimed: bool = F
         if signing_key is not None
         else None
     )
-    body = provider_body_for(
-        settings, request, image_urls(inputs, job.source_bucket, runtime), inputs.mode, callback_url=callback_url
-    )
+    urls, media = image_urls(inputs, job.source_bucket, runtime), media_urls(inputs, job.source_bucket, runtime)
+    body = provider_body_for(settings, request, urls, inputs.mode, callback_url=callback_url, media_urls=media)
     del inputs  # the image bytes (and any base64 copy) are not needed past this point
 
     # The budget is committed last before the POST, holding a slot, so only a job that is about to be sent counts.
@@ -345,23 +343,3 @@ def _blocked_by(error: PipelineError) -> Blocked | None:
 
 def _rejected(job: Job, runtime: Runtime, *, owner: str, error: InvalidInput | ObjectGone | ObjectArchived) -> Job:
     return finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=error.code, message=error.message)
-
-
-def _with_request(job: Job, inputs: JobInputs, runtime: Runtime) -> Job:
-    request = inputs.request
-    notes = list(job.notes)
-    if request.prompt_truncated and not any("prompt" in n for n in notes):
-        notes.append("the prompt was longer than 800 characters and was cut to 800")
-    estimate = job.estimated_tokens
-    if estimate is None:
-        first_image = inputs.images[0].size if inputs.images else None
-        spec = runtime.settings.model_catalogue.get(request.model)
-        estimate = estimate_tokens(
-            request.resolution,
-            request.ratio,
-            request.duration,
-            first_image,
-            longest_seconds=spec.longest_seconds if spec else None,  # duration -1: the model's longest
-        )
-    update = {"request": request, "notes": notes, "estimated_tokens": estimate}
-    return job.model_copy(update={**update, "input_changes": inputs.input_changes()})

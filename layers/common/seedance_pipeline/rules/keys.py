@@ -23,6 +23,10 @@ class OutputKeys(BaseModel):
     sidecar: str
 
 
+# Reference videos and audio are never a job on their own: a manifest names them (rules/reference_media.py).
+REFERENCE_MEDIA_SUFFIXES = (".mp4", ".mov", ".mp3", ".wav")
+
+
 def ignore_reason(key: str, settings: Settings) -> str | None:
     """Why an object key is not ours to process, or None when it is."""
     if settings.output_prefix and key.startswith(settings.output_prefix):
@@ -35,6 +39,8 @@ def ignore_reason(key: str, settings: Settings) -> str | None:
         return "no file name"
     if any(part.startswith("_") for part in key[len(settings.input_prefix) :].split("/")[:-1]):
         return "in a folder whose name starts with '_' (frames kept for manifests)"
+    if key.lower().endswith(REFERENCE_MEDIA_SUFFIXES):
+        return "a reference video or audio clip (used only when a manifest names it)"
     return None
 
 
@@ -61,13 +67,13 @@ def sidecar_key(source_key: str, settings: Settings) -> str:
     return f"{output_base(source_key, settings)}.json"
 
 
-def output_keys(source_key: str, settings: Settings, job_id: str) -> OutputKeys:
+def output_keys(source_key: str, settings: Settings, job_id: str, *, video_format: str = "mp4") -> OutputKeys:
     """Media objects carry the job's tag, so a job only ever writes objects no other job writes: a re-upload's
     delivery that fails half-way leaves the previous job's set whole, and the sidecar still names exactly that set."""
     base = output_base(source_key, settings)
     tag = job_id[:JOB_TAG_LENGTH]
     return OutputKeys(
-        video=f"{base}.{tag}.mp4",
+        video=f"{base}.{tag}.{video_format}",
         last_frame=f"{base}.{tag}.last-frame.png",
         sidecar=sidecar_key(source_key, settings),
     )

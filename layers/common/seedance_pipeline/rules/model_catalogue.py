@@ -183,6 +183,7 @@ def check_request(
     platform: Platform | None = None,
     today: date | None = None,
     code: ErrorCode = ErrorCode.INVALID_METADATA,
+    other_references: int = 0,
 ) -> ModelSpec:
     """Refuse, before anything is paid for, a request the model cannot serve; the message says what it does allow.
 
@@ -206,8 +207,10 @@ def check_request(
         alternatives = ", ".join(catalogue.ids_with_mode(mode)) or "none"
         only = " only" if len(others) == 1 else ""
         raise refuse(f"takes {takes}{only}, not {_MODE_PHRASES[mode]} (models that do: {alternatives})")
-    if mode is ImageMode.REFERENCE_IMAGES and not 1 <= image_count <= spec.max_reference_images:
-        raise refuse(f"takes 1-{spec.max_reference_images} reference images, not {image_count}")
+    # Reference videos (and audio with them) stand in for images: a references request may name no image at all.
+    fewest = 0 if other_references else 1
+    if mode is ImageMode.REFERENCE_IMAGES and not fewest <= image_count <= spec.max_reference_images:
+        raise refuse(f"takes {fewest}-{spec.max_reference_images} reference images, not {image_count}")
     expected = {ImageMode.FIRST_FRAME: 1, ImageMode.FIRST_AND_LAST: 2}.get(mode)
     if expected is not None and image_count != expected:
         raise refuse(f"needs {expected} image(s) for {_MODE_PHRASES[mode]}, not {image_count}")

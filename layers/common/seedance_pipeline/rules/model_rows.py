@@ -122,6 +122,7 @@ BUILT_IN_MODELS: tuple[ModelSpec, ...] = (
         audio_default=True,
         draft=True,
         output_formats=("mp4", "mov"),
+        task_types=("reference", "edit", "extend"),
         note="BytePlus only; 4K in the catalogue, not yet requested by the pipeline",
         sources=("byteplus-comfyui-2-5",),
     ),

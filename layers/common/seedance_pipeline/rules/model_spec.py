@@ -61,9 +61,11 @@ class ModelSpec(BaseModel):
     byteplus_id: str | None = None
     modes: frozenset[ImageMode] = frozenset({ImageMode.FIRST_FRAME})
     max_reference_images: int = Field(default=0, ge=0, le=64)
-    # References the platform takes besides images; this pipeline sends images only (data for the docs).
+    # References besides images, sent with reference images in a manifest (rules/reference_media.py).
     max_reference_videos: int = Field(default=0, ge=0, le=64)
     max_reference_audio: int = Field(default=0, ge=0, le=64)
+    # `omni_reference_task_type` values the model takes (reference, edit, extend: the 2.5 model); none: not sent.
+    task_types: tuple[Literal["reference", "edit", "extend"], ...] = ()
     durations: frozenset[int] = frozenset(UNIFIED_GATEWAY_DURATIONS)
     # Whether `duration: -1` (the model picks) is offered natively.
     model_picks_duration: bool = False

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.models import Ratio, Resolution, VideoRequest
+from seedance_pipeline.rules.draft_request import ark_final_body
 from seedance_pipeline.rules.model_catalogue import (
     ImageMode,
     ProviderApi,
@@ -19,6 +20,7 @@ from seedance_pipeline.rules.model_catalogue import (
     describe_durations,
     refuse_unknown_or_text_only,
 )
+from seedance_pipeline.rules.reference_media import check_references
 from seedance_pipeline.settings import Settings
 
 MAX_PROMPT_CHARS = 800
@@ -34,9 +36,21 @@ _BOOL_FIELDS = {
     "camerafixed": "camerafixed",
     "return-last-frame": "return_last_frame",
     "generate-audio": "generate_audio",
+    "draft": "draft",
 }
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-METADATA_FIELDS = ("prompt", "model", "resolution", "ratio", "duration", "seed", *_BOOL_FIELDS)
+METADATA_FIELDS = (
+    "prompt",
+    "model",
+    "resolution",
+    "ratio",
+    "duration",
+    "seed",
+    "task-type",
+    "output-format",
+    *_BOOL_FIELDS,
+)
+DRAFT_RESOLUTION = "480p"
 
 
 def decode_metadata_text(value: str, *, field: str = "prompt") -> str:
@@ -95,8 +109,11 @@ def resolve_request(
     image_count: int = 1,
     source: str = "metadata",
     code: ErrorCode = ErrorCode.INVALID_METADATA,
+    video_count: int = 0,
+    audio_count: int = 0,
 ) -> VideoRequest:
-    """Defaults overridden by `metadata`, checked against the model catalogue for this image mode.
+    """Defaults overridden by `metadata`, checked against the model catalogue for this image mode and these
+    reference videos and audio clips.
 
     `source` and `code` name where the overrides came from (S3 metadata, or a manifest) in any refusal.
     """
@@ -124,10 +141,18 @@ def resolve_request(
         "camerafixed": settings.camera_fixed and mode in spec.camera_fixed_modes,
         "return_last_frame": settings.return_last_frame,
         "generate_audio": settings.generate_audio and spec.audio,
+        "draft": False,
     }
     for meta_name, field in _BOOL_FIELDS.items():
         if meta_name in meta:
             flags[field] = parse_bool(meta_name, meta[meta_name], source=source, code=code)
+    task_type = meta.get("task-type", "").strip() or None
+    output_format = meta.get("output-format", "mp4").strip().lower()
+    _check_options(settings, spec.id, spec.output_formats, spec.draft, output_format, flags["draft"], code)
+    if flags["draft"]:
+        resolution = DRAFT_RESOLUTION  # a draft is made at 480p whatever was asked; its final takes the resolution
+    if mode is not ImageMode.REFERENCE_IMAGES and task_type is not None:
+        raise InvalidInput(f"{source} 'task-type' is for reference manifests only, not {mode.value}", code=code)
     check_request(
         model,
         mode=mode,
@@ -142,6 +167,16 @@ def resolve_request(
         catalogue=catalogue,
         provider_api=settings.provider_api,
         code=code,
+        other_references=video_count,
+    )
+    check_references(
+        spec,
+        images=image_count if mode is ImageMode.REFERENCE_IMAGES else 0,
+        videos=video_count,
+        audio=audio_count,
+        task_type=task_type,
+        provider_api=settings.provider_api,
+        code=code,
     )
     return VideoRequest(
         prompt=prompt,
@@ -151,8 +186,32 @@ def resolve_request(
         duration=duration,
         seed=seed,
         prompt_truncated=notes_truncated,
+        task_type=task_type,
+        output_format=output_format,
         **flags,
     )
+
+
+def _check_options(
+    settings: Settings,
+    model: str,
+    formats: tuple[str, ...],
+    has_draft: bool,
+    output_format: str,
+    draft: bool,
+    code: ErrorCode,
+) -> None:
+    """The output container and the draft: only natively, and only on the models whose row offers them."""
+    if settings.provider_api == "unified" and (output_format != "mp4" or draft):
+        asked = "a draft" if draft else f"output format {output_format}"
+        raise InvalidInput(
+            f"the unified gateway format cannot carry {asked}: it makes MP4 finals only (ProviderApi=ark can)",
+            code=code,
+        )
+    if output_format not in formats:
+        raise InvalidInput(f"model {model} offers output formats {', '.join(formats)}, not {output_format}", code=code)
+    if draft and not has_draft:
+        raise InvalidInput(f"model {model} has no draft mode: leave draft off", code=code)
 
 
 def _choice(name: str, raw: str, allowed: tuple[str, ...], source: str, code: ErrorCode) -> str:
@@ -195,7 +254,9 @@ def _seed(raw: str | None, source: str, code: ErrorCode, provider_api: ProviderA
 def provider_body(request: VideoRequest, image_urls: list[str], *, takes_camera_fixed: bool = True) -> dict[str, Any]:
     """The unified gateway body: the request's fields and the image list (camerafixed only where the model takes
     it: docs/provider-api.md, "Models")."""
-    exclude = {"prompt_truncated"} | (set() if takes_camera_fixed else {"camerafixed"})
+    # The 2.x fields are refused for this dialect when resolved (it cannot carry them), so never sent here.
+    native_only = {"prompt_truncated", "task_type", "output_format", "draft", "draft_of"}
+    exclude = native_only | (set() if takes_camera_fixed else {"camerafixed"})
     body: dict[str, Any] = request.model_dump(exclude=exclude, exclude_none=True)
     body["images"] = image_urls
     return body
@@ -225,12 +286,17 @@ def ark_body(
     service_tier: str = "default",
     expires_after: int | None = None,
     takes_camera_fixed: bool = True,
+    media_urls: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The native Ark body: a content list (the prompt, then each image with its role) and top-level settings,
-    never the older text flags after the prompt; `camera_fixed` only where the model takes it in this mode."""
+    """The native Ark body: a content list (the prompt, then each image with its role, then each reference video
+    and audio clip) and top-level settings, never the older text flags after the prompt; `camera_fixed` only where
+    the model takes it in this mode; the 2.x fields only when asked for, so older models never see them."""
     content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
     for url, role in zip(image_urls, ark_roles(mode, len(image_urls)), strict=True):
         content.append({"type": "image_url", "image_url": {"url": url}, "role": role})
+    for kind, url in media_urls or []:
+        item_type = f"{kind}_url"  # video_url / audio_url (docs/provider-api.md, "Reference videos and audio")
+        content.append({"type": item_type, item_type: {"url": url}, "role": f"reference_{kind}"})
     body: dict[str, Any] = {
         "model": request.model,
         "content": content,
@@ -248,6 +314,12 @@ def ark_body(
         body["seed"] = request.seed
     if expires_after is not None:
         body["execution_expires_after"] = expires_after
+    if request.task_type is not None:
+        body["omni_reference_task_type"] = request.task_type
+    if request.output_format != "mp4":
+        body["output_format"] = request.output_format
+    if request.draft:
+        body["draft"] = True
     return body
 
 
@@ -258,13 +330,19 @@ def provider_body_for(
     mode: ImageMode,
     *,
     callback_url: str | None = None,
+    media_urls: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The body in the dialect the stack speaks (PROVIDER_API), with the job's callback URL when the stack sends
     callbacks: Ark reads `callback_url`; a unified gateway the field CALLBACK_FIELD names."""
     spec = settings.model_catalogue.get(request.model)
     # A model outside the catalogue never gets this far (resolve_request refuses it); an unknown row sends all.
     takes_camera_fixed = spec is None or mode in spec.camera_fixed_modes
-    if settings.provider_api == "ark":
+    if settings.provider_api == "ark" and request.draft_of is not None:
+        body = ark_final_body(
+            request, service_tier=settings.service_tier, expires_after=settings.ark_expires_after_seconds
+        )
+        field = "callback_url"
+    elif settings.provider_api == "ark":
         body = ark_body(
             request,
             image_urls,
@@ -272,6 +350,7 @@ def provider_body_for(
             service_tier=settings.service_tier,
             expires_after=settings.ark_expires_after_seconds,
             takes_camera_fixed=takes_camera_fixed,
+            media_urls=media_urls,
         )
         field = "callback_url"
     else:
@@ -284,3 +363,7 @@ def provider_body_for(
 
 def data_url(image_bytes: bytes, image_format: str) -> str:
     return f"data:image/{image_format.lower()};base64,{base64.b64encode(image_bytes).decode('ascii')}"
+
+
+def media_data_url(data: bytes, content_type: str) -> str:
+    return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
