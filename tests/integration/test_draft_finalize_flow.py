@@ -30,7 +30,6 @@ def uploaded_event(stack, key: str) -> dict:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="needs the simulator's draft and draft_task support (branch sdk)")
 @pytest.mark.parametrize("dialect", ["ark"], indirect=True)
 def test_a_draft_then_its_final_make_one_task_each_linked_both_ways(pipeline, sim, stack, capsys):
     meta = {"model": SEEDANCE_2_5, "draft": "true"}

@@ -13,6 +13,8 @@ def _submit_dynamodb_actions(cfn: dict[str, Any]) -> set[str]:
     for policy in role.get("Policies", []):
         statements = policy["PolicyDocument"]["Statement"]
         for statement in [statements] if isinstance(statements, dict) else statements:
+            if "Fn::If" in statement:  # a statement only some configurations have (a KMS key): the allowing branch
+                statement = statement["Fn::If"][1]
             listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             actions |= {a.split(":", 1)[1] for a in listed if a.startswith("dynamodb:")}
     return actions

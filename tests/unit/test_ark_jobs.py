@@ -7,9 +7,11 @@ import json
 from typing import Any
 
 from seedance_pipeline.errors import ProviderRejected, ProviderUnavailable, SubmissionUncertain
+from seedance_pipeline.logic.moderation_outcome import resubmission_seed
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, Upload
+from seedance_pipeline.rules.lookup_seed import carries_lookup_seed, lookup_seed
 from tests.support.expect import present
 from tests.support.fakes import FakeProvider, FakeStorage, FakeStore, make_runtime
 from tests.support.images import image_bytes
@@ -269,3 +271,14 @@ def test_a_failed_cancel_is_logged_and_the_job_still_ends():
     job = store.job(job_id)
     assert job.status is JobStatus.TIMED_OUT and not any("cancelled" in note for note in job.notes)
     assert store.slots == set()
+
+
+def test_a_resubmission_has_a_lookup_seed_of_its_own_and_a_silent_one_none() -> None:
+    """A task resubmitted with a new seed is recognisable in the list by its own seed; one retried without audio
+    keeps the first task's seed, which the list shows on the first task too, so it proves nothing."""
+    job_id = "0123456789abcdef0123456789abcdef"
+    first, again = lookup_seed(job_id), resubmission_seed(job_id, 1)
+    assert first != again and 0 <= again < 2**31
+    assert carries_lookup_seed({"seed": again}, job_id, 1)
+    assert not carries_lookup_seed({"seed": first}, job_id, 1)  # silent: the first task's seed
+    assert not carries_lookup_seed({"seed": again}, job_id, 0)

@@ -37,7 +37,7 @@ class LostTask:
 def look_up_lost_task(job: Job, runtime: Runtime, body: dict[str, Any], *, sent_at: float) -> LostTask:
     """After a lost answer, the task this job's POST made, if the list proves it (see the module doc); else no
     task id and the submission stays uncertain. A failed look-up is only logged: it never makes things worse."""
-    if not carries_lookup_seed(body, job.job_id):
+    if not carries_lookup_seed(body, job.job_id, job.resubmissions):
         logger.info("lost submission not looked up: its seed was set by the upload, so the list cannot prove its task")
         return LostTask(why_not="the upload set the seed, so the provider's task list cannot tell its task apart")
     try:

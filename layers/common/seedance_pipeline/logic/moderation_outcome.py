@@ -9,13 +9,11 @@ one more video; a flagged output audio is retried silent. The resubmission goes 
 
 from __future__ import annotations
 
-import hashlib
-
 from seedance_pipeline.errors import ErrorCode, ModerationRule, Resubmit, moderation_rule
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
 from seedance_pipeline.models import Job, JobError, JobStatus, Moderation
 from seedance_pipeline.observability import MetricName, count, logger
-from seedance_pipeline.rules.video_request import MAX_SEED
+from seedance_pipeline.rules.lookup_seed import lookup_seed
 from seedance_pipeline.runtime import Runtime
 
 MAX_RESUBMISSIONS = 1
@@ -60,9 +58,9 @@ def end_moderated(
 
 
 def resubmission_seed(job_id: str, attempt: int) -> int:
-    """A seed of its own for each resubmission, the same on every worker (a lost answer's look-up matches it)."""
-    digest = hashlib.sha256(f"{job_id}:resubmission:{attempt}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % (MAX_SEED + 1)
+    """A seed of its own for each resubmission, the same on every worker: the job's lookup seed for that attempt,
+    so a lost answer to the resubmission can still find its task in Ark's list (rules/lookup_seed)."""
+    return lookup_seed(job_id, attempt)
 
 
 def _resubmit(job: Job, runtime: Runtime, *, owner: str, how: Resubmit, moderation: Moderation) -> Job:

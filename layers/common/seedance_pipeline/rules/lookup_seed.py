@@ -22,9 +22,11 @@ _CONTEXT = b"seedance-lookup-seed/v1/"
 LOOKUP_SEED_LIMIT = 2**31
 
 
-def lookup_seed(job_id: str) -> int:
-    """The job's own seed: the first bytes of a hash of its id, in 0..2**31-1."""
-    digest = hashlib.sha256(_CONTEXT + job_id.encode()).digest()
+def lookup_seed(job_id: str, attempt: int = 0) -> int:
+    """The job's own seed: the first bytes of a hash of its id, in 0..2**31-1. A resubmission (attempt 1, 2...,
+    ResubmitOnOutputModeration with a new seed) has a seed of its own, so its task is told apart from the first."""
+    suffix = f":resubmission:{attempt}" if attempt else ""
+    digest = hashlib.sha256(_CONTEXT + (job_id + suffix).encode()).digest()
     return int.from_bytes(digest[:8], "big") % LOOKUP_SEED_LIMIT
 
 
@@ -36,7 +38,9 @@ def with_lookup_seed(request: VideoRequest, job_id: str, provider_api: ProviderA
     return request.model_copy(update={"seed": lookup_seed(job_id)})
 
 
-def carries_lookup_seed(body: dict[str, Any], job_id: str) -> bool:
-    """Whether a provider body carries this job's own seed (and so its task can be recognised in a list)."""
+def carries_lookup_seed(body: dict[str, Any], job_id: str, attempt: int = 0) -> bool:
+    """Whether a provider body carries the seed of this job's attempt (and so its task can be recognised in a list).
+    A resubmission that kept an earlier task's seed (one retried without audio) carries none of its own: the list
+    would show the earlier task with the same seed, so its lost answer stays uncertain."""
     seed = body.get("seed")
-    return isinstance(seed, int) and not isinstance(seed, bool) and seed == lookup_seed(job_id)
+    return isinstance(seed, int) and not isinstance(seed, bool) and seed == lookup_seed(job_id, attempt)
