@@ -11,7 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from seedance_local.local_stack import LocalStack
-from seedance_pipeline.adapters.job_store import JobStore, budget_item_id
+from seedance_pipeline.adapters.budget_items import budget_item_id
+from seedance_pipeline.adapters.job_store import JobStore
 from seedance_pipeline.adapters.slot_items import slot_probe_order
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
 from seedance_pipeline.models import Job, JobError, JobOutputs, JobStatus, VideoRequest

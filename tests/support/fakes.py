@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from seedance_pipeline.adapters.job_store import budget_item_expires_at, budget_item_id
+from seedance_pipeline.adapters.budget_items import budget_item_expires_at, budget_item_id
 from seedance_pipeline.errors import AlreadyClaimed, ErrorCode, InvalidInput, LeaseLost, ObjectGone, SubmissionUncertain
 from seedance_pipeline.models import DueJob, Job, JobStatus, ObjectInfo, TaskResult
 from seedance_pipeline.ports import (

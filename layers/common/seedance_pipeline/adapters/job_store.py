@@ -1,6 +1,6 @@
 """DynamoDB adapter for the jobs table: claims, leases, the sparse due-jobs index and in-flight slots.
 
-In-flight slots are in slot_items.py.
+In-flight slots are in slot_items.py, the daily token budget's counters in budget_items.py.
 
 Due index. It projects only DueJob's fields, so a lease, the pre-submission mark or a delivery note costs no index
 write; `record_check` records a status check that delivers nothing without a lease (1 WCU + 2 index writes, where
@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from seedance_pipeline.adapters.budget_items import DailyBudgetCounters
 from seedance_pipeline.adapters.dynamo_codec import deserialize, is_condition_failure, serialize, serialize_value
 from seedance_pipeline.adapters.slot_items import InFlightSlots
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 DUE_INDEX = "due-jobs"
 # Job ids are hex; the table's other items (the in-flight slots, the newest upload per key) start with this.
 BOOKKEEPING_ID_PREFIX = "#"
-BUDGET_ITEM_PREFIX = "#budget#"
-# A day's token counter is read for that day only; kept a few days for the spend command, then TTL deletes it.
-BUDGET_ITEM_DAYS_KEPT = 3
 # Defaults for a store built without settings (operator tools): MaxJobAgeMinutes' default plus margins.
 DEFAULT_SLOT_LIFETIME_SECONDS = 2 * 120 * 60 + 3600
 DEFAULT_BOOKKEEPING_LIFETIME_SECONDS = 120 * 60 + 30 * 86400
@@ -51,15 +48,6 @@ def task_claim_item_id(task_id: str) -> str:
     return "#task#" + hashlib.sha256(task_id.encode()).hexdigest()[:40]
 
 
-def budget_item_id(day: str) -> str:
-    return f"{BUDGET_ITEM_PREFIX}{day}"
-
-
-def budget_item_expires_at(day: str) -> int:
-    start = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC)
-    return int((start + timedelta(days=1 + BUDGET_ITEM_DAYS_KEPT)).timestamp())
-
-
 class JobStore:
     def __init__(
         self,
@@ -77,6 +65,7 @@ class JobStore:
         self._bookkeeping_lifetime = bookkeeping_lifetime_seconds
         self._clock = clock
         self._slots = InFlightSlots(table_name, client, slot_lifetime_seconds=slot_lifetime_seconds, clock=clock)
+        self._budget = DailyBudgetCounters(table_name, client)
 
     # --- reads -------------------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
@@ -290,48 +279,16 @@ class JobStore:
         """The jobs holding slots (eventually consistent; see InFlightSlots.slot_holders)."""
         return self._slots.slot_holders()
 
-    # --- daily token budget: one counter item per UTC day, moved by single conditional ADDs -----------------------
+    # --- daily token budget: one counter item per UTC day (budget_items.py) -----------------------------------
     def commit_tokens(self, day: str, tokens: int, *, budget: int) -> int | None:
-        """Add `tokens` to the day's committed total if it stays within `budget`; the new total, else None.
-        DynamoDB conditions cannot add, so the condition compares the total before the ADD with budget - tokens."""
-        room = budget - tokens
-        if room < 0:
-            return None
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": budget_item_id(day)}},
-                UpdateExpression="ADD committed :tokens SET expires_at = :expires",
-                ConditionExpression="attribute_not_exists(committed) OR committed <= :room",
-                ExpressionAttributeValues={
-                    ":tokens": {"N": str(tokens)},
-                    ":room": {"N": str(room)},
-                    ":expires": {"N": str(budget_item_expires_at(day))},
-                },
-                ReturnValues="UPDATED_NEW",
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return None
-            raise
-        return int(response["Attributes"]["committed"]["N"])
+        """Add `tokens` to the day's committed total if it stays within `budget`; the new total, else None."""
+        return self._budget.commit_tokens(day, tokens, budget=budget)
 
     def return_tokens(self, day: str, tokens: int) -> None:
-        self._client.update_item(
-            TableName=self._table,
-            Key={"job_id": {"S": budget_item_id(day)}},
-            UpdateExpression="ADD committed :tokens SET expires_at = :expires",
-            ExpressionAttributeValues={
-                ":tokens": {"N": str(-tokens)},
-                ":expires": {"N": str(budget_item_expires_at(day))},
-            },
-        )
+        self._budget.return_tokens(day, tokens)
 
     def committed_tokens(self, day: str) -> int:
-        response = self._client.get_item(
-            TableName=self._table, Key={"job_id": {"S": budget_item_id(day)}}, ConsistentRead=True
-        )
-        return int((response.get("Item") or {}).get("committed", {}).get("N", "0"))
+        return self._budget.committed_tokens(day)
 
     # --- newest upload per key: an older event must not overwrite a newer upload's outputs ------------
     def record_latest_upload(self, bucket: str, key: str, *, sequencer: str, job_id: str) -> bool:
