@@ -8,6 +8,7 @@ leases it runs `complete_finish` again. Giving back a slot twice is harmless; th
 
 from __future__ import annotations
 
+from seedance_pipeline.logic.batch_report import close_batch
 from seedance_pipeline.models import Job, JobError, JobStatus
 from seedance_pipeline.observability import MetricName, MetricUnit, count, count_tokens, logger
 from seedance_pipeline.rules.keys import due_shard_for
@@ -102,7 +103,19 @@ def complete_finish(job: Job, runtime: Runtime, *, owner: str) -> Job:
     )
     runtime.events.publish(done)
     finished_at = job.finished_at or runtime.clock()
-    runtime.store.save(done, owner=owner, due_shard=None, expires_at=finished_at + runtime.settings.retention_seconds)
+    expires_at = finished_at + runtime.settings.retention_seconds
+    if done.batch is None or done.batch_counted:
+        runtime.store.save(done, owner=owner, due_shard=None, expires_at=expires_at)
+        return done
+    # A batch row: its end is counted on the batch in the same write, once; the last one closes the batch.
+    batch_id = done.batch.batch_id
+    remaining = runtime.store.save_counting_batch(done, owner=owner, due_shard=None, expires_at=expires_at)
+    done = done.model_copy(update={"batch_counted": True})
+    if remaining == 0:
+        try:
+            close_batch(batch_id, runtime)
+        except Exception:
+            logger.exception("could not close the batch; `seedance-pipeline batch show` closes it")
     return done
 
 

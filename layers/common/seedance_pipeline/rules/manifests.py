@@ -131,11 +131,16 @@ def parse_manifest(data: bytes) -> JobManifest:
     if not isinstance(document, dict):
         raise InvalidInput("the manifest must be a JSON object", code=ErrorCode.INVALID_MANIFEST)
     _require_encodable(document)
+    return manifest_from_fields(document)
+
+
+def manifest_from_fields(document: dict[str, object], *, what: str = "the manifest") -> JobManifest:
+    """Validate a manifest's fields (a batch file's row is one too); the refusal names each field's problem."""
     try:
         return JobManifest.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
-        raise InvalidInput(f"the manifest is invalid: {problems}", code=ErrorCode.INVALID_MANIFEST) from exc
+        raise InvalidInput(f"{what} is invalid: {problems}", code=ErrorCode.INVALID_MANIFEST) from exc
 
 
 def nesting_depth(text: str) -> int:
