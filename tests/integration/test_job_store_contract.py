@@ -546,7 +546,7 @@ def test_a_batch_is_created_once_and_its_writer_is_taken_over_only_after_its_lea
 
 
 def test_bulk_writes_put_many_jobs_and_a_resumed_write_never_overwrites_one(store: JobStorePort) -> None:
-    jobs = [(row_job(f"r{n:03d}", row=n), "0", None) for n in range(1, 61)]  # more than one BatchWriteItem
+    jobs: list[tuple[Job, str | None, float | None]] = [(row_job(f"r{n:03d}", row=n), "0", None) for n in range(1, 61)]
     store.put_new_jobs(jobs, first_write=True)
     due = {d.job_id for d in store.due_jobs("0", NOW)}
     assert {f"r{n:03d}" for n in range(1, 61)} <= due

@@ -1,0 +1,102 @@
+"""Batch files end to end over moto and the simulator, on both dialects: rows become jobs once, the report is written
+row by row when the last one ends, and `Batch Completed` is put on the bus once."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from typing import Any
+
+import pytest
+
+from seedance_pipeline.logic.batch_report import batch_job_ids
+from tests.integration.conftest import DIALECTS
+from tests.support.event_capture import EventCapture
+from tests.support.expect import present
+from tests.support.images import image_bytes
+
+pytestmark = pytest.mark.parametrize("dialect", DIALECTS, indirect=True)
+
+LITE = "doubao-seedance-1-0-lite-i2v-250428"
+
+
+def put(stack, key: str, data: bytes) -> None:
+    stack.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=data)
+
+
+def run_batch(pipeline, key: str, *, timeout: float = 120.0) -> Any:
+    """Poll as the schedule would until the batch's record says it completed."""
+    batch_id = pipeline.job_ids.pop(key)  # a batch has no job of its own: the harness must not wait for one
+    store = pipeline.runtime.store
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = present(store.get_batch(batch_id))
+        if batch.completed_at is not None:
+            return batch
+        assert time.monotonic() < deadline, f"batch still open: {batch.remaining} jobs live"
+        pipeline.poll(timeout_seconds=60)
+        time.sleep(0.2)
+
+
+def report(stack, key: str) -> bytes:
+    return stack.client("s3").get_object(Bucket=stack.bucket, Key=key)["Body"].read()
+
+
+def test_a_csv_and_a_jsonl_batch_are_reported_row_by_row_and_completed_once(pipeline, sim, stack):
+    capture = EventCapture(stack)
+    put(stack, "uploads/shoot/a.png", image_bytes(800, 450, "PNG", (10, 80, 160)))
+    put(stack, "uploads/shoot/b.png", image_bytes(800, 450, "PNG", (200, 90, 20)))
+    table = (
+        "id,image,prompt,resolution,duration,takes\r\n"
+        "sku-1,a.png,镜头缓慢推进，天色由蓝转橙,480p,5,\r\n"
+        'sku-2,b.png,"a cat, then ""a dog"" 🐕",480p,5,2\r\n'
+        "sku-3,gone.png,no such image,480p,5,\r\n"
+        "sku-4,a.png,bad,4k,5,\r\n"
+    ).encode()
+    lines = [
+        {"id": "j1", "image": "shoot/a.png", "prompt": "Ünïcödé ✓", "resolution": "480p", "model": LITE},
+        {"id": "j2", "image": "shoot/b.png", "resolution": "480p", "seed": "twelve"},
+    ]
+    jsonl = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+    csv_event = pipeline.upload("uploads/shoot/catalogue.csv", table)
+    outcome = pipeline.submit(csv_event)["outcomes"][0]
+    assert outcome["outcome"] == "WAITING" and sim.counters.submit == 0
+    assert pipeline.submit(csv_event)["outcomes"][0]["outcome"] == "DUPLICATE"
+    pipeline.submit(pipeline.upload("uploads/more.jsonl", jsonl))
+
+    csv_batch = run_batch(pipeline, "uploads/shoot/catalogue.csv")
+    jsonl_batch = run_batch(pipeline, "uploads/more.jsonl")
+    assert sim.counters.submit == 4, "three takes of two rows and one JSONL row, each sent once"
+
+    rows = list(csv.DictReader(io.StringIO(report(stack, "videos/shoot/catalogue.csv.report.csv").decode())))
+    assert [(r["id"], r["take"], r["status"]) for r in rows] == [
+        ("sku-1", "1", "SUCCEEDED"),
+        ("sku-2", "1", "SUCCEEDED"),
+        ("sku-2", "2", "SUCCEEDED"),
+        ("sku-3", "1", "REJECTED"),
+        ("sku-4", "1", "REJECTED"),
+    ]
+    assert "row 3 (id sku-3): 'image' names uploads/shoot/gone.png, which does not exist" in rows[3]["reason"]
+    assert "row 4 (id sku-4)" in rows[4]["reason"] and "'resolution'" in rows[4]["reason"]
+    for row in rows[:3]:
+        assert row["task_id"] and int(row["tokens_estimated"]) > 0 and int(row["tokens_billed"]) > 0
+        assert float(row["seconds"]) >= 0 and row["video"].endswith(".mp4")
+    assert rows[2]["sidecar"] == f"s3://{stack.bucket}/videos/shoot/catalogue.csv/sku-2.take2.json"
+    sidecar = json.loads(report(stack, "videos/shoot/catalogue.csv/sku-1.json"))
+    assert sidecar["request"]["prompt"] == "镜头缓慢推进，天色由蓝转橙"
+
+    jsonl_lines = [json.loads(x) for x in report(stack, "videos/more.jsonl.report.jsonl").splitlines()]
+    assert [(x["id"], x["status"]) for x in jsonl_lines] == [("j1", "SUCCEEDED"), ("j2", "REJECTED")]
+    assert "'seed'" in jsonl_lines[1]["reason"]
+    assert len(batch_job_ids(jsonl_batch)) == 2 and csv_batch.jobs == 5
+
+    completed = [e for e in capture.drain() if e["detail-type"] == "Batch Completed"]
+    assert sorted(e["detail"]["source"]["key"] for e in completed) == [
+        "uploads/more.jsonl",
+        "uploads/shoot/catalogue.csv",
+    ]
+    by_key = {e["detail"]["source"]["key"]: e["detail"] for e in completed}
+    assert by_key["uploads/shoot/catalogue.csv"]["counts"] == {"REJECTED": 2, "SUCCEEDED": 3}
+    assert by_key["uploads/more.jsonl"]["report"]["jsonl"] == f"s3://{stack.bucket}/videos/more.jsonl.report.jsonl"
