@@ -9,7 +9,7 @@ from tests.support.event_capture import EventCapture
 from tests.support.expect import present
 from tests.support.images import image_bytes
 
-DETAIL_KEYS = {"job_id", "task_id", "status", "source", "outputs", "request", "error", "timings", "tokens"}
+DETAIL_KEYS = {"job_id", "task_id", "status", "source", "outputs", "request", "error", "timings", "tokens", "batch"}
 DETAIL_TYPES = {"Video Generation Succeeded", "Video Generation Failed", "Video Generation Rejected",
                 "Video Generation Timed Out"}  # fmt: skip
 
