@@ -100,3 +100,73 @@ def test_a_csv_and_a_jsonl_batch_are_reported_row_by_row_and_completed_once(pipe
     by_key = {e["detail"]["source"]["key"]: e["detail"] for e in completed}
     assert by_key["uploads/shoot/catalogue.csv"]["counts"] == {"REJECTED": 2, "SUCCEEDED": 3}
     assert by_key["uploads/more.jsonl"]["report"]["jsonl"] == f"s3://{stack.bucket}/videos/more.jsonl.report.jsonl"
+
+
+def test_a_crash_after_half_the_rows_is_finished_by_the_retry_and_every_row_is_sent_once(
+    pipeline, sim, stack, monkeypatch
+):
+    from seedance_pipeline.logic import batch_intake
+
+    monkeypatch.setattr(batch_intake, "PROGRESS_EVERY", 3)
+    put(stack, "uploads/crash/_img/a.png", image_bytes(800, 450, "PNG"))
+    table = "image,prompt,resolution\r\n" + "".join(f"_img/a.png,row {n},480p\r\n" for n in range(1, 9))
+    event = pipeline.upload("uploads/crash/rows.csv", table.encode())
+    store = pipeline.runtime.store
+    real_put = store.put_new_jobs
+    calls = {"n": 0}
+
+    def dies_on_the_second_chunk(jobs, *, first_write):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            real_put(jobs[:1], first_write=first_write)  # part of a chunk lands, then the function dies
+            raise RuntimeError("the submit function was killed")
+        real_put(jobs, first_write=first_write)
+
+    monkeypatch.setattr(store, "put_new_jobs", dies_on_the_second_chunk)
+    with pytest.raises(RuntimeError):
+        pipeline.submit(event)
+    monkeypatch.setattr(store, "put_new_jobs", real_put)
+    batch_id = _batch_id_of(stack, "uploads/crash/rows.csv")
+    assert present(store.get_batch(batch_id)).written == 3
+    # The first writer's lease runs out (its invocation is dead): the event's retry takes over.
+    stack.client("dynamodb").update_item(
+        TableName=stack.table_name,
+        Key={"job_id": {"S": f"#batch#{batch_id}"}},
+        UpdateExpression="SET writer_until = :past",
+        ExpressionAttributeValues={":past": {"N": "0"}},
+    )
+    assert pipeline.submit(event)["outcomes"][0]["outcome"] == "WAITING"
+    assert pipeline.submit(event)["outcomes"][0]["outcome"] == "DUPLICATE"
+    batch = run_batch(pipeline, "uploads/crash/rows.csv")
+    assert batch.written == 8 and sim.counters.submit == 8
+    lines = [json.loads(x) for x in report(stack, "videos/crash/rows.csv.report.jsonl").splitlines()]
+    assert [x["status"] for x in lines] == ["SUCCEEDED"] * 8
+    assert len({x["task_id"] for x in lines}) == 8
+
+
+def _batch_id_of(stack, key: str) -> str:
+    items = stack.client("dynamodb").scan(TableName=stack.table_name, ConsistentRead=True)["Items"]
+    return next(i["batch_id"]["S"] for i in items if i["job_id"]["S"].startswith("#batch#") and i["key"]["S"] == key)
+
+
+def test_two_batches_and_single_uploads_share_max_in_flight_and_each_row_is_one_task(make_pipeline, sim, stack):
+    pipeline = make_pipeline(MAX_IN_FLIGHT="2")
+    put(stack, "uploads/race/_img/a.png", image_bytes(800, 450, "PNG"))
+    one = "image,prompt,resolution\r\n" + "".join(f"_img/a.png,one {n},480p\r\n" for n in range(1, 6))
+    two = "".join(
+        json.dumps({"image": "_img/a.png", "prompt": f"two {n}", "resolution": "480p"}) + "\n" for n in range(1, 5)
+    )
+    pipeline.submit(pipeline.upload("uploads/race/one.csv", one.encode()))
+    for n in range(3):
+        pipeline.submit(
+            pipeline.upload(f"uploads/race/single-{n}.png", image_bytes(800, 450, "PNG"), {"resolution": "480p"})
+        )
+    pipeline.submit(pipeline.upload("uploads/race/two.jsonl", two.encode()))
+    run_batch(pipeline, "uploads/race/one.csv")
+    run_batch(pipeline, "uploads/race/two.jsonl")
+    singles = pipeline.run_until_terminal(timeout=120)
+    assert all(job.status.value == "SUCCEEDED" for job in singles.values())
+    assert sim.counters.submit == 12 and sim.counters.peak_running <= 2
+    prompts = [body.get("prompt") or body["content"][0]["text"] for body in sim.counters.request_bodies]
+    assert [p for p in prompts if p.startswith("one")] == [f"one {n}" for n in range(1, 6)]
+    assert [p for p in prompts if p.startswith("two")] == [f"two {n}" for n in range(1, 5)]
