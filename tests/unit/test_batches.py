@@ -173,3 +173,26 @@ def test_rows_are_sent_in_file_order_and_share_max_in_flight_with_single_uploads
     assert len(provider.submissions) == 13, "every row and the single upload sent exactly once"
     assert all(j.status is JobStatus.SUCCEEDED for j in store.jobs())
     assert len(runtime.events.batches) == 2
+
+
+def test_a_report_write_that_fails_is_done_by_a_later_poll_and_the_batch_completes_once():
+    runtime, store, storage, provider = make_runtime()
+    storage.add(BUCKET, "uploads/shoot/a.jpg", image_bytes())
+    storage.add(BUCKET, KEY, b"image\r\na.jpg\r\n")
+    accept_upload(batch_upload(), runtime, owner="s")
+    real_upload = storage.upload_stream
+    failures = {"left": 1}
+
+    def s3_fails_once_on_the_report(stream, bucket, key, *, content_type):
+        if key.endswith(".report.jsonl") and failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("S3 connection reset")
+        real_upload(stream, bucket, key, content_type=content_type)
+
+    storage.upload_stream = s3_fails_once_on_the_report  # type: ignore[method-assign]
+    for _ in range(40):
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+        runtime.clock.advance(200)
+    assert failures["left"] == 0
+    assert (BUCKET, "videos/shoot/catalogue.csv.report.jsonl") in storage.uploads
+    assert len(runtime.events.batches) == 1

@@ -92,6 +92,8 @@ def complete_finish(job: Job, runtime: Runtime, *, owner: str) -> Job:
     """For a leased terminal job marked finalize_pending: give back its slot, publish its event, clear the mark."""
     # Always release: a slot taken just before a crash would otherwise leak, and a slot not held is harmless.
     runtime.store.release_slot(job.job_id, slot=job.slot)
+    if job.batch is not None:
+        job = _count_on_batch(job, runtime, owner=owner)
     done = job.model_copy(
         update={
             "finalize_pending": False,
@@ -103,20 +105,26 @@ def complete_finish(job: Job, runtime: Runtime, *, owner: str) -> Job:
     )
     runtime.events.publish(done)
     finished_at = job.finished_at or runtime.clock()
-    expires_at = finished_at + runtime.settings.retention_seconds
-    if done.batch is None or done.batch_counted:
-        runtime.store.save(done, owner=owner, due_shard=None, expires_at=expires_at)
-        return done
-    # A batch row: its end is counted on the batch in the same write, once; the last one closes the batch.
-    batch_id = done.batch.batch_id
-    remaining = runtime.store.save_counting_batch(done, owner=owner, due_shard=None, expires_at=expires_at)
-    done = done.model_copy(update={"batch_counted": True})
-    if remaining == 0:
-        try:
-            close_batch(batch_id, runtime)
-        except Exception:
-            logger.exception("could not close the batch; `seedance-pipeline batch show` closes it")
+    runtime.store.save(done, owner=owner, due_shard=None, expires_at=finished_at + runtime.settings.retention_seconds)
     return done
+
+
+def _count_on_batch(job: Job, runtime: Runtime, *, owner: str) -> Job:
+    """A batch row's end is counted on its batch once (in the same write that marks it counted), and the job stays
+    unfinished (in the due index) until the batch is closed if it was the last: a crash in between is completed by
+    a later poll, which finds it counted and closes the batch."""
+    assert job.batch is not None
+    batch_id = job.batch.batch_id
+    if not job.batch_counted:
+        shard = due_shard_for(job.job_id, runtime.settings.due_index_shards)
+        remaining = runtime.store.save_counting_batch(job, owner=owner, due_shard=shard, expires_at=None)
+        job = job.model_copy(update={"batch_counted": True})
+    else:
+        batch = runtime.store.get_batch(batch_id)
+        remaining = batch.remaining if batch and batch.completed_at is None else None
+    if remaining == 0:
+        close_batch(batch_id, runtime)
+    return job
 
 
 __all__ = ["complete_finish", "finish", "reschedule"]
