@@ -44,7 +44,16 @@ def report(stack, key: str) -> bytes:
     return stack.client("s3").get_object(Bucket=stack.bucket, Key=key)["Body"].read()
 
 
-def test_a_csv_and_a_jsonl_batch_are_reported_row_by_row_and_completed_once(pipeline, sim, stack):
+def _cli(stack, capsys, *command: str) -> str:
+    from seedance_local import cli
+
+    capsys.readouterr()
+    target = ["--table", stack.table_name, "--endpoint-url", stack.endpoint_url, "--region", stack.region]
+    assert cli.main([*command, *target]) == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_a_csv_and_a_jsonl_batch_are_reported_row_by_row_and_completed_once(pipeline, sim, stack, capsys):
     capture = EventCapture(stack)
     put(stack, "uploads/shoot/a.png", image_bytes(800, 450, "PNG", (10, 80, 160)))
     put(stack, "uploads/shoot/b.png", image_bytes(800, 450, "PNG", (200, 90, 20)))
@@ -91,6 +100,14 @@ def test_a_csv_and_a_jsonl_batch_are_reported_row_by_row_and_completed_once(pipe
     assert [(x["id"], x["status"]) for x in jsonl_lines] == [("j1", "SUCCEEDED"), ("j2", "REJECTED")]
     assert "'seed'" in jsonl_lines[1]["reason"]
     assert len(batch_job_ids(jsonl_batch)) == 2 and csv_batch.jobs == 5
+
+    shown = _cli(stack, capsys, "batch", "show", "uploads/shoot/catalogue.csv", "--daily-token-budget", "100000")
+    assert (
+        "4 rows, 5 videos, 1 row(s) refused when read" in shown and "day(s) at a DailyTokenBudget of 100,000" in shown
+    )
+    assert "done 3, failed 2, waiting 0, running 0 of 5; finished" in shown
+    listed = _cli(stack, capsys, "batch", "list")
+    assert "2 batch(es), newest first" in listed
 
     completed = [e for e in capture.drain() if e["detail-type"] == "Batch Completed"]
     assert sorted(e["detail"]["source"]["key"] for e in completed) == [

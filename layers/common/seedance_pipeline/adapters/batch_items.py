@@ -11,7 +11,7 @@ replaces the job's terminal save).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -220,6 +220,21 @@ class BatchItems:
                     raise RuntimeError("DynamoDB left batch rows unread after retries (throttled)")
                 self._sleep(min(0.05 * 2**attempt, 2.0))
         return found
+
+    def iter_batches(self) -> Iterator[Batch]:
+        """Every batch record (a Scan: for operator tools only, never a hot path)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(job_id, :batch)",
+            "ExpressionAttributeValues": {":batch": {"S": BATCH_ITEM_PREFIX}},
+        }
+        while True:
+            page = self._client.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield _batch(deserialize(item))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _batch(item: dict[str, Any]) -> Batch:

@@ -360,6 +360,9 @@ class JobStore:
     def get_jobs(self, job_ids: list[str]) -> dict[str, Job]:
         return self._batches.get_jobs(job_ids)
 
+    def iter_batches(self) -> Iterator[Batch]:
+        return self._batches.iter_batches()
+
     # --- helpers -----------------------------------------------------------------------------------
     @staticmethod
     def _item(job: Job, *, due_shard: str | None, expires_at: float | None = None) -> dict[str, Any]:
