@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -27,6 +28,7 @@ BATCH_ITEM_PREFIX = "#batch#"
 WRITE_BATCH_SIZE = 25  # BatchWriteItem's most
 GET_BATCH_SIZE = 100  # BatchGetItem's most
 UNPROCESSED_RETRIES = 8
+WRITE_CONCURRENCY = 8
 
 JobItem = Callable[[Job, str | None, float | None], dict[str, Any]]
 
@@ -126,19 +128,20 @@ class BatchItems:
                     if not is_condition_failure(exc):
                         raise
             return
-        for start in range(0, len(items), WRITE_BATCH_SIZE):
-            requests: Any = {
-                self._table: [
-                    {"PutRequest": {"Item": serialize(item)}} for item in items[start : start + WRITE_BATCH_SIZE]
-                ]
-            }
-            for attempt in range(UNPROCESSED_RETRIES + 1):
-                requests = self._client.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
-                if not requests:
-                    break
-                if attempt == UNPROCESSED_RETRIES:
-                    raise RuntimeError("DynamoDB left batch rows unwritten after retries (throttled)")
-                self._sleep(min(0.05 * 2**attempt, 2.0))
+        chunks = [items[start : start + WRITE_BATCH_SIZE] for start in range(0, len(items), WRITE_BATCH_SIZE)]
+        # Several requests at once: each is a round trip of its own, and boto3 clients are thread-safe.
+        with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY, thread_name_prefix="batch-write") as pool:
+            list(pool.map(self._write_chunk, chunks))
+
+    def _write_chunk(self, chunk: list[dict[str, Any]]) -> None:
+        requests: Any = {self._table: [{"PutRequest": {"Item": serialize(item)}} for item in chunk]}
+        for attempt in range(UNPROCESSED_RETRIES + 1):
+            requests = self._client.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
+            if not requests:
+                return
+            if attempt == UNPROCESSED_RETRIES:
+                raise RuntimeError("DynamoDB left batch rows unwritten after retries (throttled)")
+            self._sleep(min(0.05 * 2**attempt, 2.0))
 
     def save_counting_batch(
         self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None

@@ -139,12 +139,21 @@ def _csv_records(text: str) -> list[tuple[int, dict[str, Any] | str]]:
     return records
 
 
+# The manifest's fields (and `takes`) whose CSV cells are read as JSON: numbers, booleans, lists.
+TYPED_FIELDS = frozenset(
+    {"takes"}
+    | {
+        name
+        for name, field in JobManifest.model_fields.items()
+        if any(t in str(field.annotation) for t in ("int", "bool", "list"))
+    }
+)
+
+
 def _cell(name: str, cell: str) -> Any:
     """A CSV cell in the type the manifest's field takes: text stays text; numbers, booleans and lists (a JSON
     array) are read as JSON, and anything unreadable stays text for the field's own message."""
-    field = JobManifest.model_fields.get(name)
-    typed = name == "takes" or (field is not None and any(t in str(field.annotation) for t in ("int", "bool", "list")))
-    if not typed:
+    if name not in TYPED_FIELDS:
         return cell
     try:
         return json.loads(cell.strip())
