@@ -196,3 +196,24 @@ def test_a_report_write_that_fails_is_done_by_a_later_poll_and_the_batch_complet
     assert failures["left"] == 0
     assert (BUCKET, "videos/shoot/catalogue.csv.report.jsonl") in storage.uploads
     assert len(runtime.events.batches) == 1
+
+
+def test_single_uploads_made_after_a_large_batch_are_not_queued_behind_all_of_it():
+    runtime, store, storage, provider = make_runtime(max_in_flight=2)
+    storage.add(BUCKET, "uploads/shoot/a.jpg", image_bytes())
+    storage.add(BUCKET, KEY, ("image,prompt\r\n" + "".join(f"a.jpg,row {n}\r\n" for n in range(1, 21))).encode())
+    accept_upload(batch_upload(), runtime, owner="s")
+    margin = runtime.settings.poll_deadline_margin_seconds
+    run_poll(runtime, owner="p", time_left=lambda: margin + 1.0)  # the first rows take both slots
+    assert len(store.slots) == 2
+    runtime.clock.advance(1)
+    for n in range(2):
+        storage.add(BUCKET, f"uploads/single-{n}.jpg", image_bytes(), {"prompt": f"single {n}"})
+        accept_upload(
+            Upload(bucket=BUCKET, key=f"uploads/single-{n}.jpg", sequencer=f"0{n}", etag="e1"), runtime, owner="s"
+        )
+    drain(runtime, store, limit=400)
+    prompts = [body.get("prompt") for body in provider.submissions]
+    assert prompts[:2] == ["row 1", "row 2"]
+    assert prompts.index("single 1") < 6, f"the singles waited behind the batch: {prompts}"
+    assert [p for p in prompts if str(p).startswith("row")] == [f"row {n}" for n in range(1, 21)]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput
-from seedance_pipeline.rules.keys import JOB_ID_LENGTH
+from seedance_pipeline.rules.keys import JOB_ID_LENGTH, SOURCE_TAG_LENGTH
 from seedance_pipeline.rules.manifests import (
     MAX_MANIFEST_DEPTH,
     JobManifest,
@@ -257,7 +257,10 @@ def _refuse_duplicate_ids(rows: list[BatchRow]) -> None:
 
 def row_job_id(batch_id: str, row: int, take: int) -> str:
     """A row's (and take's) job id, from the batch upload's identity: the same on every delivery and every retry."""
-    return hashlib.sha256(f"{batch_id}\nrow {row}\ntake {take}".encode()).hexdigest()[:JOB_ID_LENGTH]
+    # It ends with the batch's tag, so the poller can share capacity between sources (logic/admission_order.py)
+    # from the due index alone; it starts with the row's own hash, which spreads rows over the due shards.
+    own = hashlib.sha256(f"{batch_id}\nrow {row}\ntake {take}".encode()).hexdigest()
+    return own[: JOB_ID_LENGTH - SOURCE_TAG_LENGTH] + batch_id[:SOURCE_TAG_LENGTH]
 
 
 def take_seed(batch_id: str, row: BatchRow, take: int) -> int | None:
