@@ -217,3 +217,31 @@ def test_single_uploads_made_after_a_large_batch_are_not_queued_behind_all_of_it
     assert prompts[:2] == ["row 1", "row 2"]
     assert prompts.index("single 1") < 6, f"the singles waited behind the batch: {prompts}"
     assert [p for p in prompts if str(p).startswith("row")] == [f"row {n}" for n in range(1, 21)]
+
+
+def test_a_manifest_asking_for_takes_makes_one_job_per_take_with_different_seeds_and_a_report():
+    runtime, store, storage, provider = make_runtime()
+    storage.add(BUCKET, "uploads/clips/_frames/start.jpg", image_bytes())
+    manifest = {"first_frame": "_frames/start.jpg", "prompt": "镜头缓慢推进", "takes": 3, "seed": 7}
+    storage.add(BUCKET, "uploads/clips/sunrise.json", json.dumps(manifest, ensure_ascii=False).encode())
+    outcome = accept_upload(
+        Upload(bucket=BUCKET, key="uploads/clips/sunrise.json", sequencer="0A", etag="e1"), runtime, owner="s"
+    )
+    assert outcome.outcome == "WAITING" and provider.submissions == []
+    drain(runtime, store)
+    assert sorted(int(body["seed"]) for body in provider.submissions) == [7, 8, 9]
+    report = storage.uploads[(BUCKET, "videos/clips/sunrise.json.report.jsonl")].decode()
+    lines = [json.loads(line) for line in report.splitlines()]
+    assert [(x["id"], x["take"], x["status"]) for x in lines] == [("sunrise", t, "SUCCEEDED") for t in (1, 2, 3)]
+    assert lines[1]["sidecar"] == f"s3://{BUCKET}/videos/clips/sunrise.json/sunrise.take2.json"
+    assert len(runtime.events.batches) == 1
+
+
+def test_a_manifest_with_too_many_takes_is_rejected_naming_the_field():
+    runtime, store, storage, provider = make_runtime()
+    storage.add(BUCKET, "uploads/clips/x.json", b'{"first_frame": "a.jpg", "takes": 9}')
+    outcome = accept_upload(
+        Upload(bucket=BUCKET, key="uploads/clips/x.json", sequencer="0B", etag="e1"), runtime, owner="s"
+    )
+    assert outcome.outcome == "REJECTED" and "'takes'" in present(outcome.reason)
+    assert provider.submissions == []

@@ -18,11 +18,13 @@ from seedance_pipeline.rules.batch_files import (
     MAX_BATCH_BYTES,
     BatchRow,
     check_batch_size,
+    manifest_rows,
     parse_batch,
     row_job_id,
     take_seed,
 )
 from seedance_pipeline.rules.keys import check_output_keys, due_shard_for, job_id_for
+from seedance_pipeline.rules.manifests import MAX_MANIFEST_BYTES, check_manifest_size, is_manifest, parse_manifest
 from seedance_pipeline.rules.model_catalogue import ImageMode
 from seedance_pipeline.rules.token_estimate import estimate_tokens
 from seedance_pipeline.rules.video_request import resolve_request
@@ -44,8 +46,26 @@ def row_source_key(batch_key: str, record_id: str, take: int, takes: int) -> str
     return f"{batch_key}/{record_id}" + (f".take{take}" if takes > 1 else "")
 
 
+def asks_for_takes(upload: Upload, runtime: Runtime) -> bool:
+    """A manifest with `takes` over 1 is a batch of one row. Any problem reading it: no, and the single-upload path
+    refuses it with its own reason."""
+    try:
+        _, data = runtime.storage.read(
+            upload.bucket,
+            upload.key,
+            max_bytes=MAX_MANIFEST_BYTES,
+            version_id=upload.version_id,
+            etag=upload.etag,
+            check_size=check_manifest_size,
+        )
+        return (parse_manifest(data).takes or 1) > 1
+    except (InvalidInput, ObjectGone):
+        return False
+
+
 def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
-    """(outcome, batch id, reason) for a batch file's upload; the rows become jobs, or the whole file is refused."""
+    """(outcome, batch id, reason) for a batch file's upload (or a manifest asking for takes); the rows become
+    jobs, or the whole file is refused."""
     settings, store = runtime.settings, runtime.store
     batch_id = job_id_for(upload)
     now = runtime.clock()
@@ -59,17 +79,19 @@ def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
         existing, resume_from = taken, taken.written
         logger.warning("resuming a batch write that stopped half-way", extra={"batch_id": batch_id})
     try:
+        manifest = is_manifest(upload.key)
+        check_size = check_manifest_size if manifest else check_batch_size
         if upload.size is not None:
-            check_batch_size(upload.size)
+            check_size(upload.size)
         _, data = runtime.storage.read(
             upload.bucket,
             upload.key,
-            max_bytes=MAX_BATCH_BYTES,
+            max_bytes=MAX_MANIFEST_BYTES if manifest else MAX_BATCH_BYTES,
             version_id=upload.version_id,
             etag=upload.etag,
-            check_size=check_batch_size,
+            check_size=check_size,
         )
-        rows = parse_batch(upload.key, data, settings)
+        rows = (manifest_rows if manifest else parse_batch)(upload.key, data, settings)
     except (InvalidInput, ObjectGone) as exc:
         if existing is not None:
             raise  # the file was read once already: a fault now is transient, and the event's retry resumes

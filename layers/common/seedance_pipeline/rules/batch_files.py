@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,12 @@ from seedance_pipeline.errors import ErrorCode, InvalidInput
 from seedance_pipeline.rules.keys import JOB_ID_LENGTH, SOURCE_TAG_LENGTH
 from seedance_pipeline.rules.manifests import (
     MAX_MANIFEST_DEPTH,
+    MAX_TAKES,
     JobManifest,
     frame_keys,
     manifest_from_fields,
     nesting_depth,
+    parse_manifest,
 )
 from seedance_pipeline.rules.video_request import MAX_SEED
 from seedance_pipeline.settings import Settings
@@ -40,7 +43,6 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_BATCH_ROWS = 10_000
 # Rows times takes: every take is a job, a provider task and an item in the jobs table.
 MAX_BATCH_JOBS = 10_000
-MAX_TAKES = 8
 # One row is one job: the same bound as a manifest, and a cell can never make a job record approach 400 KB.
 MAX_ROW_BYTES = 64 * 1024
 MAX_ID_CHARS = 128
@@ -211,7 +213,7 @@ def _row(number: int, fields: dict[str, Any] | str, key: str, settings: Settings
     def refused(message: str) -> BatchRow:
         return BatchRow(row=number, record_id=record_id, error=f"row {number} (id {record_id}): {message}")
 
-    takes = fields.pop("takes", 1)
+    takes = fields.get("takes", 1)
     if isinstance(takes, bool) or not isinstance(takes, int) or not 1 <= takes <= MAX_TAKES:
         return refused(f"'takes' must be a whole number from 1 to {MAX_TAKES}")
     if "first_frame" in fields:
@@ -253,6 +255,21 @@ def _refuse_duplicate_ids(rows: list[BatchRow]) -> None:
                 record_id=row.record_id,
                 error=f"row {row.row}: 'id' {row.record_id!r} is already used by row {seen}",
             )
+
+
+def manifest_rows(key: str, data: bytes, settings: Settings) -> list[BatchRow]:
+    """A manifest asking for several takes, as a batch of one row: its id is the manifest's name."""
+    manifest = parse_manifest(data)
+    record_id = posixpath.basename(key).rsplit(".", 1)[0] or "1"
+    return [
+        BatchRow(
+            row=1,
+            record_id=record_id,
+            takes=manifest.takes or 1,
+            manifest=manifest,
+            image_keys=tuple(frame_keys(key, manifest, settings)),
+        )
+    ]
 
 
 def row_job_id(batch_id: str, row: int, take: int) -> str:

@@ -40,6 +40,8 @@ MAX_MANIFEST_DEPTH = 16
 MAX_KEY_BYTES = 1024  # S3's limit on an object key
 # A bound on the manifest's size, not a model's limit: the catalogue says how many a model takes.
 MAX_REFERENCE_IMAGES = 64
+# Takes of one request (a manifest's or a batch row's `takes`): each is a provider task, paid for.
+MAX_TAKES = 8
 
 
 def is_manifest(key: str) -> bool:
@@ -64,6 +66,8 @@ class JobManifest(BaseModel):
     camerafixed: StrictBool | None = None
     return_last_frame: StrictBool | None = None
     generate_audio: StrictBool | None = None
+    # Several videos of this one request with different seeds: handled as a one-row batch (rules/batch_files.py).
+    takes: StrictInt | None = Field(default=None, ge=1, le=MAX_TAKES)
 
     @field_validator("model")
     @classmethod
@@ -99,7 +103,7 @@ class JobManifest(BaseModel):
     def overrides(self) -> dict[str, str]:
         """The manifest's settings in the shape of S3 metadata, so one resolver applies the same rules."""
         names = {"return_last_frame": "return-last-frame", "generate_audio": "generate-audio"}
-        values = self.model_dump(exclude={"first_frame", "last_frame", "reference_images"}, exclude_none=True)
+        values = self.model_dump(exclude={"first_frame", "last_frame", "reference_images", "takes"}, exclude_none=True)
         return {names.get(k, k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
 
 
