@@ -123,7 +123,6 @@ def _drain_figure() -> Row:
     clock = FakeClock()
     provider = FakeProvider(clock, ready_after=task_seconds)
     runtime, store, storage, _ = make_runtime(clock, provider=provider, max_in_flight=limit)
-    runtime.sleep = clock.advance  # type: ignore[misc]
     storage.add("b", "uploads/_img/a.jpg", image_bytes())
     table = "image,prompt\r\n" + "".join(f"_img/a.jpg,row {n}\r\n" for n in range(jobs))
     storage.add("b", "uploads/drain.csv", table.encode())
