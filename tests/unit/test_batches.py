@@ -245,3 +245,14 @@ def test_a_manifest_with_too_many_takes_is_rejected_naming_the_field():
     )
     assert outcome.outcome == "REJECTED" and "'takes'" in present(outcome.reason)
     assert provider.submissions == []
+
+
+def test_with_a_daily_token_budget_the_batch_says_how_many_days_it_takes():
+    runtime, store, storage, provider = make_runtime(daily_token_budget=250_000)
+    storage.add(BUCKET, "uploads/shoot/a.jpg", image_bytes())
+    storage.add(BUCKET, KEY, ("image,resolution,duration\r\n" + "a.jpg,480p,5\r\n" * 6).encode())
+    outcome = accept_upload(batch_upload(), runtime, owner="s")
+    batch = present(store.get_batch(present(outcome.job_id)))
+    days = -(-batch.estimated_tokens // 250_000)
+    assert days >= 2 and f"about {days} day(s) at the DailyTokenBudget of 250,000" in present(outcome.reason)
+    assert f"{batch.estimated_tokens:,} tokens estimated" in present(outcome.reason)

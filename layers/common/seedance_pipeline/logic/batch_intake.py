@@ -10,7 +10,7 @@ was already written (see adapters/batch_items.py).
 from __future__ import annotations
 
 from seedance_pipeline.errors import AlreadyClaimed, ErrorCode, InvalidInput, ObjectGone
-from seedance_pipeline.logic.batch_report import close_batch
+from seedance_pipeline.logic.batch_report import close_batch, days_at_budget
 from seedance_pipeline.logic.job_lifecycle import finish
 from seedance_pipeline.models import Batch, BatchRowRef, Job, JobError, JobStatus, Upload, UploadDisposition
 from seedance_pipeline.observability import logger
@@ -108,8 +108,14 @@ def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
         # The last jobs may have ended before the write was recorded whole (or every row was refused): the report
         # waits for both, so whichever comes last closes the batch.
         close_batch(batch_id, runtime)
-    live = batch.remaining
-    reason = f"{batch.rows} rows, {live} videos queued, {batch.refused_rows} rows refused"
+    reason = (
+        f"{batch.rows} rows, {batch.remaining} videos queued, {batch.refused_rows} rows refused; "
+        f"{batch.estimated_tokens:,} tokens estimated"
+    )
+    days = days_at_budget(batch.estimated_tokens, settings.daily_token_budget)
+    if days is not None:
+        reason += f", about {days} day(s) at the DailyTokenBudget of {settings.daily_token_budget:,}"
+    logger.info("batch accepted", extra={"batch_id": batch_id, "summary": reason})
     return JobStatus.WAITING, batch_id, reason
 
 
