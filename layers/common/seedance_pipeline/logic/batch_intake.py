@@ -18,6 +18,7 @@ from seedance_pipeline.rules.batch_files import (
     MAX_BATCH_BYTES,
     BatchRow,
     check_batch_size,
+    is_batch_file,
     manifest_rows,
     parse_batch,
     row_job_id,
@@ -44,6 +45,11 @@ def row_source_key(batch_key: str, record_id: str, take: int, takes: int) -> str
     """The key a row's outputs are named after: `<batch file>/<id>` (`.take<N>` with several takes), so the
     video lands at `<OutputPrefix><path>/<batch file>/<id>[.take<N>].<tag>.mp4` beside its sidecar."""
     return f"{batch_key}/{record_id}" + (f".take{take}" if takes > 1 else "")
+
+
+def is_batch_upload(upload: Upload, runtime: Runtime) -> bool:
+    """A batch file, or a manifest asking for several takes (read here: the event does not say)."""
+    return is_batch_file(upload.key) or (is_manifest(upload.key) and asks_for_takes(upload, runtime))
 
 
 def asks_for_takes(upload: Upload, runtime: Runtime) -> bool:

@@ -24,7 +24,7 @@ from seedance_pipeline.errors import (
     SubmissionUncertain,
     outcome_of,
 )
-from seedance_pipeline.logic.batch_intake import accept_batch, asks_for_takes
+from seedance_pipeline.logic.batch_intake import accept_batch, is_batch_upload
 from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
 from seedance_pipeline.logic.job_inputs import JobInputs, image_urls, load_inputs
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
@@ -41,10 +41,8 @@ from seedance_pipeline.observability import (
     logger,
 )
 from seedance_pipeline.rules import image_rules
-from seedance_pipeline.rules.batch_files import is_batch_file
 from seedance_pipeline.rules.callback_token import callback_token, callback_url_for
 from seedance_pipeline.rules.keys import check_output_keys, due_shard_for, ignore_reason, job_id_for
-from seedance_pipeline.rules.manifests import is_manifest
 from seedance_pipeline.rules.token_estimate import estimate_tokens
 from seedance_pipeline.rules.video_request import provider_body_for
 from seedance_pipeline.runtime import Runtime
@@ -77,7 +75,7 @@ def accept_upload(upload: Upload, runtime: Runtime, *, owner: str) -> UploadOutc
     if reason:
         logger.info("ignoring object", extra={"key": upload.key, "reason": reason})
         return UploadOutcome(key=upload.key, outcome=UploadDisposition.IGNORED, reason=reason)
-    if is_batch_file(upload.key) or (is_manifest(upload.key) and asks_for_takes(upload, runtime)):
+    if is_batch_upload(upload, runtime):
         outcome, batch_id, why = accept_batch(upload, runtime, owner=owner)
         return UploadOutcome(key=upload.key, outcome=outcome, job_id=batch_id, reason=why)
 
