@@ -256,3 +256,14 @@ def test_with_a_daily_token_budget_the_batch_says_how_many_days_it_takes():
     days = -(-batch.estimated_tokens // 250_000)
     assert days >= 2 and f"about {days} day(s) at the DailyTokenBudget of 250,000" in present(outcome.reason)
     assert f"{batch.estimated_tokens:,} tokens estimated" in present(outcome.reason)
+
+
+def test_the_report_goes_to_the_output_bucket_beside_the_videos():
+    runtime, store, storage, provider = make_runtime(output_bucket="out-bucket")
+    storage.add(BUCKET, "uploads/shoot/a.jpg", image_bytes())
+    storage.add(BUCKET, KEY, b"image\r\na.jpg\r\n")
+    accept_upload(batch_upload(), runtime, owner="s")
+    drain(runtime, store)
+    line = json.loads(storage.uploads[("out-bucket", "videos/shoot/catalogue.csv.report.jsonl")])
+    assert line["video"].startswith("s3://out-bucket/videos/shoot/catalogue.csv/1.")
+    assert runtime.events.batches[0]["report"]["csv"] == "s3://out-bucket/videos/shoot/catalogue.csv.report.csv"

@@ -103,11 +103,13 @@ def close_batch(batch_id: str, runtime: Runtime) -> bool:
         return False
     lines = report_lines(batch, store.get_jobs([job_id for _, _, job_id in batch_job_ids(batch)]))
     jsonl_key, csv_key = report_keys(batch.key, runtime)
+    # Beside the videos: the output bucket when one is set (result_delivery.py chooses the same way).
+    bucket = runtime.settings.output_bucket or batch.bucket
     runtime.storage.upload_stream(
-        io.BytesIO(render_jsonl(lines)), batch.bucket, jsonl_key, content_type="application/x-ndjson"
+        io.BytesIO(render_jsonl(lines)), bucket, jsonl_key, content_type="application/x-ndjson"
     )
     runtime.storage.upload_stream(
-        io.BytesIO(render_csv(lines)), batch.bucket, csv_key, content_type="text/csv; charset=utf-8"
+        io.BytesIO(render_csv(lines)), bucket, csv_key, content_type="text/csv; charset=utf-8"
     )
     now = runtime.clock()
     if not store.complete_batch(batch_id, now=now):
@@ -127,7 +129,7 @@ def close_batch(batch_id: str, runtime: Runtime) -> bool:
                 "billed": billed,
                 "days_at_budget": days_at_budget(batch.estimated_tokens, runtime.settings.daily_token_budget),
             },
-            "report": {"jsonl": f"s3://{batch.bucket}/{jsonl_key}", "csv": f"s3://{batch.bucket}/{csv_key}"},
+            "report": {"jsonl": f"s3://{bucket}/{jsonl_key}", "csv": f"s3://{bucket}/{csv_key}"},
             "timings": {"created_at": iso_time(batch.created_at), "completed_at": iso_time(now)},
         }
     )
