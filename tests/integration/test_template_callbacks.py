@@ -106,7 +106,13 @@ def test_the_callback_function_may_do_what_a_delivery_needs_and_nothing_more(cfn
         actions = _as_list(statement["Action"])
         assert not any(a == "*" or a.endswith(":*") for a in actions)
         assert "*" not in _as_list(statement["Resource"])
-    assert sorted(statements["JobsTable"]["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    # BatchGetItem: the job that ends a batch writes its report, reading the batch's jobs.
+    assert sorted(statements["JobsTable"]["Action"]) == [
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ]
     assert statements["JobsTable"]["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
     assert statements["FindInFlightSlots"]["Resource"] == {"Fn::Sub": "${JobsTable.Arn}/index/slot-holders"}
     assert statements["ReadCallbackSigningKey"]["Resource"] == {"Ref": "CallbackSigningKey"}

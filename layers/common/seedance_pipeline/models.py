@@ -166,6 +166,9 @@ class BatchRowRef(BaseModel):
     image_keys: list[str]
     mode: str
     overrides: dict[str, str] = Field(default_factory=dict)
+    # Why the row was refused when the file was read: the poller rejects it with this reason, so the batch is
+    # counted and closed by the functions that may write its report (the submit function writes no outputs).
+    refusal: str | None = None
 
 
 class Batch(BaseModel):

@@ -9,10 +9,12 @@ was already written (see adapters/batch_items.py).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from seedance_pipeline.errors import AlreadyClaimed, ErrorCode, InvalidInput, ObjectGone
-from seedance_pipeline.logic.batch_report import close_batch, days_at_budget
+from seedance_pipeline.logic.batch_report import days_at_budget
 from seedance_pipeline.logic.job_lifecycle import finish
-from seedance_pipeline.models import Batch, BatchRowRef, Job, JobError, JobStatus, Upload, UploadDisposition
+from seedance_pipeline.models import Batch, BatchRowRef, Job, JobStatus, Upload, UploadDisposition
 from seedance_pipeline.observability import logger
 from seedance_pipeline.rules.batch_files import (
     MAX_BATCH_BYTES,
@@ -110,12 +112,12 @@ def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
             return UploadDisposition.DUPLICATE, batch_id, None
     else:
         batch = existing
-    if _write(batch, jobs, runtime, owner=owner, start=resume_from, first_write=existing is None):
-        # The last jobs may have ended before the write was recorded whole (or every row was refused): the report
-        # waits for both, so whichever comes last closes the batch.
-        close_batch(batch_id, runtime)
+    # Never closed here: every line is a job the poller ends, and the job that ends last closes the batch (it waits,
+    # unfinished, for this write to be recorded whole). The submit function writes no outputs.
+    _write(batch, jobs, runtime, owner=owner, start=resume_from, first_write=existing is None)
+    queued = sum(1 for job, _, _ in jobs if job.batch is not None and job.batch.refusal is None)
     reason = (
-        f"{batch.rows} rows, {batch.remaining} videos queued, {batch.refused_rows} rows refused; "
+        f"{batch.rows} rows, {queued} videos queued, {batch.refused_rows} rows refused; "
         f"{batch.estimated_tokens:,} tokens estimated"
     )
     days = days_at_budget(batch.estimated_tokens, settings.daily_token_budget)
@@ -155,8 +157,8 @@ def _refuse_file(
 def _jobs_for(
     upload: Upload, batch_id: str, rows: list[BatchRow], runtime: Runtime, created_at: float
 ) -> list[tuple[Job, str | None, float | None]]:
-    """Every job of the batch in file order: a refused row as a REJECTED job (counted already), each take of a
-    valid row as a WAITING job due at once, its request resolved and its tokens estimated now."""
+    """Every job of the batch in file order, WAITING and due at once: each take of a valid row with its request
+    resolved and its tokens estimated now; a refused row (or take) with its reason, for the poller to reject."""
     settings = runtime.settings
     jobs: list[tuple[Job, str | None, float | None]] = []
     for row in rows:
@@ -173,20 +175,11 @@ def _jobs_for(
                 updated_at=at,
             )
             job, error = _row_job(base, batch_id, upload.key, row, take, runtime)
-            if error is not None:
-                refused = job.model_copy(
-                    update={
-                        "status": JobStatus.REJECTED,
-                        "error": JobError(code=ErrorCode.INVALID_BATCH, message=error),
-                        "finished_at": at,
-                        "batch_counted": True,
-                    }
-                )
-                jobs.append((refused, None, at + settings.retention_seconds))
-            else:
-                # Built from validated parts (a row is at most 64 KB, its error a cut JobError): no bounded() copy.
-                waiting = job.model_copy(update={"next_check_at": at})
-                jobs.append((waiting, due_shard_for(job_id, settings.due_index_shards), None))
+            if error is not None and job.batch is not None:
+                job = job.model_copy(update={"batch": job.batch.model_copy(update={"refusal": error})})
+            # Every line is a WAITING job due at once; a refused one is rejected by the poller with its reason.
+            waiting = job.model_copy(update={"next_check_at": at})
+            jobs.append((waiting, due_shard_for(job_id, settings.due_index_shards), None))
     return jobs
 
 
@@ -246,8 +239,9 @@ def _batch_record(
     owner: str,
     lease: float,
 ) -> Batch:
-    live = [job for job, _, _ in jobs if job.status is JobStatus.WAITING]
-    refused_rows = {job.batch.row for job, _, _ in jobs if job.batch and job.status is JobStatus.REJECTED}
+    live = [job for job, _, _ in jobs]
+    refused_rows = {job.batch.row for job, _, _ in jobs if job.batch and job.batch.refusal is not None}
+    per_row = Counter(job.batch.row for job, _, _ in jobs if job.batch)
     return Batch(
         batch_id=batch_id,
         bucket=upload.bucket,
@@ -257,7 +251,7 @@ def _batch_record(
         created_at=created_at,
         rows=len(rows),
         jobs=len(jobs),
-        row_takes="".join(str(1 if row.row in refused_rows else row.takes) for row in rows),
+        row_takes="".join(str(per_row[row.row]) for row in rows),
         remaining=len(live),
         refused_rows=len(refused_rows),
         estimated_tokens=sum(job.estimated_tokens or 0 for job in live),

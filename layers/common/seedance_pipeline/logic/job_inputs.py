@@ -47,6 +47,8 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
     if job.batch is not None:
         # A batch file's row: its fields were checked when the file was read and travel on the job.
         row = job.batch
+        if row.refusal is not None:
+            raise InvalidInput(row.refusal, code=ErrorCode.INVALID_BATCH)
         mode = ImageMode(row.mode)
         request = job.request or resolve_request(
             settings,

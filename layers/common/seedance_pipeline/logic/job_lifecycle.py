@@ -122,9 +122,17 @@ def _count_on_batch(job: Job, runtime: Runtime, *, owner: str) -> Job:
     else:
         batch = runtime.store.get_batch(batch_id)
         remaining = batch.remaining if batch and batch.completed_at is None else None
-    if remaining == 0:
-        close_batch(batch_id, runtime)
+    if remaining == 0 and not close_batch(batch_id, runtime):
+        batch = runtime.store.get_batch(batch_id)
+        if batch is not None and not batch.all_written:
+            # The last job ended before the submit function recorded its write as whole: the job stays unfinished
+            # (in the due index) and a later poll closes the batch; the submit function writes no outputs.
+            raise BatchStillBeingWritten(f"batch {batch_id} is not recorded as written yet")
     return job
+
+
+class BatchStillBeingWritten(Exception):
+    """A batch's last job ended before the batch's rows were all recorded as written: retried by a later poll."""
 
 
 __all__ = ["complete_finish", "finish", "reschedule"]

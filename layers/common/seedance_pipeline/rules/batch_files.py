@@ -87,6 +87,8 @@ def parse_batch(key: str, data: bytes, settings: Settings) -> list[BatchRow]:
         ) from exc
     text = text.removeprefix("\ufeff")  # a byte order mark, as spreadsheet programs write
     records = _csv_records(text) if key.lower().endswith(".csv") else _jsonl_records(text)
+    if not records:
+        raise InvalidInput("the batch file has no rows", code=ErrorCode.INVALID_BATCH)
     rows = [_row(number, fields, key, settings) for number, fields in records]
     _refuse_duplicate_ids(rows)
     jobs = sum(row.takes for row in rows if row.error is None)
