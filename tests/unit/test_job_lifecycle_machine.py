@@ -394,7 +394,13 @@ class JobLifecycle(RuleBasedStateMachine):
             report = self.storage.uploads[(BUCKET, f"videos/batch{upload.key[13:-4]}.csv.report.jsonl")]
             lines = [json.loads(line) for line in report.decode().splitlines()]
             assert [line["id"] for line in lines] == [f"r{row}" for row in range(1, rows + 1)]
-            assert all(line["status"] in ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT") for line in lines)
+            # A line is terminal, unless an operator retried that row before the batch's last job ended (a known
+            # limit, docs/batches.md: the report says how the row stood when the batch closed).
+            for line in lines:
+                if line["status"] not in ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"):
+                    job = self.store.job(line["job_id"])
+                    retried = any(note.startswith("retried by an operator") for note in job.notes)
+                    assert retried, f"{line} is not terminal and was not retried"
 
     def _upload_order(self, key: str, job_id: str) -> int:
         """Which upload of the key (in upload order) a job was made for; the machine's etags count up."""
