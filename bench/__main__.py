@@ -40,6 +40,7 @@ FIGURES = {
     "7": "bench.token_accuracy",
     "8": "bench.poll_memory",
     "9": "bench.callback_latency",
+    "10": "bench.batch_scale",
 }
 COLUMNS = ["figure", "this pipeline", "baseline", "ratio", "target", "met"]
 RESULTS = bench.REPO_ROOT / "bench" / "results" / "latest.md"

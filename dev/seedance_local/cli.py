@@ -3,6 +3,7 @@
     seedance-pipeline demo [--out DIR]                 the bundled samples through the whole pipeline
     seedance-pipeline run IMAGE... [options]           your own images, same path
     seedance-pipeline jobs list|show|retry ...         look at and fix jobs (--stack, --table or --local)
+    seedance-pipeline batch list|show KEY              batch files' progress (done, failed, waiting, running)
     seedance-pipeline backfill s3://bucket/prefix      jobs for objects uploaded before the stack existed
     seedance-pipeline spend                            tokens and estimated cost by model, today and this month
     seedance-pipeline local up                         a long-running local pipeline for the commands above
@@ -35,7 +36,7 @@ DEMO_EXTRA_MODULES = frozenset({"rich", "moto", "av", "samtranslator", "yaml", "
 try:  # the command groups need the `demo` extra (rich, moto, PyAV, ...); without it, say so in one line
     from rich.console import Console
 
-    from seedance_local import cli_backfill, cli_demo, cli_jobs, cli_local, cli_run, cli_spend
+    from seedance_local import cli_backfill, cli_batches, cli_demo, cli_jobs, cli_local, cli_run, cli_spend
 except ModuleNotFoundError as exc:
     if (exc.name or "").split(".")[0] not in DEMO_EXTRA_MODULES:
         raise
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_run.add_run_command(commands, timing)
     target = target_options()
     cli_jobs.add_jobs_commands(commands, target)
+    cli_batches.add_batch_commands(commands, target)
     cli_backfill.add_backfill_command(commands, target)
     cli_spend.add_spend_command(commands, target)
     cli_local.add_local_commands(commands)
@@ -79,6 +81,7 @@ def _dispatch(args: argparse.Namespace, console: Any) -> int:
         "demo": cli_demo.demo_command,
         "run": cli_run.run_command,
         "jobs": cli_jobs.jobs_command,
+        "batch": cli_batches.batch_command,
         "backfill": cli_backfill.backfill_command,
         "spend": cli_spend.spend_command,
         "local": cli_local.local_up,

@@ -16,7 +16,9 @@ SAMPLES_PACKAGE = "seedance_local"
 
 
 def add_demo_command(commands: Subcommands, timing: CliParser) -> None:
-    commands.add_parser("demo", parents=[timing], help="run the bundled sample images through the pipeline")
+    commands.add_parser(
+        "demo", parents=[timing], help="run the bundled sample images (and a small batch file) through the pipeline"
+    )
 
 
 # "A breeze crosses the garden; the flowers sway gently." Chinese punctuation on purpose: all of it is non-ASCII.
@@ -51,14 +53,29 @@ DEMO_REQUESTS: dict[str, dict[str, str]] = {
 }
 
 
+# A small batch file (docs/batches.md): one row with two takes (two seeds), one with a non-ASCII prompt in plain
+# UTF-8. Its images sit in a "_" folder beside it, so they make no job of their own.
+DEMO_BATCH_NAME = "catalogue.csv"
+DEMO_BATCH = (
+    "id,image,prompt,resolution,ratio,duration,takes\n"
+    "hills,_batch/sunset-hills.jpg,Clouds drift slowly over the hills.,480p,16:9,5,2\n"
+    f"garden,_batch/flower-garden.png,{DEMO_NON_ASCII_PROMPT},480p,1:1,5,\n"
+)
+
+
 def planned_demo_uploads() -> list[PlannedUpload]:
     samples = resources.files(SAMPLES_PACKAGE).joinpath("samples")
-    return [
-        PlannedUpload(
-            name, f"{operator_tools.DEFAULT_INPUT_PREFIX}demo/{name}", samples.joinpath(name).read_bytes(), meta
-        )
+    folder = f"{operator_tools.DEFAULT_INPUT_PREFIX}demo/"
+    singles = [
+        PlannedUpload(name, f"{folder}{name}", samples.joinpath(name).read_bytes(), meta)
         for name, meta in DEMO_REQUESTS.items()
     ]
+    images = tuple(
+        (f"{folder}_batch/{name}", samples.joinpath(name).read_bytes())
+        for name in ("sunset-hills.jpg", "flower-garden.png")
+    )
+    batch = PlannedUpload(DEMO_BATCH_NAME, f"{folder}{DEMO_BATCH_NAME}", DEMO_BATCH.encode(), {}, images)
+    return [*singles, batch]
 
 
 def demo_command(args: argparse.Namespace, console: Console) -> int:

@@ -70,7 +70,9 @@ def timing_options() -> CliParser:
 
 def add_run_command(commands: Subcommands, timing: CliParser) -> None:
     run = commands.add_parser("run", parents=[timing], help="run your own images through the pipeline")
-    run.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files, or folders of them")
+    run.add_argument(
+        "images", nargs="+", type=Path, metavar="IMAGE", help="image files, folders of them, or .csv/.jsonl batch files"
+    )
     run.add_argument("--prompt", help="what should happen in the video (any language)")
     # Not a fixed list: a model allowed with EXTRA_MODELS is as good as a built-in one; the pipeline judges it.
     run.add_argument(

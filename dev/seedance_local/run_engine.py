@@ -20,7 +20,9 @@ from rich.table import Table
 
 from seedance_local.cli_common import UsageError, logs_to
 from seedance_local.run_uploads import PlannedUpload
+from seedance_pipeline.logic.batch_report import batch_job_ids
 from seedance_pipeline.models import Job, JobStatus
+from seedance_pipeline.rules.batch_files import is_batch_file
 from seedance_pipeline.settings import BYTEPLUS_ARK_BASE_URL, VOLCENGINE_ARK_BASE_URL
 
 SIMULATED_RUN_SECONDS = 1.5
@@ -155,7 +157,14 @@ def run_pipeline(
             early = _submit_all(pipeline, uploads)
             limit = timeout or (SIMULATED_TIMEOUT_SECONDS if provider.simulated else REAL_PROVIDER_TIMEOUT_SECONDS)
             jobs = _wait_with_progress(pipeline, console, limit)
-            return [early.get(u.key) or _result(u, jobs.get(u.key), pipeline, out) for u in uploads]
+            results: list[JobResult] = []
+            for upload in uploads:
+                rows = [key for key in jobs if key.startswith(f"{upload.key}#")]
+                if early.get(upload.key) is None and rows:  # a batch file: one result per row and take
+                    results.extend(_result(upload, jobs.get(key), pipeline, out, row=key) for key in rows)
+                else:
+                    results.append(early.get(upload.key) or _result(upload, jobs.get(upload.key), pipeline, out))
+            return results
 
 
 def _submit_all(pipeline: Any, uploads: list[PlannedUpload]) -> dict[str, JobResult]:
@@ -168,7 +177,18 @@ def _submit_all(pipeline: Any, uploads: list[PlannedUpload]) -> dict[str, JobRes
         for outcome in pipeline.submit(event).get("outcomes", []):
             if not outcome.get("job_id"):
                 untracked[upload.key] = JobResult(upload.label, outcome["outcome"], error=outcome.get("reason"))
+            elif is_batch_file(upload.key) and outcome["outcome"] == "WAITING":
+                _follow_batch_rows(pipeline, upload.key, outcome["job_id"])
     return untracked
+
+
+def _follow_batch_rows(pipeline: Any, key: str, batch_id: str) -> None:
+    """A batch file has no job of its own: the run waits for (and reports) each of its rows and takes."""
+    batch = pipeline.runtime.store.get_batch(batch_id)
+    pipeline.job_ids.pop(key, None)
+    if batch is not None:
+        for row, take, job_id in batch_job_ids(batch):
+            pipeline.job_ids[f"{key}#{row}.{take}"] = job_id
 
 
 class AllJobsStuck(Exception):
@@ -249,11 +269,17 @@ def _wait_with_progress(pipeline: Any, console: Console, timeout: float) -> dict
             return dict(pipeline.jobs())
 
 
-def _result(upload: PlannedUpload, job: Job | None, pipeline: Any, out: Path) -> JobResult:
+def _result(upload: PlannedUpload, job: Job | None, pipeline: Any, out: Path, *, row: str | None = None) -> JobResult:
+    label = upload.label
+    if row is not None:  # `<file> id <id>[ take <n>]`
+        label += f" row {row.rsplit('#', 1)[1]}"
+        if job is not None and job.batch is not None:
+            take = f" take {job.batch.take}" if job.batch.takes > 1 else ""
+            label = f"{upload.label} id {job.batch.record_id}{take}"
     if job is None:
-        return JobResult(upload.label, "MISSING", error="the job record was not found")
+        return JobResult(label, "MISSING", error="the job record was not found")
     seconds = (job.finished_at or time.time()) - job.created_at
-    result = JobResult(upload.label, job.status.value, job.task_id, seconds, arrived=pipeline.arrival(job))
+    result = JobResult(label, job.status.value, job.task_id, seconds, arrived=pipeline.arrival(job))
     if job.status == JobStatus.SUCCEEDED:
         result.files = pipeline.download_outputs(job, out)
         result.video = next((p for p in result.files if p.suffix == ".mp4"), None)

@@ -13,7 +13,9 @@ from typing import Any
 
 from seedance_local import operator_tools
 from seedance_local.cli_common import UsageError
+from seedance_local.operator_tools import naming_settings
 from seedance_pipeline.errors import InvalidInput
+from seedance_pipeline.rules.batch_files import is_batch_file, parse_batch
 from seedance_pipeline.rules.image_rules import inspect_image
 from seedance_pipeline.rules.video_request import decode_metadata_text
 
@@ -114,6 +116,25 @@ def checked_image(path: Path) -> bytes:
     return data
 
 
+def planned_batch(path: Path, prefix: str) -> PlannedUpload:
+    """A batch file, uploaded with the images its rows name relative to it (found beside it on disk). Its rows are
+    checked by the pipeline itself: a bad row is reported as REJECTED with its reason, as it would be in S3."""
+    try:
+        data = path.read_bytes()
+        rows = parse_batch(prefix + path.name, data, naming_settings(prefix, operator_tools.DEFAULT_OUTPUT_PREFIX, "t"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except InvalidInput as exc:
+        raise UsageError(f"{path}: {exc.message}") from None
+    frames: dict[str, bytes] = {}
+    for row in rows:
+        for key in row.image_keys:
+            local = path.parent / key[len(prefix) :]
+            if key not in frames and local.is_file():
+                frames[key] = checked_image(local)
+    return PlannedUpload(path.name, prefix + path.name, data, {}, tuple(frames.items()))
+
+
 def planned_user_uploads(args: argparse.Namespace) -> list[PlannedUpload]:
     """One upload per image; every bad image is reported at once, before anything starts.
 
@@ -126,6 +147,12 @@ def planned_user_uploads(args: argparse.Namespace) -> list[PlannedUpload]:
     uploads: dict[str, PlannedUpload] = {}
     problems: list[str] = []
     for path in image_paths(args.images):
+        if is_batch_file(path.name):
+            try:
+                uploads[path.name] = planned_batch(path, prefix)
+            except UsageError as exc:
+                problems.append(str(exc))
+            continue
         try:
             data = checked_image(path)
         except UsageError as exc:

@@ -130,6 +130,11 @@ def test_demo_makes_three_videos_of_the_requested_sizes_with_sidecars(tmp_path, 
     with av.open(str(out / "demo" / garden_sidecar["outputs"]["video"].removeprefix("videos/demo/"))) as container:
         assert container.streams.audio, "the demo's 2.0 video asked for sound"
     assert garden["prompt"] == cli_demo.DEMO_NON_ASCII_PROMPT  # sent RFC 2047-encoded, stored decoded
+    # The demo's batch file: two takes of one row (two seeds) and a plain UTF-8 prompt, and its report.
+    takes = [json.loads(p.read_text()) for p in sorted((out / "demo" / "catalogue.csv").glob("hills.take*.json"))]
+    assert len(takes) == 2 and takes[0]["request"]["seed"] != takes[1]["request"]["seed"]
+    batch_garden = json.loads((out / "demo" / "catalogue.csv" / "garden.json").read_text())["request"]
+    assert batch_garden["prompt"] == cli_demo.DEMO_NON_ASCII_PROMPT
     assert (out / "pipeline.log").stat().st_size > 0  # the handlers' logs went there, not to the terminal
     assert "{" not in capsys.readouterr().out  # no JSON log lines or EMF metrics in the terminal output
 

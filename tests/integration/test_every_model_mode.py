@@ -5,6 +5,7 @@ The catalogue is the pipeline's side of the contract, the simulator the service'
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.integration
 
-MANIFESTS = {
+MANIFESTS: dict[ImageMode, dict[str, Any]] = {
     ImageMode.FIRST_FRAME: {"first_frame": "_frames/start.png"},
     ImageMode.FIRST_AND_LAST: {"first_frame": "_frames/start.png", "last_frame": "_frames/end.png"},
     ImageMode.REFERENCE_IMAGES: {"reference_images": ["_frames/start.png", "_frames/end.png"]},

@@ -10,7 +10,7 @@ from tests.support.expect import present
 from tests.support.images import image_bytes
 
 DETAIL_KEYS = {"job_id", "task_id", "status", "source", "outputs", "request", "error", "timings", "tokens",
-               "moderation", "resubmissions", "draft"}  # fmt: skip
+               "moderation", "resubmissions", "draft", "batch"}  # fmt: skip
 DETAIL_TYPES = {"Video Generation Succeeded", "Video Generation Failed", "Video Generation Rejected",
                 "Video Generation Timed Out"}  # fmt: skip
 

@@ -15,7 +15,7 @@ from seedance_pipeline.adapters.budget_items import budget_item_id
 from seedance_pipeline.adapters.job_store import JobStore
 from seedance_pipeline.adapters.slot_items import slot_probe_order
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
-from seedance_pipeline.models import Job, JobError, JobOutputs, JobStatus, VideoRequest
+from seedance_pipeline.models import Batch, BatchRowRef, Job, JobError, JobOutputs, JobStatus, VideoRequest
 from seedance_pipeline.ports import JobStorePort
 from tests.support.expect import present
 from tests.support.fakes import FakeClock, FakeStore
@@ -641,3 +641,79 @@ def test_a_task_claim_expires_with_the_bookkeeping_items(store: JobStorePort) ->
     items = store._client.scan(TableName=store._table, ConsistentRead=True)["Items"]
     (claim,) = [item for item in items if item["job_id"]["S"].startswith("#task#")]
     assert claim["task_holder"] == {"S": "j-ttl"} and int(claim["expires_at"]["N"]) > time.time() + 86400
+
+
+# --- batches: the batch record, bulk row writes, the per-job count -----------------------------------------------
+
+
+def batch_record(batch_id: str = "b1", *, jobs: int = 3, owner: str = "writer-a") -> Batch:
+    return Batch(
+        batch_id=batch_id,
+        bucket="in-bucket",
+        key="uploads/cat.csv",
+        created_at=NOW,
+        rows=jobs,
+        jobs=jobs,
+        row_takes="1" * jobs,
+        remaining=jobs,
+        writer_owner=owner,
+        writer_until=NOW + LEASE,
+    )
+
+
+def row_job(job_id: str, batch_id: str = "b1", row: int = 1) -> Job:
+    ref = BatchRowRef(
+        batch_id=batch_id,
+        batch_key="uploads/cat.csv",
+        row=row,
+        record_id=str(row),
+        image_keys=["uploads/a.jpg"],
+        mode="first_frame",
+        overrides={"prompt": "猫"},
+    )
+    return job(job_id, batch=ref)
+
+
+def test_a_batch_is_created_once_and_its_writer_is_taken_over_only_after_its_lease(store: JobStorePort) -> None:
+    assert store.create_batch(batch_record())
+    assert not store.create_batch(batch_record(owner="writer-b"))
+    assert store.take_batch_writer("b1", owner="writer-b", now=NOW + 1, lease_seconds=LEASE) is None
+    taken = present(store.take_batch_writer("b1", owner="writer-b", now=NOW + LEASE + 1, lease_seconds=LEASE))
+    assert taken.writer_owner == "writer-b" and taken.row_takes == "111"
+    assert not store.record_batch_progress("b1", owner="writer-a", written=3, all_written=True)
+    assert store.record_batch_progress("b1", owner="writer-b", written=3, all_written=True)
+    assert present(_same_table(store).get_batch("b1")).all_written
+    assert store.take_batch_writer("b1", owner="c", now=NOW + 10 * LEASE, lease_seconds=LEASE) is None
+    assert store.get_batch("nope") is None
+
+
+def test_bulk_writes_put_many_jobs_and_a_resumed_write_never_overwrites_one(store: JobStorePort) -> None:
+    jobs: list[tuple[Job, str | None, float | None]] = [(row_job(f"r{n:03d}", row=n), "0", None) for n in range(1, 61)]
+    store.put_new_jobs(jobs, first_write=True)
+    due = {d.job_id for d in store.due_jobs("0", NOW)}
+    assert {f"r{n:03d}" for n in range(1, 61)} <= due
+    moved = leased(store, present(store.get("r010")))
+    store.save(
+        moved.model_copy(update={"status": JobStatus.SUBMITTED, "task_id": "t"}), owner="worker-a", due_shard="0"
+    )
+    store.put_new_jobs(jobs[5:20], first_write=False)
+    assert present(store.get("r010")).status is JobStatus.SUBMITTED
+    got = store.get_jobs([f"r{n:03d}" for n in range(1, 61)] + ["absent"])
+    assert len(got) == 60 and present(got["r001"].batch).overrides == {"prompt": "猫"}
+
+
+def test_a_jobs_end_counts_on_its_batch_once_and_only_under_its_lease(store: JobStorePort) -> None:
+    store.create_batch(batch_record(jobs=2))
+    store.put_new_jobs([(row_job("c1"), "0", None), (row_job("c2", row=2), "0", None)], first_write=True)
+    one = leased(store, present(store.get("c1")))
+    with pytest.raises(LeaseLost):
+        store.save_counting_batch(one, owner="someone-else", due_shard=None, expires_at=None)
+    assert present(store.get_batch("b1")).remaining == 2
+    done = one.model_copy(update={"status": JobStatus.SUCCEEDED})
+    assert store.save_counting_batch(done, owner="worker-a", due_shard=None, expires_at=NOW + 100) == 1
+    assert present(store.get("c1")).batch_counted
+    two = leased(store, present(store.get("c2")))
+    assert store.save_counting_batch(two, owner="worker-a", due_shard=None, expires_at=None) == 0
+    assert store.complete_batch("b1", now=NOW)
+    assert not _same_table(store).complete_batch("b1", now=NOW + 1)
+    assert present(store.get_batch("b1")).completed_at == NOW

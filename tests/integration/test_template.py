@@ -427,10 +427,23 @@ def test_functions_touch_only_the_jobs_table_the_secret_and_their_events(cfn: di
                 if actions == ["dynamodb:Query"]:
                     assert statement["Resource"] == {"Fn::Sub": "${JobsTable.Arn}/index/slot-holders"}
                     continue
-                assert sorted(actions) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+                # A batch file's rows: BatchWriteItem.
+                assert sorted(actions) == [
+                    "dynamodb:BatchWriteItem",
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                ]
                 assert statement["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
                 continue
-            assert sorted(actions) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+            # A batch's report reads its jobs: BatchGetItem.
+            assert sorted(actions) == [
+                "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+            ]
             assert statement["Resource"] == [
                 {"Fn::GetAtt": ["JobsTable", "Arn"]},
                 {"Fn::Sub": "${JobsTable.Arn}/index/*"},

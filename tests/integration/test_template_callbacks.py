@@ -178,7 +178,17 @@ def test_the_worker_may_do_what_a_delivery_needs_and_nothing_more(cfn: dict[str,
         # Only with a KMS-encrypted output bucket (OutputBucketKmsKeyArn, or BucketKmsKeyArn on the input bucket).
         "EncryptOutputs",
     }
-    assert sorted(statements["JobsTable"]["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    for statement in statements.values():
+        actions = _as_list(statement["Action"])
+        assert not any(a == "*" or a.endswith(":*") for a in actions)
+        assert "*" not in _as_list(statement["Resource"])
+    # BatchGetItem: the job that ends a batch writes its report, reading the batch's jobs.
+    assert sorted(statements["JobsTable"]["Action"]) == [
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ]
     assert statements["JobsTable"]["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
     assert statements["FindInFlightSlots"]["Resource"] == {"Fn::Sub": "${JobsTable.Arn}/index/slot-holders"}
     # Of the uploads, it may only look at the current object's head: never list them beyond the prefix, never write.

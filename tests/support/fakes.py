@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from seedance_pipeline.adapters.budget_items import budget_item_expires_at, budget_item_id
 from seedance_pipeline.errors import AlreadyClaimed, ErrorCode, InvalidInput, LeaseLost, ObjectGone, SubmissionUncertain
-from seedance_pipeline.models import DueJob, Job, JobStatus, ObjectInfo, TaskResult
+from seedance_pipeline.models import Batch, DueJob, Job, JobStatus, ObjectInfo, TaskResult
 from seedance_pipeline.ports import (
     CallbackHandoffPort,
     EventPublisherPort,
@@ -80,6 +80,10 @@ class FakeStore:
         # Task id -> the job that adopted it after a lost answer, as JobStore's `#task#...` items hold them.
         self.task_claims: dict[str, str] = {}
         self.operations: list[str] = []
+        # batch_id -> the batch record, as JobStore's `#batch#<id>` items hold it.
+        self.batches: dict[str, dict[str, Any]] = {}
+        # Set to fail put_new_jobs after this many jobs were written (a submit function dying half-way).
+        self.crash_after_jobs: int | None = None
         self._lock = threading.Lock()
 
     def get(self, job_id: str) -> Job | None:
@@ -274,6 +278,74 @@ class FakeStore:
                 for other, item in self.items.items()
             )
             return not held and self.task_claims.setdefault(task_id, job_id) == job_id
+
+    # --- batches ---------------------------------------------------------------------------------------------
+    def create_batch(self, batch: Batch) -> bool:
+        with self._lock:
+            if batch.batch_id in self.batches:
+                return False
+            self.batches[batch.batch_id] = batch.model_dump(mode="json")
+            return True
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        item = self.batches.get(batch_id)
+        return Batch.model_validate(item) if item else None
+
+    def take_batch_writer(self, batch_id: str, *, owner: str, now: float, lease_seconds: float) -> Batch | None:
+        with self._lock:
+            item = self.batches.get(batch_id)
+            if item is None or item["all_written"] or (item.get("writer_until") or 0) >= now:
+                return None
+            item.update(writer_owner=owner, writer_until=now + lease_seconds)
+            return Batch.model_validate(item)
+
+    def record_batch_progress(self, batch_id: str, *, owner: str, written: int, all_written: bool) -> bool:
+        with self._lock:
+            item = self.batches.get(batch_id)
+            if item is None or item.get("writer_owner") != owner:
+                return False
+            item.update(written=written, all_written=all_written)
+            return True
+
+    def put_new_jobs(self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool) -> None:
+        with self._lock:
+            for job, due_shard, expires_at in jobs:
+                if self.crash_after_jobs is not None:
+                    if self.crash_after_jobs <= 0:
+                        raise RuntimeError("the submit function died half-way through the batch")
+                    self.crash_after_jobs -= 1
+                _check_item_size(job)
+                if not first_write and job.job_id in self.items:
+                    continue
+                self.operations.append(f"put_new_job {job.job_id}")
+                self._put(job, due_shard, expires_at)
+
+    def save_counting_batch(
+        self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None
+    ) -> int | None:
+        assert job.batch is not None
+        with self._lock:
+            _check_item_size(job)
+            item = self.items.get(job.job_id)
+            if item is None or item["job"].get("lease_owner") != owner:
+                raise LeaseLost(job.job_id)
+            batch = self.batches.get(job.batch.batch_id)
+            if batch is None:
+                return None
+            self._put(job.model_copy(update={"batch_counted": True}), due_shard, expires_at)
+            batch["remaining"] -= 1
+            return int(batch["remaining"])
+
+    def complete_batch(self, batch_id: str, *, now: float) -> bool:
+        with self._lock:
+            item = self.batches.get(batch_id)
+            if item is None or item.get("completed_at") is not None:
+                return False
+            item["completed_at"] = now
+            return True
+
+    def get_jobs(self, job_ids: list[str]) -> dict[str, Job]:
+        return {job_id: job for job_id in job_ids if (job := self.get(job_id)) is not None}
 
     def _put(self, job: Job, due_shard: str | None, expires_at: float | None = None) -> None:
         data = job.model_dump(mode="json")
@@ -596,6 +668,11 @@ class FakeDownloader:
 class RecordingEvents:
     def __init__(self) -> None:
         self.published: list[Job] = []
+        self.batches: list[dict[str, Any]] = []
+
+    def publish_batch(self, detail: dict[str, Any]) -> None:
+        json.dumps(detail)  # what the real publisher sends must be JSON
+        self.batches.append(detail)
 
     def publish(self, job: Job) -> None:
         from seedance_pipeline.adapters.job_events import detail_json

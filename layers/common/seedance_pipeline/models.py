@@ -183,6 +183,52 @@ class JobOutputs(BaseModel):
     bucket: str
 
 
+class BatchRowRef(BaseModel):
+    """What a job made from one row (and take) of a batch file carries instead of reading that file again: the row's
+    images and its fields in the shape of S3 metadata, resolved by the same rules as a single upload's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    batch_id: str
+    batch_key: str
+    row: int
+    record_id: str
+    take: int = 1
+    takes: int = 1
+    image_keys: list[str]
+    mode: str
+    overrides: dict[str, str] = Field(default_factory=dict)
+    # Why the row was refused when the file was read: the poller rejects it with this reason, so the batch is
+    # counted and closed by the functions that may write its report (the submit function writes no outputs).
+    refusal: str | None = None
+
+
+class Batch(BaseModel):
+    """One DynamoDB item per batch upload (`#batch#<batch_id>`): the claim, the bulk write's progress, and the count
+    of its jobs still live, which the job that ends last brings to zero (then the report is written once)."""
+
+    batch_id: str
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+    created_at: float
+    rows: int
+    jobs: int
+    # One character per row: its number of takes (1-8); a refused row has one line in the report, take 1.
+    row_takes: str
+    # Jobs written so far, in file order (a resumed write starts here), and whether every one is written.
+    written: int = 0
+    all_written: bool = False
+    # Jobs not yet terminal; decremented once per job as it ends.
+    remaining: int
+    refused_rows: int = 0
+    estimated_tokens: int = 0
+    writer_owner: str | None = None
+    writer_until: float | None = None
+    completed_at: float | None = None
+
+
 class Job(BaseModel):
     """One DynamoDB item per upload."""
 
@@ -238,6 +284,9 @@ class Job(BaseModel):
     # The in-flight slot the job holds, recorded with the mark before the POST: whichever function ends the job
     # gives that slot back directly, without looking it up.
     slot: int | None = None
+    # A job made from a batch file's row: the row it stands for, and whether its end was counted on the batch.
+    batch: BatchRowRef | None = None
+    batch_counted: bool = False
     lease_owner: str | None = None
     lease_until: float | None = None
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Protocol
 
-from seedance_pipeline.models import DueJob, Job, JobStatus, ObjectInfo, TaskClaim, TaskResult
+from seedance_pipeline.models import Batch, DueJob, Job, JobStatus, ObjectInfo, TaskClaim, TaskResult
 
 
 class JobStorePort(Protocol):
@@ -52,6 +52,19 @@ class JobStorePort(Protocol):
     # job's record holds that task id (the due index shows it) or another job claimed it first (one conditional
     # write, so two adopters never both win); True for job_id itself again. Only the rare lost-answer path calls it.
     def claim_task(self, task_id: str, job_id: str) -> bool: ...
+    # Batches (adapters/batch_items.py): a batch record is created once (False: it exists); its writer holds a lease
+    # and records how many of its jobs are written; new jobs go in bulk (`first_write` False: never over an existing
+    # one); a job's end is saved with its batch's live count taken down by one, once (the count after, or None).
+    def create_batch(self, batch: Batch) -> bool: ...
+    def get_batch(self, batch_id: str) -> Batch | None: ...
+    def take_batch_writer(self, batch_id: str, *, owner: str, now: float, lease_seconds: float) -> Batch | None: ...
+    def record_batch_progress(self, batch_id: str, *, owner: str, written: int, all_written: bool) -> bool: ...
+    def put_new_jobs(self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool) -> None: ...
+    def save_counting_batch(
+        self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None
+    ) -> int | None: ...
+    def complete_batch(self, batch_id: str, *, now: float) -> bool: ...
+    def get_jobs(self, job_ids: list[str]) -> dict[str, Job]: ...
 
 
 class JobCatalogPort(JobStorePort, Protocol):
@@ -134,6 +147,8 @@ class EventPublisherPort(Protocol):
     """Tells downstream pipelines about terminal jobs."""
 
     def publish(self, job: Job) -> None: ...
+    # `Batch Completed`, once per batch, when its last job ended and its report is written.
+    def publish_batch(self, detail: dict[str, Any]) -> None: ...
 
 
 class SecretTextPort(Protocol):

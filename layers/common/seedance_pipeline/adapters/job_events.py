@@ -26,6 +26,7 @@ DETAIL_TYPES = {
     JobStatus.REJECTED: "Video Generation Rejected",
     JobStatus.TIMED_OUT: "Video Generation Timed Out",
 }
+BATCH_COMPLETED = "Batch Completed"
 
 
 def event_detail(job: Job) -> dict[str, Any]:
@@ -57,6 +58,16 @@ def event_detail(job: Job) -> dict[str, Any]:
         # A draft's event says how to finalize it; a final's names its draft (rules/draft_request.py).
         "draft": draft_block(job),
         "tokens": {"estimated": job.estimated_tokens, "billed": job.billed_tokens},
+        # A job made from a batch file's row: the file, the user's record id, the row and the take.
+        "batch": {
+            "batch_id": job.batch.batch_id,
+            "uri": f"s3://{job.source_bucket}/{job.batch.batch_key}",
+            "id": job.batch.record_id,
+            "row": job.batch.row,
+            "take": job.batch.take,
+        }
+        if job.batch
+        else None,
         "timings": {
             "created_at": iso_time(job.created_at),
             "submitted_at": iso_time(job.submitted_at),
@@ -102,10 +113,17 @@ class JobEventPublisher:
         detail_type = DETAIL_TYPES.get(job.status)
         if detail_type is None:
             return
+        self._put(detail_type, detail_json(job))
+
+    def publish_batch(self, detail: dict[str, Any]) -> None:
+        """`Batch Completed`: a small detail of counts and report keys (docs/outputs.md), far below 256 KB."""
+        self._put(BATCH_COMPLETED, json.dumps(_cut_strings(detail, 2048)))
+
+    def _put(self, detail_type: str, detail: str) -> None:
         entry: PutEventsRequestEntryTypeDef = {
             "Source": SOURCE,
             "DetailType": detail_type,
-            "Detail": detail_json(job),
+            "Detail": detail,
             "EventBusName": self._bus,
             "Resources": [],
         }
@@ -121,4 +139,7 @@ class JobEventPublisher:
 
 class NoEvents:
     def publish(self, job: Job) -> None:
+        return None
+
+    def publish_batch(self, detail: dict[str, Any]) -> None:
         return None

@@ -80,6 +80,23 @@ class JobInputs:
 def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
     """Read and check everything the job needs. Raises InvalidInput or ObjectGone (both mean REJECTED)."""
     storage, settings = runtime.storage, runtime.settings
+    if job.batch is not None:
+        # A batch file's row: its fields were checked when the file was read and travel on the job.
+        row = job.batch
+        if row.refusal is not None:
+            raise InvalidInput(row.refusal, code=ErrorCode.INVALID_BATCH)
+        mode = ImageMode(row.mode)
+        request = job.request or resolve_request(
+            settings,
+            row.overrides,
+            mode=mode,
+            image_count=len(row.image_keys),
+            source="the row's",
+            code=ErrorCode.INVALID_BATCH,
+        )
+        named_by = f"row {row.row} (id {row.record_id})"
+        images = [_read_image(runtime, job.source_bucket, key, named_by=named_by) for key in row.image_keys]
+        return JobInputs(request=request, images=images, mode=mode)
     if is_manifest(job.source_key):
         _, raw = storage.read(
             job.source_bucket,
@@ -129,12 +146,16 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
     return JobInputs(request=request, images=[image])
 
 
-def _read_image(runtime: Runtime, bucket: str, key: str) -> InputImage:
+def _read_image(runtime: Runtime, bucket: str, key: str, *, named_by: str | None = None) -> InputImage:
     try:
         _, data = runtime.storage.read(
             bucket, key, max_bytes=image_rules.MAX_UPLOAD_BYTES, check_size=image_rules.check_size
         )
     except ObjectGone as exc:
+        if named_by is not None:
+            raise InvalidInput(
+                f"{named_by}: 'image' names {key}, which does not exist", code=ErrorCode.INVALID_BATCH
+            ) from exc
         raise InvalidInput(f"the manifest names {key}, which does not exist", code=ErrorCode.INVALID_MANIFEST) from exc
     try:
         return _prepared(key, None, data)

@@ -8,6 +8,7 @@ leases it runs `complete_finish` again. Giving back a slot twice is harmless; th
 
 from __future__ import annotations
 
+from seedance_pipeline.logic.batch_report import close_batch
 from seedance_pipeline.models import Job, JobError, JobStatus
 from seedance_pipeline.observability import MetricName, MetricUnit, count, count_tokens, logger
 from seedance_pipeline.rules.keys import due_shard_for
@@ -91,6 +92,8 @@ def complete_finish(job: Job, runtime: Runtime, *, owner: str) -> Job:
     """For a leased terminal job marked finalize_pending: give back its slot, publish its event, clear the mark."""
     # Always release: a slot taken just before a crash would otherwise leak, and a slot not held is harmless.
     runtime.store.release_slot(job.job_id, slot=job.slot)
+    if job.batch is not None:
+        job = _count_on_batch(job, runtime, owner=owner)
     done = job.model_copy(
         update={
             "finalize_pending": False,
@@ -104,6 +107,32 @@ def complete_finish(job: Job, runtime: Runtime, *, owner: str) -> Job:
     finished_at = job.finished_at or runtime.clock()
     runtime.store.save(done, owner=owner, due_shard=None, expires_at=finished_at + runtime.settings.retention_seconds)
     return done
+
+
+def _count_on_batch(job: Job, runtime: Runtime, *, owner: str) -> Job:
+    """A batch row's end is counted on its batch once (in the same write that marks it counted), and the job stays
+    unfinished (in the due index) until the batch is closed if it was the last: a crash in between is completed by
+    a later poll, which finds it counted and closes the batch."""
+    assert job.batch is not None
+    batch_id = job.batch.batch_id
+    if not job.batch_counted:
+        shard = due_shard_for(job.job_id, runtime.settings.due_index_shards)
+        remaining = runtime.store.save_counting_batch(job, owner=owner, due_shard=shard, expires_at=None)
+        job = job.model_copy(update={"batch_counted": True})
+    else:
+        batch = runtime.store.get_batch(batch_id)
+        remaining = batch.remaining if batch and batch.completed_at is None else None
+    if remaining == 0 and not close_batch(batch_id, runtime):
+        batch = runtime.store.get_batch(batch_id)
+        if batch is not None and not batch.all_written:
+            # The last job ended before the submit function recorded its write as whole: the job stays unfinished
+            # (in the due index) and a later poll closes the batch; the submit function writes no outputs.
+            raise BatchStillBeingWritten(f"batch {batch_id} is not recorded as written yet")
+    return job
+
+
+class BatchStillBeingWritten(Exception):
+    """A batch's last job ended before the batch's rows were all recorded as written: retried by a later poll."""
 
 
 __all__ = ["complete_finish", "finish", "reschedule"]

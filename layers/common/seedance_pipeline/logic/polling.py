@@ -15,6 +15,7 @@ from seedance_pipeline.errors import (
     LeaseLost,
     PipelineError,
 )
+from seedance_pipeline.logic.admission_order import fair_order, source_count, sources_of
 from seedance_pipeline.logic.check_schedule import waiting_retry_at
 from seedance_pipeline.logic.due_book import READS_PER_WINDOW, DueBook, Tracked
 from seedance_pipeline.logic.job_lifecycle import complete_finish
@@ -162,7 +163,7 @@ def _process_pass(
 ) -> tuple[Blocked | None, bool]:
     """One pass over the due jobs: why the waiting queue stopped (when it stopped early), and whether a job ended."""
     live = [t for t in due if t.job.status in (JobStatus.SUBMITTED, JobStatus.RUNNING)]
-    waiting = sorted((t for t in due if t.job.status == JobStatus.WAITING), key=lambda t: t.job.created_at)
+    waiting = _admission_order([t for t in due if t.job.status == JobStatus.WAITING], runtime)
     unfinished = [t for t in due if t.job.status.is_terminal]
     ended = False
     for position, tracked in enumerate(unfinished):
@@ -195,7 +196,7 @@ def _process_pass(
             elif isinstance(after, Job):
                 book.note_written(after)
                 ended = ended or after.status.is_terminal
-    # Waiting jobs in upload order, one at a time: admission is a shared counter and order is fairness.
+    # Waiting jobs one at a time, sources in turns (admission_order.py): admission is a shared counter.
     for position, tracked in enumerate(waiting):
         if window_left() <= 0:
             _keep_all(book, waiting[position:])
@@ -227,6 +228,19 @@ def _process_pass(
             _keep_all(book, waiting[position + 1 :])
             return attempt.blocked, ended
     return None, ended
+
+
+def _admission_order(waiting: list[Tracked], runtime: Runtime) -> list[Tracked]:
+    """Oldest first, but sources in turns (admission_order.py); the slot holders are read only when two or more
+    sources wait, so a queue of one source costs nothing more."""
+    if source_count(waiting, job_id=lambda t: t.job.job_id) < 2:
+        return sorted(waiting, key=lambda t: t.job.created_at)
+    return fair_order(
+        waiting,
+        job_id=lambda t: t.job.job_id,
+        created_at=lambda t: t.job.created_at,
+        in_flight=sources_of(runtime.store.slot_holders()),
+    )
 
 
 def _keep_all(book: DueBook, untouched: list[Tracked]) -> None:

@@ -25,6 +25,7 @@ from seedance_pipeline.errors import (
     SubmissionUncertain,
     outcome_of,
 )
+from seedance_pipeline.logic.batch_intake import accept_batch, is_batch_upload
 from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
 from seedance_pipeline.logic.job_inputs import image_urls, media_urls, with_request
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
@@ -72,6 +73,9 @@ def accept_upload(upload: Upload, runtime: Runtime, *, owner: str) -> UploadOutc
     if reason:
         logger.info("ignoring object", extra={"key": upload.key, "reason": reason})
         return UploadOutcome(key=upload.key, outcome=UploadDisposition.IGNORED, reason=reason)
+    if is_batch_upload(upload, runtime):
+        outcome, batch_id, why = accept_batch(upload, runtime, owner=owner)
+        return UploadOutcome(key=upload.key, outcome=outcome, job_id=batch_id, reason=why)
 
     now = runtime.clock()
     job = Job(

@@ -15,6 +15,13 @@ S3_MAX_KEY_BYTES = 1024
 # Enough of the job id that two uploads of one key never share a media object name in practice (48 bits).
 JOB_TAG_LENGTH = 12
 JOB_ID_LENGTH = 32
+# The last characters of a job id name its source: a batch row's are its batch's (rules/batch_files.row_job_id),
+# a single upload's are its own, so waiting jobs can be taken in turns by source.
+SOURCE_TAG_LENGTH = 8
+
+
+def source_tag(job_id: str) -> str:
+    return job_id[-SOURCE_TAG_LENGTH:]
 
 
 class OutputKeys(BaseModel):

@@ -51,6 +51,9 @@ _MEDIA_LIST = Field(default=None, min_length=1, max_length=MAX_REFERENCE_MEDIA)
 # What a final manifest may say besides the draft it names: the draft holds the prompt, the images and the model.
 FINAL_FIELDS = frozenset({"draft_job", "draft_sidecar", "resolution", "watermark", "return_last_frame"})
 
+# Takes of one request (a manifest's or a batch row's `takes`): each is a provider task, paid for.
+MAX_TAKES = 8
+
 
 def is_manifest(key: str) -> bool:
     return key.lower().endswith(".json")
@@ -82,6 +85,8 @@ class JobManifest(BaseModel):
     camerafixed: StrictBool | None = None
     return_last_frame: StrictBool | None = None
     generate_audio: StrictBool | None = None
+    # Several videos of this one request with different seeds: handled as a one-row batch (rules/batch_files.py).
+    takes: StrictInt | None = Field(default=None, ge=1, le=MAX_TAKES)
 
     @field_validator("model")
     @classmethod
@@ -167,6 +172,7 @@ class JobManifest(BaseModel):
             "reference_audio",
             "draft_job",
             "draft_sidecar",
+            "takes",
         }
         values = self.model_dump(exclude=paths, exclude_none=True)
         return {names.get(k, k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
@@ -200,11 +206,16 @@ def parse_manifest(data: bytes) -> JobManifest:
     if not isinstance(document, dict):
         raise InvalidInput("the manifest must be a JSON object", code=ErrorCode.INVALID_MANIFEST)
     _require_encodable(document)
+    return manifest_from_fields(document)
+
+
+def manifest_from_fields(document: dict[str, object], *, what: str = "the manifest") -> JobManifest:
+    """Validate a manifest's fields (a batch file's row is one too); the refusal names each field's problem."""
     try:
         return JobManifest.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
-        raise InvalidInput(f"the manifest is invalid: {problems}", code=ErrorCode.INVALID_MANIFEST) from exc
+        raise InvalidInput(f"{what} is invalid: {problems}", code=ErrorCode.INVALID_MANIFEST) from exc
 
 
 def nesting_depth(text: str) -> int:

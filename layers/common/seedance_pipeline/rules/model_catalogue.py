@@ -73,7 +73,9 @@ class ModelCatalogue:
         return self._lookup.get(model_id)
 
     def merged(self, extra: Iterable[ModelSpec]) -> ModelCatalogue:
-        return ModelCatalogue((*self._specs, *extra))
+        extra = tuple(extra)
+        # Immutable: with nothing to add, this catalogue is the answer (a batch of 10,000 rows asks 20,000 times).
+        return ModelCatalogue((*self._specs, *extra)) if extra else self
 
     def image_to_video_ids(self) -> list[str]:
         return [spec.id for spec in self._specs if not spec.text_only]

@@ -1,0 +1,246 @@
+"""The jobs table's batch items: a batch's record (`#batch#<id>`), its row jobs written in bulk, and the count of its
+live jobs, decremented in one transaction with each job's own end so every job counts exactly once.
+
+Cost. A first write of the rows uses BatchWriteItem (25 items a request, one WCU per KB each, no conditions): the
+batch record's claim guarantees no row job exists yet. A resumed write (the submit function died half-way, the
+event came again) writes the rest one conditional PutItem at a time, so a row a poller already moved on is never
+written back to WAITING. The count's transaction bills both items twice (4 WCU per job end, on top of nothing: it
+replaces the job's terminal save).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from seedance_pipeline.adapters.dynamo_codec import deserialize, is_condition_failure, serialize
+from seedance_pipeline.errors import LeaseLost
+from seedance_pipeline.models import Batch, Job
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+BATCH_ITEM_PREFIX = "#batch#"
+WRITE_BATCH_SIZE = 25  # BatchWriteItem's most
+GET_BATCH_SIZE = 100  # BatchGetItem's most
+UNPROCESSED_RETRIES = 8
+WRITE_CONCURRENCY = 8
+
+JobItem = Callable[[Job, str | None, float | None], dict[str, Any]]
+
+
+def batch_item_id(batch_id: str) -> str:
+    return f"{BATCH_ITEM_PREFIX}{batch_id}"
+
+
+class BatchItems:
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient,
+        *,
+        job_item: JobItem,
+        lifetime_seconds: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._table = table_name
+        self._client = client
+        self._job_item = job_item
+        self._lifetime = lifetime_seconds
+        self._sleep = sleep
+
+    def create_batch(self, batch: Batch) -> bool:
+        item = batch.model_dump(mode="json", exclude_none=True)
+        item["job_id"] = batch_item_id(batch.batch_id)
+        item["expires_at"] = int(batch.created_at + self._lifetime)
+        try:
+            self._client.put_item(
+                TableName=self._table, Item=serialize(item), ConditionExpression="attribute_not_exists(job_id)"
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def get_batch(self, batch_id: str) -> Batch | None:
+        response = self._client.get_item(
+            TableName=self._table, Key={"job_id": {"S": batch_item_id(batch_id)}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _batch(deserialize(item)) if item else None
+
+    def take_batch_writer(self, batch_id: str, *, owner: str, now: float, lease_seconds: float) -> Batch | None:
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": batch_item_id(batch_id)}},
+                UpdateExpression="SET writer_owner = :owner, writer_until = :until",
+                ConditionExpression="all_written = :no AND (attribute_not_exists(writer_until) OR writer_until < :now)",
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":until": {"N": repr(now + lease_seconds)},
+                    ":now": {"N": repr(now)},
+                    ":no": {"BOOL": False},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return None
+            raise
+        return _batch(deserialize(response["Attributes"]))
+
+    def record_batch_progress(self, batch_id: str, *, owner: str, written: int, all_written: bool) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": batch_item_id(batch_id)}},
+                UpdateExpression="SET written = :written, all_written = :all",
+                ConditionExpression="writer_owner = :owner",
+                ExpressionAttributeValues={
+                    ":owner": {"S": owner},
+                    ":written": {"N": str(written)},
+                    ":all": {"BOOL": all_written},
+                },
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def put_new_jobs(self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool) -> None:
+        items = [self._job_item(job, shard, expires_at) for job, shard, expires_at in jobs]
+        if not first_write:
+            for item in items:
+                try:
+                    self._client.put_item(
+                        TableName=self._table,
+                        Item=serialize(item),
+                        ConditionExpression="attribute_not_exists(job_id)",
+                    )
+                except ClientError as exc:
+                    if not is_condition_failure(exc):
+                        raise
+            return
+        chunks = [items[start : start + WRITE_BATCH_SIZE] for start in range(0, len(items), WRITE_BATCH_SIZE)]
+        # Several requests at once: each is a round trip of its own, and boto3 clients are thread-safe.
+        with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY, thread_name_prefix="batch-write") as pool:
+            list(pool.map(self._write_chunk, chunks))
+
+    def _write_chunk(self, chunk: list[dict[str, Any]]) -> None:
+        requests: Any = {self._table: [{"PutRequest": {"Item": serialize(item)}} for item in chunk]}
+        for attempt in range(UNPROCESSED_RETRIES + 1):
+            requests = self._client.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
+            if not requests:
+                return
+            if attempt == UNPROCESSED_RETRIES:
+                raise RuntimeError("DynamoDB left batch rows unwritten after retries (throttled)")
+            self._sleep(min(0.05 * 2**attempt, 2.0))
+
+    def save_counting_batch(
+        self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None
+    ) -> int | None:
+        """Save the leased job marked as counted and take one from its batch's live count, in one transaction.
+        Returns the batch's count after it (None when the batch record is gone)."""
+        assert job.batch is not None
+        item = self._job_item(job.model_copy(update={"batch_counted": True}), due_shard, expires_at)
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": serialize(item),
+                            "ConditionExpression": "lease_owner = :owner",
+                            "ExpressionAttributeValues": {":owner": {"S": owner}},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": {"job_id": {"S": batch_item_id(job.batch.batch_id)}},
+                            "UpdateExpression": "ADD remaining :minus",
+                            "ConditionExpression": "attribute_exists(job_id)",
+                            "ExpressionAttributeValues": {":minus": {"N": "-1"}},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise LeaseLost(f"lost the lease on job {job.job_id}") from exc
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                return None
+            raise
+        batch = self.get_batch(job.batch.batch_id)
+        return batch.remaining if batch else None
+
+    def complete_batch(self, batch_id: str, *, now: float) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": batch_item_id(batch_id)}},
+                UpdateExpression="SET completed_at = :now",
+                ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(completed_at)",
+                ExpressionAttributeValues={":now": {"N": repr(now)}},
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def get_jobs(self, job_ids: list[str]) -> dict[str, Job]:
+        found: dict[str, Job] = {}
+        for start in range(0, len(job_ids), GET_BATCH_SIZE):
+            keys: Any = {
+                self._table: {
+                    "Keys": [{"job_id": {"S": job_id}} for job_id in job_ids[start : start + GET_BATCH_SIZE]],
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in range(UNPROCESSED_RETRIES + 1):
+                response = self._client.batch_get_item(RequestItems=keys)
+                for raw in response.get("Responses", {}).get(self._table, []):
+                    item = deserialize(raw)
+                    item.pop("due_shard", None)
+                    item.pop("expires_at", None)
+                    job = Job.model_validate(item)
+                    found[job.job_id] = job
+                keys = response.get("UnprocessedKeys") or {}
+                if not keys:
+                    break
+                if attempt == UNPROCESSED_RETRIES:
+                    raise RuntimeError("DynamoDB left batch rows unread after retries (throttled)")
+                self._sleep(min(0.05 * 2**attempt, 2.0))
+        return found
+
+    def iter_batches(self) -> Iterator[Batch]:
+        """Every batch record (a Scan: for operator tools only, never a hot path)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(job_id, :batch)",
+            "ExpressionAttributeValues": {":batch": {"S": BATCH_ITEM_PREFIX}},
+        }
+        while True:
+            page = self._client.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield _batch(deserialize(item))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _batch(item: dict[str, Any]) -> Batch:
+    item.pop("job_id", None)
+    item.pop("expires_at", None)
+    return Batch.model_validate(item)

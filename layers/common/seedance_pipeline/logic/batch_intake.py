@@ -1,0 +1,283 @@
+"""Batch uploads in the submit function: claim the batch once, then write its rows as WAITING jobs in bulk.
+
+Nothing here calls the provider: the rows go through the poller's admission (MaxInFlight, the daily budget, the
+provider's throttles) like any waiting upload, in file order (their `created_at` follows the file). Every row's job
+id is derived from the batch upload's identity, its row and its take, so a duplicate event finds the batch record
+and stops, and a write that died half-way is resumed from the count it recorded, without overwriting a row that
+was already written (see adapters/batch_items.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from seedance_pipeline.errors import AlreadyClaimed, ErrorCode, InvalidInput, ObjectGone
+from seedance_pipeline.logic.batch_report import days_at_budget
+from seedance_pipeline.logic.job_lifecycle import finish
+from seedance_pipeline.models import Batch, BatchRowRef, Job, JobStatus, Upload, UploadDisposition
+from seedance_pipeline.observability import logger
+from seedance_pipeline.rules.batch_files import (
+    MAX_BATCH_BYTES,
+    BatchRow,
+    check_batch_size,
+    is_batch_file,
+    manifest_rows,
+    parse_batch,
+    row_job_id,
+    take_seed,
+)
+from seedance_pipeline.rules.keys import check_output_keys, due_shard_for, job_id_for
+from seedance_pipeline.rules.manifests import MAX_MANIFEST_BYTES, check_manifest_size, is_manifest, parse_manifest
+from seedance_pipeline.rules.model_catalogue import ImageMode
+from seedance_pipeline.rules.token_estimate import estimate_tokens
+from seedance_pipeline.rules.video_request import resolve_request
+from seedance_pipeline.runtime import Runtime
+
+# Jobs written between two records of the writer's progress: a resumed write redoes at most this many, one
+# conditional put each.
+PROGRESS_EVERY = 500
+# Row jobs are ordered by created_at (the poller sends waiting jobs oldest first): this spacing keeps the file's
+# order in a float, 10,000 jobs spanning one second.
+ROW_SPACING_SECONDS = 1e-4
+
+Accepted = tuple[JobStatus | UploadDisposition, str | None, str | None]
+
+
+def row_source_key(batch_key: str, record_id: str, take: int, takes: int) -> str:
+    """The key a row's outputs are named after: `<batch file>/<id>` (`.take<N>` with several takes), so the
+    video lands at `<OutputPrefix><path>/<batch file>/<id>[.take<N>].<tag>.mp4` beside its sidecar."""
+    return f"{batch_key}/{record_id}" + (f".take{take}" if takes > 1 else "")
+
+
+def is_batch_upload(upload: Upload, runtime: Runtime) -> bool:
+    """A batch file, or a manifest asking for several takes (read here: the event does not say)."""
+    return is_batch_file(upload.key) or (is_manifest(upload.key) and asks_for_takes(upload, runtime))
+
+
+def asks_for_takes(upload: Upload, runtime: Runtime) -> bool:
+    """A manifest with `takes` over 1 is a batch of one row. Any problem reading it: no, and the single-upload path
+    refuses it with its own reason."""
+    try:
+        _, data = runtime.storage.read(
+            upload.bucket,
+            upload.key,
+            max_bytes=MAX_MANIFEST_BYTES,
+            version_id=upload.version_id,
+            etag=upload.etag,
+            check_size=check_manifest_size,
+        )
+        return (parse_manifest(data).takes or 1) > 1
+    except (InvalidInput, ObjectGone):
+        return False
+
+
+def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
+    """(outcome, batch id, reason) for a batch file's upload (or a manifest asking for takes); the rows become
+    jobs, or the whole file is refused."""
+    settings, store = runtime.settings, runtime.store
+    batch_id = job_id_for(upload)
+    now = runtime.clock()
+    existing = store.get_batch(batch_id)
+    resume_from = 0
+    if existing is not None:
+        taken = store.take_batch_writer(batch_id, owner=owner, now=now, lease_seconds=settings.claim_lease_seconds)
+        if taken is None:
+            logger.info("duplicate delivery of a batch ignored", extra={"key": upload.key, "batch_id": batch_id})
+            return UploadDisposition.DUPLICATE, batch_id, None
+        existing, resume_from = taken, taken.written
+        logger.warning("resuming a batch write that stopped half-way", extra={"batch_id": batch_id})
+    try:
+        manifest = is_manifest(upload.key)
+        check_size = check_manifest_size if manifest else check_batch_size
+        if upload.size is not None:
+            check_size(upload.size)
+        _, data = runtime.storage.read(
+            upload.bucket,
+            upload.key,
+            max_bytes=MAX_MANIFEST_BYTES if manifest else MAX_BATCH_BYTES,
+            version_id=upload.version_id,
+            etag=upload.etag,
+            check_size=check_size,
+        )
+        rows = (manifest_rows if manifest else parse_batch)(upload.key, data, settings)
+    except (InvalidInput, ObjectGone) as exc:
+        if existing is not None:
+            raise  # the file was read once already: a fault now is transient, and the event's retry resumes
+        return _refuse_file(upload, batch_id, runtime, error=exc, owner=owner)
+    created_at = existing.created_at if existing else now
+    jobs = _jobs_for(upload, batch_id, rows, runtime, created_at)
+    if existing is None:
+        batch = _batch_record(upload, batch_id, rows, jobs, created_at, owner=owner, lease=settings.claim_lease_seconds)
+        if not store.create_batch(batch):
+            return UploadDisposition.DUPLICATE, batch_id, None
+    else:
+        batch = existing
+    # Never closed here: every line is a job the poller ends, and the job that ends last closes the batch (it waits,
+    # unfinished, for this write to be recorded whole). The submit function writes no outputs.
+    _write(batch, jobs, runtime, owner=owner, start=resume_from, first_write=existing is None)
+    queued = sum(1 for job, _, _ in jobs if job.batch is not None and job.batch.refusal is None)
+    reason = (
+        f"{batch.rows} rows, {queued} videos queued, {batch.refused_rows} rows refused; "
+        f"{batch.estimated_tokens:,} tokens estimated"
+    )
+    days = days_at_budget(batch.estimated_tokens, settings.daily_token_budget)
+    if days is not None:
+        reason += f", about {days} day(s) at the DailyTokenBudget of {settings.daily_token_budget:,}"
+    logger.info("batch accepted", extra={"batch_id": batch_id, "summary": reason})
+    return JobStatus.WAITING, batch_id, reason
+
+
+def _refuse_file(
+    upload: Upload, batch_id: str, runtime: Runtime, *, error: InvalidInput | ObjectGone, owner: str
+) -> Accepted:
+    """The whole file is refused: one REJECTED job record for the file itself, as for any bad upload."""
+    now = runtime.clock()
+    job = Job(
+        job_id=batch_id,
+        status=JobStatus.WAITING,
+        source_bucket=upload.bucket,
+        source_key=upload.key,
+        source_version_id=upload.version_id,
+        source_etag=upload.etag,
+        created_at=now,
+        updated_at=now,
+        next_check_at=now + runtime.settings.claim_lease_seconds,
+        lease_owner=owner,
+        lease_until=now + runtime.settings.claim_lease_seconds,
+    )
+    try:
+        runtime.store.claim(job, due_shard=due_shard_for(job.job_id, runtime.settings.due_index_shards))
+    except AlreadyClaimed:
+        return UploadDisposition.DUPLICATE, batch_id, None
+    code = error.code if isinstance(error, InvalidInput) else ErrorCode.OBJECT_GONE
+    done = finish(job, runtime, owner=owner, status=JobStatus.REJECTED, error_code=code, message=error.message)
+    return done.status, batch_id, error.message
+
+
+def _jobs_for(
+    upload: Upload, batch_id: str, rows: list[BatchRow], runtime: Runtime, created_at: float
+) -> list[tuple[Job, str | None, float | None]]:
+    """Every job of the batch in file order, WAITING and due at once: each take of a valid row with its request
+    resolved and its tokens estimated now; a refused row (or take) with its reason, for the poller to reject."""
+    settings = runtime.settings
+    jobs: list[tuple[Job, str | None, float | None]] = []
+    for row in rows:
+        for take in range(1, (row.takes if row.error is None else 1) + 1):
+            job_id = row_job_id(batch_id, row.row, take)
+            at = created_at + len(jobs) * ROW_SPACING_SECONDS
+            base = Job(
+                job_id=job_id,
+                status=JobStatus.WAITING,
+                source_bucket=upload.bucket,
+                source_key=row_source_key(upload.key, row.record_id, take, row.takes),
+                source_version_id=None,
+                created_at=at,
+                updated_at=at,
+            )
+            job, error = _row_job(base, batch_id, upload.key, row, take, runtime)
+            if error is not None and job.batch is not None:
+                job = job.model_copy(update={"batch": job.batch.model_copy(update={"refusal": error})})
+            # Every line is a WAITING job due at once; a refused one is rejected by the poller with its reason.
+            waiting = job.model_copy(update={"next_check_at": at})
+            jobs.append((waiting, due_shard_for(job_id, settings.due_index_shards), None))
+    return jobs
+
+
+def _row_job(
+    base: Job, batch_id: str, batch_key: str, row: BatchRow, take: int, runtime: Runtime
+) -> tuple[Job, str | None]:
+    settings = runtime.settings
+    ref = BatchRowRef(
+        batch_id=batch_id,
+        batch_key=batch_key,
+        row=row.row,
+        record_id=row.record_id,
+        take=take,
+        takes=row.takes,
+        image_keys=list(row.image_keys),
+        mode=(row.manifest.mode if row.manifest else ImageMode.FIRST_FRAME).value,
+    )
+    if row.error is not None or row.manifest is None:
+        return base.model_copy(update={"batch": ref}), row.error
+    overrides = row.manifest.overrides()
+    seed = take_seed(batch_id, row, take)
+    if seed is not None:
+        overrides["seed"] = str(seed)
+    ref = ref.model_copy(update={"overrides": overrides})
+    job = base.model_copy(update={"batch": ref})
+    try:
+        check_output_keys(job.source_key, settings)
+        request = resolve_request(
+            settings,
+            overrides,
+            mode=row.manifest.mode,
+            image_count=len(row.image_keys),
+            source="the row's",
+            code=ErrorCode.INVALID_BATCH,
+        )
+    except InvalidInput as exc:
+        return job, f"row {row.row} (id {row.record_id}): {exc.message}"
+    spec = settings.model_catalogue.get(request.model)
+    estimate = estimate_tokens(
+        request.resolution,
+        request.ratio,
+        request.duration,
+        None,
+        longest_seconds=spec.longest_seconds if spec else None,
+    )
+    notes = ["the prompt was longer than 800 characters and was cut to 800"] if request.prompt_truncated else []
+    return job.model_copy(update={"request": request, "estimated_tokens": estimate, "notes": notes}), None
+
+
+def _batch_record(
+    upload: Upload,
+    batch_id: str,
+    rows: list[BatchRow],
+    jobs: list[tuple[Job, str | None, float | None]],
+    created_at: float,
+    *,
+    owner: str,
+    lease: float,
+) -> Batch:
+    live = [job for job, _, _ in jobs]
+    refused_rows = {job.batch.row for job, _, _ in jobs if job.batch and job.batch.refusal is not None}
+    per_row = Counter(job.batch.row for job, _, _ in jobs if job.batch)
+    return Batch(
+        batch_id=batch_id,
+        bucket=upload.bucket,
+        key=upload.key,
+        version_id=upload.version_id,
+        etag=upload.etag,
+        created_at=created_at,
+        rows=len(rows),
+        jobs=len(jobs),
+        row_takes="".join(str(per_row[row.row]) for row in rows),
+        remaining=len(live),
+        refused_rows=len(refused_rows),
+        estimated_tokens=sum(job.estimated_tokens or 0 for job in live),
+        writer_owner=owner,
+        writer_until=created_at + lease,
+    )
+
+
+def _write(
+    batch: Batch,
+    jobs: list[tuple[Job, str | None, float | None]],
+    runtime: Runtime,
+    *,
+    owner: str,
+    start: int,
+    first_write: bool,
+) -> bool:
+    """Write the jobs from `start` on, recording progress; True when this writer recorded the last of them."""
+    store = runtime.store
+    for begin in range(start, len(jobs), PROGRESS_EVERY):
+        end = min(begin + PROGRESS_EVERY, len(jobs))
+        store.put_new_jobs(jobs[begin:end], first_write=first_write)
+        if not store.record_batch_progress(batch.batch_id, owner=owner, written=end, all_written=end == len(jobs)):
+            # Another writer took over (this one outlived its lease): it writes the rest, conditionally.
+            logger.warning("lost the batch writer's lease; another invocation finishes the batch")
+            return False
+    if start >= len(jobs):
+        return store.record_batch_progress(batch.batch_id, owner=owner, written=len(jobs), all_written=True)
+    return True
