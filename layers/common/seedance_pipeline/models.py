@@ -310,6 +310,8 @@ class DueJob(BaseModel):
 
 
 # The attributes the due-jobs index projects besides its keys (template.yaml NonKeyAttributes).
+# The sparse index of live jobs (template.yaml names it; only live jobs carry its key, `due_shard`).
+DUE_INDEX = "due-jobs"
 DUE_INDEX_ATTRIBUTES = ("status", "created_at", "task_id", "submitted_at", "checks")
 
 

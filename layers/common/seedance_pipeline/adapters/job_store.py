@@ -21,13 +21,13 @@ from seedance_pipeline.adapters.batch_items import BatchItems
 from seedance_pipeline.adapters.budget_items import DailyBudgetCounters
 from seedance_pipeline.adapters.dynamo_codec import deserialize, is_condition_failure, serialize, serialize_value
 from seedance_pipeline.adapters.slot_items import InFlightSlots
+from seedance_pipeline.adapters.task_claims import TaskClaims
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
-from seedance_pipeline.models import Batch, DueJob, Job, JobStatus
+from seedance_pipeline.models import DUE_INDEX, Batch, DueJob, Job, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-DUE_INDEX = "due-jobs"
 # Job ids are hex; the table's other items (the in-flight slots, the newest upload per key) start with this.
 BOOKKEEPING_ID_PREFIX = "#"
 # Defaults for a store built without settings (operator tools): MaxJobAgeMinutes' default plus margins.
@@ -42,11 +42,6 @@ def comparable_sequencer(sequencer: str) -> str:
 
 def latest_upload_item_id(bucket: str, key: str) -> str:
     return "#latest#" + hashlib.sha256(f"{bucket}\n{key}".encode()).hexdigest()[:40]
-
-
-def task_claim_item_id(task_id: str) -> str:
-    """A provider's task id is its own text: hashed, so the key stays short and of one shape."""
-    return "#task#" + hashlib.sha256(task_id.encode()).hexdigest()[:40]
 
 
 class JobStore:
@@ -67,6 +62,9 @@ class JobStore:
         self._clock = clock
         self._slots = InFlightSlots(table_name, client, slot_lifetime_seconds=slot_lifetime_seconds, clock=clock)
         self._budget = DailyBudgetCounters(table_name, client)
+        self._task_claims = TaskClaims(
+            table_name, client, due_shards=due_shards, lifetime_seconds=bookkeeping_lifetime_seconds, clock=clock
+        )
         self._batches = BatchItems(
             table_name,
             client,
@@ -321,42 +319,9 @@ class JobStore:
         item = response.get("Item") or {}
         return item.get("latest_job_id", {}).get("S")
 
-    # --- a task adopted after a lost answer: never one another job holds -------------------------------
+    # --- a task adopted after a lost answer: never one another job holds (task_claims.py) ---------------
     def claim_task(self, task_id: str, job_id: str) -> bool:
-        """Claim task_id for job_id (see the port). First the live jobs in the due index (which projects task_id;
-        read by shard, a Query each, no write) for another holder; then one conditional write of a `#task#` item,
-        so of two adopters only one wins. A job that got its task id from its own POST writes no claim: this stays
-        off the common path, and the due index is what shows its task. The index is eventually consistent: a job
-        whose POST was answered in the last moment may not show yet (its task's seed is another's anyway)."""
-        for shard in range(self.due_shards):
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": DUE_INDEX,
-                "KeyConditionExpression": "due_shard = :shard",
-                "FilterExpression": "task_id = :task AND job_id <> :job",
-                "ExpressionAttributeValues": {
-                    ":shard": {"S": str(shard)},
-                    ":task": {"S": task_id},
-                    ":job": {"S": job_id},
-                },
-                "Select": "COUNT",
-            }
-            while True:
-                response = self._client.query(**kwargs)
-                if response.get("Count", 0):
-                    return False
-                if "LastEvaluatedKey" not in response:
-                    break
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return self._update_if(
-            Key={"job_id": {"S": task_claim_item_id(task_id)}},
-            UpdateExpression="SET task_holder = :job, expires_at = :expires",
-            ConditionExpression="attribute_not_exists(task_holder) OR task_holder = :job",
-            ExpressionAttributeValues={
-                ":job": {"S": job_id},
-                ":expires": {"N": str(int(self._clock() + self._bookkeeping_lifetime))},
-            },
-        )
+        return self._task_claims.claim_task(task_id, job_id)
 
     # --- batches: the batch record, its rows written in bulk, its live count (batch_items.py) -------------------
     def create_batch(self, batch: Batch) -> bool:
