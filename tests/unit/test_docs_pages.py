@@ -84,3 +84,29 @@ def test_the_readme_is_a_short_front_door_that_starts_with_the_two_commands() ->
     # Every page it links to exists.
     for target in re.findall(r"\]\((docs/[^)#]+)", text):
         assert (REPO_ROOT / target).is_file(), target
+
+
+def test_the_development_page_names_every_module_of_the_layer_the_simulator_and_the_functions() -> None:
+    """The code-layout table is how a newcomer finds a behaviour: a module it does not name is a module lost."""
+    root = docs_pages.DOCS_DIR.parent
+    page = (docs_pages.DOCS_DIR / "development.md").read_text(encoding="utf-8")
+    roots = ["layers/common/seedance_pipeline", "dev/seedance_simulator", "functions"]
+    modules = [
+        path
+        for folder in roots
+        for path in sorted((root / folder).rglob("*.py"))
+        if path.name not in ("__init__.py", "__main__.py")
+    ]
+    assert len(modules) > 80
+    missing = [
+        str(path.relative_to(root))
+        for path in modules
+        if "functions" not in path.parts and f"`{path.name}`" not in page
+    ]
+    # A handler is named with its folder, as its CodeUri in template.yaml.
+    missing += [
+        str(path.relative_to(root))
+        for path in modules
+        if "functions" in path.parts and f"{path.parent.name}/{path.name}" not in page
+    ]
+    assert missing == []
