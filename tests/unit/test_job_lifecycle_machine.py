@@ -22,7 +22,9 @@ clock past every lease and limit, every upload is terminal with a reason and no 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -46,7 +48,7 @@ from seedance_pipeline.ports import (
     ResultDownloaderPort,
 )
 from seedance_pipeline.runtime import Runtime
-from tests.support.fakes import FakeClock, make_runtime
+from tests.support.fakes import FakeClock, FakeStorage, make_runtime
 from tests.support.images import image_bytes
 from tests.support.lifecycle_world import (
     MAY_HAVE_LEFT,
@@ -542,9 +544,10 @@ def machine_settings(make_test_examples: int) -> settings:
     return settings(max_examples=examples, stateful_step_count=50, deadline=None)
 
 
-# Crash points are many and each bug needs a few steps in a row: twice the profile's default examples. 400 made
-# this one test a third of the unit suite's time, on both Pythons.
-JobLifecycle.TestCase.settings = machine_settings(200)
+# Crash points are many and each bug needs a few steps in a row, but make test has a time budget: the four machines
+# (this file's two, test_job_lifecycle_machine_callbacks.py's two) together take about what these two did at 200
+# and 100 examples before issue 19's rules and invariants. make fuzz runs 5,000 of each.
+JobLifecycle.TestCase.settings = machine_settings(120)
 test_job_lifecycle_holds_its_invariants_under_faults_and_crashes = JobLifecycle.TestCase
 
 
@@ -583,5 +586,45 @@ class ArkJobLifecycle(JobLifecycle):
         self.provider.submit_fault = None
 
 
-ArkJobLifecycle.TestCase.settings = machine_settings(100)
+ArkJobLifecycle.TestCase.settings = machine_settings(60)
 test_ark_job_lifecycle_holds_its_invariants_with_lost_answers_among_identical_uploads = ArkJobLifecycle.TestCase
+
+
+class _DiesAfterSidecar(FakeStorage):
+    """The process dies (no except-branch runs) right after the sidecar's PutObject, before the job is recorded."""
+
+    dies = False
+
+    def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
+        super().put_json(bucket, key, document)
+        if self.dies:
+            self.dies = False
+            raise Crash(f"after PutObject {key}")
+
+
+def test_a_video_a_replaced_job_says_it_kept_is_never_deleted_by_the_newer_uploads_delivery():
+    """Found by the machine (a_paid_video_is_kept_where_a_person_finds_it, Ark fuzz run): a delivery that died after
+    writing its sidecar is checked again once a newer upload of the key is live; it keeps its video at its own key
+    and says so in its error, but that key is the one its own sidecar names, so the newer upload's delivery retires
+    it as the replaced outputs: the paid video is deleted while the job's error points to it."""
+    storage = _DiesAfterSidecar()
+    runtime, store, _, _ = make_runtime(storage=storage, max_in_flight=2)
+    storage.add(BUCKET, "uploads/c.jpg", GOOD_IMAGE, etag="e1")
+    older = accept_upload(Upload(bucket=BUCKET, key="uploads/c.jpg", etag="e1", sequencer="01"), runtime, owner="s")
+    runtime.clock.advance(60)
+    storage.dies = True
+    with contextlib.suppress(Crash):
+        run_poll(runtime, owner="dies", time_left=lambda: 300.0)
+    assert (BUCKET, "videos/c.jpg.json") in storage.uploads and not store.job(older.job_id).status.is_terminal
+    runtime.clock.advance(400)  # past the dead invocation's lease
+    storage.add(BUCKET, "uploads/c.jpg", GOOD_IMAGE, etag="e2")
+    accept_upload(Upload(bucket=BUCKET, key="uploads/c.jpg", etag="e2", sequencer="02"), runtime, owner="s")
+    for _ in range(10):  # the older job is checked again while the newer one's task still runs, then the newer delivers
+        runtime.clock.advance(5)
+        run_poll(runtime, owner="p", time_left=lambda: 300.0)
+
+    job = store.job(older.job_id)
+    said = job.error.message if job.error else ""
+    named = re.findall(rf"s3://{BUCKET}/(\S+\.mp4)", said)
+    missing = [key for key in named if (BUCKET, key) not in storage.uploads]
+    assert not missing, f"job {job.job_id} ({job.status.value}) says its paid video is kept at {missing}: {said}"
