@@ -57,8 +57,9 @@ class CallbackJobLifecycle(ArkJobLifecycle):
 
     def __init__(self) -> None:
         super().__init__()
-        self.handoff = self.fake_runtime.handoff
-        assert isinstance(self.handoff, FakeHandoff)
+        handoff = self.fake_runtime.handoff
+        assert isinstance(handoff, FakeHandoff)
+        self.handoff = handoff
         assert isinstance(self.fake_runtime.signing_key, FakeSecretText)
         self.signing_key = self.fake_runtime.signing_key.value
         # Job id -> when a hand-off's status check of it was made.
@@ -158,7 +159,7 @@ class CallbackJobLifecycle(ArkJobLifecycle):
             )
 
 
-CallbackJobLifecycle.TestCase.settings = machine_settings(60)
+CallbackJobLifecycle.TestCase.settings = machine_settings(40)
 test_callbacks_never_resend_a_proved_post_nor_check_or_deliver_out_of_turn = CallbackJobLifecycle.TestCase
 
 
@@ -198,5 +199,5 @@ class BudgetJobLifecycle(JobLifecycle):
         assert not over, f"POSTs estimated past DailyTokenBudget {BUDGET} on {over}"
 
 
-BudgetJobLifecycle.TestCase.settings = machine_settings(40)
+BudgetJobLifecycle.TestCase.settings = machine_settings(25)
 test_a_daily_budget_holds_across_utc_days_and_every_held_job_still_ends = BudgetJobLifecycle.TestCase
