@@ -190,7 +190,13 @@ class ScriptedProvider(FakeProvider):
         if state == "running":
             return TaskResult(task_id=task_id, state=ProviderState.RUNNING, raw_status="running")
         if state == "cancelled":
-            return TaskResult(task_id=task_id, state=ProviderState.FAILED, raw_status="cancelled")
+            # As the client reads a failed task with no error field (unified_dialect: "without a reason").
+            return TaskResult(
+                task_id=task_id,
+                state=ProviderState.FAILED,
+                raw_status="cancelled",
+                failure_reason="the provider reported cancelled without a reason",
+            )
         if state == "failed":
             return TaskResult(
                 task_id=task_id, state=ProviderState.FAILED, raw_status="failed", failure_reason="moderation"
