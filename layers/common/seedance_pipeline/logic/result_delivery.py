@@ -73,9 +73,13 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, replaced_by_newer: 
     kept = f"this job's paid video is kept, named by no sidecar, at s3://{bucket}/{keys.video}"
     if last_frame_key:
         kept += f" (last frame s3://{bucket}/{last_frame_key})"
-    if replaced_by_newer:
-        raise Superseded(f"a newer upload of this key replaced this one while it was generating; {kept}")
     previous = runtime.storage.read_json(bucket, keys.sidecar)
+    # A delivery of this job that died after its sidecar's PUT left the key's outputs naming this set: it was
+    # delivered, and a newer upload's delivery retires it as it does any older upload's. Kept "at this job's own
+    # key" instead, it would be deleted by that retirement while the job's error still pointed to it.
+    delivered_before = previous is not None and previous.get("job_id") == job.job_id
+    if replaced_by_newer and not delivered_before:
+        raise Superseded(f"a newer upload of this key replaced this one while it was generating; {kept}")
     if previous is not None and _from_a_newer_upload(previous, job, runtime):
         raise Superseded(f"a newer upload of this key delivered its outputs first; {kept}")
     delivered_at = runtime.clock()
