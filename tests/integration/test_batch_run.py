@@ -6,7 +6,8 @@ from seedance_local import cli
 from tests.support.images import image_bytes
 
 
-def test_run_takes_a_csv_batch_and_reports_each_row_and_take(tmp_path, capsys):
+def test_run_takes_a_csv_batch_and_reports_each_row_and_take(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # a wide terminal: the results table keeps each label whole
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.png").write_bytes(image_bytes(800, 450, "PNG", (10, 80, 160)))
     (tmp_path / "photos" / "b.png").write_bytes(image_bytes(800, 450, "PNG", (200, 90, 20)))

@@ -46,6 +46,11 @@ def test_the_submit_path_calls_only_the_dynamodb_actions_its_role_allows(cfn, ma
     assert waiting is not None and waiting.last_error is not None
     assert waiting.last_error.code == "DAILY_BUDGET_REACHED"
 
+    # A batch file: the submit function claims it and writes its rows as waiting jobs in bulk (BatchWriteItem).
+    pipeline.upload("uploads/rows/_img/a.jpg", image_bytes())  # the image the rows name (a "_" folder: no job)
+    table = pipeline.submit(pipeline.upload("uploads/rows/list.csv", b"image,prompt\n_img/a.jpg,one\n_img/a.jpg,two\n"))
+    assert table["outcomes"][0]["outcome"] not in ("REJECTED", "DUPLICATE"), table
+
     allowed = _submit_dynamodb_actions(cfn)
     assert called <= allowed, f"the submit path calls {called - allowed}, which its role does not allow"
     assert allowed == called, f"the role allows {allowed - called}, which the submit path never calls"
