@@ -49,3 +49,14 @@ def deserialize(item: dict[str, Any]) -> dict[str, Any]:
 
 def is_condition_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED
+
+
+def update_if(client: Any, table: str, **request: Any) -> bool:
+    """An UpdateItem whose condition may fail: False when it did, so callers branch instead of catching."""
+    try:
+        client.update_item(TableName=table, **request)
+    except ClientError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True

@@ -19,7 +19,13 @@ from botocore.exceptions import ClientError
 
 from seedance_pipeline.adapters.batch_items import BatchItems
 from seedance_pipeline.adapters.budget_items import DailyBudgetCounters
-from seedance_pipeline.adapters.dynamo_codec import deserialize, is_condition_failure, serialize, serialize_value
+from seedance_pipeline.adapters.dynamo_codec import (
+    deserialize,
+    is_condition_failure,
+    serialize,
+    serialize_value,
+    update_if,
+)
 from seedance_pipeline.adapters.slot_items import InFlightSlots
 from seedance_pipeline.adapters.task_claims import TaskClaims
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
@@ -377,11 +383,4 @@ class JobStore:
         return item
 
     def _update_if(self, **request: Any) -> bool:
-        """An UpdateItem whose condition may fail: False when it did, so callers branch instead of catching."""
-        try:
-            self._client.update_item(TableName=self._table, **request)
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return update_if(self._client, self._table, **request)

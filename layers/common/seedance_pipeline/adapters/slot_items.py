@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from seedance_pipeline.adapters.dynamo_codec import is_condition_failure
+from seedance_pipeline.adapters.dynamo_codec import is_condition_failure, update_if
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -216,11 +216,4 @@ class InFlightSlots:
         return [int(item["job_id"]["S"].removeprefix(SLOT_ITEM_PREFIX)) for item in response.get("Items", [])]
 
     def _update_if(self, **request: Any) -> bool:
-        """An UpdateItem whose condition may fail: False when it did, so callers branch instead of catching."""
-        try:
-            self._client.update_item(TableName=self._table, **request)
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return update_if(self._client, self._table, **request)

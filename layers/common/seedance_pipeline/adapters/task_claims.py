@@ -7,9 +7,7 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from seedance_pipeline.adapters.dynamo_codec import is_condition_failure
+from seedance_pipeline.adapters.dynamo_codec import update_if
 from seedance_pipeline.models import DUE_INDEX
 
 if TYPE_CHECKING:
@@ -74,10 +72,4 @@ class TaskClaims:
         )
 
     def _update_if(self, **request: Any) -> bool:
-        try:
-            self._client.update_item(TableName=self._table, **request)
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return update_if(self._client, self._table, **request)
