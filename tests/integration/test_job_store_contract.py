@@ -172,6 +172,33 @@ def test_a_lease_on_a_job_whose_status_moved_on_is_refused(store: JobStorePort) 
     assert leased(store, moved, owner="worker-b", now=NOW + 1).status is JobStatus.SUBMITTED
 
 
+def test_a_lease_on_a_due_time_read_before_a_reschedule_is_refused_and_one_brought_forward_is_taken(
+    store: JobStorePort,
+) -> None:
+    # A poller read the job due; another worker then failed a delivery attempt and put its retry 60 s later. The
+    # stale read must not take the job (it would retry the delivery ahead of its schedule).
+    claimed = job("j-due-moved", status=JobStatus.SUBMITTED, task_id="cgt-9")
+    store.claim(claimed, due_shard="0")
+    (due,) = store.due_jobs("0", NOW)
+    retry_later = leased(store, claimed).model_copy(
+        update={"next_check_at": NOW + 60, "lease_owner": None, "lease_until": None, "delivery_attempts": 1}
+    )
+    store.save(retry_later, owner="worker-a", due_shard="0")
+    for stale in (due, claimed):
+        with pytest.raises(LeaseLost):
+            leased(store, stale, owner="worker-b", now=NOW + LEASE + 1)
+        with pytest.raises(LeaseLost):
+            store.lease_for_handoff(stale, owner="h", now=NOW + LEASE + 1, lease_seconds=LEASE, not_since=NOW)
+    # Read afresh, at or after its due time, it is taken; and a check brought forward (an earlier due time than
+    # the one read) never stands in the way.
+    assert leased(store, retry_later, owner="worker-b", now=NOW + 61).lease_owner == "worker-b"
+    sooner = job("j-due-sooner", status=JobStatus.SUBMITTED, task_id="cgt-10", next_check_at=NOW + 100)
+    store.claim(sooner, due_shard="0")
+    forward = leased(store, sooner).model_copy(update={"next_check_at": NOW, "lease_owner": None, "lease_until": None})
+    store.save(forward, owner="worker-a", due_shard="0")
+    assert leased(store, sooner, owner="worker-c", now=NOW + LEASE + 1).lease_owner == "worker-c"
+
+
 def test_a_handoff_lease_is_one_per_interval_and_never_over_another_lease(store: JobStorePort) -> None:
     claimed = job("j-handoff", status=JobStatus.SUBMITTED, task_id="cgt-1")
     store.claim(claimed, due_shard="0")

@@ -137,6 +137,8 @@ class FakeStore:
             current = item["job"] if item else None
             if current is None or current["status"] != job.status.value or (current.get("lease_until") or 0) >= now:
                 raise LeaseLost(job.job_id)
+            if _scheduled_later(current, job):
+                raise LeaseLost(job.job_id)
             current["lease_owner"], current["lease_until"] = owner, now + lease_seconds
             return Job.model_validate(current)
 
@@ -149,6 +151,7 @@ class FakeStore:
                 or current["status"] != job.status.value
                 or (current.get("lease_until") or 0) >= now
                 or (current.get("handoff_at") or 0) > not_since
+                or _scheduled_later(current, job)
             ):
                 raise LeaseLost(job.job_id)
             current["lease_owner"], current["lease_until"], current["handoff_at"] = owner, now + lease_seconds, now
@@ -798,3 +801,10 @@ def make_runtime(
         handoff=FakeHandoff(),
     )
     return runtime, store, storage, chosen_provider
+
+
+def _scheduled_later(current: dict[str, Any], read: Job | DueJob) -> bool:
+    """As JobStore's lease condition: the job's next check was put later than the time read (or it finished)."""
+    if read.next_check_at is None:
+        return False
+    return current.get("next_check_at") is None or current["next_check_at"] > read.next_check_at

@@ -47,7 +47,6 @@ from seedance_pipeline.ports import (
     ProviderPort,
     ResultDownloaderPort,
 )
-from seedance_pipeline.rules.callback_token import HANDOFF_OWNER_PREFIX
 from seedance_pipeline.runtime import Runtime
 from tests.support.fakes import FakeClock, FakeStorage, make_runtime
 from tests.support.images import image_bytes
@@ -350,11 +349,9 @@ class JobLifecycle(RuleBasedStateMachine):
         ]
 
     def _a_delivery_retry_waits_for_its_time(self, before: Job | None, job: Job) -> str | None:
-        """However many callbacks arrive, a hand-off never retries a delivery before its time. (Only hand-offs: a
-        poller that read the job before another worker's failed attempt may still retry early, an open finding.)"""
+        """However many callbacks arrive, and whatever a worker read before another's failed attempt, no worker
+        retries a delivery before its time (the lease is taken only on the due time as read)."""
         if before is None or before.delivery_attempts == 0 or job.delivery_attempts <= before.delivery_attempts:
-            return None
-        if not (before.lease_owner or "").startswith(HANDOFF_OWNER_PREFIX):
             return None
         due = before.next_check_at
         if due is not None and self.clock() < due:

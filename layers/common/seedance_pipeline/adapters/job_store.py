@@ -157,20 +157,18 @@ class JobStore:
             raise
 
     def acquire_lease(self, job: Job | DueJob, *, owner: str, now: float, lease_seconds: float) -> Job:
-        """Take the job for this worker unless another holds an unexpired lease or has moved it on."""
+        """Take the job for this worker unless another holds an unexpired lease or has moved it on: its status
+        changed, or its next check was put later than the time read (another worker scheduled it since, e.g. a
+        delivery retry after a failed attempt, which a stale read must not bring forward)."""
+        condition, values = _lease_condition(job, owner=owner, now=now, lease_seconds=lease_seconds)
         try:
             response = self._client.update_item(
                 TableName=self._table,
                 Key={"job_id": {"S": job.job_id}},
                 UpdateExpression="SET lease_owner = :owner, lease_until = :until",
-                ConditionExpression=("#status = :status AND (attribute_not_exists(lease_until) OR lease_until < :now)"),
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":owner": {"S": owner},
-                    ":until": {"N": repr(now + lease_seconds)},
-                    ":now": {"N": repr(now)},
-                    ":status": {"S": job.status.value},
-                },
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
@@ -182,23 +180,15 @@ class JobStore:
     def lease_for_handoff(self, job: Job, *, owner: str, now: float, lease_seconds: float, not_since: float) -> Job:
         """acquire_lease for a callback's hand-off, which also needs no other hand-off since `not_since`: the lease
         and the per-job cap on hand-offs are one conditional write."""
+        condition, values = _lease_condition(job, owner=owner, now=now, lease_seconds=lease_seconds)
         try:
             response = self._client.update_item(
                 TableName=self._table,
                 Key={"job_id": {"S": job.job_id}},
                 UpdateExpression="SET lease_owner = :owner, lease_until = :until, handoff_at = :now",
-                ConditionExpression=(
-                    "#status = :status AND (attribute_not_exists(lease_until) OR lease_until < :now) "
-                    "AND (attribute_not_exists(handoff_at) OR handoff_at <= :since)"
-                ),
+                ConditionExpression=condition + " AND (attribute_not_exists(handoff_at) OR handoff_at <= :since)",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":owner": {"S": owner},
-                    ":until": {"N": repr(now + lease_seconds)},
-                    ":now": {"N": repr(now)},
-                    ":since": {"N": repr(not_since)},
-                    ":status": {"S": job.status.value},
-                },
+                ExpressionAttributeValues={**values, ":since": {"N": repr(not_since)}},
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
@@ -384,3 +374,22 @@ class JobStore:
 
     def _update_if(self, **request: Any) -> bool:
         return update_if(self._client, self._table, **request)
+
+
+def _lease_condition(
+    job: Job | DueJob, *, owner: str, now: float, lease_seconds: float
+) -> tuple[str, dict[str, dict[str, str]]]:
+    """A lease is taken on the job as read: same status, no unexpired lease, and its next check not put later since
+    (another worker scheduled it meanwhile, e.g. a delivery retry after a failed attempt, which a stale read must
+    not bring forward). A job read with no next check (finished) has no such bound."""
+    condition = "#status = :status AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+    values = {
+        ":owner": {"S": owner},
+        ":until": {"N": repr(now + lease_seconds)},
+        ":now": {"N": repr(now)},
+        ":status": {"S": job.status.value},
+    }
+    if job.next_check_at is not None:
+        condition += " AND next_check_at <= :due"
+        values[":due"] = {"N": repr(job.next_check_at)}
+    return condition, values
