@@ -25,6 +25,7 @@ from .validation import (
     check_booleans,
     check_callback_url,
     is_int,
+    model_field,
 )
 
 ARK_SEED_MIN, ARK_SEED_MAX = -1, 2**32 - 1
@@ -82,11 +83,7 @@ def split_flags(text: str) -> tuple[str, dict[str, object]]:
 def check_ark_model(body: dict[str, Any]) -> tuple[str, ModelInfo]:
     """The body's model. An id the platform does not know is 404 InvalidEndpointOrModel.NotFound; ModelNotOpen
     means a model that exists but is not activated for the account (the knob `models_not_open`)."""
-    model = body.get("model")
-    if model is None:
-        raise invalid_parameter("model", "the field is required.")
-    if not isinstance(model, str):
-        raise invalid_parameter("model", "must be a string.")
+    model = model_field(body)
     info = MODELS.get(model)
     if info is None:
         raise ApiError(

@@ -197,13 +197,19 @@ def check_callback_url(field: str, value: object) -> str | None:
     return value
 
 
-def check_model(body: dict[str, Any]) -> tuple[str, ModelInfo]:
-    """The body's model and what it can do; both dialects refuse a missing or unknown model alike."""
+def model_field(body: dict[str, Any]) -> str:
+    """The body's `model`: both dialects refuse a missing or non-text one alike."""
     model = body.get("model")
     if model is None:
         raise invalid_parameter("model", "the field is required.")
     if not isinstance(model, str):
         raise invalid_parameter("model", "must be a string.")
+    return model
+
+
+def check_model(body: dict[str, Any]) -> tuple[str, ModelInfo]:
+    """The body's model and what it can do; an unknown one is refused as the gateway refuses it."""
+    model = model_field(body)
     info = MODELS.get(model)
     if info is None:
         raise ApiError(
