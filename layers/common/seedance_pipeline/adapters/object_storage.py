@@ -119,7 +119,9 @@ class ObjectStorage:
         if version_id:
             kwargs["VersionId"] = version_id
         elif etag:
-            kwargs["IfMatch"] = etag
+            # An entity tag in quotes, as RFC 9110 writes it (events give it bare): moto's HEAD, unlike its GET,
+            # matches only the quoted form, and S3 takes both.
+            kwargs["IfMatch"] = f'"{etag.strip(chr(34))}"'
         try:
             response = self._client.head_object(**kwargs)
         except ClientError as exc:
