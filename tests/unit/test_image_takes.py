@@ -15,7 +15,7 @@ from seedance_pipeline.rules.image_takes import metadata_takes
 from seedance_pipeline.rules.keys import job_id_for
 from seedance_pipeline.rules.manifests import MAX_TAKES
 from tests.support.expect import present
-from tests.support.fakes import make_runtime
+from tests.support.fakes import FakeStorage, make_runtime
 from tests.support.images import image_bytes
 
 BUCKET = "in-bucket"
@@ -184,6 +184,26 @@ def test_an_image_asking_for_takes_that_reaches_the_single_path_is_refused_not_m
     done = submit_job(leased, runtime, owner="p")
     assert done.status is JobStatus.REJECTED and "metadata 'takes' asks for 4 videos" in present(done.error).message
     assert provider.submissions == []
+
+
+class HeadRefused(FakeStorage):
+    """S3 refusing HeadObject (a missing permission, an outage past boto's retries) while reads still work."""
+
+    def head(self, bucket, key, *, version_id=None, etag=None):
+        self.heads += 1
+        raise PermissionError("AccessDenied on HeadObject")
+
+
+@pytest.mark.parametrize(("metadata", "status"), [({}, JobStatus.SUBMITTED), ({"takes": "2"}, JobStatus.REJECTED)])
+def test_a_fault_reading_the_metadata_never_loses_the_upload_nor_makes_one_video_of_several(metadata, status):
+    runtime, store, storage, provider = make_runtime(storage=HeadRefused())
+    storage.add(BUCKET, KEY, image_bytes(), metadata)
+    outcome = accept_upload(upload(), runtime, owner="s")
+    assert storage.heads == 1 and outcome.outcome == status
+    if status is JobStatus.REJECTED:
+        assert "metadata 'takes' asks for 2 videos" in present(outcome.reason)
+        assert "upload the image again" in present(outcome.reason)
+        assert provider.submissions == []
 
 
 @given(st.text(max_size=6))

@@ -90,6 +90,12 @@ def image_asks_for_takes(upload: Upload, runtime: Runtime) -> bool:
         info = runtime.storage.head(upload.bucket, upload.key, version_id=upload.version_id, etag=upload.etag)
     except ObjectGone:
         return False  # the single-upload path's pinned read refuses it as gone
+    except Exception:
+        # Never lose an upload to a fault here (an escaped error would leave it to Lambda's two retries): the single
+        # path claims it and records any fault of its own read for the poller to retry, and a job reached that way
+        # refuses metadata `takes` over 1 by name (logic/job_inputs.py) rather than make one video of several.
+        logger.exception("the image's metadata could not be read; it is taken as a single upload")
+        return False
     return asks_for_several(info.metadata)
 
 

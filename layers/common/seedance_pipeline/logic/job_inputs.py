@@ -150,13 +150,14 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
 
 def _refuse_takes_here(metadata: dict[str, str]) -> None:
     """An image whose metadata asks for several takes is made into them when its upload event arrives
-    (logic/batch_intake.py); reaching this single-job path otherwise (a backfill, a retry) must not make one
-    video where several were asked for."""
+    (logic/batch_intake.py); reaching this single-job path otherwise (a backfill, a retry, a fault reading the
+    metadata on arrival) must not make one video where several were asked for."""
     takes = metadata_takes(metadata)
     if takes is not None and takes > 1:
         raise InvalidInput(
-            f"metadata 'takes' asks for {takes} videos; takes are made only from the image's upload event (not by "
-            "a backfill or a retry): upload the image again",
+            f"metadata 'takes' asks for {takes} videos, which are made only when the image's upload event is "
+            "handled (this job was made otherwise: a backfill, a retry, or a fault reading the metadata on "
+            "arrival): upload the image again",
             code=ErrorCode.INVALID_METADATA,
         )
 
