@@ -123,6 +123,17 @@ def test_takes_with_a_bad_override_rejects_the_upload_naming_that_field_before_a
     assert len(store.jobs()) == 1 and provider.submissions == []
 
 
+@pytest.mark.parametrize("seed", ["-1", "4294967295"])
+def test_an_ark_seed_no_take_can_add_to_is_refused_with_takes(seed):
+    """Ark takes seeds from -1 ("random") to 2^32-1; take N uses seed + N - 1, which must stay a seed every
+    dialect takes."""
+    runtime, store, storage, provider = make_runtime(provider_api="ark")
+    storage.add(BUCKET, KEY, image_bytes(), {"takes": "2", "seed": seed})
+    outcome = accept_upload(upload(), runtime, owner="s")
+    assert outcome.outcome == JobStatus.REJECTED
+    assert f"metadata 'seed' is '{seed}'; with 'takes' it must be a whole number from 0 to" in present(outcome.reason)
+
+
 def test_takes_on_an_empty_image_rejects_the_upload_once_by_its_size():
     runtime, store, storage, provider = make_runtime()
     storage.add(BUCKET, KEY, b"", {"takes": "2"})
