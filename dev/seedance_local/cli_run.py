@@ -16,6 +16,7 @@ from seedance_local.cli_common import CliParser, Subcommands
 from seedance_local.run_engine import REAL_PROVIDER_TIMEOUT_SECONDS, SIMULATED_TIMEOUT_SECONDS, run_and_report
 from seedance_local.run_uploads import planned_user_uploads
 from seedance_pipeline.models import Ratio, Resolution
+from seedance_pipeline.rules.manifests import MAX_TAKES
 from seedance_pipeline.rules.model_catalogue import BUILT_IN_CATALOGUE
 from seedance_pipeline.rules.video_request import MAX_SEED
 
@@ -27,6 +28,13 @@ def _seed(text: str) -> int:
         value = -1
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to {MAX_SEED}")
+    return value
+
+
+def _takes(text: str) -> int:
+    value = int(text) if text.strip().isascii() and text.strip().isdigit() else 0
+    if not 1 <= value <= MAX_TAKES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {MAX_TAKES}")
     return value
 
 
@@ -82,6 +90,12 @@ def add_run_command(commands: Subcommands, timing: CliParser) -> None:
     run.add_argument("--ratio", choices=get_args(Ratio))
     run.add_argument("--duration", type=int, choices=(5, 10), help="seconds")
     run.add_argument("--seed", type=_seed, help=f"0..{MAX_SEED}; the same seed repeats a result")
+    run.add_argument(
+        "--takes",
+        type=_takes,
+        help=f"1..{MAX_TAKES}: that many videos of each image, each with its own seed (the --seed, or one derived, "
+        "plus 0..N-1), named <image>.take<N> with a report beside them",
+    )
     run.add_argument("--camera-fixed", action=argparse.BooleanOptionalAction, default=None)
     run.add_argument("--watermark", action=argparse.BooleanOptionalAction, default=None)
     run.add_argument(

@@ -177,13 +177,16 @@ def _submit_all(pipeline: Any, uploads: list[PlannedUpload]) -> dict[str, JobRes
         for outcome in pipeline.submit(event).get("outcomes", []):
             if not outcome.get("job_id"):
                 untracked[upload.key] = JobResult(upload.label, outcome["outcome"], error=outcome.get("reason"))
-            elif is_batch_file(upload.key) and outcome["outcome"] == "WAITING":
+            elif outcome["outcome"] == "WAITING" and (
+                is_batch_file(upload.key) or pipeline.runtime.store.get_batch(outcome["job_id"]) is not None
+            ):  # a batch file, or an image or manifest asking for takes (a batch of one row)
                 _follow_batch_rows(pipeline, upload.key, outcome["job_id"])
     return untracked
 
 
 def _follow_batch_rows(pipeline: Any, key: str, batch_id: str) -> None:
-    """A batch file has no job of its own: the run waits for (and reports) each of its rows and takes."""
+    """A batch (a file, or an upload with takes) has no job of its own: the run waits for (and reports) each of
+    its rows and takes."""
     batch = pipeline.runtime.store.get_batch(batch_id)
     pipeline.job_ids.pop(key, None)
     if batch is not None:

@@ -67,6 +67,8 @@ def request_metadata(args: argparse.Namespace) -> dict[str, str]:
                        ("return-last-frame", args.last_frame)):  # fmt: skip
         if flag is not None:
             metadata[name] = "true" if flag else "false"
+    if args.takes is not None:
+        metadata["takes"] = str(args.takes)
     return metadata
 
 
@@ -80,7 +82,8 @@ def request_manifest(args: argparse.Namespace, first_frame: str) -> dict[str, An
     for name, value in (("prompt", args.prompt), ("model", args.model), ("resolution", args.resolution),
                         ("ratio", args.ratio), ("duration", args.duration), ("seed", args.seed),
                         ("camerafixed", args.camera_fixed), ("watermark", args.watermark),
-                        ("return_last_frame", args.last_frame)):  # fmt: skip
+                        ("return_last_frame", args.last_frame),
+                        ("takes", args.takes)):  # fmt: skip
         if value is not None:
             manifest[name] = value
     return manifest

@@ -22,3 +22,16 @@ def test_run_takes_a_csv_batch_and_reports_each_row_and_take(tmp_path, capsys, m
         assert label in shown
     videos = sorted(p.name.split(".")[0] for p in (tmp_path / "out").rglob("*.mp4"))
     assert videos == ["sku-1", "sku-2", "sku-2"]
+
+
+def test_run_with_takes_makes_that_many_videos_of_an_image_each_reported_by_take(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    (tmp_path / "kitten.png").write_bytes(image_bytes(800, 450, "PNG", (40, 120, 60)))
+    out = tmp_path / "out"
+    code = cli.main(["run", str(tmp_path / "kitten.png"), "--takes", "2", "--resolution", "480p", "--out", str(out)])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert code == 0, shown
+    for label in ("kitten.png id kitten take 1", "kitten.png id kitten take 2"):
+        assert label in shown
+    videos = sorted(p.name.split(".")[1] for p in out.rglob("*.mp4"))
+    assert videos == ["take1", "take2"]

@@ -75,8 +75,9 @@ def test_run_turns_a_png_into_a_480p_square_video_with_a_sidecar(tmp_path, capsy
         (lambda d: ["run", str(d / "notes.jpg")], "not a readable image"),
         (lambda d: ["run", str(d / "ok.png"), "--resolution", "4k"], "invalid choice: '4k'"),
         (lambda d: ["run", str(d / "ok.png"), "--seed", "-1"], "not a whole number from 0 to 2147483647"),
+        (lambda d: ["run", str(d / "ok.png"), "--takes", "9"], "'9' is not a whole number from 1 to 8"),
     ],
-    ids=["missing-file", "text-file-named-jpg", "unknown-resolution", "negative-seed"],
+    ids=["missing-file", "text-file-named-jpg", "unknown-resolution", "negative-seed", "too-many-takes"],
 )
 def test_bad_input_is_one_stderr_line_and_exit_code_2_before_anything_starts(tmp_path, capsys, make_args, expected):
     (tmp_path / "notes.jpg").write_text("these are notes, not a picture\n")

@@ -177,6 +177,27 @@ def test_the_current_object_of_a_key_is_named_by_its_etag_and_version(backend: B
     assert backend.storage.current(PLAIN, plain) is None
 
 
+def test_a_head_names_the_announced_objects_metadata_without_its_body(backend: Backend) -> None:
+    """HeadObject pinned as a read is: how the submit function learns a plain image's `takes` metadata."""
+    key = _key("cat.jpg")
+    first = backend.put(VERSIONED, key, b"first", {"Takes": "3", "prompt": "p"})
+    second = backend.put(VERSIONED, key, b"second!", {})
+    assert first and second
+    pinned = backend.storage.head(VERSIONED, key, version_id=first)
+    assert (pinned.version_id, pinned.size, pinned.metadata) == (first, 5, {"takes": "3", "prompt": "p"})
+    assert backend.storage.head(VERSIONED, key).metadata == {}  # unpinned: the current object
+    plain = _key("dog.jpg")
+    backend.put(PLAIN, plain, b"dog", {"takes": "2"})
+    info = backend.storage.head(PLAIN, plain)
+    assert info.metadata == {"takes": "2"} and info.etag
+    assert backend.storage.head(PLAIN, plain, etag=info.etag).size == 3
+    backend.put(PLAIN, plain, b"dog again", {})  # overwritten since the event: another ETag
+    with pytest.raises(ObjectGone):
+        backend.storage.head(PLAIN, plain, etag=info.etag)
+    with pytest.raises(ObjectGone):
+        backend.storage.head(PLAIN, _key("missing.jpg"))
+
+
 def test_the_head_of_an_object_is_its_first_bytes_and_its_whole_size(backend: Backend) -> None:
     """A reference video's kind and size from one ranged read: the first bytes, the size of the whole object."""
     key = _key("move.mp4")

@@ -410,6 +410,7 @@ class FakeStorage:
         self.versioned_buckets: set[str] = set()
         self.versions: dict[tuple[str, str], dict[str, tuple[bytes, dict[str, str], str]]] = {}
         self.head_reads = 0
+        self.heads = 0  # HeadObject requests (`head`): metadata only
 
     def add(
         self, bucket: str, key: str, data: bytes, metadata: dict[str, str] | None = None, etag: str = "e1"
@@ -443,6 +444,14 @@ class FakeStorage:
         check_size: Callable[[int], None] | None = None,
     ) -> tuple[ObjectInfo, bytes]:
         self.reads += 1
+        info, data = self._pinned(bucket, key, version_id, etag)
+        if check_size:
+            check_size(len(data))
+        if len(data) > max_bytes:
+            raise InvalidInput(f"the object is larger than {max_bytes} bytes", code=ErrorCode.IMAGE_TOO_LARGE)
+        return info, data
+
+    def _pinned(self, bucket: str, key: str, version_id: str | None, etag: str | None) -> tuple[ObjectInfo, bytes]:
         versioned = bucket in self.versioned_buckets
         if version_id and versioned:
             stored = self.versions.get((bucket, key), {}).get(version_id)
@@ -457,10 +466,6 @@ class FakeStorage:
         if stored is None or (etag and stored[2] != etag):
             raise ObjectGone(f"s3://{bucket}/{key} is gone")
         data, metadata, stored_etag = stored
-        if check_size:
-            check_size(len(data))
-        if len(data) > max_bytes:
-            raise InvalidInput(f"the object is larger than {max_bytes} bytes", code=ErrorCode.IMAGE_TOO_LARGE)
         # S3 sends user metadata keys back in lower case, whatever case they were written in.
         info = ObjectInfo(
             size=len(data),
@@ -470,6 +475,11 @@ class FakeStorage:
             metadata={name.lower(): value for name, value in metadata.items()},
         )
         return info, data
+
+    def head(self, bucket: str, key: str, *, version_id: str | None = None, etag: str | None = None) -> ObjectInfo:
+        """As HeadObject pinned like `read`: the announced object's size and metadata, or ObjectGone."""
+        self.heads += 1
+        return self._pinned(bucket, key, version_id, etag)[0]
 
     def read_head(self, bucket: str, key: str, *, length: int) -> tuple[int, bytes]:
         """As a ranged GET: the object's whole size and its first `length` bytes."""

@@ -112,6 +112,25 @@ class ObjectStorage:
         total = str(response.get("ContentRange", "")).rpartition("/")[2]
         return (int(total) if total.isdigit() else int(response.get("ContentLength", len(head)))), head
 
+    def head(self, bucket: str, key: str, *, version_id: str | None = None, etag: str | None = None) -> ObjectInfo:
+        """HeadObject of the object the event announced: the submit function learns a plain image's metadata
+        (`takes`) from it without reading the image."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        elif etag:
+            # An entity tag in quotes, as RFC 9110 writes it (events give it bare): moto's HEAD, unlike its GET,
+            # matches only the quoted form, and S3 takes both.
+            kwargs["IfMatch"] = f'"{etag.strip(chr(34))}"'
+        try:
+            response = self._client.head_object(**kwargs)
+        except ClientError as exc:
+            # A HEAD has no body to name the error: S3's codes are then "404" and "412", in _GONE_CODES too.
+            if _error_code(exc) in _GONE_CODES:
+                raise ObjectGone(f"s3://{bucket}/{key} no longer exists in the announced version") from exc
+            raise
+        return _info(response)
+
     def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
         params: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:

@@ -26,6 +26,7 @@ from seedance_pipeline.rules.batch_files import (
     row_job_id,
     take_seed,
 )
+from seedance_pipeline.rules.image_takes import asks_for_several, image_rows, refuse_takes_metadata
 from seedance_pipeline.rules.keys import check_output_keys, due_shard_for, job_id_for
 from seedance_pipeline.rules.manifests import MAX_MANIFEST_BYTES, check_manifest_size, is_manifest, parse_manifest
 from seedance_pipeline.rules.model_catalogue import ImageMode
@@ -50,15 +51,20 @@ def row_source_key(batch_key: str, record_id: str, take: int, takes: int) -> str
 
 
 def is_batch_upload(upload: Upload, runtime: Runtime) -> bool:
-    """A batch file, or a manifest asking for several takes (read here: the event does not say)."""
-    return is_batch_file(upload.key) or (is_manifest(upload.key) and asks_for_takes(upload, runtime))
+    """A batch file, a manifest asking for several takes, or a plain image whose S3 metadata asks for them (read
+    here: the event says neither)."""
+    if is_batch_file(upload.key):
+        return True
+    if is_manifest(upload.key):
+        return asks_for_takes(upload, runtime)
+    return image_asks_for_takes(upload, runtime)
 
 
 def asks_for_takes(upload: Upload, runtime: Runtime) -> bool:
-    """A manifest with `takes` over 1 is a batch of one row. Any problem reading it: no, and the single-upload path
-    refuses it with its own reason."""
+    """A manifest with `takes` over 1 is a batch of one row; so is one with S3 metadata `takes`, for the batch path
+    to refuse it by name. Any problem reading it: no, and the single-upload path refuses it with its own reason."""
     try:
-        _, data = runtime.storage.read(
+        info, data = runtime.storage.read(
             upload.bucket,
             upload.key,
             max_bytes=MAX_MANIFEST_BYTES,
@@ -66,9 +72,31 @@ def asks_for_takes(upload: Upload, runtime: Runtime) -> bool:
             etag=upload.etag,
             check_size=check_manifest_size,
         )
-        return (parse_manifest(data).takes or 1) > 1
+        return asks_for_several(info.metadata) or (parse_manifest(data).takes or 1) > 1
     except (InvalidInput, ObjectGone):
         return False
+
+
+def image_asks_for_takes(upload: Upload, runtime: Runtime) -> bool:
+    """A plain image with S3 metadata `takes` other than 1 is a batch of one row (a bad value too: the batch path
+    refuses the upload naming it).
+
+    The event does not carry metadata, so this costs one HeadObject per plain image (priced as a GET, about
+    $0.0000004, beside a video's dollars). Reusing the submit path's own read is not cheaper in any way that
+    matters: try_submit reads the image only after claiming a single job under the upload's id, and turning that
+    claimed job into a batch (here and in the poller, which resumes a claim whose invocation died) would put two
+    kinds of record under one id. A HEAD before the claim keeps the single path exactly as it was."""
+    try:
+        info = runtime.storage.head(upload.bucket, upload.key, version_id=upload.version_id, etag=upload.etag)
+    except ObjectGone:
+        return False  # the single-upload path's pinned read refuses it as gone
+    except Exception:
+        # Never lose an upload to a fault here (an escaped error would leave it to Lambda's two retries): the single
+        # path claims it and records any fault of its own read for the poller to retry, and a job reached that way
+        # refuses metadata `takes` over 1 by name (logic/job_inputs.py) rather than make one video of several.
+        logger.exception("the image's metadata could not be read; it is taken as a single upload")
+        return False
+    return asks_for_several(info.metadata)
 
 
 def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
@@ -87,19 +115,7 @@ def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
         existing, resume_from = taken, taken.written
         logger.warning("resuming a batch write that stopped half-way", extra={"batch_id": batch_id})
     try:
-        manifest = is_manifest(upload.key)
-        check_size = check_manifest_size if manifest else check_batch_size
-        if upload.size is not None:
-            check_size(upload.size)
-        _, data = runtime.storage.read(
-            upload.bucket,
-            upload.key,
-            max_bytes=MAX_MANIFEST_BYTES if manifest else MAX_BATCH_BYTES,
-            version_id=upload.version_id,
-            etag=upload.etag,
-            check_size=check_size,
-        )
-        rows = (manifest_rows if manifest else parse_batch)(upload.key, data, settings)
+        rows = _rows(upload, runtime)
     except (InvalidInput, ObjectGone) as exc:
         if existing is not None:
             raise  # the file was read once already: a fault now is transient, and the event's retry resumes
@@ -125,6 +141,33 @@ def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
         reason += f", about {days} day(s) at the DailyTokenBudget of {settings.daily_token_budget:,}"
     logger.info("batch accepted", extra={"batch_id": batch_id, "summary": reason})
     return JobStatus.WAITING, batch_id, reason
+
+
+def _rows(upload: Upload, runtime: Runtime) -> list[BatchRow]:
+    """The batch's rows: a batch file's, a manifest's one row, or a plain image's one row (metadata `takes`).
+    Raises InvalidInput (or ObjectGone) when the upload is refused whole."""
+    settings = runtime.settings
+    manifest = is_manifest(upload.key)
+    if not manifest and not is_batch_file(upload.key):
+        # A second HeadObject, for an image with `takes` only: the image itself is read when each take is sent.
+        info = runtime.storage.head(upload.bucket, upload.key, version_id=upload.version_id, etag=upload.etag)
+        return image_rows(upload.key, info.metadata, info.size, settings)
+    check_size = check_manifest_size if manifest else check_batch_size
+    if upload.size is not None:
+        check_size(upload.size)
+    info, data = runtime.storage.read(
+        upload.bucket,
+        upload.key,
+        max_bytes=MAX_MANIFEST_BYTES if manifest else MAX_BATCH_BYTES,
+        version_id=upload.version_id,
+        etag=upload.etag,
+        check_size=check_size,
+    )
+    if manifest:
+        refuse_takes_metadata(info.metadata, what="a manifest", instead='put "takes": N in the manifest itself')
+        return manifest_rows(upload.key, data, settings)
+    refuse_takes_metadata(info.metadata, what="a batch file", instead="give each row its takes in a 'takes' column")
+    return parse_batch(upload.key, data, settings)
 
 
 def _refuse_file(

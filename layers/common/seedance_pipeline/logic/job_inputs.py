@@ -15,6 +15,7 @@ from seedance_pipeline.logic.draft_final import final_request_for
 from seedance_pipeline.models import Job, VideoRequest
 from seedance_pipeline.rules import image_rules
 from seedance_pipeline.rules.image_normalise import InputChange
+from seedance_pipeline.rules.image_takes import metadata_takes
 from seedance_pipeline.rules.lookup_seed import with_lookup_seed
 from seedance_pipeline.rules.manifests import (
     MAX_MANIFEST_BYTES,
@@ -138,12 +139,27 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
         etag=job.source_etag,
         check_size=image_rules.check_size,
     )
+    _refuse_takes_here(info.metadata)
     image = _prepared(job.source_key, job.source_version_id, data)
     # The request as it is sent, seed included (rules/lookup_seed): the job records it, so does the sidecar.
     request = job.request or with_lookup_seed(
         resolve_request(settings, info.metadata), job.job_id, settings.provider_api
     )
     return JobInputs(request=request, images=[image])
+
+
+def _refuse_takes_here(metadata: dict[str, str]) -> None:
+    """An image whose metadata asks for several takes is made into them when its upload event arrives
+    (logic/batch_intake.py); reaching this single-job path otherwise (a backfill, a retry, a fault reading the
+    metadata on arrival) must not make one video where several were asked for."""
+    takes = metadata_takes(metadata)
+    if takes is not None and takes > 1:
+        raise InvalidInput(
+            f"metadata 'takes' asks for {takes} videos, which are made only when the image's upload event is "
+            "handled (this job was made otherwise: a backfill, a retry, or a fault reading the metadata on "
+            "arrival): upload the image again",
+            code=ErrorCode.INVALID_METADATA,
+        )
 
 
 def _read_image(runtime: Runtime, bucket: str, key: str, *, named_by: str | None = None) -> InputImage:
