@@ -41,8 +41,9 @@ TARGET_SECONDS = 30.0
 # together (WRITE_CONCURRENCY) count once: the write waits for its slowest wave.
 BATCH_WRITE_SECONDS = 0.030
 SINGLE_REQUEST_SECONDS = 0.010
-# SubmitFunction runs at the Globals' MemorySize of 1024 MB, and Lambda gives one vCPU at 1,769 MB: this process's CPU
-# seconds (on this machine's cores, not Graviton's; taken as equal) are divided by that share.
+# SubmitFunction runs at the Globals' MemorySize of 1024 MB, and Lambda gives the equivalent of one vCPU at 1,769 MB
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html): this process's CPU seconds (on this
+# machine's cores, not Graviton's; taken as equal) are divided by that share.
 LAMBDA_CPU_SHARE = 1024 / 1769
 LABELS = [
     ("10a. submit-function seconds to claim a 10,000-row batch and write its rows, local stack (moto)", "< 30 s"),
