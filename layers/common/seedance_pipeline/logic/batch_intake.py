@@ -30,8 +30,8 @@ from seedance_pipeline.rules.image_takes import asks_for_several, image_rows, re
 from seedance_pipeline.rules.keys import check_output_keys, due_shard_for, job_id_for
 from seedance_pipeline.rules.manifests import MAX_MANIFEST_BYTES, check_manifest_size, is_manifest, parse_manifest
 from seedance_pipeline.rules.model_catalogue import ImageMode
+from seedance_pipeline.rules.row_requests import RowRequests
 from seedance_pipeline.rules.token_estimate import estimate_tokens
-from seedance_pipeline.rules.video_request import resolve_request
 from seedance_pipeline.runtime import Runtime
 
 # Jobs written between two records of the writer's progress: a resumed write redoes at most this many, one
@@ -203,6 +203,7 @@ def _jobs_for(
     """Every job of the batch in file order, WAITING and due at once: each take of a valid row with its request
     resolved and its tokens estimated now; a refused row (or take) with its reason, for the poller to reject."""
     settings = runtime.settings
+    requests = RowRequests(settings, source="the row's", code=ErrorCode.INVALID_BATCH)
     jobs: list[tuple[Job, str | None, float | None]] = []
     for row in rows:
         for take in range(1, (row.takes if row.error is None else 1) + 1):
@@ -216,20 +217,26 @@ def _jobs_for(
                 source_version_id=None,
                 created_at=at,
                 updated_at=at,
+                # Every line is a WAITING job due at once; a refused one is rejected by the poller with its reason.
+                next_check_at=at,
             )
-            job, error = _row_job(base, batch_id, upload.key, row, take, runtime)
+            job, error = _row_job(base, batch_id, upload.key, row, take, runtime, requests)
             if error is not None and job.batch is not None:
                 job = job.model_copy(update={"batch": job.batch.model_copy(update={"refusal": error})})
-            # Every line is a WAITING job due at once; a refused one is rejected by the poller with its reason.
-            waiting = job.model_copy(update={"next_check_at": at})
-            jobs.append((waiting, due_shard_for(job_id, settings.due_index_shards), None))
+            jobs.append((job, due_shard_for(job_id, settings.due_index_shards), None))
     return jobs
 
 
 def _row_job(
-    base: Job, batch_id: str, batch_key: str, row: BatchRow, take: int, runtime: Runtime
+    base: Job, batch_id: str, batch_key: str, row: BatchRow, take: int, runtime: Runtime, requests: RowRequests
 ) -> tuple[Job, str | None]:
     settings = runtime.settings
+    overrides: dict[str, str] = {}
+    if row.error is None and row.manifest is not None:
+        overrides = row.manifest.overrides()
+        seed = take_seed(batch_id, row, take)
+        if seed is not None:
+            overrides["seed"] = str(seed)
     ref = BatchRowRef(
         batch_id=batch_id,
         batch_key=batch_key,
@@ -239,25 +246,14 @@ def _row_job(
         takes=row.takes,
         image_keys=list(row.image_keys),
         mode=(row.manifest.mode if row.manifest else ImageMode.FIRST_FRAME).value,
+        overrides=overrides,
     )
-    if row.error is not None or row.manifest is None:
-        return base.model_copy(update={"batch": ref}), row.error
-    overrides = row.manifest.overrides()
-    seed = take_seed(batch_id, row, take)
-    if seed is not None:
-        overrides["seed"] = str(seed)
-    ref = ref.model_copy(update={"overrides": overrides})
     job = base.model_copy(update={"batch": ref})
+    if row.error is not None or row.manifest is None:
+        return job, row.error
     try:
         check_output_keys(job.source_key, settings)
-        request = resolve_request(
-            settings,
-            overrides,
-            mode=row.manifest.mode,
-            image_count=len(row.image_keys),
-            source="the row's",
-            code=ErrorCode.INVALID_BATCH,
-        )
+        request = requests.resolve(overrides, mode=row.manifest.mode, image_count=len(row.image_keys))
     except InvalidInput as exc:
         return job, f"row {row.row} (id {row.record_id}): {exc.message}"
     spec = settings.model_catalogue.get(request.model)

@@ -101,6 +101,20 @@ def parse_bool(name: str, raw: str, *, source: str = "metadata", code: ErrorCode
     raise InvalidInput(f"{source} '{name}' is {raw!r}; allowed: true or false", code=code)
 
 
+def metadata_fields(metadata: Mapping[str, str]) -> dict[str, str]:
+    """S3 metadata (or a manifest's overrides) under the names resolve_request reads: lower case, no prefix."""
+    return {key.lower().removeprefix("x-amz-meta-"): value for key, value in metadata.items()}
+
+
+def resolve_prompt(settings: Settings, meta: Mapping[str, str]) -> tuple[str, bool]:
+    """The prompt `meta` (metadata_fields) asks for, or the default; cut to MAX_PROMPT_CHARS (True when it was)."""
+    prompt = decode_metadata_text(meta["prompt"]).strip() if meta.get("prompt", "").strip() else ""
+    prompt = prompt or settings.default_prompt
+    if len(prompt) > MAX_PROMPT_CHARS:
+        return prompt[:MAX_PROMPT_CHARS], True
+    return prompt, False
+
+
 def resolve_request(
     settings: Settings,
     metadata: Mapping[str, str],
@@ -117,13 +131,8 @@ def resolve_request(
 
     `source` and `code` name where the overrides came from (S3 metadata, or a manifest) in any refusal.
     """
-    meta = {key.lower().removeprefix("x-amz-meta-"): value for key, value in metadata.items()}
-    notes_truncated = False
-
-    prompt = decode_metadata_text(meta["prompt"]).strip() if meta.get("prompt", "").strip() else ""
-    prompt = prompt or settings.default_prompt
-    if len(prompt) > MAX_PROMPT_CHARS:
-        prompt, notes_truncated = prompt[:MAX_PROMPT_CHARS], True
+    meta = metadata_fields(metadata)
+    prompt, notes_truncated = resolve_prompt(settings, meta)
 
     catalogue = settings.model_catalogue
     model = meta.get("model", settings.model).strip()
