@@ -4,15 +4,19 @@ claim and the publish, and a write of the rows that died half-way is finished by
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
+from collections import Counter
 from typing import Any
 
 import pytest
 
-from seedance_pipeline.logic.batch_report import BatchPublishPending, close_batch
+from seedance_pipeline.logic import batch_intake
+from seedance_pipeline.logic.batch_report import BatchPublishPending, batch_job_ids, close_batch
+from seedance_pipeline.logic.batch_resume import resume_stalled_writes
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
-from seedance_pipeline.models import Upload, iso_time
+from seedance_pipeline.models import JobStatus, Upload, iso_time
 from tests.support.expect import present
 from tests.support.fakes import FakeRuntime, FakeStore, make_runtime
 from tests.support.images import image_bytes
@@ -155,3 +159,132 @@ def test_concurrent_closes_of_a_finished_batch_publish_once():
     for thread in threads:
         thread.join()
     assert len(published) == 1 and outcomes.count("published") == 1
+
+
+# --- a write of the rows that stopped half-way: finished by the poller --------------------------------------------
+
+ROWS = 8
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch_intake, "PROGRESS_EVERY", 3)
+
+
+def half_written(runtime: FakeRuntime, store: FakeStore, storage: Any) -> str:
+    """A batch of ROWS rows whose submit function died in its second chunk, after one row of it (3 recorded, 4
+    written); the event's retry came at once and found the dead writer's lease live."""
+    storage.add(BUCKET, "uploads/shoot/a.jpg", image_bytes())
+    storage.add(BUCKET, KEY, rows_file(ROWS))
+    store.crash_after_jobs = 4
+    with pytest.raises(RuntimeError):
+        accept_upload(batch_upload(), runtime, owner="dies")
+    store.crash_after_jobs = None
+    batch_id = next(iter(store.batches))
+    assert present(store.get_batch(batch_id)).written == 3 and len(store.jobs()) == 4
+    assert accept_upload(batch_upload(), runtime, owner="retry").outcome == "DUPLICATE"
+    return batch_id
+
+
+def poll_until_completed(runtime: FakeRuntime, store: FakeStore, batch_id: str, *, rounds: int = 80) -> None:
+    for _ in range(rounds):
+        poll(runtime)
+        batch = present(store.get_batch(batch_id))
+        if batch.completed_at is not None and all(not j.finalize_pending for j in store.jobs()):
+            return
+        runtime.clock.advance(30)
+    raise AssertionError(f"the batch never completed: {present(store.get_batch(batch_id))}")
+
+
+def row_writes(store: FakeStore) -> Counter[str]:
+    return Counter(op.removeprefix("put_new_job ") for op in store.operations if op.startswith("put_new_job "))
+
+
+def report_lines(storage: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in storage.uploads[(BUCKET, REPORT)].decode().splitlines()]
+
+
+def test_a_crash_after_half_the_rows_and_an_early_duplicate_are_finished_by_the_poller_every_row_once(small_chunks):
+    runtime, store, storage, provider = make_runtime()
+    batch_id = half_written(runtime, store, storage)
+    poll_until_completed(runtime, store, batch_id)
+    batch = present(store.get_batch(batch_id))
+    ids = [job_id for _, _, job_id in batch_job_ids(batch)]
+    assert batch.all_written and batch.written == ROWS
+    assert row_writes(store) == Counter(ids), "every row's job written exactly once"
+    prompts = sorted(str(body.get("prompt")) for body in provider.submissions)
+    assert prompts == sorted(f"row {n}" for n in range(1, ROWS + 1)), "every row sent exactly once"
+    assert [(line["id"], line["status"]) for line in report_lines(storage)] == [
+        (str(n), "SUCCEEDED") for n in range(1, ROWS + 1)
+    ]
+    assert len(runtime.events.batches) == 1
+
+
+def test_a_resumed_write_never_overwrites_a_row_the_poller_already_moved_on(small_chunks):
+    runtime, store, storage, provider = make_runtime()
+    batch_id = half_written(runtime, store, storage)
+    fourth = batch_job_ids(present(store.get_batch(batch_id)))[3][2]  # written by the writer that died
+    poll(runtime)  # the rows written so far are sent; the dead writer's lease still runs
+    sent = store.job(fourth)
+    assert sent.status is not JobStatus.WAITING and sent.task_id is not None
+    runtime.clock.advance(runtime.settings.claim_lease_seconds + 1)
+    poll(runtime)  # resumes the write
+    assert present(store.get_batch(batch_id)).all_written
+    assert store.job(fourth).status is not JobStatus.WAITING and store.job(fourth).task_id == sent.task_id
+    assert row_writes(store)[fourth] == 1
+    poll_until_completed(runtime, store, batch_id)
+    assert [str(body.get("prompt")) for body in provider.submissions].count("row 4") == 1
+
+
+def test_two_pollers_at_once_resume_a_stalled_write_once(small_chunks):
+    runtime, store, storage, provider = make_runtime()
+    batch_id = half_written(runtime, store, storage)
+    runtime.clock.advance(runtime.settings.claim_lease_seconds + 1)
+    real_put = store.put_new_jobs
+    other: list[int] = []
+
+    def another_poller_meanwhile(jobs: Any, *, first_write: bool) -> None:
+        if not other:
+            other.append(resume_stalled_writes(runtime, owner="poller-b", time_left=lambda: 50.0))
+        real_put(jobs, first_write=first_write)
+
+    store.put_new_jobs = another_poller_meanwhile  # type: ignore[method-assign]
+    assert resume_stalled_writes(runtime, owner="poller-a", time_left=lambda: 50.0) == 1
+    assert other == [0], "the second poller found the write taken"
+    store.put_new_jobs = real_put  # type: ignore[method-assign]
+    batch = present(store.get_batch(batch_id))
+    assert batch.all_written and row_writes(store) == Counter(job_id for _, _, job_id in batch_job_ids(batch))
+    assert resume_stalled_writes(runtime, owner="poller-c", time_left=lambda: 50.0) == 0
+
+
+def test_a_batch_file_changed_before_the_resume_ends_the_unwritten_rows_rejected_and_the_batch_completes(
+    small_chunks,
+):
+    runtime, store, storage, provider = make_runtime()
+    batch_id = half_written(runtime, store, storage)
+    storage.add(BUCKET, KEY, rows_file(2), etag="e2")  # overwritten: the announced version is gone
+    runtime.clock.advance(runtime.settings.claim_lease_seconds + 1)
+    poll_until_completed(runtime, store, batch_id)
+    lines = report_lines(storage)
+    assert [line["status"] for line in lines] == ["SUCCEEDED"] * 4 + ["REJECTED"] * 4
+    assert all("changed or is gone" in line["reason"] and "upload it again" in line["reason"] for line in lines[4:])
+    assert lines[5]["reason"].startswith("row 6: ")
+    assert len(provider.submissions) == 4 and len(runtime.events.batches) == 1
+
+
+def test_a_writer_short_of_time_stops_between_chunks_and_the_poller_writes_the_rest_at_once(small_chunks):
+    runtime, store, storage, provider = make_runtime()
+    storage.add(BUCKET, "uploads/shoot/a.jpg", image_bytes())
+    storage.add(BUCKET, KEY, rows_file(ROWS))
+    seconds_left = iter([100.0, 10.0])
+    runtime.time_left = lambda: next(seconds_left, 10.0)
+    outcome = accept_upload(batch_upload(), runtime, owner="s")
+    assert outcome.outcome == "WAITING"
+    batch = present(store.get_batch(present(outcome.job_id)))
+    assert (batch.written, batch.all_written, batch.writer_until) == (3, False, runtime.clock())
+    runtime.time_left = None
+    runtime.clock.advance(1)
+    poll(runtime)
+    assert present(store.get_batch(batch.batch_id)).all_written, "handed over: no lease to wait for"
+    poll_until_completed(runtime, store, batch.batch_id)
+    assert len(provider.submissions) == ROWS
