@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput, ObjectGone
 from seedance_pipeline.logic.batch_intake import (
-    CHUNK_SECONDS,
     ROW_SPACING_SECONDS,
     batch_jobs,
+    chunk_seconds,
     read_batch_rows,
     row_source_key,
     write_jobs,
@@ -43,7 +43,7 @@ def resume_stalled_writes(runtime: Runtime, *, owner: str, time_left: Callable[[
         return 0
     resumed = 0
     for batch_id in stalled:
-        if time_left() < CHUNK_SECONDS:
+        if time_left() < chunk_seconds(runtime):
             break
         lease = runtime.settings.claim_lease_seconds
         batch = store.take_batch_writer(batch_id, owner=owner, now=runtime.clock(), lease_seconds=lease)
