@@ -187,3 +187,68 @@ def test_two_batches_and_single_uploads_share_max_in_flight_and_each_row_is_one_
     prompts = [body.get("prompt") or body["content"][0]["text"] for body in sim.counters.request_bodies]
     assert [p for p in prompts if p.startswith("one")] == [f"one {n}" for n in range(1, 6)]
     assert [p for p in prompts if p.startswith("two")] == [f"two {n}" for n in range(1, 5)]
+
+
+def test_a_half_written_batch_whose_retry_came_too_early_is_finished_by_the_poller(
+    make_pipeline, sim, stack, monkeypatch
+):
+    from seedance_pipeline.logic import batch_intake
+
+    monkeypatch.setattr(batch_intake, "PROGRESS_EVERY", 3)
+    pipeline = make_pipeline(CLAIM_LEASE_SECONDS="8", PROVIDER_CALL_MARGIN_SECONDS="0.5")
+    put(stack, "uploads/early/_img/a.png", image_bytes(800, 450, "PNG"))
+    table = "image,prompt,resolution\r\n" + "".join(f"_img/a.png,row {n},480p\r\n" for n in range(1, 9))
+    event = pipeline.upload("uploads/early/rows.csv", table.encode())
+    store = pipeline.runtime.store
+    real_put = store.put_new_jobs
+    calls = {"n": 0}
+
+    def dies_on_the_second_chunk(jobs, *, first_write):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            real_put(jobs[:1], first_write=first_write)  # part of a chunk lands, then the function dies
+            raise RuntimeError("the submit function was killed")
+        real_put(jobs, first_write=first_write)
+
+    monkeypatch.setattr(store, "put_new_jobs", dies_on_the_second_chunk)
+    with pytest.raises(RuntimeError):
+        pipeline.submit(event)
+    monkeypatch.setattr(store, "put_new_jobs", real_put)
+    # Lambda's retry comes within the dead writer's lease: not ours to resume. The poller is the net.
+    assert pipeline.submit(event)["outcomes"][0]["outcome"] == "DUPLICATE"
+    batch = run_batch(pipeline, "uploads/early/rows.csv")
+    assert batch.written == 8 and batch.all_written and sim.counters.submit == 8
+    lines = [json.loads(x) for x in report(stack, "videos/early/rows.csv.report.jsonl").splitlines()]
+    assert [x["status"] for x in lines] == ["SUCCEEDED"] * 8
+    assert len({x["task_id"] for x in lines}) == 8
+    prompts = sorted(body.get("prompt") or body["content"][0]["text"] for body in sim.counters.request_bodies)
+    assert prompts == sorted(f"row {n}" for n in range(1, 9)), "every row sent exactly once"
+
+
+def test_a_batch_completed_event_eventbridge_refused_is_put_once_a_later_poll_can(make_pipeline, sim, stack):
+    import uuid
+
+    from seedance_pipeline.models import iso_time
+
+    bus = f"late-bus-{uuid.uuid4().hex[:8]}"  # missing until the batch has completed: PutEvents refuses it
+    pipeline = make_pipeline(
+        EVENT_BUS_NAME=bus, LEASE_SECONDS="3", CLAIM_LEASE_SECONDS="6", PROVIDER_CALL_MARGIN_SECONDS="0.5"
+    )
+    put(stack, "uploads/late/a.png", image_bytes(800, 450, "PNG"))
+    pipeline.submit(pipeline.upload("uploads/late/rows.csv", b"image,resolution\r\na.png,480p\r\na.png,480p\r\n"))
+    batch_id = pipeline.job_ids["uploads/late/rows.csv"]
+    completed = run_batch(pipeline, "uploads/late/rows.csv")
+    assert completed.publish_until is not None, "claimed, but the event is not out"
+    stack.client("events").create_event_bus(Name=bus)
+    capture = EventCapture(stack, bus=bus)
+    store = pipeline.runtime.store
+    deadline = time.monotonic() + 60
+    while present(store.get_batch(batch_id)).publish_until is not None:
+        assert time.monotonic() < deadline, "the pending publish was never taken over"
+        pipeline.poll(timeout_seconds=60)
+        time.sleep(0.5)
+    pipeline.poll(timeout_seconds=60)
+    sent = [e["detail"] for e in capture.drain() if e["detail-type"] == "Batch Completed"]
+    assert len(sent) == 1 and sent[0]["batch_id"] == batch_id
+    assert sent[0]["timings"]["completed_at"] == iso_time(completed.completed_at)
+    assert sent[0]["counts"] == {"SUCCEEDED": 2}

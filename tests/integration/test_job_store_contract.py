@@ -707,8 +707,8 @@ def test_a_batch_is_created_once_and_its_writer_is_taken_over_only_after_its_lea
     assert store.take_batch_writer("b1", owner="writer-b", now=NOW + 1, lease_seconds=LEASE) is None
     taken = present(store.take_batch_writer("b1", owner="writer-b", now=NOW + LEASE + 1, lease_seconds=LEASE))
     assert taken.writer_owner == "writer-b" and taken.row_takes == "111"
-    assert not store.record_batch_progress("b1", owner="writer-a", written=3, all_written=True)
-    assert store.record_batch_progress("b1", owner="writer-b", written=3, all_written=True)
+    assert not store.record_batch_progress("b1", owner="writer-a", written=3, all_written=True, writer_until=NOW)
+    assert store.record_batch_progress("b1", owner="writer-b", written=3, all_written=True, writer_until=NOW)
     assert present(_same_table(store).get_batch("b1")).all_written
     assert store.take_batch_writer("b1", owner="c", now=NOW + 10 * LEASE, lease_seconds=LEASE) is None
     assert store.get_batch("nope") is None
@@ -741,6 +741,49 @@ def test_a_jobs_end_counts_on_its_batch_once_and_only_under_its_lease(store: Job
     assert present(store.get("c1")).batch_counted
     two = leased(store, present(store.get("c2")))
     assert store.save_counting_batch(two, owner="worker-a", due_shard=None, expires_at=None) == 0
-    assert store.complete_batch("b1", now=NOW)
-    assert not _same_table(store).complete_batch("b1", now=NOW + 1)
+    assert store.complete_batch("b1", now=NOW, counts={"SUCCEEDED": 2}, billed_tokens=10, publish_until=NOW + LEASE)
+    assert not _same_table(store).complete_batch(
+        "b1", now=NOW + 1, counts={"FAILED": 2}, billed_tokens=0, publish_until=NOW + 1 + LEASE
+    )
     assert present(store.get_batch("b1")).completed_at == NOW
+
+
+def test_a_completion_keeps_its_event_and_a_publishers_lease_taken_over_only_once_it_ran_out(
+    store: JobStorePort,
+) -> None:
+    store.create_batch(batch_record(jobs=2))
+    counts = {"REJECTED": 1, "SUCCEEDED": 1}
+    assert store.complete_batch("b1", now=NOW, counts=counts, billed_tokens=1234, publish_until=NOW + LEASE)
+    other = _same_table(store)
+    claimed = present(other.get_batch("b1"))
+    assert (claimed.counts, claimed.billed_tokens, claimed.publish_until) == (counts, 1234, NOW + LEASE)
+    assert other.take_batch_publisher("b1", now=NOW + LEASE - 1, lease_seconds=LEASE) is None
+    taken = present(other.take_batch_publisher("b1", now=NOW + LEASE + 1, lease_seconds=LEASE))
+    assert taken.publish_until == NOW + 2 * LEASE + 1 and taken.completed_at == NOW and taken.counts == counts
+    assert store.take_batch_publisher("b1", now=NOW + LEASE + 2, lease_seconds=LEASE) is None, "taken once"
+    assert not store.clear_batch_publish("b1", publish_until=NOW + LEASE), "the first publisher's lease is gone"
+    assert other.clear_batch_publish("b1", publish_until=NOW + 2 * LEASE + 1)
+    assert present(store.get_batch("b1")).publish_until is None
+    assert store.take_batch_publisher("b1", now=NOW + 10 * LEASE, lease_seconds=LEASE) is None, "published"
+    assert store.take_batch_publisher("nope", now=NOW, lease_seconds=LEASE) is None
+
+
+def test_a_half_written_batch_is_a_stalled_write_only_once_its_writers_lease_ran_out(store: JobStorePort) -> None:
+    store.create_batch(batch_record(jobs=3))  # its writer's lease runs to NOW + LEASE
+    assert store.stalled_batch_writes(NOW + LEASE - 1) == []
+    assert store.stalled_batch_writes(NOW + LEASE) == ["b1"]
+    renewed = NOW + 2 * LEASE
+    assert store.record_batch_progress("b1", owner="writer-a", written=1, all_written=False, writer_until=renewed)
+    assert present(store.get_batch("b1")).writer_until == renewed
+    assert _same_table(store).stalled_batch_writes(NOW + LEASE + 1) == [], "a live writer's progress renews it"
+    assert not store.record_batch_progress("b1", owner="writer-b", written=2, all_written=False, writer_until=NOW * 2)
+    assert store.take_batch_writer("b1", owner="poller", now=renewed - 1, lease_seconds=LEASE) is None
+    taken = present(store.take_batch_writer("b1", owner="poller", now=renewed + 1, lease_seconds=LEASE))
+    assert taken.written == 1 and taken.writer_until == renewed + 1 + LEASE
+    assert store.stalled_batch_writes(renewed + LEASE) == [], "taken over: due when the new lease runs out"
+    assert store.stalled_batch_writes(renewed + LEASE + 1) == ["b1"]
+    # The job poller's shard queries never see a batch record.
+    assert [d.job_id for shard in ("0", "1") for d in store.due_jobs(shard, NOW * 2)] == []
+    assert store.record_batch_progress("b1", owner="poller", written=3, all_written=True, writer_until=NOW)
+    assert store.stalled_batch_writes(NOW * 2) == []
+    assert store.take_batch_writer("b1", owner="late", now=NOW * 2, lease_seconds=LEASE) is None

@@ -436,9 +436,10 @@ def test_functions_touch_only_the_jobs_table_the_secret_and_their_events(cfn: di
                 ]
                 assert statement["Resource"] == {"Fn::GetAtt": ["JobsTable", "Arn"]}
                 continue
-            # A batch's report reads its jobs: BatchGetItem.
+            # A batch's report reads its jobs: BatchGetItem; a half-written batch's rows are finished: BatchWriteItem.
             assert sorted(actions) == [
                 "dynamodb:BatchGetItem",
+                "dynamodb:BatchWriteItem",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:Query",

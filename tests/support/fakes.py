@@ -291,8 +291,9 @@ class FakeStore:
             return True
 
     def get_batch(self, batch_id: str) -> Batch | None:
-        item = self.batches.get(batch_id)
-        return Batch.model_validate(item) if item else None
+        with self._lock:
+            item = self.batches.get(batch_id)
+            return Batch.model_validate(item) if item else None
 
     def take_batch_writer(self, batch_id: str, *, owner: str, now: float, lease_seconds: float) -> Batch | None:
         with self._lock:
@@ -302,13 +303,29 @@ class FakeStore:
             item.update(writer_owner=owner, writer_until=now + lease_seconds)
             return Batch.model_validate(item)
 
-    def record_batch_progress(self, batch_id: str, *, owner: str, written: int, all_written: bool) -> bool:
+    def record_batch_progress(
+        self, batch_id: str, *, owner: str, written: int, all_written: bool, writer_until: float
+    ) -> bool:
         with self._lock:
             item = self.batches.get(batch_id)
             if item is None or item.get("writer_owner") != owner:
                 return False
             item.update(written=written, all_written=all_written)
+            if not all_written:
+                item["writer_until"] = writer_until
             return True
+
+    def stalled_batch_writes(self, now: float) -> list[str]:
+        """As JobStore's Query of the due index's batch-writes shard: records not all written whose writer's lease
+        ran out, soonest first."""
+        self.operations.append("Query")
+        with self._lock:
+            due = [
+                (item["writer_until"], batch_id)
+                for batch_id, item in self.batches.items()
+                if not item["all_written"] and item.get("writer_until") is not None and item["writer_until"] <= now
+            ]
+        return [batch_id for _, batch_id in sorted(due)]
 
     def put_new_jobs(self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool) -> None:
         with self._lock:
@@ -339,12 +356,30 @@ class FakeStore:
             batch["remaining"] -= 1
             return int(batch["remaining"])
 
-    def complete_batch(self, batch_id: str, *, now: float) -> bool:
+    def complete_batch(
+        self, batch_id: str, *, now: float, counts: dict[str, int], billed_tokens: int, publish_until: float
+    ) -> bool:
         with self._lock:
             item = self.batches.get(batch_id)
             if item is None or item.get("completed_at") is not None:
                 return False
-            item["completed_at"] = now
+            item.update(completed_at=now, counts=dict(counts), billed_tokens=billed_tokens, publish_until=publish_until)
+            return True
+
+    def take_batch_publisher(self, batch_id: str, *, now: float, lease_seconds: float) -> Batch | None:
+        with self._lock:
+            item = self.batches.get(batch_id)
+            if item is None or item.get("publish_until") is None or item["publish_until"] >= now:
+                return None
+            item["publish_until"] = now + lease_seconds
+            return Batch.model_validate(item)
+
+    def clear_batch_publish(self, batch_id: str, *, publish_until: float) -> bool:
+        with self._lock:
+            item = self.batches.get(batch_id)
+            if item is None or item.get("publish_until") != publish_until:
+                return False
+            item["publish_until"] = None
             return True
 
     def get_jobs(self, job_ids: list[str]) -> dict[str, Job]:

@@ -226,7 +226,13 @@ class Batch(BaseModel):
     estimated_tokens: int = 0
     writer_owner: str | None = None
     writer_until: float | None = None
+    # Set together by the one completion claim, so `Batch Completed` is the same event whoever publishes it: the
+    # counts by status and the tokens billed, and while the event is not yet known to be published, the lease of
+    # whoever publishes it (a crash leaves the mark for a later finisher to take over once the lease ran out).
     completed_at: float | None = None
+    counts: dict[str, int] | None = None
+    billed_tokens: int | None = None
+    publish_until: float | None = None
 
 
 class Job(BaseModel):

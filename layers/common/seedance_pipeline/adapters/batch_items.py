@@ -1,11 +1,17 @@
 """The jobs table's batch items: a batch's record (`#batch#<id>`), its row jobs written in bulk, and the count of its
 live jobs, decremented in one transaction with each job's own end so every job counts exactly once.
 
-Cost. A first write of the rows uses BatchWriteItem (25 items a request, one WCU per KB each, no conditions): the
-batch record's claim guarantees no row job exists yet. A resumed write (the submit function died half-way, the
-event came again) writes the rest one conditional PutItem at a time, so a row a poller already moved on is never
+Cost. A write of rows uses BatchWriteItem (25 items a request, one WCU per KB each, no conditions) wherever no row
+job can exist yet: the first write (the batch record's claim guarantees it), and in a resumed write every chunk
+after the first. Only the first chunk after the recorded progress may hold rows (the writer that died was writing
+it), so a resumed write puts that chunk one conditional PutItem at a time: a row a poller already moved on is never
 written back to WAITING. The count's transaction bills both items twice (4 WCU per job end, on top of nothing: it
 replaces the job's terminal save).
+
+Stalled writes. Until its rows are all written, the batch record sits in the sparse due index under its own shard
+(rules/keys.BATCH_WRITES_SHARD), due when its writer's lease runs out: each progress record renews the lease and
+moves it; the record of the last rows takes it out. The poller finds a stalled write with one Query, empty and
+cheap when none is (logic/batch_resume.py).
 """
 
 from __future__ import annotations
@@ -17,9 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from seedance_pipeline.adapters.dynamo_codec import deserialize, is_condition_failure, serialize
+from seedance_pipeline.adapters.dynamo_codec import (
+    deserialize,
+    is_condition_failure,
+    lease_held,
+    serialize,
+    update_if,
+    update_returning_if,
+)
 from seedance_pipeline.errors import LeaseLost
-from seedance_pipeline.models import Batch, Job
+from seedance_pipeline.models import DUE_INDEX, Batch, Job
+from seedance_pipeline.rules.keys import BATCH_WRITES_SHARD
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -28,6 +42,7 @@ BATCH_ITEM_PREFIX = "#batch#"
 WRITE_BATCH_SIZE = 25  # BatchWriteItem's most
 GET_BATCH_SIZE = 100  # BatchGetItem's most
 UNPROCESSED_RETRIES = 8
+STALLED_PAGE = 25  # stalled writes taken up a poll: each is a whole resumed write
 WRITE_CONCURRENCY = 8
 
 JobItem = Callable[[Job, str | None, float | None], dict[str, Any]]
@@ -57,6 +72,8 @@ class BatchItems:
         item = batch.model_dump(mode="json", exclude_none=True)
         item["job_id"] = batch_item_id(batch.batch_id)
         item["expires_at"] = int(batch.created_at + self._lifetime)
+        if not batch.all_written and batch.writer_until is not None:
+            item.update(due_shard=BATCH_WRITES_SHARD, next_check_at=batch.writer_until)
         try:
             self._client.put_item(
                 TableName=self._table, Item=serialize(item), ConditionExpression="attribute_not_exists(job_id)"
@@ -75,44 +92,56 @@ class BatchItems:
         return _batch(deserialize(item)) if item else None
 
     def take_batch_writer(self, batch_id: str, *, owner: str, now: float, lease_seconds: float) -> Batch | None:
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": batch_item_id(batch_id)}},
-                UpdateExpression="SET writer_owner = :owner, writer_until = :until",
-                ConditionExpression="all_written = :no AND (attribute_not_exists(writer_until) OR writer_until < :now)",
-                ExpressionAttributeValues={
-                    ":owner": {"S": owner},
-                    ":until": {"N": repr(now + lease_seconds)},
-                    ":now": {"N": repr(now)},
-                    ":no": {"BOOL": False},
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return None
-            raise
-        return _batch(deserialize(response["Attributes"]))
+        item = update_returning_if(
+            self._client,
+            self._table,
+            Key=self._key(batch_id),
+            UpdateExpression=(
+                "SET writer_owner = :owner, writer_until = :until, due_shard = :shard, next_check_at = :until"
+            ),
+            ConditionExpression="all_written = :no AND (attribute_not_exists(writer_until) OR writer_until < :now)",
+            ExpressionAttributeValues={
+                ":owner": {"S": owner},
+                ":until": {"N": repr(now + lease_seconds)},
+                ":now": {"N": repr(now)},
+                ":no": {"BOOL": False},
+                ":shard": {"S": BATCH_WRITES_SHARD},
+            },
+        )
+        return _batch(item) if item is not None else None
 
-    def record_batch_progress(self, batch_id: str, *, owner: str, written: int, all_written: bool) -> bool:
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": batch_item_id(batch_id)}},
-                UpdateExpression="SET written = :written, all_written = :all",
-                ConditionExpression="writer_owner = :owner",
-                ExpressionAttributeValues={
-                    ":owner": {"S": owner},
-                    ":written": {"N": str(written)},
-                    ":all": {"BOOL": all_written},
-                },
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+    def record_batch_progress(
+        self, batch_id: str, *, owner: str, written: int, all_written: bool, writer_until: float
+    ) -> bool:
+        values: dict[str, Any] = {
+            ":owner": {"S": owner},
+            ":written": {"N": str(written)},
+            ":all": {"BOOL": all_written},
+        }
+        if all_written:
+            update = "SET written = :written, all_written = :all REMOVE due_shard, next_check_at"
+        else:
+            # The lease renewed, and the record due in the index when it runs out.
+            update = "SET written = :written, all_written = :all, writer_until = :until, next_check_at = :until"
+            values[":until"] = {"N": repr(writer_until)}
+        return update_if(
+            self._client,
+            self._table,
+            Key=self._key(batch_id),
+            UpdateExpression=update,
+            ConditionExpression="writer_owner = :owner",
+            ExpressionAttributeValues=values,
+        )
+
+    def stalled_batch_writes(self, now: float) -> list[str]:
+        response = self._client.query(
+            TableName=self._table,
+            IndexName=DUE_INDEX,
+            KeyConditionExpression="due_shard = :shard AND next_check_at <= :now",
+            ExpressionAttributeValues={":shard": {"S": BATCH_WRITES_SHARD}, ":now": {"N": repr(now)}},
+            Limit=STALLED_PAGE,
+        )
+        return [item["job_id"]["S"].removeprefix(BATCH_ITEM_PREFIX) for item in response.get("Items", [])]
 
     def put_new_jobs(self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool) -> None:
         items = [self._job_item(job, shard, expires_at) for job, shard, expires_at in jobs]
@@ -150,17 +179,12 @@ class BatchItems:
         Returns the batch's count after it (None when the batch record is gone)."""
         assert job.batch is not None
         item = self._job_item(job.model_copy(update={"batch_counted": True}), due_shard, expires_at)
+        # The job's own save, under the same condition as JobStore.save.
+        put: Any = {"TableName": self._table, "Item": serialize(item), **lease_held(owner)}
         try:
             self._client.transact_write_items(
                 TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": serialize(item),
-                            "ConditionExpression": "lease_owner = :owner",
-                            "ExpressionAttributeValues": {":owner": {"S": owner}},
-                        }
-                    },
+                    {"Put": put},
                     {
                         "Update": {
                             "TableName": self._table,
@@ -184,20 +208,50 @@ class BatchItems:
         batch = self.get_batch(job.batch.batch_id)
         return batch.remaining if batch else None
 
-    def complete_batch(self, batch_id: str, *, now: float) -> bool:
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": batch_item_id(batch_id)}},
-                UpdateExpression="SET completed_at = :now",
-                ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(completed_at)",
-                ExpressionAttributeValues={":now": {"N": repr(now)}},
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+    def complete_batch(
+        self, batch_id: str, *, now: float, counts: dict[str, int], billed_tokens: int, publish_until: float
+    ) -> bool:
+        return update_if(
+            self._client,
+            self._table,
+            Key=self._key(batch_id),
+            UpdateExpression=(
+                "SET completed_at = :now, #counts = :counts, billed_tokens = :billed, publish_until = :until"
+            ),
+            ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(completed_at)",
+            ExpressionAttributeNames={"#counts": "counts"},
+            ExpressionAttributeValues={
+                ":now": {"N": repr(now)},
+                ":counts": {"M": {status: {"N": str(n)} for status, n in counts.items()}},
+                ":billed": {"N": str(billed_tokens)},
+                ":until": {"N": repr(publish_until)},
+            },
+        )
+
+    def take_batch_publisher(self, batch_id: str, *, now: float, lease_seconds: float) -> Batch | None:
+        item = update_returning_if(
+            self._client,
+            self._table,
+            Key=self._key(batch_id),
+            UpdateExpression="SET publish_until = :until",
+            ConditionExpression="publish_until < :now",
+            ExpressionAttributeValues={":until": {"N": repr(now + lease_seconds)}, ":now": {"N": repr(now)}},
+        )
+        return _batch(item) if item is not None else None
+
+    def clear_batch_publish(self, batch_id: str, *, publish_until: float) -> bool:
+        return update_if(
+            self._client,
+            self._table,
+            Key=self._key(batch_id),
+            UpdateExpression="REMOVE publish_until",
+            ConditionExpression="publish_until = :mine",
+            ExpressionAttributeValues={":mine": {"N": repr(publish_until)}},
+        )
+
+    @staticmethod
+    def _key(batch_id: str) -> dict[str, Any]:
+        return {"job_id": {"S": batch_item_id(batch_id)}}
 
     def get_jobs(self, job_ids: list[str]) -> dict[str, Job]:
         found: dict[str, Job] = {}
@@ -241,6 +295,6 @@ class BatchItems:
 
 
 def _batch(item: dict[str, Any]) -> Batch:
-    item.pop("job_id", None)
-    item.pop("expires_at", None)
+    for stored_only in ("job_id", "expires_at", "due_shard", "next_check_at"):
+        item.pop(stored_only, None)
     return Batch.model_validate(item)

@@ -89,3 +89,19 @@ def update_if(client: Any, table: str, **request: Any) -> bool:
             return False
         raise
     return True
+
+
+def update_returning_if(client: Any, table: str, **request: Any) -> dict[str, Any] | None:
+    """update_if that answers the item as written (deserialized), or None when the condition failed."""
+    try:
+        response = client.update_item(TableName=table, ReturnValues="ALL_NEW", **request)
+    except ClientError as exc:
+        if is_condition_failure(exc):
+            return None
+        raise
+    return deserialize(response["Attributes"])
+
+
+def lease_held(owner: str) -> dict[str, Any]:
+    """The condition of every write made under a job's lease (a Put, or a Put inside a transaction)."""
+    return {"ConditionExpression": "lease_owner = :owner", "ExpressionAttributeValues": {":owner": {"S": owner}}}

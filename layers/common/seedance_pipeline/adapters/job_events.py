@@ -116,10 +116,12 @@ class JobEventPublisher:
         self._put(detail_type, detail_json(job))
 
     def publish_batch(self, detail: dict[str, Any]) -> None:
-        """`Batch Completed`: a small detail of counts and report keys (docs/outputs.md), far below 256 KB."""
-        self._put(BATCH_COMPLETED, json.dumps(_cut_strings(detail, 2048)))
+        """`Batch Completed`: a small detail of counts and report keys (docs/outputs.md), far below 256 KB. Raises
+        when EventBridge did not take it: the batch's publish stays pending and a later poll sends the same event
+        again (logic/batch_report.py), so a fault never loses it."""
+        self._put(BATCH_COMPLETED, json.dumps(_cut_strings(detail, 2048)), strict=True)
 
-    def _put(self, detail_type: str, detail: str) -> None:
+    def _put(self, detail_type: str, detail: str, *, strict: bool = False) -> None:
         entry: PutEventsRequestEntryTypeDef = {
             "Source": SOURCE,
             "DetailType": detail_type,
@@ -130,11 +132,19 @@ class JobEventPublisher:
         try:
             response = self._client.put_events(Entries=[entry])
         except (ClientError, BotoCoreError) as exc:
-            # The job's own record is the source of truth; a lost notification must not undo it.
             logger.error("could not publish the job event", extra={"error": str(exc), "detail_type": detail_type})
+            if strict:
+                raise
+            # The job's own record is the source of truth; a lost notification must not undo it.
             return
         if response.get("FailedEntryCount"):
             logger.error("EventBridge refused the job event", extra={"entries": response.get("Entries")})
+            if strict:
+                raise EventNotPublished(f"EventBridge refused the {detail_type} event: {response.get('Entries')}")
+
+
+class EventNotPublished(Exception):
+    """PutEvents answered, but with the entry refused (FailedEntryCount)."""
 
 
 class NoEvents:

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from seedance_pipeline.adapters.batch_items import BatchItems
+from seedance_pipeline.adapters.batch_store import BatchMethods
 from seedance_pipeline.adapters.budget_items import DailyBudgetCounters
 from seedance_pipeline.adapters.dynamo_codec import (
     deserialize,
     is_condition_failure,
+    lease_held,
     serialize,
     serialize_value,
     update_if,
@@ -29,7 +31,7 @@ from seedance_pipeline.adapters.dynamo_codec import (
 from seedance_pipeline.adapters.slot_items import InFlightSlots
 from seedance_pipeline.adapters.task_claims import TaskClaims
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
-from seedance_pipeline.models import DUE_INDEX, Batch, DueJob, Job, JobStatus
+from seedance_pipeline.models import DUE_INDEX, DueJob, Job, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -50,7 +52,7 @@ def latest_upload_item_id(bucket: str, key: str) -> str:
     return "#latest#" + hashlib.sha256(f"{bucket}\n{key}".encode()).hexdigest()[:40]
 
 
-class JobStore:
+class JobStore(BatchMethods):
     def __init__(
         self,
         table_name: str,
@@ -246,12 +248,7 @@ class JobStore:
         """Write the whole job while we hold its lease. due_shard None takes it out of the due index."""
         item = self._item(job, due_shard=due_shard, expires_at=expires_at)
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=serialize(item),
-                ConditionExpression="lease_owner = :owner",
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
+            self._client.put_item(TableName=self._table, Item=serialize(item), **lease_held(owner))
         except ClientError as exc:
             if is_condition_failure(exc):
                 raise LeaseLost(f"lost the lease on job {job.job_id}") from exc
@@ -318,39 +315,6 @@ class JobStore:
     # --- a task adopted after a lost answer: never one another job holds (task_claims.py) ---------------
     def claim_task(self, task_id: str, job_id: str) -> bool:
         return self._task_claims.claim_task(task_id, job_id)
-
-    # --- batches: the batch record, its rows written in bulk, its live count (batch_items.py) -------------------
-    def create_batch(self, batch: Batch) -> bool:
-        """Claim a batch upload once: False when its record exists (a duplicate delivery, or a resumed write)."""
-        return self._batches.create_batch(batch)
-
-    def get_batch(self, batch_id: str) -> Batch | None:
-        return self._batches.get_batch(batch_id)
-
-    def take_batch_writer(self, batch_id: str, *, owner: str, now: float, lease_seconds: float) -> Batch | None:
-        """Take over writing a batch's rows whose writer's lease ran out before every row was written."""
-        return self._batches.take_batch_writer(batch_id, owner=owner, now=now, lease_seconds=lease_seconds)
-
-    def record_batch_progress(self, batch_id: str, *, owner: str, written: int, all_written: bool) -> bool:
-        return self._batches.record_batch_progress(batch_id, owner=owner, written=written, all_written=all_written)
-
-    def put_new_jobs(self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool) -> None:
-        """Write new jobs (job, due shard, expiry) in bulk; `first_write` False never overwrites an existing one."""
-        self._batches.put_new_jobs(jobs, first_write=first_write)
-
-    def save_counting_batch(
-        self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None
-    ) -> int | None:
-        return self._batches.save_counting_batch(job, owner=owner, due_shard=due_shard, expires_at=expires_at)
-
-    def complete_batch(self, batch_id: str, *, now: float) -> bool:
-        return self._batches.complete_batch(batch_id, now=now)
-
-    def get_jobs(self, job_ids: list[str]) -> dict[str, Job]:
-        return self._batches.get_jobs(job_ids)
-
-    def iter_batches(self) -> Iterator[Batch]:
-        return self._batches.iter_batches()
 
     # --- helpers -----------------------------------------------------------------------------------
     @staticmethod

@@ -9,7 +9,9 @@ was already written (see adapters/batch_items.py).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Callable
 
 from seedance_pipeline.errors import AlreadyClaimed, ErrorCode, InvalidInput, ObjectGone
 from seedance_pipeline.logic.batch_report import days_at_budget
@@ -37,6 +39,9 @@ from seedance_pipeline.runtime import Runtime
 # Jobs written between two records of the writer's progress: a resumed write redoes at most this many, one
 # conditional put each.
 PROGRESS_EVERY = 500
+# A writer starts a chunk only with this much left of its invocation and of its lease: a chunk takes seconds (at
+# worst PROGRESS_EVERY conditional puts), so no writer is killed mid-chunk or still writing once another took over.
+CHUNK_SECONDS = 30.0
 # Row jobs are ordered by created_at (the poller sends waiting jobs oldest first): this spacing keeps the file's
 # order in a float, 10,000 jobs spanning one second.
 ROW_SPACING_SECONDS = 1e-4
@@ -110,15 +115,20 @@ def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
     if existing is not None:
         taken = store.take_batch_writer(batch_id, owner=owner, now=now, lease_seconds=settings.claim_lease_seconds)
         if taken is None:
+            # Written whole, or half-written with its writer's lease still live: either way not ours. A writer that
+            # died is not waited for here: once its lease runs out the poller finds the batch in the due index and
+            # writes the rest (logic/batch_resume.py), so this event's retries are not the only way on.
             logger.info("duplicate delivery of a batch ignored", extra={"key": upload.key, "batch_id": batch_id})
             return UploadDisposition.DUPLICATE, batch_id, None
         existing, resume_from = taken, taken.written
         logger.warning("resuming a batch write that stopped half-way", extra={"batch_id": batch_id})
     try:
-        rows = _rows(upload, runtime)
+        rows = read_batch_rows(upload, runtime)
     except (InvalidInput, ObjectGone) as exc:
         if existing is not None:
-            raise  # the file was read once already: a fault now is transient, and the event's retry resumes
+            # The file was read once already: a fault now is transient (the event's retry resumes), or the file
+            # changed, and the poller refuses the rows left once this writer's lease runs out.
+            raise
         return _refuse_file(upload, batch_id, runtime, error=exc, owner=owner)
     created_at = existing.created_at if existing else now
     jobs = _jobs_for(upload, batch_id, rows, runtime, created_at)
@@ -130,7 +140,8 @@ def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
         batch = existing
     # Never closed here: every line is a job the poller ends, and the job that ends last closes the batch (it waits,
     # unfinished, for this write to be recorded whole). The submit function writes no outputs.
-    _write(batch, jobs, runtime, owner=owner, start=resume_from, first_write=existing is None)
+    time_left = runtime.time_left or (lambda: math.inf)
+    write_jobs(batch, jobs, runtime, owner=owner, start=resume_from, resumed=existing is not None, time_left=time_left)
     queued = sum(1 for job, _, _ in jobs if job.batch is not None and job.batch.refusal is None)
     reason = (
         f"{batch.rows} rows, {queued} videos queued, {batch.refused_rows} rows refused; "
@@ -143,9 +154,15 @@ def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
     return JobStatus.WAITING, batch_id, reason
 
 
-def _rows(upload: Upload, runtime: Runtime) -> list[BatchRow]:
-    """The batch's rows: a batch file's, a manifest's one row, or a plain image's one row (metadata `takes`).
-    Raises InvalidInput (or ObjectGone) when the upload is refused whole."""
+def chunk_seconds(runtime: Runtime) -> float:
+    """The time a writer needs left to start a chunk (a quarter of a shorter claim lease, as tests set)."""
+    return min(CHUNK_SECONDS, runtime.settings.claim_lease_seconds / 4)
+
+
+def read_batch_rows(upload: Upload, runtime: Runtime) -> list[BatchRow]:
+    """The batch's rows: a batch file's, a manifest's one row, or a plain image's one row (metadata `takes`), read
+    by the upload's version (or ETag): InvalidInput or ObjectGone when it cannot be read or parsed, or it is no
+    longer the version announced."""
     settings = runtime.settings
     manifest = is_manifest(upload.key)
     if not manifest and not is_batch_file(upload.key):
@@ -168,6 +185,14 @@ def _rows(upload: Upload, runtime: Runtime) -> list[BatchRow]:
         return manifest_rows(upload.key, data, settings)
     refuse_takes_metadata(info.metadata, what="a batch file", instead="give each row its takes in a 'takes' column")
     return parse_batch(upload.key, data, settings)
+
+
+def batch_jobs(
+    upload: Upload, batch_id: str, rows: list[BatchRow], runtime: Runtime, created_at: float
+) -> list[tuple[Job, str | None, float | None]]:
+    """Every job of the batch in file order, as the first write made them: ids, order and times follow the file, so
+    a resumed write (logic/batch_resume.py) writes the very jobs the dead writer would have."""
+    return _jobs_for(upload, batch_id, rows, runtime, created_at)
 
 
 def _refuse_file(
@@ -299,24 +324,42 @@ def _batch_record(
     )
 
 
-def _write(
+def write_jobs(
     batch: Batch,
     jobs: list[tuple[Job, str | None, float | None]],
     runtime: Runtime,
     *,
     owner: str,
     start: int,
-    first_write: bool,
+    resumed: bool,
+    time_left: Callable[[], float],
 ) -> bool:
-    """Write the jobs from `start` on, recording progress; True when this writer recorded the last of them."""
-    store = runtime.store
+    """Write the jobs from `start` on under the writer's lease, recording progress (which renews the lease); True
+    when this writer recorded the last of them. A resumed write puts its first chunk conditionally (the writer that
+    died may have written part of it) and the rest in bulk. With too little time left in the invocation or the lease
+    for a chunk, it stops and hands the rest to the poller at once (logic/batch_resume.py)."""
+    store, lease = runtime.store, runtime.settings.claim_lease_seconds
+    lease_until = batch.writer_until if batch.writer_until is not None else runtime.clock() + lease
     for begin in range(start, len(jobs), PROGRESS_EVERY):
+        now = runtime.clock()
+        if min(time_left(), lease_until - now) < chunk_seconds(runtime):
+            logger.warning(
+                "stopping a batch write short of time; the poller writes the rest",
+                extra={"batch_id": batch.batch_id, "written": begin, "jobs": len(jobs)},
+            )
+            store.record_batch_progress(batch.batch_id, owner=owner, written=begin, all_written=False, writer_until=now)
+            return False
         end = min(begin + PROGRESS_EVERY, len(jobs))
-        store.put_new_jobs(jobs[begin:end], first_write=first_write)
-        if not store.record_batch_progress(batch.batch_id, owner=owner, written=end, all_written=end == len(jobs)):
-            # Another writer took over (this one outlived its lease): it writes the rest, conditionally.
+        store.put_new_jobs(jobs[begin:end], first_write=not (resumed and begin == start))
+        lease_until = runtime.clock() + lease
+        if not store.record_batch_progress(
+            batch.batch_id, owner=owner, written=end, all_written=end == len(jobs), writer_until=lease_until
+        ):
+            # Another writer took over (this one outlived its lease): it writes the rest.
             logger.warning("lost the batch writer's lease; another invocation finishes the batch")
             return False
     if start >= len(jobs):
-        return store.record_batch_progress(batch.batch_id, owner=owner, written=len(jobs), all_written=True)
+        return store.record_batch_progress(
+            batch.batch_id, owner=owner, written=len(jobs), all_written=True, writer_until=runtime.clock()
+        )
     return True

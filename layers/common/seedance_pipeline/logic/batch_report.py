@@ -1,9 +1,13 @@
-"""A batch's end: when every job of a batch is terminal, its report is written and `Batch Completed` published once.
+"""A batch's end: when every job of a batch is terminal, its report is written and `Batch Completed` published.
 
 Each row job's terminal save takes one from the batch's live count in the same transaction (JobStorePort
 .save_counting_batch), so a job ending twice (a retried finish) counts once. Whoever sees the count at zero with
 every row written writes the report (the same bytes, whoever writes it) and then claims the completion with a
-conditional write: only the claimant publishes the event.
+conditional write that also records the event's contents and a publisher's lease (`publish_until`); the claimant
+publishes, then clears the mark. The event is at least once, like a job's: a crash or a PutEvents fault between the
+claim and the clear leaves the mark, and the job that ended last stays unfinished (in the due index) until then, so
+the poll that retries it takes the publish over once the lease ran out and publishes the same event again.
+Consumers dedupe on `batch_id`.
 """
 
 from __future__ import annotations
@@ -96,15 +100,40 @@ def days_at_budget(estimated_tokens: int, daily_budget: int) -> int | None:
 
 
 def close_batch(batch_id: str, runtime: Runtime) -> bool:
-    """Write the report and publish `Batch Completed` if every job ended and nobody did it yet; True if this did."""
+    """Write the report and publish `Batch Completed` once every job ended; True if this call published it.
+
+    Raises BatchStillBeingWritten while rows are still to be written, and BatchPublishPending while another
+    finisher's publish may be under way: the caller's job stays unfinished (in the due index) and a later poll
+    calls again."""
     store = runtime.store
     batch = store.get_batch(batch_id)
-    if batch is None or batch.completed_at is not None or batch.remaining > 0 or not batch.all_written:
+    if batch is None or (batch.completed_at is None and batch.remaining > 0):
         return False
+    claimed = None
+    if batch.completed_at is None:
+        if not batch.all_written:
+            raise BatchStillBeingWritten(f"batch {batch_id} is not recorded as written yet")
+        claimed = _claim_completion(batch, runtime)
+        if claimed is None:  # another finisher claimed it between our read and our claim
+            batch = store.get_batch(batch_id) or batch
+    if claimed is None:
+        if batch.publish_until is None:
+            return False  # completed and published
+        claimed = _take_over_publish(batch, runtime)
+    runtime.events.publish_batch(batch_event(claimed, runtime))
+    # Conditional on our lease: a publisher that took over meanwhile clears it after its own publish.
+    store.clear_batch_publish(batch_id, publish_until=_publish_until(claimed))
+    logger.info("batch completed", extra={"batch_id": batch_id, "counts": claimed.counts})
+    return True
+
+
+def _claim_completion(batch: Batch, runtime: Runtime) -> Batch | None:
+    """Write the report (the same bytes, whoever writes it), then claim the completion with the event's contents and
+    a publisher's lease in one conditional write: the batch as claimed, or None when another finisher claimed it."""
+    store = runtime.store
     lines = report_lines(batch, store.get_jobs([job_id for _, _, job_id in batch_job_ids(batch)]))
     jsonl_key, csv_key = report_keys(batch.key, runtime)
-    # Beside the videos: the output bucket when one is set (result_delivery.py chooses the same way).
-    bucket = runtime.settings.output_bucket or batch.bucket
+    bucket = report_bucket(batch, runtime)
     runtime.storage.upload_stream(
         io.BytesIO(render_jsonl(lines)), bucket, jsonl_key, content_type="application/x-ndjson"
     )
@@ -112,26 +141,68 @@ def close_batch(batch_id: str, runtime: Runtime) -> bool:
         io.BytesIO(render_csv(lines)), bucket, csv_key, content_type="text/csv; charset=utf-8"
     )
     now = runtime.clock()
-    if not store.complete_batch(batch_id, now=now):
-        return False
-    counts = Counter(line["status"] for line in lines)
+    counts = dict(sorted(Counter(str(line["status"]) for line in lines).items()))
     billed = sum(line["tokens_billed"] or 0 for line in lines)
-    runtime.events.publish_batch(
-        {
-            "batch_id": batch.batch_id,
-            "source": {"uri": f"s3://{batch.bucket}/{batch.key}", "bucket": batch.bucket, "key": batch.key},
-            "rows": batch.rows,
-            "jobs": batch.jobs,
-            "counts": dict(sorted(counts.items())),
-            "refused_rows": batch.refused_rows,
-            "tokens": {
-                "estimated": batch.estimated_tokens,
-                "billed": billed,
-                "days_at_budget": days_at_budget(batch.estimated_tokens, runtime.settings.daily_token_budget),
-            },
-            "report": {"jsonl": f"s3://{bucket}/{jsonl_key}", "csv": f"s3://{bucket}/{csv_key}"},
-            "timings": {"created_at": iso_time(batch.created_at), "completed_at": iso_time(now)},
-        }
+    until = now + runtime.settings.claim_lease_seconds
+    if not store.complete_batch(batch.batch_id, now=now, counts=counts, billed_tokens=billed, publish_until=until):
+        return None
+    return batch.model_copy(
+        update={"completed_at": now, "counts": counts, "billed_tokens": billed, "publish_until": until}
     )
-    logger.info("batch completed", extra={"batch_id": batch_id, "counts": dict(counts)})
-    return True
+
+
+def _take_over_publish(batch: Batch, runtime: Runtime) -> Batch:
+    """A completed batch whose event is not known to be published: take over its publish once the publisher's lease
+    ran out (its publisher died, or PutEvents failed), else leave it to that publisher and raise."""
+    now = runtime.clock()
+    taken = None
+    if _publish_until(batch) < now:
+        taken = runtime.store.take_batch_publisher(
+            batch.batch_id, now=now, lease_seconds=runtime.settings.claim_lease_seconds
+        )
+    if taken is None:
+        raise BatchPublishPending(f"batch {batch.batch_id}'s completion is being published by another invocation")
+    logger.warning(
+        "publishing a completed batch's event that was not known to be published", extra={"batch_id": batch.batch_id}
+    )
+    return taken
+
+
+def _publish_until(batch: Batch) -> float:
+    assert batch.publish_until is not None
+    return batch.publish_until
+
+
+def report_bucket(batch: Batch, runtime: Runtime) -> str:
+    """Beside the videos: the output bucket when one is set (result_delivery.py chooses the same way)."""
+    return runtime.settings.output_bucket or batch.bucket
+
+
+def batch_event(batch: Batch, runtime: Runtime) -> dict[str, Any]:
+    """`Batch Completed`'s detail, from the batch record alone as its completion claim left it: the same event
+    whoever publishes it, however often."""
+    bucket = report_bucket(batch, runtime)
+    jsonl_key, csv_key = report_keys(batch.key, runtime)
+    return {
+        "batch_id": batch.batch_id,
+        "source": {"uri": f"s3://{batch.bucket}/{batch.key}", "bucket": batch.bucket, "key": batch.key},
+        "rows": batch.rows,
+        "jobs": batch.jobs,
+        "counts": dict(batch.counts or {}),
+        "refused_rows": batch.refused_rows,
+        "tokens": {
+            "estimated": batch.estimated_tokens,
+            "billed": batch.billed_tokens or 0,
+            "days_at_budget": days_at_budget(batch.estimated_tokens, runtime.settings.daily_token_budget),
+        },
+        "report": {"jsonl": f"s3://{bucket}/{jsonl_key}", "csv": f"s3://{bucket}/{csv_key}"},
+        "timings": {"created_at": iso_time(batch.created_at), "completed_at": iso_time(batch.completed_at)},
+    }
+
+
+class BatchStillBeingWritten(Exception):
+    """A batch's last job ended before the batch's rows were all recorded as written: retried by a later poll."""
+
+
+class BatchPublishPending(Exception):
+    """A completed batch's event is being published by another invocation whose lease has not run out yet."""

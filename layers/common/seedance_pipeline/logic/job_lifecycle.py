@@ -110,29 +110,21 @@ def complete_finish(job: Job, runtime: Runtime, *, owner: str) -> Job:
 
 
 def _count_on_batch(job: Job, runtime: Runtime, *, owner: str) -> Job:
-    """A batch row's end is counted on its batch once (in the same write that marks it counted), and the job stays
-    unfinished (in the due index) until the batch is closed if it was the last: a crash in between is completed by
-    a later poll, which finds it counted and closes the batch."""
+    """A batch row's end is counted on its batch once (in the same write that marks it counted). The job that ends
+    last closes the batch and stays unfinished (in the due index) until the close is done: until its rows are all
+    written (BatchStillBeingWritten) and its `Batch Completed` is published (BatchPublishPending, or any fault).
+    A later poll completes it, finds it counted, and closes the batch again (batch_report.py)."""
     assert job.batch is not None
     batch_id = job.batch.batch_id
     if not job.batch_counted:
         shard = due_shard_for(job.job_id, runtime.settings.due_index_shards)
         remaining = runtime.store.save_counting_batch(job, owner=owner, due_shard=shard, expires_at=None)
         job = job.model_copy(update={"batch_counted": True})
-    else:
-        batch = runtime.store.get_batch(batch_id)
-        remaining = batch.remaining if batch and batch.completed_at is None else None
-    if remaining == 0 and not close_batch(batch_id, runtime):
-        batch = runtime.store.get_batch(batch_id)
-        if batch is not None and not batch.all_written:
-            # The last job ended before the submit function recorded its write as whole: the job stays unfinished
-            # (in the due index) and a later poll closes the batch; the submit function writes no outputs.
-            raise BatchStillBeingWritten(f"batch {batch_id} is not recorded as written yet")
+        if remaining != 0:
+            return job
+    # Counted already (a retried finish): close_batch reads the batch and does nothing unless this job was last.
+    close_batch(batch_id, runtime)
     return job
-
-
-class BatchStillBeingWritten(Exception):
-    """A batch's last job ended before the batch's rows were all recorded as written: retried by a later poll."""
 
 
 __all__ = ["complete_finish", "finish", "reschedule"]

@@ -16,6 +16,7 @@ from seedance_pipeline.errors import (
     PipelineError,
 )
 from seedance_pipeline.logic.admission_order import fair_order, source_count, sources_of
+from seedance_pipeline.logic.batch_resume import resume_stalled_writes
 from seedance_pipeline.logic.check_schedule import waiting_retry_at
 from seedance_pipeline.logic.due_book import READS_PER_WINDOW, DueBook, Tracked
 from seedance_pipeline.logic.job_lifecycle import complete_finish
@@ -70,6 +71,8 @@ def run_poll(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) ->
         while window_left() > 0:
             now = runtime.clock()
             if read_at is None or now - read_at >= read_every or (slot_freed and book.has_waiting()):
+                # Batch writes that died half-way first, so the rows they write are in this read (batch_resume.py).
+                resume_stalled_writes(runtime, owner=owner, time_left=window_left)
                 read, cut_short = collect_due_jobs(runtime, until=now + window_left())
                 book.refresh(read, complete=not cut_short)
                 read_at, slot_freed = now, False

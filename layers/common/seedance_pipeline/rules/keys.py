@@ -98,5 +98,11 @@ def check_output_keys(source_key: str, settings: Settings) -> None:
         )
 
 
+# The due index's partition for batch records whose rows are not all written yet, due when their writer's lease runs
+# out. Not a number, so never a job's shard (due_shard_for), and the poller's job queries (shards "0".."n-1") never
+# read it.
+BATCH_WRITES_SHARD = "batch-writes"
+
+
 def due_shard_for(job_id: str, shards: int) -> str:
     return str(int(job_id[:8], 16) % shards)
