@@ -15,7 +15,7 @@ from seedance_pipeline.adapters.budget_items import budget_item_id
 from seedance_pipeline.adapters.job_store import JobStore
 from seedance_pipeline.adapters.slot_items import slot_probe_order
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
-from seedance_pipeline.models import Batch, BatchRowRef, Job, JobError, JobOutputs, JobStatus, VideoRequest
+from seedance_pipeline.models import Batch, BatchRowRef, DueJob, Job, JobError, JobOutputs, JobStatus, VideoRequest
 from seedance_pipeline.ports import JobStorePort
 from tests.support.expect import present
 from tests.support.fakes import FakeClock, FakeStore
@@ -81,7 +81,7 @@ def job(job_id: str, *, status: JobStatus = JobStatus.WAITING, next_check_at: fl
     )
 
 
-def leased(store: JobStorePort, claimed: Job, *, owner: str = "worker-a", now: float = NOW) -> Job:
+def leased(store: JobStorePort, claimed: Job | DueJob, *, owner: str = "worker-a", now: float = NOW) -> Job:
     return store.acquire_lease(claimed, owner=owner, now=now, lease_seconds=LEASE)
 
 
@@ -187,8 +187,8 @@ def test_a_lease_on_a_due_time_read_before_a_reschedule_is_refused_and_one_broug
     for stale in (due, claimed):
         with pytest.raises(LeaseLost):
             leased(store, stale, owner="worker-b", now=NOW + LEASE + 1)
-        with pytest.raises(LeaseLost):
-            store.lease_for_handoff(stale, owner="h", now=NOW + LEASE + 1, lease_seconds=LEASE, not_since=NOW)
+    with pytest.raises(LeaseLost):
+        store.lease_for_handoff(claimed, owner="h", now=NOW + LEASE + 1, lease_seconds=LEASE, not_since=NOW)
     # Read afresh, at or after its due time, it is taken; and a check brought forward (an earlier due time than
     # the one read) never stands in the way.
     assert leased(store, retry_later, owner="worker-b", now=NOW + 61).lease_owner == "worker-b"
