@@ -1,0 +1,152 @@
+"""A hostile review of the batch writer's resume and of S3 metadata `takes`, on the fakes: each test is a hole found
+(strict xfail until it is closed)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from seedance_pipeline.logic import batch_intake
+from seedance_pipeline.logic.batch_report import batch_job_ids
+from seedance_pipeline.logic.batch_resume import resume_stalled_writes
+from seedance_pipeline.logic.polling import run_poll
+from seedance_pipeline.logic.submission import accept_upload
+from seedance_pipeline.models import JobStatus, Upload
+from seedance_pipeline.rules.keys import job_id_for
+from tests.support.expect import present
+from tests.support.fakes import FakeStorage, FakeStore, make_runtime
+from tests.support.images import image_bytes
+
+BUCKET = "in-bucket"
+IMAGE = "uploads/pets/kitten.jpg"
+BATCH = "uploads/shoot/catalogue.csv"
+
+
+def poll(runtime: Any) -> None:
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)
+
+
+def drain(runtime: Any, store: FakeStore, *, rounds: int = 80) -> None:
+    for _ in range(rounds):
+        poll(runtime)
+        if store.jobs() and all(j.status.is_terminal and not j.finalize_pending for j in store.jobs()):
+            return
+        runtime.clock.advance(30)
+    raise AssertionError("the jobs never drained")
+
+
+class HeadFailsOnce(FakeStorage):
+    """A transient HeadObject fault (throttling, a connection reset past boto's retries) on the next HEAD only."""
+
+    fail_next = False
+
+    def head(self, bucket: str, key: str, *, version_id: str | None = None, etag: str | None = None) -> Any:
+        if self.fail_next:
+            self.fail_next = False
+            self.heads += 1
+            raise ConnectionError("HeadObject: connection reset")
+        return super().head(bucket, key, version_id=version_id, etag=etag)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a duplicate event of a takes image whose HEAD fails goes the single path: it claims a second record "
+    "under the batch's id and rejects it telling the user to upload again (paying for every take twice)",
+)
+def test_a_duplicate_event_of_a_takes_image_whose_head_fails_is_a_duplicate_not_a_rejected_upload():
+    storage = HeadFailsOnce()
+    runtime, store, _, provider = make_runtime(storage=storage)
+    storage.add(BUCKET, IMAGE, image_bytes(), {"takes": "3"})
+    upload = Upload(bucket=BUCKET, key=IMAGE, sequencer="00C1", etag="e1")
+    first = accept_upload(upload, runtime, owner="a")
+    assert first.outcome == "WAITING" and store.get_batch(job_id_for(upload)) is not None
+    storage.fail_next = True  # S3 delivers the event again; this time the HEAD meets a transient fault
+    again = accept_upload(upload, runtime, owner="b")
+    assert again.outcome == "DUPLICATE", (again.outcome, again.reason)
+    assert store.get(job_id_for(upload)) is None, "no single-upload record beside the batch under the same id"
+    drain(runtime, store)
+    assert len(provider.submissions) == 3
+    rejected = [e for e in runtime.events.published if e.status is JobStatus.REJECTED]
+    assert rejected == [], "no Job Rejected event tells the uploader to upload the image again"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a takes image's rows read the image unpinned (job_inputs.load_inputs batch branch): a take queued "
+    "for version 1 is made, and billed, from whatever the key holds when it is sent",
+)
+def test_every_take_of_an_image_is_made_from_the_version_the_upload_announced():
+    storage = FakeStorage()
+    storage.versioned_buckets.add(BUCKET)
+    runtime, store, _, provider = make_runtime(storage=storage, image_delivery="data-url")
+    first_image = image_bytes(color=(10, 10, 10))
+    version = storage.add(BUCKET, IMAGE, first_image, {"takes": "2"}, etag="e1")
+    upload = Upload(bucket=BUCKET, key=IMAGE, sequencer="00C1", etag="e1", version_id=version)
+    assert accept_upload(upload, runtime, owner="s").outcome == "WAITING"
+    # The uploader replaces the picture (its own event is a batch of its own); the first upload's takes are queued.
+    storage.add(BUCKET, IMAGE, image_bytes(color=(250, 250, 250)), {"takes": "2"}, etag="e2")
+    drain(runtime, store)
+    assert len(provider.submissions) == 2
+    sent = [base64.b64decode(body["images"][0].split(",", 1)[1]) for body in provider.submissions]
+    assert sent == [first_image, first_image], "each take of version 1 is made from version 1's image"
+
+
+# --- a writer outliving its lease ---------------------------------------------------------------------------------
+
+ROWS = 6
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch_intake, "PROGRESS_EVERY", 3)
+
+
+class SlowFirstChunk(FakeStore):
+    """The submit function's BatchWriteItem for its second chunk lands late: DynamoDB's client has botocore's default
+    60 s read timeout and retries (runtime.py gives the DynamoDB client no timeouts of its own), so one chunk can
+    outlast the 30 s a writer keeps in hand. While it hangs, `meanwhile` runs (the lease runs out, a poller takes
+    over and sends the rows)."""
+
+    meanwhile: Any = None
+
+    def put_new_jobs(self, jobs: list[Any], *, first_write: bool) -> None:
+        if self.meanwhile is not None and first_write and jobs and jobs[0][0].batch and jobs[0][0].batch.row == 4:
+            hook, self.meanwhile = self.meanwhile, None
+            hook()
+        super().put_new_jobs(jobs, first_write=first_write)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a writer whose BatchWriteItem outlives its lease writes rows back to WAITING after the poller that "
+    "took over wrote and sent them: the row is sent (and billed) twice",
+)
+def test_a_writer_whose_chunk_outlives_its_lease_never_writes_a_sent_row_back(small_chunks):
+    runtime, store, storage, provider = make_runtime()
+    store = SlowFirstChunk(due_shards=store.due_shards)
+    runtime.store = store
+    storage.add(BUCKET, "uploads/shoot/a.jpg", image_bytes())
+    storage.add(
+        BUCKET, BATCH, ("image,prompt\r\n" + "".join(f"a.jpg,row {n}\r\n" for n in range(1, ROWS + 1))).encode()
+    )
+
+    sent_meanwhile: list[str] = []
+
+    def lease_runs_out_and_a_poller_takes_over() -> None:
+        runtime.clock.advance(runtime.settings.claim_lease_seconds + 1)
+        assert resume_stalled_writes(runtime, owner="poller", time_left=lambda: 50.0) == 1
+        poll(runtime)  # the rows the poller wrote are sent
+        sent_meanwhile.extend(str(body.get("prompt")) for body in provider.submissions)
+
+    store.meanwhile = lease_runs_out_and_a_poller_takes_over
+    upload = Upload(bucket=BUCKET, key=BATCH, sequencer="00B1", etag="e1")
+    assert accept_upload(upload, runtime, owner="slow-writer").outcome == "WAITING"
+    batch = present(store.get_batch(job_id_for(upload)))
+    fourth = batch_job_ids(batch)[3][2]
+    assert "row 4" in sent_meanwhile, "the poller that took over sent row 4 while the slow chunk hung"
+    assert store.job(fourth).task_id is not None, "row 4 was sent while the slow chunk hung, yet is WAITING again"
+    drain(runtime, store)
+    prompts = [str(body.get("prompt")) for body in provider.submissions]
+    assert sorted(prompts) == sorted(f"row {n}" for n in range(1, ROWS + 1)), "every row sent exactly once"
