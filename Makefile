@@ -22,8 +22,11 @@ XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # Lambda runs python3.13: where pyenv has it, the unit and contract tests run on it too (else they are skipped).
 PY313 ?= $(shell command -v pyenv >/dev/null 2>&1 && v=$$(pyenv versions --bare | grep -E '^3\.13' | tail -1) && [ -n "$$v" ] && echo "$$(pyenv root)/versions/$$v/bin/python3")
 VENV313 := .venv-py313
+# The real AWS CLI for the documented walkthrough (tests/integration/test_readme_walkthrough.py): awscli pins botocore
+# exactly, so it has an environment of its own. The test takes the same lock, so it waits for an install under way.
+AWSCLI := .venv-awscli
 
-.PHONY: help docs demo test test-main lambda-python-env test-lambda-python unit integration check lint typecheck template-checks build bench clean run fuzz
+.PHONY: help docs demo test test-main lambda-python-env awscli-env test-lambda-python unit integration check lint typecheck template-checks build bench clean run fuzz
 
 help:
 	@echo "make demo   - run the pipeline on the embedded stack (moto + simulator); videos land in ./out/demo/"
@@ -64,10 +67,10 @@ demo: $(VENV)/.demo-installed
 run: $(VENV)/.demo-installed
 	$(VENV)/bin/seedance-pipeline run $(IMAGES)
 
-# The Lambda runtime's environment (.venv-py313, ~2.5 min of installs on a fresh clone) is made while the main suite
-# runs; its own tests follow.
+# The Lambda runtime's environment (.venv-py313, ~2.5 min of installs on a fresh clone) and the AWS CLI's are made
+# while the main suite runs; the py313 step follows.
 test: $(VENV)/.installed template-checks build
-	$(MAKE) --no-print-directory -j2 test-main lambda-python-env
+	$(MAKE) --no-print-directory -j3 test-main lambda-python-env awscli-env
 	$(MAKE) --no-print-directory test-lambda-python
 
 test-main: $(VENV)/.installed
@@ -94,6 +97,14 @@ $(VENV313)/.installed: pyproject.toml
 		|| { cat $(VENV313)/install.log; exit 1; }
 	@touch $@
 endif
+
+awscli-env: $(AWSCLI)/.installed
+
+# Quiet, as the py313 install is; flock: the walkthrough's fixture waits on the same lock rather than installing too.
+$(AWSCLI)/.installed:
+	@flock $(AWSCLI).lock sh -c '[ -f $@ ] || { { [ -x $(AWSCLI)/bin/python ] || $(PYTHON) -m venv $(AWSCLI); } \
+		&& $(AWSCLI)/bin/pip install -q awscli > $(AWSCLI)/install.log 2>&1 && touch $@; } \
+		|| { cat $(AWSCLI)/install.log 2>/dev/null; exit 1; }'
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -144,4 +155,4 @@ bench: $(VENV)/.installed build
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(VENV313) $(TOOLS) .venv-awscli .aws-sam out site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) $(TOOLS) $(AWSCLI) $(AWSCLI).lock .aws-sam out site .pytest_cache .mypy_cache .ruff_cache
