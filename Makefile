@@ -85,8 +85,8 @@ test-lambda-python:
 else
 lambda-python-env: $(VENV313)/.installed
 
-# The store contract goes first: its thousand-holders case is by far the step's longest test, so it starts while
-# the other worker takes the unit tests, rather than last with the other worker idle.
+# The store contract goes first: on moto it is the step's longest file, so it starts while the other worker takes
+# the unit tests, rather than last with the other worker idle.
 test-lambda-python: $(VENV313)/.installed
 	$(VENV313)/bin/python -m pytest -q $(XDIST) tests/integration/test_job_store_contract.py tests/unit $(PYTEST_ARGS)
 
