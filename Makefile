@@ -26,7 +26,7 @@ VENV313 := .venv-py313
 # exactly, so it has an environment of its own. The test takes the same lock, so it waits for an install under way.
 AWSCLI := .venv-awscli
 
-.PHONY: help docs demo test test-main lambda-python-env awscli-env test-lambda-python unit integration check lint typecheck template-checks build bench clean run fuzz
+.PHONY: help docs demo test test-main lambda-python-env awscli-env test-lambda-python test-lambda-python-beside unit integration check lint typecheck template-checks build bench clean run fuzz
 
 help:
 	@echo "make demo   - run the pipeline on the embedded stack (moto + simulator); videos land in ./out/demo/"
@@ -68,10 +68,11 @@ run: $(VENV)/.demo-installed
 	$(VENV)/bin/seedance-pipeline run $(IMAGES)
 
 # The Lambda runtime's environment (.venv-py313, ~2.5 min of installs on a fresh clone) and the AWS CLI's are made
-# while the main suite runs; the py313 step follows.
+# while the main suite runs, and the py313 step runs beside it on one worker as soon as its environment is ready:
+# the main suite's integration tests spend much of their time waiting on moto and the simulator (its processes used
+# ~1,000 CPU seconds, of the ~1,540 two cores give in its ~770 s), CPU the py313 step's unit tests can use.
 test: $(VENV)/.installed template-checks build
-	$(MAKE) --no-print-directory -j3 test-main lambda-python-env awscli-env
-	$(MAKE) --no-print-directory test-lambda-python
+	$(MAKE) --no-print-directory -j3 test-main test-lambda-python-beside awscli-env
 
 test-main: $(VENV)/.installed
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
@@ -80,7 +81,7 @@ test-main: $(VENV)/.installed
 # pyproject.toml changes, as .venv is).
 ifeq ($(PY313),)
 lambda-python-env:
-test-lambda-python:
+test-lambda-python test-lambda-python-beside:
 	@echo "python3.13 not found (pyenv): unit tests on the Lambda runtime's Python skipped"
 else
 lambda-python-env: $(VENV313)/.installed
@@ -89,6 +90,13 @@ lambda-python-env: $(VENV313)/.installed
 # the unit tests, rather than last with the other worker idle.
 test-lambda-python: $(VENV313)/.installed
 	$(VENV313)/bin/python -m pytest -q $(XDIST) tests/integration/test_job_store_contract.py tests/unit $(PYTEST_ARGS)
+
+# make test's way: one worker, its output in a log (the main suite prints its progress meanwhile), shown when it
+# ends: the summary when it passed, all of it when it failed.
+test-lambda-python-beside: $(VENV313)/.installed
+	@$(MAKE) --no-print-directory test-lambda-python PYTEST_WORKERS=1 > $(VENV313)/tests.log 2>&1; rc=$$?; \
+		echo "== python3.13 (the Lambda runtime): unit and store-contract tests, log in $(VENV313)/tests.log"; \
+		if [ $$rc -eq 0 ]; then tail -n 1 $(VENV313)/tests.log; else cat $(VENV313)/tests.log; fi; exit $$rc
 
 # Quiet while the main suite prints its progress: the install's output goes to a log, shown if it fails.
 $(VENV313)/.installed: pyproject.toml
