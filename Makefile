@@ -22,8 +22,11 @@ XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # Lambda runs python3.13: where pyenv has it, the unit and contract tests run on it too (else they are skipped).
 PY313 ?= $(shell command -v pyenv >/dev/null 2>&1 && v=$$(pyenv versions --bare | grep -E '^3\.13' | tail -1) && [ -n "$$v" ] && echo "$$(pyenv root)/versions/$$v/bin/python3")
 VENV313 := .venv-py313
+# The real AWS CLI for the documented walkthrough (tests/integration/test_readme_walkthrough.py): awscli pins botocore
+# exactly, so it has an environment of its own. The test takes the same lock, so it waits for an install under way.
+AWSCLI := .venv-awscli
 
-.PHONY: help docs demo test test-main lambda-python-env test-lambda-python unit integration check lint typecheck template-checks build bench clean run fuzz
+.PHONY: help docs demo test test-main lambda-python-env awscli-env test-lambda-python test-lambda-python-beside unit integration check lint typecheck template-checks build bench clean run fuzz
 
 help:
 	@echo "make demo   - run the pipeline on the embedded stack (moto + simulator); videos land in ./out/demo/"
@@ -64,11 +67,12 @@ demo: $(VENV)/.demo-installed
 run: $(VENV)/.demo-installed
 	$(VENV)/bin/seedance-pipeline run $(IMAGES)
 
-# The Lambda runtime's environment (.venv-py313, ~2.5 min of installs on a fresh clone) is made while the main suite
-# runs; its own tests follow.
+# The Lambda runtime's environment (.venv-py313, ~2.5 min of installs on a fresh clone) and the AWS CLI's are made
+# while the main suite runs, and the py313 step runs beside it on one worker as soon as its environment is ready:
+# the main suite's integration tests spend much of their time waiting on moto and the simulator (its processes used
+# ~1,000 CPU seconds, of the ~1,540 two cores give in its ~770 s), CPU the py313 step's unit tests can use.
 test: $(VENV)/.installed template-checks build
-	$(MAKE) --no-print-directory -j2 test-main lambda-python-env
-	$(MAKE) --no-print-directory test-lambda-python
+	$(MAKE) --no-print-directory -j3 test-main test-lambda-python-beside awscli-env
 
 test-main: $(VENV)/.installed
 	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
@@ -77,15 +81,22 @@ test-main: $(VENV)/.installed
 # pyproject.toml changes, as .venv is).
 ifeq ($(PY313),)
 lambda-python-env:
-test-lambda-python:
+test-lambda-python test-lambda-python-beside:
 	@echo "python3.13 not found (pyenv): unit tests on the Lambda runtime's Python skipped"
 else
 lambda-python-env: $(VENV313)/.installed
 
-# The store contract goes first: its thousand-holders case is by far the step's longest test, so it starts while
-# the other worker takes the unit tests, rather than last with the other worker idle.
+# The store contract goes first: on moto it is the step's longest file, so it starts while the other worker takes
+# the unit tests, rather than last with the other worker idle.
 test-lambda-python: $(VENV313)/.installed
 	$(VENV313)/bin/python -m pytest -q $(XDIST) tests/integration/test_job_store_contract.py tests/unit $(PYTEST_ARGS)
+
+# make test's way: one worker, its output in a log (the main suite prints its progress meanwhile), shown when it
+# ends: the summary when it passed, all of it when it failed.
+test-lambda-python-beside: $(VENV313)/.installed
+	@$(MAKE) --no-print-directory test-lambda-python PYTEST_WORKERS=1 > $(VENV313)/tests.log 2>&1; rc=$$?; \
+		echo "== python3.13 (the Lambda runtime): unit and store-contract tests, log in $(VENV313)/tests.log"; \
+		if [ $$rc -eq 0 ]; then tail -n 1 $(VENV313)/tests.log; else cat $(VENV313)/tests.log; fi; exit $$rc
 
 # Quiet while the main suite prints its progress: the install's output goes to a log, shown if it fails.
 $(VENV313)/.installed: pyproject.toml
@@ -94,6 +105,14 @@ $(VENV313)/.installed: pyproject.toml
 		|| { cat $(VENV313)/install.log; exit 1; }
 	@touch $@
 endif
+
+awscli-env: $(AWSCLI)/.installed
+
+# Quiet, as the py313 install is; flock: the walkthrough's fixture waits on the same lock rather than installing too.
+$(AWSCLI)/.installed:
+	@flock $(AWSCLI).lock sh -c '[ -f $@ ] || { { [ -x $(AWSCLI)/bin/python ] || $(PYTHON) -m venv $(AWSCLI); } \
+		&& $(AWSCLI)/bin/pip install -q awscli > $(AWSCLI)/install.log 2>&1 && touch $@; } \
+		|| { cat $(AWSCLI)/install.log 2>/dev/null; exit 1; }'
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -144,4 +163,4 @@ bench: $(VENV)/.installed build
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(VENV313) $(TOOLS) .venv-awscli .aws-sam out site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV313) $(TOOLS) $(AWSCLI) $(AWSCLI).lock .aws-sam out site .pytest_cache .mypy_cache .ruff_cache

@@ -3,11 +3,13 @@
 The shell blocks after each `<!-- walkthrough -->` marker of the site's pages (docs/getting-started.md) are extracted
 and run with bash, so a documented command that stops working (or behaviour that drifts from what it says) fails
 here. awscli pins botocore
-exactly, so it lives in an environment of its own (.venv-awscli), made on first use.
+exactly, so it lives in an environment of its own (.venv-awscli): `make test` makes it while the suite runs (the
+Makefile's awscli-env), a plain pytest run on first use; both under one lock, so neither installs over the other.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -29,6 +31,8 @@ from tests.support.images import image_bytes
 README = REPO_ROOT / "README.md"
 GETTING_STARTED = REPO_ROOT / "docs" / "getting-started.md"
 AWSCLI_VENV = REPO_ROOT / ".venv-awscli"
+AWSCLI_LOCK = REPO_ROOT / ".venv-awscli.lock"  # the Makefile's awscli-env takes it with flock(1) while it installs
+AWSCLI_READY = AWSCLI_VENV / ".installed"
 MARKER = "<!-- walkthrough -->"
 JOB_PLACEHOLDER = "3f2a9c1b7d04"
 PYTHONPATH = os.pathsep.join(str(REPO_ROOT / p) for p in ("layers/common", "dev", "functions/submit", "functions/poll"))
@@ -43,19 +47,30 @@ def walkthrough_blocks(text: str) -> list[str]:
 @pytest.fixture(scope="session")
 def aws_cli() -> Path:
     aws = AWSCLI_VENV / "bin" / "aws"
-    if not aws.exists():
+    with AWSCLI_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # an install under way (make test starts one beside the suite) ends first
         try:
-            subprocess.run([sys.executable, "-m", "venv", str(AWSCLI_VENV)], check=True, timeout=120)
-            subprocess.run(
-                [str(AWSCLI_VENV / "bin" / "pip"), "install", "-q", "awscli"],
-                check=True,
-                timeout=300,
-                capture_output=True,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            shutil.rmtree(AWSCLI_VENV, ignore_errors=True)
-            pytest.skip(f"the AWS CLI (awscli from PyPI) could not be installed into {AWSCLI_VENV}: {exc}")
+            if not AWSCLI_READY.exists():
+                _install_awscli()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return aws
+
+
+def _install_awscli() -> None:
+    try:
+        if not (AWSCLI_VENV / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(AWSCLI_VENV)], check=True, timeout=120)
+        subprocess.run(
+            [str(AWSCLI_VENV / "bin" / "pip"), "install", "-q", "awscli"],
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        shutil.rmtree(AWSCLI_VENV, ignore_errors=True)
+        pytest.skip(f"the AWS CLI (awscli from PyPI) could not be installed into {AWSCLI_VENV}: {exc}")
+    AWSCLI_READY.touch()
 
 
 def _noise_png(path: Path, side: int) -> None:

@@ -19,6 +19,7 @@ from seedance_pipeline.observability import MetricName, metrics
 from seedance_pipeline.rules.callback_token import callback_token
 from seedance_pipeline.rules.keys import job_id_for
 from seedance_pipeline.triggers.callback_events import CallbackRequest, parse_handoff_event
+from tests.support.example_counts import examples
 from tests.support.expect import present
 from tests.support.fakes import FakeHandoff, make_runtime
 from tests.support.images import image_bytes
@@ -101,7 +102,7 @@ def test_a_flood_of_premature_claims_costs_one_status_call_per_job_per_interval(
     assert store.job(JOB_ID).status in (JobStatus.SUBMITTED, JobStatus.RUNNING)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(gaps=st.lists(st.floats(min_value=0.0, max_value=5.0), min_size=1, max_size=120))
 def test_however_claims_are_spaced_a_job_gets_at_most_one_handoff_per_interval(gaps):
     runtime, _, provider, task_id = submitted()

@@ -17,6 +17,7 @@ from seedance_pipeline.rules.image_rules import (
     prepare_image,
 )
 from tests.support.domain_answers import answer_or_refusal
+from tests.support.example_counts import examples
 from tests.support.images import ACCEPTED_FORMATS, smallest_valid_image
 from tests.support.photos import heic_bytes, jpeg_with_orientation, solid_jpeg
 
@@ -134,7 +135,7 @@ def _photo_changed_bytes(kind: str) -> st.SearchStrategy[tuple[str, int, int]]:
 
 
 # The oversized seed decodes 19 MP per example: fewer examples keep the suite quick.
-_photo_settings = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_photo_settings = settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_photo_settings

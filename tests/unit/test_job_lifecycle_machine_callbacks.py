@@ -165,7 +165,7 @@ class CallbackJobLifecycle(ArkJobLifecycle):
             )
 
 
-CallbackJobLifecycle.TestCase.settings = machine_settings(40)
+CallbackJobLifecycle.TestCase.settings = machine_settings(25)
 test_callbacks_never_resend_a_proved_post_nor_check_or_deliver_out_of_turn = CallbackJobLifecycle.TestCase
 
 
@@ -205,5 +205,5 @@ class BudgetJobLifecycle(JobLifecycle):
         assert not over, f"POSTs estimated past DailyTokenBudget {BUDGET} on {over}"
 
 
-BudgetJobLifecycle.TestCase.settings = machine_settings(25)
+BudgetJobLifecycle.TestCase.settings = machine_settings(15)
 test_a_daily_budget_holds_across_utc_days_and_every_held_job_still_ends = BudgetJobLifecycle.TestCase

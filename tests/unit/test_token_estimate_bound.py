@@ -12,6 +12,7 @@ from seedance_pipeline.rules.token_estimate import estimate_tokens
 from seedance_simulator import dimensions
 from seedance_simulator.tasks import TaskRecord
 from seedance_simulator.validation import GenerationRequest
+from tests.support.example_counts import examples
 
 
 def simulator_bill(resolution: str, ratio: str, seconds: int, image: tuple[int, int]) -> int:
@@ -58,7 +59,7 @@ def accepted_images(draw: st.DrawFn) -> tuple[int, int]:
     return width, draw(st.integers(min(low, high), max(low, high)).filter(lambda h: 0.4 <= width / h <= 2.5))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     resolution=st.sampled_from(dimensions.RESOLUTIONS),
     ratio=st.sampled_from(dimensions.RATIOS),
