@@ -18,6 +18,7 @@ from seedance_pipeline.rules.batch_files import (
 )
 from seedance_pipeline.rules.video_request import MAX_SEED
 from seedance_pipeline.settings import Settings
+from tests.support.example_counts import examples
 from tests.support.fakes import GATEWAY_URL
 
 SETTINGS = Settings(jobs_table_name="t", api_base_url=GATEWAY_URL)
@@ -133,7 +134,7 @@ def parsed_or_refusal(key: str, data: bytes) -> list[BatchRow] | InvalidInput:
 cells = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(st.tuples(cells, cells, cells), min_size=1, max_size=12))
 def test_any_csv_either_refuses_the_file_or_gives_one_entry_per_row_with_a_reason_for_each_bad_one(table):
     import csv
@@ -157,7 +158,7 @@ def test_any_csv_either_refuses_the_file_or_gives_one_entry_per_row_with_a_reaso
             assert all(k.startswith(SETTINGS.input_prefix) and ".." not in k.split("/") for k in row.image_keys)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_escape_as_anything_but_a_refusal(data):
     for key in (KEY, JSONL):
