@@ -93,9 +93,11 @@ def image_asks_for_takes(upload: Upload, runtime: Runtime) -> bool:
     kinds of record under one id. A HEAD before the claim keeps the single path exactly as it was."""
     try:
         info = runtime.storage.head(upload.bucket, upload.key, version_id=upload.version_id, etag=upload.etag)
-    except ObjectGone:
-        return False  # the single-upload path's pinned read refuses it as gone
-    except Exception:
+    except Exception as exc:
+        if runtime.store.get_batch(job_id_for(upload)) is not None:
+            return True  # a duplicate delivery of an upload already taken as a batch: the batch path says so
+        if isinstance(exc, ObjectGone):
+            return False  # the single-upload path's pinned read refuses it as gone
         # Never lose an upload to a fault here (an escaped error would leave it to Lambda's two retries): the single
         # path claims it and records any fault of its own read for the poller to retry, and a job reached that way
         # refuses metadata `takes` over 1 by name (logic/job_inputs.py) rather than make one video of several.
@@ -122,13 +124,25 @@ def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
             return UploadDisposition.DUPLICATE, batch_id, None
         existing, resume_from = taken, taken.written
         logger.warning("resuming a batch write that stopped half-way", extra={"batch_id": batch_id})
+    elif not is_batch_file(upload.key) and store.get(batch_id) is not None:
+        # A manifest or an image asking for takes whose earlier delivery went the single way (its read or HEAD met
+        # a fault) and was refused there, telling the uploader to upload again: making the takes now would pay twice.
+        logger.info("duplicate delivery of an upload already refused", extra={"key": upload.key, "job_id": batch_id})
+        return UploadDisposition.DUPLICATE, batch_id, None
     try:
         rows = read_batch_rows(upload, runtime)
     except (InvalidInput, ObjectGone) as exc:
         if existing is not None:
-            # The file was read once already: a fault now is transient (the event's retry resumes), or the file
-            # changed, and the poller refuses the rows left once this writer's lease runs out.
-            raise
+            # The file was read whole once already and is now refused (replaced, gone): the poller's resume ends the
+            # rows left REJECTED by name (logic/batch_resume.py); it is handed the write at once.
+            logger.warning(
+                "a batch file read again to resume its write is refused; the poller ends the rows left",
+                extra={"batch_id": batch_id, "error": exc.message},
+            )
+            store.record_batch_progress(
+                batch_id, owner=owner, written=existing.written, all_written=False, writer_until=now
+            )
+            return UploadDisposition.DUPLICATE, batch_id, exc.message
         return _refuse_file(upload, batch_id, runtime, error=exc, owner=owner)
     created_at = existing.created_at if existing else now
     jobs = _jobs_for(upload, batch_id, rows, runtime, created_at)

@@ -45,7 +45,10 @@ def metadata_takes(metadata: Mapping[str, str]) -> int | None:
 def asks_for_several(metadata: Mapping[str, str]) -> bool:
     """True when the metadata names `takes` with anything but 1: a bad value too, so the batch path refuses it."""
     raw = _lowered(metadata).get(TAKES)
-    return raw is not None and raw.strip() != "1"
+    if raw is None:
+        return False
+    text = raw.strip()
+    return not (text.isascii() and text.isdigit() and int(text) == 1)  # "01" is one take, as metadata_takes reads it
 
 
 def refuse_takes_metadata(metadata: Mapping[str, str], *, what: str, instead: str) -> None:
