@@ -664,6 +664,22 @@ def test_of_two_concurrent_claims_of_one_task_exactly_one_wins(store: JobStorePo
     assert results.count(True) == 1
 
 
+def test_an_open_batch_never_expires_and_a_completed_one_expires_after_its_lifetime(store: JobStorePort) -> None:
+    # A batch the daily budget spreads over weeks must keep its record (its count, report and event) until it ends.
+    if not isinstance(store, JobStore):
+        pytest.skip("the TTL attribute is the DynamoDB item's")
+    store.create_batch(batch_record("b-ttl"))
+
+    def stored() -> dict[str, Any]:
+        items = store._client.scan(TableName=store._table, ConsistentRead=True)["Items"]
+        (item,) = [item for item in items if item["job_id"]["S"].endswith("b-ttl")]
+        return item
+
+    assert "expires_at" not in stored()
+    assert store.complete_batch("b-ttl", now=NOW, counts={"SUCCEEDED": 3}, billed_tokens=10, publish_until=NOW + 60)
+    assert int(stored()["expires_at"]["N"]) >= NOW + 86400
+
+
 def test_a_task_claim_expires_with_the_bookkeeping_items(store: JobStorePort) -> None:
     if not isinstance(store, JobStore):
         pytest.skip("the TTL attribute is the DynamoDB item's")

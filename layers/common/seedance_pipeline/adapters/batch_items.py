@@ -71,7 +71,8 @@ class BatchItems:
     def create_batch(self, batch: Batch) -> bool:
         item = batch.model_dump(mode="json", exclude_none=True)
         item["job_id"] = batch_item_id(batch.batch_id)
-        item["expires_at"] = int(batch.created_at + self._lifetime)
+        # No expiry while the batch is open: a batch the DailyTokenBudget spreads over more days than its lifetime
+        # would otherwise lose its record (its count, its report, its event). complete_batch sets it.
         if not batch.all_written and batch.writer_until is not None:
             item.update(due_shard=BATCH_WRITES_SHARD, next_check_at=batch.writer_until)
         try:
@@ -216,7 +217,8 @@ class BatchItems:
             self._table,
             Key=self._key(batch_id),
             UpdateExpression=(
-                "SET completed_at = :now, #counts = :counts, billed_tokens = :billed, publish_until = :until"
+                "SET completed_at = :now, #counts = :counts, billed_tokens = :billed, publish_until = :until, "
+                "expires_at = :expires"
             ),
             ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(completed_at)",
             ExpressionAttributeNames={"#counts": "counts"},
@@ -225,6 +227,7 @@ class BatchItems:
                 ":counts": {"M": {status: {"N": str(n)} for status, n in counts.items()}},
                 ":billed": {"N": str(billed_tokens)},
                 ":until": {"N": repr(publish_until)},
+                ":expires": {"N": str(int(now + self._lifetime))},
             },
         )
 
