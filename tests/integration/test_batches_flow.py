@@ -132,12 +132,12 @@ def test_a_crash_after_half_the_rows_is_finished_by_the_retry_and_every_row_is_s
     real_put = store.put_new_jobs
     calls = {"n": 0}
 
-    def dies_on_the_second_chunk(jobs, *, first_write):
+    def dies_on_the_second_chunk(jobs, *, first_write, lease_left):
         calls["n"] += 1
         if calls["n"] == 2:
-            real_put(jobs[:1], first_write=first_write)  # part of a chunk lands, then the function dies
+            real_put(jobs[:1], first_write=first_write, lease_left=lease_left)  # part of a chunk lands, then it dies
             raise RuntimeError("the submit function was killed")
-        real_put(jobs, first_write=first_write)
+        real_put(jobs, first_write=first_write, lease_left=lease_left)
 
     monkeypatch.setattr(store, "put_new_jobs", dies_on_the_second_chunk)
     with pytest.raises(RuntimeError):
@@ -145,13 +145,8 @@ def test_a_crash_after_half_the_rows_is_finished_by_the_retry_and_every_row_is_s
     monkeypatch.setattr(store, "put_new_jobs", real_put)
     batch_id = _batch_id_of(stack, "uploads/crash/rows.csv")
     assert present(store.get_batch(batch_id)).written == 3
-    # The first writer's lease runs out (its invocation is dead): the event's retry takes over.
-    stack.client("dynamodb").update_item(
-        TableName=stack.table_name,
-        Key={"job_id": {"S": f"#batch#{batch_id}"}},
-        UpdateExpression="SET writer_until = :past",
-        ExpressionAttributeValues={":past": {"N": "0"}},
-    )
+    # The first writer's lease and the grace after it run out (its invocation is dead): the event's retry takes over.
+    lease_and_grace_pass(stack, batch_id)
     assert pipeline.submit(event)["outcomes"][0]["outcome"] == "WAITING"
     assert pipeline.submit(event)["outcomes"][0]["outcome"] == "DUPLICATE"
     batch = run_batch(pipeline, "uploads/crash/rows.csv")
@@ -159,6 +154,17 @@ def test_a_crash_after_half_the_rows_is_finished_by_the_retry_and_every_row_is_s
     lines = [json.loads(x) for x in report(stack, "videos/crash/rows.csv.report.jsonl").splitlines()]
     assert [x["status"] for x in lines] == ["SUCCEEDED"] * 8
     assert len({x["task_id"] for x in lines}) == 8
+
+
+def lease_and_grace_pass(stack, batch_id: str, *, writer_until: float = 0.0) -> None:
+    """The batch writer's lease (and by default WRITER_GRACE_SECONDS after it) ran out: its record's lease moved to
+    `writer_until` and its due time into the past, as the minutes would."""
+    stack.client("dynamodb").update_item(
+        TableName=stack.table_name,
+        Key={"job_id": {"S": f"#batch#{batch_id}"}},
+        UpdateExpression="SET writer_until = :until, next_check_at = :past",
+        ExpressionAttributeValues={":until": {"N": repr(writer_until)}, ":past": {"N": "0"}},
+    )
 
 
 def _batch_id_of(stack, key: str) -> str:
@@ -203,19 +209,25 @@ def test_a_half_written_batch_whose_retry_came_too_early_is_finished_by_the_poll
     real_put = store.put_new_jobs
     calls = {"n": 0}
 
-    def dies_on_the_second_chunk(jobs, *, first_write):
+    def dies_on_the_second_chunk(jobs, *, first_write, lease_left):
         calls["n"] += 1
         if calls["n"] == 2:
-            real_put(jobs[:1], first_write=first_write)  # part of a chunk lands, then the function dies
+            real_put(jobs[:1], first_write=first_write, lease_left=lease_left)  # part of a chunk lands, then it dies
             raise RuntimeError("the submit function was killed")
-        real_put(jobs, first_write=first_write)
+        real_put(jobs, first_write=first_write, lease_left=lease_left)
 
     monkeypatch.setattr(store, "put_new_jobs", dies_on_the_second_chunk)
     with pytest.raises(RuntimeError):
         pipeline.submit(event)
     monkeypatch.setattr(store, "put_new_jobs", real_put)
-    # Lambda's retry comes within the dead writer's lease: not ours to resume. The poller is the net.
+    # Lambda's retry comes within the dead writer's lease: not ours to resume. The poller is the net, once the lease
+    # and the grace after it (WRITER_GRACE_SECONDS, minutes: passed here by moving the record's times back) ran out.
     assert pipeline.submit(event)["outcomes"][0]["outcome"] == "DUPLICATE"
+    batch_id = _batch_id_of(stack, "uploads/early/rows.csv")
+    lease_and_grace_pass(stack, batch_id, writer_until=time.time() - 1)  # due, but its lease ended a second ago
+    pipeline.poll(timeout_seconds=60)
+    assert not present(store.get_batch(batch_id)).all_written, "not taken over within the grace"
+    lease_and_grace_pass(stack, batch_id)
     batch = run_batch(pipeline, "uploads/early/rows.csv")
     assert batch.written == 8 and batch.all_written and sim.counters.submit == 8
     lines = [json.loads(x) for x in report(stack, "videos/early/rows.csv.report.jsonl").splitlines()]

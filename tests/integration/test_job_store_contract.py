@@ -15,13 +15,24 @@ from seedance_pipeline.adapters.budget_items import budget_item_id
 from seedance_pipeline.adapters.job_store import JobStore
 from seedance_pipeline.adapters.slot_items import slot_probe_order
 from seedance_pipeline.errors import AlreadyClaimed, LeaseLost
-from seedance_pipeline.models import Batch, BatchRowRef, DueJob, Job, JobError, JobOutputs, JobStatus, VideoRequest
+from seedance_pipeline.models import (
+    WRITER_GRACE_SECONDS,
+    Batch,
+    BatchRowRef,
+    DueJob,
+    Job,
+    JobError,
+    JobOutputs,
+    JobStatus,
+    VideoRequest,
+)
 from seedance_pipeline.ports import JobStorePort
 from tests.support.expect import present
 from tests.support.fakes import FakeClock, FakeStore
 
 NOW = 1_800_000_000.25
 LEASE = 60.0
+GRACE = WRITER_GRACE_SECONDS
 KB = 1024
 
 
@@ -720,37 +731,52 @@ def row_job(job_id: str, batch_id: str = "b1", row: int = 1) -> Job:
     return job(job_id, batch=ref)
 
 
-def test_a_batch_is_created_once_and_its_writer_is_taken_over_only_after_its_lease(store: JobStorePort) -> None:
+def test_a_batch_is_created_once_and_its_writer_is_taken_over_only_after_its_lease_and_the_grace(
+    store: JobStorePort,
+) -> None:
     assert store.create_batch(batch_record())
     assert not store.create_batch(batch_record(owner="writer-b"))
     assert store.take_batch_writer("b1", owner="writer-b", now=NOW + 1, lease_seconds=LEASE) is None
-    taken = present(store.take_batch_writer("b1", owner="writer-b", now=NOW + LEASE + 1, lease_seconds=LEASE))
+    # Past its lease the writer's invocation may still be alive (a request hanging): not yet.
+    assert store.take_batch_writer("b1", owner="writer-b", now=NOW + LEASE + 1, lease_seconds=LEASE) is None
+    assert store.take_batch_writer("b1", owner="writer-b", now=NOW + LEASE + GRACE - 1, lease_seconds=LEASE) is None
+    taken = present(store.take_batch_writer("b1", owner="writer-b", now=NOW + LEASE + GRACE + 1, lease_seconds=LEASE))
     assert taken.writer_owner == "writer-b" and taken.row_takes == "111"
     assert not store.record_batch_progress("b1", owner="writer-a", written=3, all_written=True, writer_until=NOW)
     assert store.record_batch_progress("b1", owner="writer-b", written=3, all_written=True, writer_until=NOW)
     assert present(_same_table(store).get_batch("b1")).all_written
-    assert store.take_batch_writer("b1", owner="c", now=NOW + 10 * LEASE, lease_seconds=LEASE) is None
+    assert store.take_batch_writer("b1", owner="c", now=NOW + 10 * (LEASE + GRACE), lease_seconds=LEASE) is None
     assert store.get_batch("nope") is None
 
 
 def test_bulk_writes_put_many_jobs_and_a_resumed_write_never_overwrites_one(store: JobStorePort) -> None:
     jobs: list[tuple[Job, str | None, float | None]] = [(row_job(f"r{n:03d}", row=n), "0", None) for n in range(1, 61)]
-    store.put_new_jobs(jobs, first_write=True)
+    store.put_new_jobs(jobs, first_write=True, lease_left=lambda: LEASE)
     due = {d.job_id for d in store.due_jobs("0", NOW)}
     assert {f"r{n:03d}" for n in range(1, 61)} <= due
     moved = leased(store, present(store.get("r010")))
     store.save(
         moved.model_copy(update={"status": JobStatus.SUBMITTED, "task_id": "t"}), owner="worker-a", due_shard="0"
     )
-    store.put_new_jobs(jobs[5:20], first_write=False)
+    store.put_new_jobs(jobs[5:20], first_write=False, lease_left=lambda: LEASE)
     assert present(store.get("r010")).status is JobStatus.SUBMITTED
     got = store.get_jobs([f"r{n:03d}" for n in range(1, 61)] + ["absent"])
     assert len(got) == 60 and present(got["r001"].batch).overrides == {"prompt": "猫"}
 
 
+@pytest.mark.parametrize("first_write", [True, False])
+def test_a_writer_whose_lease_ran_out_sends_no_rows(store: JobStorePort, first_write: bool) -> None:
+    jobs: list[tuple[Job, str | None, float | None]] = [(row_job(f"x{n:03d}", row=n), "0", None) for n in range(1, 31)]
+    with pytest.raises(LeaseLost):
+        store.put_new_jobs(jobs, first_write=first_write, lease_left=lambda: 0.0)
+    assert store.get_jobs([job.job_id for job, _, _ in jobs]) == {}
+
+
 def test_a_jobs_end_counts_on_its_batch_once_and_only_under_its_lease(store: JobStorePort) -> None:
     store.create_batch(batch_record(jobs=2))
-    store.put_new_jobs([(row_job("c1"), "0", None), (row_job("c2", row=2), "0", None)], first_write=True)
+    store.put_new_jobs(
+        [(row_job("c1"), "0", None), (row_job("c2", row=2), "0", None)], first_write=True, lease_left=lambda: LEASE
+    )
     one = leased(store, present(store.get("c1")))
     with pytest.raises(LeaseLost):
         store.save_counting_batch(one, owner="someone-else", due_shard=None, expires_at=None)
@@ -787,22 +813,39 @@ def test_a_completion_keeps_its_event_and_a_publishers_lease_taken_over_only_onc
     assert store.take_batch_publisher("nope", now=NOW, lease_seconds=LEASE) is None
 
 
-def test_a_half_written_batch_is_a_stalled_write_only_once_its_writers_lease_ran_out(store: JobStorePort) -> None:
+def test_a_half_written_batch_is_a_stalled_write_only_once_its_writers_lease_and_the_grace_ran_out(
+    store: JobStorePort,
+) -> None:
     store.create_batch(batch_record(jobs=3))  # its writer's lease runs to NOW + LEASE
-    assert store.stalled_batch_writes(NOW + LEASE - 1) == []
-    assert store.stalled_batch_writes(NOW + LEASE) == ["b1"]
+    assert store.stalled_batch_writes(NOW + LEASE) == []
+    assert store.stalled_batch_writes(NOW + LEASE + GRACE - 1) == []
+    assert store.stalled_batch_writes(NOW + LEASE + GRACE) == ["b1"]
     renewed = NOW + 2 * LEASE
     assert store.record_batch_progress("b1", owner="writer-a", written=1, all_written=False, writer_until=renewed)
     assert present(store.get_batch("b1")).writer_until == renewed
-    assert _same_table(store).stalled_batch_writes(NOW + LEASE + 1) == [], "a live writer's progress renews it"
+    assert _same_table(store).stalled_batch_writes(NOW + LEASE + GRACE + 1) == [], "a live writer's progress renews it"
     assert not store.record_batch_progress("b1", owner="writer-b", written=2, all_written=False, writer_until=NOW * 2)
-    assert store.take_batch_writer("b1", owner="poller", now=renewed - 1, lease_seconds=LEASE) is None
-    taken = present(store.take_batch_writer("b1", owner="poller", now=renewed + 1, lease_seconds=LEASE))
-    assert taken.written == 1 and taken.writer_until == renewed + 1 + LEASE
-    assert store.stalled_batch_writes(renewed + LEASE) == [], "taken over: due when the new lease runs out"
-    assert store.stalled_batch_writes(renewed + LEASE + 1) == ["b1"]
+    assert store.take_batch_writer("b1", owner="poller", now=renewed + GRACE - 1, lease_seconds=LEASE) is None
+    taken = present(store.take_batch_writer("b1", owner="poller", now=renewed + GRACE + 1, lease_seconds=LEASE))
+    assert taken.written == 1 and taken.writer_until == renewed + GRACE + 1 + LEASE
+    assert store.stalled_batch_writes(taken.writer_until + GRACE - 1) == [], (
+        "taken over: due once the new lease and grace ran out"
+    )
+    assert store.stalled_batch_writes(taken.writer_until + GRACE) == ["b1"]
     # The job poller's shard queries never see a batch record.
     assert [d.job_id for shard in ("0", "1") for d in store.due_jobs(shard, NOW * 2)] == []
     assert store.record_batch_progress("b1", owner="poller", written=3, all_written=True, writer_until=NOW)
     assert store.stalled_batch_writes(NOW * 2) == []
     assert store.take_batch_writer("b1", owner="late", now=NOW * 2, lease_seconds=LEASE) is None
+
+
+def test_a_writer_that_stops_of_its_own_accord_is_taken_over_at_once(store: JobStorePort) -> None:
+    store.create_batch(batch_record(jobs=3))
+    stopped = NOW + 5
+    # Alive and writing no more: it records a lease that ended a grace ago.
+    assert store.record_batch_progress(
+        "b1", owner="writer-a", written=1, all_written=False, writer_until=stopped - GRACE
+    )
+    assert _same_table(store).stalled_batch_writes(stopped) == ["b1"]
+    taken = present(store.take_batch_writer("b1", owner="poller", now=stopped + 0.5, lease_seconds=LEASE))
+    assert (taken.writer_owner, taken.written) == ("poller", 1)

@@ -15,7 +15,7 @@ import pytest
 
 from seedance_local.local_stack import LocalStack, LocalStackError
 from seedance_local.stack_template import find_template, parameter_defaults, resolve_parameters, resolve_template
-from seedance_pipeline.models import DUE_INDEX_ATTRIBUTES
+from seedance_pipeline.models import DUE_INDEX_ATTRIBUTES, WRITER_GRACE_SECONDS
 
 TEMPLATE_PATH = find_template(Path(__file__).resolve())
 REPO = TEMPLATE_PATH.parent
@@ -505,6 +505,20 @@ def test_poll_runs_every_minute_without_retries(cfn: dict[str, Any]) -> None:
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     assert cfn["Resources"]["PollFunction"]["Properties"]["Timeout"] == 300
     assert cfn["Resources"]["PollFunctionEventInvokeConfig"]["Properties"]["MaximumRetryAttempts"] == 0
+
+
+def test_no_function_that_may_write_batch_rows_outlives_the_batch_writers_grace(cfn: dict[str, Any]) -> None:
+    """A half-written batch is taken over WRITER_GRACE_SECONDS after its writer's lease, and its rows are written
+    without conditions: by then the writer's invocation must be over (SubmitFunction writes rows, PollFunction
+    resumes them; every function carries the layer that can)."""
+    timeouts = {
+        name: resource["Properties"].get("Timeout", 3)
+        for name, resource in cfn["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    }
+    assert set(FUNCTIONS) <= set(timeouts)
+    too_long = {name: seconds for name, seconds in timeouts.items() if seconds > WRITER_GRACE_SECONDS}
+    assert not too_long, f"raise WRITER_GRACE_SECONDS (models.py) to at least these Timeouts: {too_long}"
 
 
 # --- data resources ------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from seedance_pipeline.adapters.budget_items import budget_item_expires_at, budget_item_id
 from seedance_pipeline.errors import AlreadyClaimed, ErrorCode, InvalidInput, LeaseLost, ObjectGone, SubmissionUncertain
-from seedance_pipeline.models import Batch, DueJob, Job, JobStatus, ObjectInfo, TaskResult
+from seedance_pipeline.models import WRITER_GRACE_SECONDS, Batch, DueJob, Job, JobStatus, ObjectInfo, TaskResult
 from seedance_pipeline.ports import (
     CallbackHandoffPort,
     EventPublisherPort,
@@ -298,7 +298,8 @@ class FakeStore:
     def take_batch_writer(self, batch_id: str, *, owner: str, now: float, lease_seconds: float) -> Batch | None:
         with self._lock:
             item = self.batches.get(batch_id)
-            if item is None or item["all_written"] or (item.get("writer_until") or 0) >= now:
+            # As JobStore's: only once the writer's lease is WRITER_GRACE_SECONDS gone (the writer is surely dead).
+            if item is None or item["all_written"] or (item.get("writer_until") or 0) >= now - WRITER_GRACE_SECONDS:
                 return None
             item.update(writer_owner=owner, writer_until=now + lease_seconds)
             return Batch.model_validate(item)
@@ -317,17 +318,23 @@ class FakeStore:
 
     def stalled_batch_writes(self, now: float) -> list[str]:
         """As JobStore's Query of the due index's batch-writes shard: records not all written whose writer's lease
-        ran out, soonest first."""
+        ran out WRITER_GRACE_SECONDS ago, soonest first."""
         self.operations.append("Query")
         with self._lock:
             due = [
                 (item["writer_until"], batch_id)
                 for batch_id, item in self.batches.items()
-                if not item["all_written"] and item.get("writer_until") is not None and item["writer_until"] <= now
+                if not item["all_written"]
+                and item.get("writer_until") is not None
+                and item["writer_until"] + WRITER_GRACE_SECONDS <= now
             ]
         return [batch_id for _, batch_id in sorted(due)]
 
-    def put_new_jobs(self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool) -> None:
+    def put_new_jobs(
+        self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool, lease_left: Callable[[], float]
+    ) -> None:
+        if lease_left() <= 0:
+            raise LeaseLost("the batch writer's lease ran out before these rows were sent")
         with self._lock:
             for job, due_shard, expires_at in jobs:
                 if self.crash_after_jobs is not None:

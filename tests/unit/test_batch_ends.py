@@ -16,7 +16,7 @@ from seedance_pipeline.logic.batch_report import BatchPublishPending, batch_job_
 from seedance_pipeline.logic.batch_resume import resume_stalled_writes
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
-from seedance_pipeline.models import JobStatus, Upload, iso_time
+from seedance_pipeline.models import WRITER_GRACE_SECONDS, JobStatus, Upload, iso_time
 from tests.support.expect import present
 from tests.support.fakes import FakeRuntime, FakeStore, make_runtime
 from tests.support.images import image_bytes
@@ -227,7 +227,7 @@ def test_a_resumed_write_never_overwrites_a_row_the_poller_already_moved_on(smal
     poll(runtime)  # the rows written so far are sent; the dead writer's lease still runs
     sent = store.job(fourth)
     assert sent.status is not JobStatus.WAITING and sent.task_id is not None
-    runtime.clock.advance(runtime.settings.claim_lease_seconds + 1)
+    runtime.clock.advance(runtime.settings.claim_lease_seconds + WRITER_GRACE_SECONDS + 1)
     poll(runtime)  # resumes the write
     assert present(store.get_batch(batch_id)).all_written
     assert store.job(fourth).status is not JobStatus.WAITING and store.job(fourth).task_id == sent.task_id
@@ -239,14 +239,14 @@ def test_a_resumed_write_never_overwrites_a_row_the_poller_already_moved_on(smal
 def test_two_pollers_at_once_resume_a_stalled_write_once(small_chunks):
     runtime, store, storage, provider = make_runtime()
     batch_id = half_written(runtime, store, storage)
-    runtime.clock.advance(runtime.settings.claim_lease_seconds + 1)
+    runtime.clock.advance(runtime.settings.claim_lease_seconds + WRITER_GRACE_SECONDS + 1)
     real_put = store.put_new_jobs
     other: list[int] = []
 
-    def another_poller_meanwhile(jobs: Any, *, first_write: bool) -> None:
+    def another_poller_meanwhile(jobs: Any, *, first_write: bool, lease_left: Any) -> None:
         if not other:
             other.append(resume_stalled_writes(runtime, owner="poller-b", time_left=lambda: 50.0))
-        real_put(jobs, first_write=first_write)
+        real_put(jobs, first_write=first_write, lease_left=lease_left)
 
     store.put_new_jobs = another_poller_meanwhile  # type: ignore[method-assign]
     assert resume_stalled_writes(runtime, owner="poller-a", time_left=lambda: 50.0) == 1
@@ -263,7 +263,7 @@ def test_a_batch_file_changed_before_the_resume_ends_the_unwritten_rows_rejected
     runtime, store, storage, provider = make_runtime()
     batch_id = half_written(runtime, store, storage)
     storage.add(BUCKET, KEY, rows_file(2), etag="e2")  # overwritten: the announced version is gone
-    runtime.clock.advance(runtime.settings.claim_lease_seconds + 1)
+    runtime.clock.advance(runtime.settings.claim_lease_seconds + WRITER_GRACE_SECONDS + 1)
     poll_until_completed(runtime, store, batch_id)
     lines = report_lines(storage)
     assert [line["status"] for line in lines] == ["SUCCEEDED"] * 4 + ["REJECTED"] * 4
@@ -281,7 +281,9 @@ def test_a_writer_short_of_time_stops_between_chunks_and_the_poller_writes_the_r
     outcome = accept_upload(batch_upload(), runtime, owner="s")
     assert outcome.outcome == "WAITING"
     batch = present(store.get_batch(present(outcome.job_id)))
-    assert (batch.written, batch.all_written, batch.writer_until) == (3, False, runtime.clock())
+    # Alive and writing no more: its lease is recorded as ended a grace ago, so the takeover need not wait.
+    assert (batch.written, batch.all_written) == (3, False)
+    assert batch.writer_until == runtime.clock() - WRITER_GRACE_SECONDS
     runtime.time_left = None
     runtime.clock.advance(1)
     poll(runtime)

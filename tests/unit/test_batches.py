@@ -10,7 +10,7 @@ import pytest
 from seedance_pipeline.logic.batch_report import batch_job_ids
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
-from seedance_pipeline.models import JobStatus, Upload
+from seedance_pipeline.models import WRITER_GRACE_SECONDS, JobStatus, Upload
 from tests.support.expect import present
 from tests.support.fakes import make_runtime
 from tests.support.images import image_bytes
@@ -130,6 +130,9 @@ def test_a_crash_half_way_through_the_write_is_finished_by_the_retry_without_dup
     early = accept_upload(batch_upload(), runtime, owner="retry")
     assert early.outcome == "DUPLICATE", "the writer's lease has not run out yet"
     runtime.clock.advance(runtime.settings.claim_lease_seconds + 1)
+    within_grace = accept_upload(batch_upload(), runtime, owner="retry")
+    assert within_grace.outcome == "DUPLICATE", "past its lease, the writer's invocation may still be alive"
+    runtime.clock.advance(WRITER_GRACE_SECONDS)
     resumed = accept_upload(batch_upload(), runtime, owner="retry")
     assert resumed.outcome == "WAITING"
     batch = present(store.get_batch(batch_id))

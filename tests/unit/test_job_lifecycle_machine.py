@@ -39,7 +39,7 @@ from seedance_pipeline.errors import (
 )
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
-from seedance_pipeline.models import Job, JobStatus, Upload
+from seedance_pipeline.models import WRITER_GRACE_SECONDS, Job, JobStatus, Upload
 from seedance_pipeline.ports import (
     EventPublisherPort,
     JobStorePort,
@@ -566,7 +566,8 @@ class JobLifecycle(RuleBasedStateMachine):
         self.store.refuse_task_id_write = self.storage.read_fault = self.downloads.fault = False
         for upload in self.uploads:  # Lambda retries a crashed submit invocation's event
             self._invoke(self._deliverer(upload), None)
-        self.clock.advance(400)  # Lambda's later retries come after a crashed batch writer's lease ran out
+        # Lambda's later retries come after a crashed batch writer's lease, and the grace after it, ran out.
+        self.clock.advance(400 + WRITER_GRACE_SECONDS)
         for upload, _ in self.batch_uploads:
             self._invoke(self._deliverer(upload), None)
         for _ in range(self.settle_rounds):

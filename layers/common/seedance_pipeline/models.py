@@ -318,6 +318,12 @@ class DueJob(BaseModel):
 # The attributes the due-jobs index projects besides its keys (template.yaml NonKeyAttributes).
 # The sparse index of live jobs (template.yaml names it; only live jobs carry its key, `due_shard`).
 DUE_INDEX = "due-jobs"
+# A batch writer lives at most as long as its Lambda invocation, and writes nothing past its lease: so once its lease
+# is this long gone it is dead, and no BatchWriteItem of its can still land on a row. Only then may another take the
+# write over (a writer that stops of its own accord hands over at once). It must be at least the longest Timeout of a
+# function that writes batch rows in template.yaml: PollFunction's 300 s (SubmitFunction's is 90 s);
+# tests/integration/test_template.py fails if one grows past it.
+WRITER_GRACE_SECONDS = 300.0
 DUE_INDEX_ATTRIBUTES = ("status", "created_at", "task_id", "submitted_at", "checks")
 
 

@@ -54,9 +54,11 @@ class JobStorePort(Protocol):
     def claim_task(self, task_id: str, job_id: str) -> bool: ...
     # Batches (adapters/batch_items.py): a batch record is created once (False: it exists); its writer holds a lease
     # (until `writer_until`, renewed with each progress record, conditioned on the owner) and records how many of
-    # its jobs are written; until all are, stalled_batch_writes lists it once its writer's lease ran out (one Query
-    # of the due index, under a shard no job uses). New jobs go in bulk (`first_write` False: never over an existing
-    # one); a job's end is saved with its batch's live count taken down by one, once (the count after, or None).
+    # its jobs are written; until all are, stalled_batch_writes lists it, and take_batch_writer takes it, once its
+    # writer's lease ran out WRITER_GRACE_SECONDS ago (one Query of the due index, under a shard no job uses). New
+    # jobs go in bulk (`first_write` False: never over an existing one; nothing sent once `lease_left()` is not
+    # positive: LeaseLost); a job's end is saved with its batch's live count taken down by one, once (the count
+    # after, or None).
     # complete_batch claims the completion once, with the event's contents and a publisher's lease; while that mark
     # is set, take_batch_publisher takes an expired lease over (the batch, or None) and clear_batch_publish clears
     # it if `publish_until` is still the caller's.
@@ -67,7 +69,9 @@ class JobStorePort(Protocol):
         self, batch_id: str, *, owner: str, written: int, all_written: bool, writer_until: float
     ) -> bool: ...
     def stalled_batch_writes(self, now: float) -> list[str]: ...
-    def put_new_jobs(self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool) -> None: ...
+    def put_new_jobs(
+        self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool, lease_left: Callable[[], float]
+    ) -> None: ...
     def save_counting_batch(
         self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None
     ) -> int | None: ...

@@ -9,9 +9,13 @@ written back to WAITING. The count's transaction bills both items twice (4 WCU p
 replaces the job's terminal save).
 
 Stalled writes. Until its rows are all written, the batch record sits in the sparse due index under its own shard
-(rules/keys.BATCH_WRITES_SHARD), due when its writer's lease runs out: each progress record renews the lease and
-moves it; the record of the last rows takes it out. The poller finds a stalled write with one Query, empty and
-cheap when none is (logic/batch_resume.py).
+(rules/keys.BATCH_WRITES_SHARD), due when its writer's lease has run out and WRITER_GRACE_SECONDS more have passed
+(models.py): a writer whose request hangs past its lease may be alive until then, and its BatchWriteItem has no
+condition, so a write taken over earlier could see a row a poller already sent put back to WAITING. The writer
+sends no request past its lease (put_new_jobs), and one that stops of its own accord records a lease that ended a
+grace ago, so it is taken over at once. Each progress record renews the lease and moves the due time; the record of
+the last rows takes it out. The poller finds a stalled write with one Query, empty and cheap when none is
+(logic/batch_resume.py).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from seedance_pipeline.adapters.dynamo_codec import (
     update_returning_if,
 )
 from seedance_pipeline.errors import LeaseLost
-from seedance_pipeline.models import DUE_INDEX, Batch, Job
+from seedance_pipeline.models import DUE_INDEX, WRITER_GRACE_SECONDS, Batch, Job
 from seedance_pipeline.rules.keys import BATCH_WRITES_SHARD
 
 if TYPE_CHECKING:
@@ -74,7 +78,7 @@ class BatchItems:
         # No expiry while the batch is open: a batch the DailyTokenBudget spreads over more days than its lifetime
         # would otherwise lose its record (its count, its report, its event). complete_batch sets it.
         if not batch.all_written and batch.writer_until is not None:
-            item.update(due_shard=BATCH_WRITES_SHARD, next_check_at=batch.writer_until)
+            item.update(due_shard=BATCH_WRITES_SHARD, next_check_at=batch.writer_until + WRITER_GRACE_SECONDS)
         try:
             self._client.put_item(
                 TableName=self._table, Item=serialize(item), ConditionExpression="attribute_not_exists(job_id)"
@@ -98,13 +102,15 @@ class BatchItems:
             self._table,
             Key=self._key(batch_id),
             UpdateExpression=(
-                "SET writer_owner = :owner, writer_until = :until, due_shard = :shard, next_check_at = :until"
+                "SET writer_owner = :owner, writer_until = :until, due_shard = :shard, next_check_at = :due"
             ),
-            ConditionExpression="all_written = :no AND (attribute_not_exists(writer_until) OR writer_until < :now)",
+            # writer_until + grace < now: the last writer is surely dead (see the module's docstring).
+            ConditionExpression="all_written = :no AND (attribute_not_exists(writer_until) OR writer_until < :dead)",
             ExpressionAttributeValues={
                 ":owner": {"S": owner},
                 ":until": {"N": repr(now + lease_seconds)},
-                ":now": {"N": repr(now)},
+                ":due": {"N": repr(now + lease_seconds + WRITER_GRACE_SECONDS)},
+                ":dead": {"N": repr(now - WRITER_GRACE_SECONDS)},
                 ":no": {"BOOL": False},
                 ":shard": {"S": BATCH_WRITES_SHARD},
             },
@@ -122,9 +128,10 @@ class BatchItems:
         if all_written:
             update = "SET written = :written, all_written = :all REMOVE due_shard, next_check_at"
         else:
-            # The lease renewed, and the record due in the index when it runs out.
-            update = "SET written = :written, all_written = :all, writer_until = :until, next_check_at = :until"
+            # The lease renewed, and the record due in the index once it and the grace have run out.
+            update = "SET written = :written, all_written = :all, writer_until = :until, next_check_at = :due"
             values[":until"] = {"N": repr(writer_until)}
+            values[":due"] = {"N": repr(writer_until + WRITER_GRACE_SECONDS)}
         return update_if(
             self._client,
             self._table,
@@ -144,10 +151,15 @@ class BatchItems:
         )
         return [item["job_id"]["S"].removeprefix(BATCH_ITEM_PREFIX) for item in response.get("Items", [])]
 
-    def put_new_jobs(self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool) -> None:
+    def put_new_jobs(
+        self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool, lease_left: Callable[[], float]
+    ) -> None:
+        """Put the jobs; no request (nor retry of unprocessed items) is sent once `lease_left()` is not positive:
+        LeaseLost then, with some of them perhaps unwritten (a later writer resumes them)."""
         items = [self._job_item(job, shard, expires_at) for job, shard, expires_at in jobs]
         if not first_write:
             for item in items:
+                _check_lease(lease_left)
                 try:
                     self._client.put_item(
                         TableName=self._table,
@@ -161,11 +173,12 @@ class BatchItems:
         chunks = [items[start : start + WRITE_BATCH_SIZE] for start in range(0, len(items), WRITE_BATCH_SIZE)]
         # Several requests at once: each is a round trip of its own, and boto3 clients are thread-safe.
         with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY, thread_name_prefix="batch-write") as pool:
-            list(pool.map(self._write_chunk, chunks))
+            list(pool.map(lambda chunk: self._write_chunk(chunk, lease_left), chunks))
 
-    def _write_chunk(self, chunk: list[dict[str, Any]]) -> None:
+    def _write_chunk(self, chunk: list[dict[str, Any]], lease_left: Callable[[], float]) -> None:
         requests: Any = {self._table: [{"PutRequest": {"Item": serialize(item)}} for item in chunk]}
         for attempt in range(UNPROCESSED_RETRIES + 1):
+            _check_lease(lease_left)
             requests = self._client.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
             if not requests:
                 return
@@ -295,6 +308,11 @@ class BatchItems:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _check_lease(lease_left: Callable[[], float]) -> None:
+    if lease_left() <= 0:
+        raise LeaseLost("the batch writer's lease ran out before all its rows were sent")
 
 
 def _batch(item: dict[str, Any]) -> Batch:

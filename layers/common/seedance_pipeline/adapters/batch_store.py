@@ -3,7 +3,7 @@ a mixin, so JobStore stays one class for the port and its module stays about job
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from seedance_pipeline.adapters.batch_items import BatchItems
 from seedance_pipeline.models import Batch, Job
@@ -33,9 +33,12 @@ class BatchMethods:
     def stalled_batch_writes(self, now: float) -> list[str]:
         return self._batches.stalled_batch_writes(now)
 
-    def put_new_jobs(self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool) -> None:
-        """Write new jobs (job, due shard, expiry) in bulk; `first_write` False never overwrites an existing one."""
-        self._batches.put_new_jobs(jobs, first_write=first_write)
+    def put_new_jobs(
+        self, jobs: list[tuple[Job, str | None, float | None]], *, first_write: bool, lease_left: Callable[[], float]
+    ) -> None:
+        """Write new jobs (job, due shard, expiry) in bulk; `first_write` False never overwrites an existing one.
+        Nothing is sent once `lease_left()` (the writer's lease, in seconds) is not positive: LeaseLost."""
+        self._batches.put_new_jobs(jobs, first_write=first_write, lease_left=lease_left)
 
     def save_counting_batch(
         self, job: Job, *, owner: str, due_shard: str | None, expires_at: float | None

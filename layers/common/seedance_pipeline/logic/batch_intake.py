@@ -13,10 +13,10 @@ import math
 from collections import Counter
 from collections.abc import Callable
 
-from seedance_pipeline.errors import AlreadyClaimed, ErrorCode, InvalidInput, ObjectGone
+from seedance_pipeline.errors import AlreadyClaimed, ErrorCode, InvalidInput, LeaseLost, ObjectGone
 from seedance_pipeline.logic.batch_report import days_at_budget
 from seedance_pipeline.logic.job_lifecycle import finish
-from seedance_pipeline.models import Batch, BatchRowRef, Job, JobStatus, Upload, UploadDisposition
+from seedance_pipeline.models import WRITER_GRACE_SECONDS, Batch, BatchRowRef, Job, JobStatus, Upload, UploadDisposition
 from seedance_pipeline.observability import logger
 from seedance_pipeline.rules.batch_files import (
     MAX_BATCH_BYTES,
@@ -40,7 +40,9 @@ from seedance_pipeline.runtime import Runtime
 # conditional put each.
 PROGRESS_EVERY = 500
 # A writer starts a chunk only with this much left of its invocation and of its lease: a chunk takes seconds (at
-# worst PROGRESS_EVERY conditional puts), so no writer is killed mid-chunk or still writing once another took over.
+# worst PROGRESS_EVERY conditional puts), so a writer is seldom killed mid-chunk or cut off by its lease. One whose
+# request hangs past its lease sends nothing more, and is not taken over until it is surely dead: the store waits
+# models.WRITER_GRACE_SECONDS after the lease.
 CHUNK_SECONDS = 30.0
 # Row jobs are ordered by created_at (the poller sends waiting jobs oldest first): this spacing keeps the file's
 # order in a float, 10,000 jobs spanning one second.
@@ -351,7 +353,9 @@ def write_jobs(
     """Write the jobs from `start` on under the writer's lease, recording progress (which renews the lease); True
     when this writer recorded the last of them. A resumed write puts its first chunk conditionally (the writer that
     died may have written part of it) and the rest in bulk. With too little time left in the invocation or the lease
-    for a chunk, it stops and hands the rest to the poller at once (logic/batch_resume.py)."""
+    for a chunk, it stops and hands the rest to the poller at once (logic/batch_resume.py): it is alive and sends no
+    more, so it records a lease that ended WRITER_GRACE_SECONDS ago. A chunk cut off by its lease (a request hung)
+    sends nothing more and hands nothing over: the lease and the grace must pass first, as for a writer that died."""
     store, lease = runtime.store, runtime.settings.claim_lease_seconds
     lease_until = batch.writer_until if batch.writer_until is not None else runtime.clock() + lease
     for begin in range(start, len(jobs), PROGRESS_EVERY):
@@ -361,15 +365,28 @@ def write_jobs(
                 "stopping a batch write short of time; the poller writes the rest",
                 extra={"batch_id": batch.batch_id, "written": begin, "jobs": len(jobs)},
             )
-            store.record_batch_progress(batch.batch_id, owner=owner, written=begin, all_written=False, writer_until=now)
+            store.record_batch_progress(
+                batch.batch_id, owner=owner, written=begin, all_written=False, writer_until=now - WRITER_GRACE_SECONDS
+            )
             return False
         end = min(begin + PROGRESS_EVERY, len(jobs))
-        store.put_new_jobs(jobs[begin:end], first_write=not (resumed and begin == start))
+        try:
+            store.put_new_jobs(
+                jobs[begin:end],
+                first_write=not (resumed and begin == start),
+                lease_left=_lease_left(runtime, lease_until),
+            )
+        except LeaseLost:
+            logger.warning(
+                "a batch write ran past its writer's lease; the poller writes the rest once the writer is surely gone",
+                extra={"batch_id": batch.batch_id, "written": begin, "jobs": len(jobs)},
+            )
+            return False
         lease_until = runtime.clock() + lease
         if not store.record_batch_progress(
             batch.batch_id, owner=owner, written=end, all_written=end == len(jobs), writer_until=lease_until
         ):
-            # Another writer took over (this one outlived its lease): it writes the rest.
+            # Another writer took over (this one outlived its lease and the grace): it writes the rest.
             logger.warning("lost the batch writer's lease; another invocation finishes the batch")
             return False
     if start >= len(jobs):
@@ -377,3 +394,7 @@ def write_jobs(
             batch.batch_id, owner=owner, written=len(jobs), all_written=True, writer_until=runtime.clock()
         )
     return True
+
+
+def _lease_left(runtime: Runtime, until: float) -> Callable[[], float]:
+    return lambda: until - runtime.clock()

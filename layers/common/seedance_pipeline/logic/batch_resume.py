@@ -1,12 +1,13 @@
 """Batch writes that stopped half-way (the submit function died, or ran short of time), finished by the poller.
 
-Until its rows are all written, a batch's record sits in the due index under a shard of its own, due when its
-writer's lease runs out (adapters/batch_items.py). Once per pass the poller asks for those (one Query, empty and
-cheap when none is due), takes the writer's lease (one conditional write: of two pollers, one resumes), reads the
-batch file again by the version (or ETag) it was accepted at and writes the rows from the recorded progress on. Only
-the first chunk after it may hold rows already (the dead writer's last), so that one is written conditionally:
-a row a poller already moved on is never written back. A file that is gone or changed since cannot give the rows
-left: they are written refused, with the reason, so the poller rejects them and the batch still completes.
+Until its rows are all written, a batch's record sits in the due index under a shard of its own, due when its writer's
+lease has run out and models.WRITER_GRACE_SECONDS more have passed, when the writer is surely dead
+(adapters/batch_items.py); a writer that stopped short of time is due at once. Once per pass the poller asks for those
+(one Query, empty and cheap when none is due), takes the writer's lease (one conditional write: of two pollers, one
+resumes), reads the batch file again by the version (or ETag) it was accepted at and writes the rows from the recorded
+progress on. Only the first chunk after it may hold rows already (the dead writer's last), so that one is written
+conditionally: a row a poller already moved on is never written back. A file that is gone or changed since cannot give
+the rows left: they are written refused, with the reason, so the poller rejects them and the batch still completes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ NewJobs = list[tuple[Job, str | None, float | None]]
 
 
 def resume_stalled_writes(runtime: Runtime, *, owner: str, time_left: Callable[[], float]) -> int:
-    """Write on every batch whose writer's lease ran out before its rows were all written; how many this resumed.
+    """Write on every batch whose writer's lease (and grace) ran out before its rows were all written; how many this
+    resumed.
     Never raises: a write that fails keeps its lease until it runs out, and a later poll resumes it again."""
     store = runtime.store
     try:
