@@ -88,11 +88,9 @@ def image_asks_for_takes(upload: Upload, runtime: Runtime) -> bool:
     """A plain image with S3 metadata `takes` other than 1 is a batch of one row (a bad value too: the batch path
     refuses the upload naming it).
 
-    The event does not carry metadata, so this costs one HeadObject per plain image (priced as a GET, about
-    $0.0000004, beside a video's dollars). Reusing the submit path's own read is not cheaper in any way that
-    matters: try_submit reads the image only after claiming a single job under the upload's id, and turning that
-    claimed job into a batch (here and in the poller, which resumes a claim whose invocation died) would put two
-    kinds of record under one id. A HEAD before the claim keeps the single path exactly as it was."""
+    The event carries no metadata: one HeadObject per plain image (about $0.0000004). The submit path's own read
+    comes only after a single job is claimed under the upload's id, and turning that job into a batch would put two
+    kinds of record under one id: a HEAD before the claim keeps the single path as it was."""
     try:
         info = runtime.storage.head(upload.bucket, upload.key, version_id=upload.version_id, etag=upload.etag)
     except Exception as exc:
@@ -119,9 +117,8 @@ def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
     if existing is not None:
         taken = store.take_batch_writer(batch_id, owner=owner, now=now, lease_seconds=settings.claim_lease_seconds)
         if taken is None:
-            # Written whole, or half-written with its writer's lease still live: either way not ours. A writer that
-            # died is not waited for here: once its lease runs out the poller finds the batch in the due index and
-            # writes the rest (logic/batch_resume.py), so this event's retries are not the only way on.
+            # Written whole, or half-written with its writer's lease (and grace) still live: not ours. A writer that
+            # died is not waited for: the poller finds the batch in the due index and writes the rest then.
             logger.info("duplicate delivery of a batch ignored", extra={"key": upload.key, "batch_id": batch_id})
             return UploadDisposition.DUPLICATE, batch_id, None
         existing, resume_from = taken, taken.written
@@ -136,13 +133,15 @@ def accept_batch(upload: Upload, runtime: Runtime, *, owner: str) -> Accepted:
     except (InvalidInput, ObjectGone) as exc:
         if existing is not None:
             # The file was read whole once already and is now refused (replaced, gone): the poller's resume ends the
-            # rows left REJECTED by name (logic/batch_resume.py); it is handed the write at once.
+            # rows left REJECTED by name (logic/batch_resume.py); it is handed the write at once (this writer is
+            # alive and writes no more, so no grace is needed).
             logger.warning(
                 "a batch file read again to resume its write is refused; the poller ends the rows left",
                 extra={"batch_id": batch_id, "error": exc.message},
             )
+            hand_over = now - WRITER_GRACE_SECONDS
             store.record_batch_progress(
-                batch_id, owner=owner, written=existing.written, all_written=False, writer_until=now
+                batch_id, owner=owner, written=existing.written, all_written=False, writer_until=hand_over
             )
             return UploadDisposition.DUPLICATE, batch_id, exc.message
         return _refuse_file(upload, batch_id, runtime, error=exc, owner=owner)
