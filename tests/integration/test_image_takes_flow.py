@@ -74,3 +74,19 @@ def test_an_image_with_a_bad_takes_value_is_rejected_naming_it(pipeline, sim, st
     outcome = pipeline.submit(pipeline.upload(key, image_bytes(800, 450, "PNG"), {"takes": "9"}))["outcomes"][0]
     assert outcome["outcome"] == "REJECTED" and "metadata 'takes' is '9'" in outcome["reason"]
     assert sim.counters.submit == 0
+
+
+def test_takes_of_an_image_overwritten_before_they_are_sent_are_rejected_naming_it_none_made(pipeline, sim, stack):
+    key = "uploads/takes/replaced.png"
+    event = pipeline.upload(key, image_bytes(800, 450, "PNG", (30, 90, 150)), {"takes": "2"})
+    assert pipeline.submit(event)["outcomes"][0]["outcome"] == "WAITING"
+    # Overwritten (this stack's bucket keeps no versions) before a poll sends either take; its own event is not
+    # handled here: only the first upload's takes are at stake.
+    stack.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=image_bytes(800, 450, "PNG", (250, 250, 250)))
+
+    batch = run_batch(pipeline, key)
+    assert sim.counters.submit == 0, "no take is made from a picture the upload did not announce"
+    lines = [json.loads(x) for x in read(stack, "videos/takes/replaced.png.report.jsonl").splitlines()]
+    assert [(x["take"], x["status"]) for x in lines] == [(1, "REJECTED"), (2, "REJECTED")]
+    assert all(key in x["reason"] and "replaced" in x["reason"] for x in lines), lines
+    assert batch.completed_at is not None

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from seedance_pipeline.errors import ErrorCode
 from seedance_pipeline.logic import batch_intake
 from seedance_pipeline.logic.batch_resume import resume_stalled_writes
 from seedance_pipeline.logic.polling import run_poll
@@ -82,11 +83,6 @@ def test_a_takes_image_rejected_on_a_head_fault_is_not_made_by_its_duplicate_eve
     assert provider.submissions == [], "the uploader was told to upload again: these takes would be paid twice"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a takes image's rows read the image unpinned (job_inputs.load_inputs batch branch): a take queued "
-    "for version 1 is made, and billed, from whatever the key holds when it is sent",
-)
 def test_every_take_of_an_image_is_made_from_the_version_the_upload_announced():
     storage = FakeStorage()
     storage.versioned_buckets.add(BUCKET)
@@ -101,6 +97,55 @@ def test_every_take_of_an_image_is_made_from_the_version_the_upload_announced():
     assert len(provider.submissions) == 2
     sent = [base64.b64decode(body["images"][0].split(",", 1)[1]) for body in provider.submissions]
     assert sent == [first_image, first_image], "each take of version 1 is made from version 1's image"
+
+
+class RecordsPresigns(FakeStorage):
+    """The fake's presigned URL names no version: this records which version each URL was signed for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.presigned: list[tuple[str, str | None]] = []
+
+    def presign_get(self, bucket: str, key: str, *, version_id: str | None, expires_in: int) -> str:
+        self.presigned.append((key, version_id))
+        return super().presign_get(bucket, key, version_id=version_id, expires_in=expires_in)
+
+
+def test_every_take_of_an_image_sent_by_url_is_signed_for_the_version_the_upload_announced():
+    storage = RecordsPresigns()
+    storage.versioned_buckets.add(BUCKET)
+    runtime, store, _, provider = make_runtime(storage=storage, image_delivery="presigned-url")
+    version = storage.add(BUCKET, IMAGE, image_bytes(color=(10, 10, 10)), {"takes": "2"}, etag="e1")
+    upload = Upload(bucket=BUCKET, key=IMAGE, sequencer="00C1", etag="e1", version_id=version)
+    assert accept_upload(upload, runtime, owner="s").outcome == "WAITING"
+    storage.add(BUCKET, IMAGE, image_bytes(color=(250, 250, 250)), {"takes": "2"}, etag="e2")
+    drain(runtime, store)
+    assert len(provider.submissions) == 2
+    assert storage.presigned == [(IMAGE, version), (IMAGE, version)], "a URL of the key alone is the new picture"
+
+
+def test_takes_of_an_image_overwritten_in_an_unversioned_bucket_are_rejected_naming_it_not_made_from_the_new_one():
+    runtime, store, storage, provider = make_runtime(image_delivery="data-url")
+    storage.add(BUCKET, IMAGE, image_bytes(color=(10, 10, 10)), {"takes": "2"}, etag="e1")
+    first = Upload(bucket=BUCKET, key=IMAGE, sequencer="00C1", etag="e1")
+    assert accept_upload(first, runtime, owner="s").outcome == "WAITING"
+    # Overwritten before either take is sent: no version to go back to, and the ETag no longer matches.
+    new_image = image_bytes(color=(250, 250, 250))
+    storage.add(BUCKET, IMAGE, new_image, {"takes": "3"}, etag="e2")
+    second = Upload(bucket=BUCKET, key=IMAGE, sequencer="00C2", etag="e2")
+    assert accept_upload(second, runtime, owner="s").outcome == "WAITING"
+    drain(runtime, store)
+
+    sent = [base64.b64decode(body["images"][0].split(",", 1)[1]) for body in provider.submissions]
+    assert sent == [new_image] * 3, "only the newer upload's own takes are made, each from its image"
+    batch = store.get_batch(job_id_for(first))
+    assert batch is not None
+    first_takes = [store.get(job_id) for _, _, job_id in batch_job_ids(batch)]
+    assert len(first_takes) == 2
+    for take in first_takes:
+        assert take is not None and take.status is JobStatus.REJECTED and take.error is not None
+        assert take.error.code == ErrorCode.OBJECT_GONE
+        assert IMAGE in take.error.message and "replaced" in take.error.message
 
 
 # --- a writer outliving its lease ---------------------------------------------------------------------------------

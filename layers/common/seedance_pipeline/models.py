@@ -198,6 +198,12 @@ class BatchRowRef(BaseModel):
     image_keys: list[str]
     mode: str
     overrides: dict[str, str] = Field(default_factory=dict)
+    # A plain image with metadata `takes` is its own batch: its row's image is the upload itself, read (and
+    # presigned) pinned to the version (or, unversioned, the ETag) the upload announced, so a take still queued when
+    # the image is replaced is rejected, never made from the new picture. None on other rows, whose images are
+    # other objects read by key, and on records written before these fields.
+    image_version_id: str | None = None
+    image_etag: str | None = None
     # Why the row was refused when the file was read: the poller rejects it with this reason, so the batch is
     # counted and closed by the functions that may write its report (the submit function writes no outputs).
     refusal: str | None = None

@@ -260,7 +260,9 @@ def _jobs_for(
                 # Every line is a WAITING job due at once; a refused one is rejected by the poller with its reason.
                 next_check_at=at,
             )
-            job, error = _row_job(base, batch_id, upload.key, row, take, runtime, requests)
+            job, error = _row_job(
+                base, batch_id, upload.key, row, take, runtime, requests, version_id=upload.version_id, etag=upload.etag
+            )
             if error is not None and job.batch is not None:
                 job = job.model_copy(update={"batch": job.batch.model_copy(update={"refusal": error})})
             jobs.append((job, due_shard_for(job_id, settings.due_index_shards), None))
@@ -268,9 +270,20 @@ def _jobs_for(
 
 
 def _row_job(
-    base: Job, batch_id: str, batch_key: str, row: BatchRow, take: int, runtime: Runtime, requests: RowRequests
+    base: Job,
+    batch_id: str,
+    batch_key: str,
+    row: BatchRow,
+    take: int,
+    runtime: Runtime,
+    requests: RowRequests,
+    *,
+    version_id: str | None,
+    etag: str | None,
 ) -> tuple[Job, str | None]:
     settings = runtime.settings
+    # A takes image's row names the upload itself: each take reads it as announced (models.BatchRowRef).
+    own_image = batch_key in row.image_keys
     overrides: dict[str, str] = {}
     if row.error is None and row.manifest is not None:
         overrides = row.manifest.overrides()
@@ -287,6 +300,8 @@ def _row_job(
         image_keys=list(row.image_keys),
         mode=(row.manifest.mode if row.manifest else ImageMode.FIRST_FRAME).value,
         overrides=overrides,
+        image_version_id=version_id if own_image else None,
+        image_etag=etag if own_image else None,
     )
     job = base.model_copy(update={"batch": ref})
     if row.error is not None or row.manifest is None:

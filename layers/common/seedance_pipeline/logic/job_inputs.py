@@ -12,7 +12,7 @@ from typing import Any
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput, ObjectGone
 from seedance_pipeline.logic.draft_final import final_request_for
-from seedance_pipeline.models import Job, VideoRequest
+from seedance_pipeline.models import BatchRowRef, Job, VideoRequest
 from seedance_pipeline.rules import image_rules
 from seedance_pipeline.rules.image_normalise import InputChange
 from seedance_pipeline.rules.image_takes import metadata_takes
@@ -96,7 +96,12 @@ def load_inputs(job: Job, runtime: Runtime) -> JobInputs:
             code=ErrorCode.INVALID_BATCH,
         )
         named_by = f"row {row.row} (id {row.record_id})"
-        images = [_read_image(runtime, job.source_bucket, key, named_by=named_by) for key in row.image_keys]
+        images = [
+            _read_own_image(runtime, job.source_bucket, row, key)
+            if key == row.batch_key and (row.image_version_id or row.image_etag)
+            else _read_image(runtime, job.source_bucket, key, named_by=named_by)
+            for key in row.image_keys
+        ]
         return JobInputs(request=request, images=images, mode=mode)
     if is_manifest(job.source_key):
         _, raw = storage.read(
@@ -160,6 +165,30 @@ def _refuse_takes_here(metadata: dict[str, str]) -> None:
             "arrival): upload the image again",
             code=ErrorCode.INVALID_METADATA,
         )
+
+
+def _read_own_image(runtime: Runtime, bucket: str, row: BatchRowRef, key: str) -> InputImage:
+    """A take of an image uploaded with metadata `takes`: the image as that upload announced it, never what the key
+    holds now. Replaced or deleted since, the take is rejected (ObjectGone, no retry): the newer upload, if any,
+    makes its own videos, and the uploader pays for no video of a picture they did not ask takes of."""
+    try:
+        _, data = runtime.storage.read(
+            bucket,
+            key,
+            max_bytes=image_rules.MAX_UPLOAD_BYTES,
+            version_id=row.image_version_id,
+            etag=row.image_etag,
+            check_size=image_rules.check_size,
+        )
+    except ObjectGone as exc:
+        raise ObjectGone(
+            f"s3://{bucket}/{key} was replaced or deleted since the upload that asked for "
+            f"{row.takes} takes of it: take {row.take} is not made from a picture that upload did not announce"
+        ) from exc
+    try:
+        return _prepared(key, row.image_version_id, data)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{key}: {exc.message}", code=exc.code) from exc
 
 
 def _read_image(runtime: Runtime, bucket: str, key: str, *, named_by: str | None = None) -> InputImage:
