@@ -12,6 +12,7 @@ import pytest
 
 from seedance_pipeline.errors import ErrorCode
 from seedance_pipeline.logic import batch_intake
+from seedance_pipeline.logic.batch_report import batch_job_ids
 from seedance_pipeline.logic.batch_resume import resume_stalled_writes
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload

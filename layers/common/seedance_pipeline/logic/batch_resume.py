@@ -19,10 +19,10 @@ from seedance_pipeline.logic.batch_intake import (
     ROW_SPACING_SECONDS,
     batch_jobs,
     chunk_seconds,
-    read_batch_rows,
     row_source_key,
     write_jobs,
 )
+from seedance_pipeline.logic.batch_reading import read_batch_rows
 from seedance_pipeline.logic.batch_report import batch_job_ids
 from seedance_pipeline.models import Batch, BatchRowRef, Job, JobStatus, Upload
 from seedance_pipeline.observability import logger

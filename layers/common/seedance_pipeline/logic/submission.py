@@ -25,7 +25,8 @@ from seedance_pipeline.errors import (
     SubmissionUncertain,
     outcome_of,
 )
-from seedance_pipeline.logic.batch_intake import accept_batch, is_batch_upload
+from seedance_pipeline.logic.batch_intake import accept_batch
+from seedance_pipeline.logic.batch_reading import is_batch_upload
 from seedance_pipeline.logic.check_schedule import planned_check, waiting_retry_at
 from seedance_pipeline.logic.job_inputs import image_urls, media_urls, with_request
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
