@@ -7,8 +7,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, Upload
@@ -22,18 +20,26 @@ SIDECAR = "videos/cat.jpg.json"
 VIDEOS = {"https://cdn.example.com/cgt-00001.mp4": b"first video", "https://cdn.example.com/cgt-00002.mp4": b"second"}
 
 
-class _PausesBeforeASidecar(FakeStorage):
-    """Runs `meanwhile` once, just before the sidecar of job `job_id` is PUT: that delivery has read the key's
-    sidecar and decided, and now stands still while another container's poll runs."""
+class _PausesAfterASidecarRead(FakeStorage):
+    """Runs `meanwhile` once, right after the first read of the key's sidecar: the delivery that read it stands
+    still, its decision taken, while another container's poll runs."""
 
-    job_id: str | None = None
     meanwhile: Callable[[], object] | None = None
 
-    def put_json(self, bucket: str, key: str, document: dict[str, Any]) -> None:
-        if self.meanwhile is not None and document.get("job_id") == self.job_id:
+    def read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        document = super().read_json(bucket, key)
+        self._pause(key)
+        return document
+
+    def read_json_tagged(self, bucket: str, key: str) -> tuple[dict[str, Any] | None, str | None]:
+        read = super().read_json_tagged(bucket, key)
+        self._pause(key)
+        return read
+
+    def _pause(self, key: str) -> None:
+        if self.meanwhile is not None and key == SIDECAR:
             meanwhile, self.meanwhile = self.meanwhile, None
             meanwhile()
-        super().put_json(bucket, key, document)
 
 
 def _upload(runtime: Any, storage: FakeStorage, data: bytes, etag: str, sequencer: str) -> str:
@@ -43,12 +49,6 @@ def _upload(runtime: Any, storage: FakeStorage, data: bytes, etag: str, sequence
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: the newest-upload record names only the rejected re-upload, so the second upload, live or "
-    "delivered, replaces nothing for the first; only the racy sidecar read guards the key (fix proposed in the "
-    "oldsidecar report)",
-)
 def test_an_older_upload_never_takes_back_the_outputs_of_a_newer_one_delivered_beside_it_after_a_rejected_reupload():
     """Fails on 2bc7683: uploads 1 and 2 of a key are sent, upload 3 is broken (REJECTED). Two polls deliver 1 and
     2 at once. Both ask the key's newest-upload record, which names the rejected 3: "nothing newer can deliver", so
@@ -56,7 +56,7 @@ def test_an_older_upload_never_takes_back_the_outputs_of_a_newer_one_delivered_b
     then 1's sidecar PUT lands over it: the key shows the first upload's video although the second delivered, and the
     second's paid video is named by no sidecar."""
     clock = FakeClock()
-    storage = _PausesBeforeASidecar()
+    storage = _PausesAfterASidecarRead()
     runtime, store, _, provider = make_runtime(clock, storage=storage, max_in_flight=2)
     # A second container of the poll function: its own Runtime (delivery slots, provider cache) over the same world.
     other, _, _, _ = make_runtime(clock, storage=storage, store=store, provider=provider, max_in_flight=2)
@@ -69,11 +69,10 @@ def test_an_older_upload_never_takes_back_the_outputs_of_a_newer_one_delivered_b
     assert store.job(broken).status is JobStatus.REJECTED
     clock.advance(120)  # both tasks have finished
 
-    storage.job_id = first
     storage.meanwhile = lambda: run_poll(other, owner="poll-b", time_left=lambda: 300.0)
     run_poll(runtime, owner="poll-a", time_left=lambda: 300.0)
 
-    assert storage.meanwhile is None, "the first upload's sidecar was never written: the race did not happen"
+    assert storage.meanwhile is None, "no delivery read the key's sidecar: the race did not happen"
     assert store.job(second).status is JobStatus.SUCCEEDED
     sidecar = json.loads(storage.uploads[(BUCKET, SIDECAR)])
     assert sidecar["job_id"] == second, (
@@ -82,3 +81,7 @@ def test_an_older_upload_never_takes_back_the_outputs_of_a_newer_one_delivered_b
     assert storage.uploads[(BUCKET, sidecar["outputs"]["video"])] == b"second"
     older = store.job(first)
     assert older.status is not JobStatus.SUCCEEDED, "the older upload was delivered as the key's outputs"
+    # Its video was paid for all the same: kept at its own key, and its error says where.
+    said = present(older.error).message
+    kept = said.split(f"s3://{BUCKET}/", 1)[1].split()[0]
+    assert storage.uploads[(BUCKET, kept)] == b"first video", said
