@@ -249,6 +249,24 @@ def test_a_sidecar_that_is_not_a_json_object_reads_as_none(backend: Backend, bod
     assert backend.storage.read_json(PLAIN, key) is None
 
 
+def test_a_sidecar_switch_lands_only_on_the_sidecar_it_read(backend: Backend) -> None:
+    """Two deliveries of one key that both read its sidecar before either wrote: only the first switch lands; the
+    second, conditional on what it read, writes nothing and reads the winner's sidecar next."""
+    key = _key("cat.jpg.json")
+    document, absent = backend.storage.read_json_tagged(PLAIN, key)
+    assert document is None and absent is None
+    assert backend.storage.replace_json(PLAIN, key, {"job_id": "j-new"}, etag=absent)
+    assert not backend.storage.replace_json(PLAIN, key, {"job_id": "j-old"}, etag=absent)
+    document, etag = backend.storage.read_json_tagged(PLAIN, key)
+    assert document == {"job_id": "j-new"} and etag
+    assert backend.storage.replace_json(PLAIN, key, {"job_id": "j-newer"}, etag=etag)
+    assert not backend.storage.replace_json(PLAIN, key, {"job_id": "j-old"}, etag=etag)
+    assert backend.storage.read_json(PLAIN, key) == {"job_id": "j-newer"}
+    backend.storage.delete(PLAIN, key)
+    assert not backend.storage.replace_json(PLAIN, key, {"job_id": "j-old"}, etag=etag)
+    assert backend.storage.read_json(PLAIN, key) is None
+
+
 def test_a_missing_sidecar_reads_as_none_and_deleting_it_again_is_harmless(backend: Backend) -> None:
     key = _key("cat.jpg.json")
     assert backend.storage.read_json(PLAIN, key) is None

@@ -549,14 +549,25 @@ class FakeStorage:
 
     def read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
         """As ObjectStorage: None when there is no object, or it is not a JSON object (whoever wrote it)."""
+        return self.read_json_tagged(bucket, key)[0]
+
+    def read_json_tagged(self, bucket: str, key: str) -> tuple[dict[str, Any] | None, str | None]:
         stored = self._stored(bucket, key)
         if stored is None:
-            return None
+            return None, None
         try:
             document = json.loads(stored[0])
         except ValueError:  # UnicodeDecodeError is one too
-            return None
-        return document if isinstance(document, dict) else None
+            return None, stored[2]
+        return (document if isinstance(document, dict) else None), stored[2]
+
+    def replace_json(self, bucket: str, key: str, document: dict[str, Any], *, etag: str | None) -> bool:
+        """As S3's conditional PUT: written only while the key's current object has the ETag read (None: none)."""
+        stored = self._stored(bucket, key)
+        if (stored[2] if stored is not None else None) != etag:
+            return False
+        self.put_json(bucket, key, document)
+        return True
 
     def current(self, bucket: str, key: str) -> ObjectInfo | None:
         """As HeadObject: the key's current object (its ETag and, in a versioned bucket, its version id), or None."""

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 _MAX_JSON_BYTES = 1024**2
 _GONE_CODES = {"NoSuchKey", "NoSuchVersion", "404", "PreconditionFailed", "412"}
+_CHANGED_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404"}
 _WRITE_GRANTS = "kms:GenerateDataKey and kms:Decrypt"
 _MAX_KMS_MESSAGE = 500
 # GetObject on an object in an archive storage class (GLACIER, DEEP_ARCHIVE, an Intelligent-Tiering archive tier)
@@ -165,21 +166,43 @@ class ObjectStorage:
 
     def read_json(self, bucket: str, key: str) -> dict[str, Any] | None:
         """A small JSON document (a sidecar), or None when there is none or it is not a JSON object."""
+        return self.read_json_tagged(bucket, key)[0]
+
+    def read_json_tagged(self, bucket: str, key: str) -> tuple[dict[str, Any] | None, str | None]:
         try:
             response = self._client.get_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             if _error_code(exc) in _GONE_CODES:
-                return None
+                return None, None
             _raise_if_kms_denied(exc, bucket, key, "kms:Decrypt", "OutputBucketKmsKeyArn")
             raise
+        etag = response.get("ETag")
         body = response["Body"]
         try:
             document = json.loads(body.read(_MAX_JSON_BYTES))
         except ValueError:
-            return None
+            return None, etag
         finally:
             body.close()
-        return document if isinstance(document, dict) else None
+        return (document if isinstance(document, dict) else None), etag
+
+    def replace_json(self, bucket: str, key: str, document: dict[str, Any], *, etag: str | None) -> bool:
+        """A conditional PUT (S3 conditional writes: If-Match on the ETag read, If-None-Match: * when there was
+        none): two deliveries of one key that each read the sidecar before either wrote cannot both switch it."""
+        body = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True).encode()
+        condition: dict[str, Any] = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            self._client.put_object(
+                Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition, **self._write_args
+            )
+        except ClientError as exc:
+            # 412: the object changed; 409 ConditionalRequestConflict: a concurrent conditional write won; 404: an
+            # If-Match on a key deleted since.
+            if _error_code(exc) in _CHANGED_CODES:
+                return False
+            _raise_if_kms_denied(exc, bucket, key, _WRITE_GRANTS, "OutputBucketKmsKeyArn")
+            raise
+        return True
 
     def current(self, bucket: str, key: str) -> ObjectInfo | None:
         """HeadObject of the key's current object (its ETag and version id), or None when the key has none."""

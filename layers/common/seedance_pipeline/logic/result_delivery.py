@@ -23,6 +23,8 @@ from seedance_pipeline.runtime import Runtime
 _MAX_REASON_CHARS = 500
 # The containers a request may ask for (`output_format`); the sidecar names the format beside the video's key.
 VIDEO_CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime"}
+# Deliveries of one key that race for its sidecar: each lost race re-reads it, so a few tries settle any real one.
+_SWITCH_TRIES = 3
 
 
 def deliver_results(
@@ -73,18 +75,25 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, replaced_by_newer: 
     kept = f"this job's paid video is kept, named by no sidecar, at s3://{bucket}/{keys.video}"
     if last_frame_key:
         kept += f" (last frame s3://{bucket}/{last_frame_key})"
-    previous = runtime.storage.read_json(bucket, keys.sidecar)
-    # A delivery of this job that died after its sidecar's PUT left the key's outputs naming this set: it was
-    # delivered, and a newer upload's delivery retires it as it does any older upload's. Kept "at this job's own
-    # key" instead, it would be deleted by that retirement while the job's error still pointed to it.
-    delivered_before = previous is not None and previous.get("job_id") == job.job_id
-    if replaced_by_newer and not delivered_before:
-        raise Superseded(f"a newer upload of this key replaced this one while it was generating; {kept}")
-    if previous is not None and _from_a_newer_upload(previous, job, runtime):
-        raise Superseded(f"a newer upload of this key delivered its outputs first; {kept}")
-    delivered_at = runtime.clock()
-    # The switch: until this PUT lands, the sidecar (if any) still names the previous job's complete set.
-    runtime.storage.put_json(bucket, keys.sidecar, sidecar_document(job, result, outputs, delivered_at, notes))
+    for _ in range(_SWITCH_TRIES):
+        previous, etag = runtime.storage.read_json_tagged(bucket, keys.sidecar)
+        # A delivery of this job that died after its sidecar's PUT left the key's outputs naming this set: it was
+        # delivered, and a newer upload's delivery retires it as it does any older upload's. Kept "at this job's
+        # own key" instead, it would be deleted by that retirement while the job's error still pointed to it.
+        delivered_before = previous is not None and previous.get("job_id") == job.job_id
+        if replaced_by_newer and not delivered_before:
+            raise Superseded(f"a newer upload of this key replaced this one while it was generating; {kept}")
+        if previous is not None and _from_a_newer_upload(previous, job, runtime):
+            raise Superseded(f"a newer upload of this key delivered its outputs first; {kept}")
+        delivered_at = runtime.clock()
+        # The switch: until this PUT lands, the sidecar (if any) still names the previous job's complete set. It
+        # lands only on the sidecar read above: another delivery of the key that switched it since (the newest-upload
+        # record cannot always tell, say when the newest upload was rejected) is read and judged again.
+        document = sidecar_document(job, result, outputs, delivered_at, notes)
+        if runtime.storage.replace_json(bucket, keys.sidecar, document, etag=etag):
+            break
+    else:
+        raise DeliveryFailed(f"the key's sidecar changed under each of {_SWITCH_TRIES} switches; {kept}")
     if previous is not None and previous.get("job_id") != job.job_id:
         notes.extend(_retire(previous, keys, output_base(job.source_key, settings), bucket, runtime))
     notes.extend(_link_draft_to_final(job, outputs, runtime))
