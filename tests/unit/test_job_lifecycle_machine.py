@@ -410,6 +410,8 @@ class JobLifecycle(RuleBasedStateMachine):
     @invariant()
     def a_paid_video_is_kept_where_a_person_finds_it(self) -> None:
         jobs = self.store.jobs()
+        sidecars = [json.loads(data) for (_, key), data in self.storage.uploads.items() if key.endswith(".json")]
+        vouched_for = {sidecar["job_id"] for sidecar in sidecars}
         for job in jobs:
             task_id = job.task_id
             if not job.status.is_terminal or task_id not in self.provider.reported_succeeded:
@@ -421,15 +423,15 @@ class JobLifecycle(RuleBasedStateMachine):
             kept_at = {key for (_, key), data in self.storage.uploads.items() if data == video}
             named = {job.outputs.video_key} if job.outputs else set()
             named |= {key for key in kept_at if key in said}
-            for (_, key), data in self.storage.uploads.items():
-                if key.endswith(".json") and json.loads(data).get("task_id") == task_id:
-                    named.add(json.loads(data)["outputs"]["video"])
+            named |= {sidecar["outputs"]["video"] for sidecar in sidecars if sidecar.get("task_id") == task_id}
             if kept_at & named:
                 continue
-            # A newer upload of the key that delivered wrote its own video over this one's: the newest wins.
+            # A newer upload of the key that delivered wrote its own video over this one's: the newest wins. Delivered
+            # is the sidecar switch: a delivery that dies after it (and after retiring this video) but before its job
+            # is recorded SUCCEEDED has delivered all the same; the next check records it.
             replaced = job.outputs is not None and any(
                 j.source_key == job.source_key
-                and j.status is JobStatus.SUCCEEDED
+                and (j.status is JobStatus.SUCCEEDED or j.job_id in vouched_for)
                 and self._upload_order(j.source_key, j.job_id) > self._upload_order(job.source_key, job.job_id)
                 for j in jobs
             )
@@ -700,3 +702,48 @@ def test_a_video_a_replaced_job_says_it_kept_is_never_deleted_by_the_newer_uploa
     named = re.findall(rf"s3://{BUCKET}/(\S+\.mp4)", said)
     missing = [key for key in named if (BUCKET, key) not in storage.uploads]
     assert not missing, f"job {job.job_id} ({job.status.value}) says its paid video is kept at {missing}: {said}"
+
+
+def test_a_delivery_that_dies_after_retiring_the_older_uploads_video_is_a_replacement_not_a_lost_video():
+    """Found by the machine (a_paid_video_is_kept_where_a_person_finds_it, callbacks fuzz run on 2bc7683), a false
+    alarm: a newer upload's delivery switches the key's sidecar to its own complete set, retires the older upload's
+    video, then dies before its job is recorded SUCCEEDED. The older job's video is gone because a newer upload
+    delivered (its sidecar says so), not lost: the invariant must count that sidecar as the newer upload's delivery,
+    and the next poll records the newer job SUCCEEDED with the set its sidecar names."""
+    state = JobLifecycle()
+    state.upload("uploads/a.jpg", True, None)
+    for _ in range(3):
+        state.clock.advance(60)
+        state.poll(None)
+    older = state.store.jobs()[0]
+    assert older.status is JobStatus.SUCCEEDED and older.outputs is not None
+    state.upload("uploads/a.jpg", True, None)
+    newer = next(j for j in state.store.jobs() if j.job_id != older.job_id)
+    state.clock.advance(60)  # the newer task has finished at the provider
+    state.storage.delete = _dies_after(state.storage.delete)  # type: ignore[method-assign,assignment]
+    state.poll(None)
+
+    sidecar = json.loads(state.storage.uploads[(BUCKET, older.outputs.sidecar_key)])
+    newer_now = state.store.job(newer.job_id)
+    assert (BUCKET, older.outputs.video_key) not in state.storage.uploads, "the retire did not run before the crash"
+    assert sidecar["job_id"] == newer.job_id and (BUCKET, sidecar["outputs"]["video"]) in state.storage.uploads
+    assert newer_now.status is not JobStatus.SUCCEEDED, "the crash came after the newer job was recorded"
+    state.a_paid_video_is_kept_where_a_person_finds_it()
+
+    state.teardown()  # past the dead invocation's lease, a poll records the newer job as its sidecar has it
+    delivered = state.store.job(newer.job_id)
+    assert delivered.status is JobStatus.SUCCEEDED and delivered.outputs is not None
+    assert delivered.outputs.video_key == sidecar["outputs"]["video"]
+
+
+def _dies_after(delete: Callable[[str, str], None]) -> Callable[[str, str], None]:
+    """The process dies right after its first DeleteObject (no except-branch runs)."""
+    died: list[str] = []
+
+    def dying(bucket: str, key: str) -> None:
+        delete(bucket, key)
+        if not died:
+            died.append(key)
+            raise Crash(f"after DeleteObject {key}")
+
+    return dying
