@@ -79,6 +79,9 @@ class MetricName:
     DELIVERIES_BLOCKED_BY_KMS = "DeliveriesBlockedByKms"
     # New tasks sent because the provider's moderation flagged only an output (ResubmitOnOutputModeration).
     MODERATION_RESUBMISSIONS = "ModerationResubmissions"
+    # A job recorded SUCCEEDED from its sidecar: an earlier delivery stored and named its outputs, then stopped (a
+    # crash, a timeout) before recording the job, and the next check met a fault that would have ended it.
+    DELIVERIES_RECOVERED = "DeliveriesRecovered"
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from seedance_pipeline.errors import KmsAccessDenied, Outcome, PipelineError, Superseded, outcome_of
 from seedance_pipeline.logic.check_schedule import waiting_retry_at
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
-from seedance_pipeline.logic.result_delivery import deliver_results
+from seedance_pipeline.logic.result_delivery import deliver_results, delivered_before
 from seedance_pipeline.logic.supersession import replaced_by_newer_upload
 from seedance_pipeline.models import Job, JobError, JobStatus, TaskResult
 from seedance_pipeline.observability import MetricName, count, logger
@@ -36,9 +36,11 @@ def deliver_or_retry(job: Job, result: TaskResult, runtime: Runtime, *, owner: s
         if isinstance(exc, KmsAccessDenied):
             return _await_kms_grant(job, runtime, owner=owner, error=exc, attempts=attempts)
         if outcome is not Outcome.TRY_LATER:
-            return finish(job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message)
+            return end_unless_delivered(
+                job, runtime, owner=owner, status=JobStatus.FAILED, error_code=exc.code, message=exc.message
+            )
         if attempts >= runtime.settings.max_delivery_attempts:
-            return finish(
+            return end_unless_delivered(
                 job,
                 runtime,
                 owner=owner,
@@ -63,6 +65,31 @@ def deliver_or_retry(job: Job, result: TaskResult, runtime: Runtime, *, owner: s
         }
     )
     return finish(job, runtime, owner=owner, status=JobStatus.SUCCEEDED)
+
+
+def end_unless_delivered(
+    job: Job, runtime: Runtime, *, owner: str, status: JobStatus, error_code: str, message: str
+) -> Job:
+    """End the job as judged, unless an earlier delivery of it already switched the key's sidecar to its outputs and
+    stopped before recording the job (a crash, a timeout): then the video is delivered, and the job SUCCEEDED as its
+    sidecar says, whatever this check met. One sidecar read, only on the way to an unhappy end."""
+    try:
+        delivered = delivered_before(job, runtime)
+    except Exception as exc:  # no evidence either way: the end judged stands, as it did before the sidecar existed
+        logger.warning("could not read the key's sidecar before ending the job", extra={"error": type(exc).__name__})
+        delivered = None
+    if delivered is None:
+        return finish(job, runtime, owner=owner, status=status, error_code=error_code, message=message)
+    outputs, billed = delivered
+    count(MetricName.DELIVERIES_RECOVERED)
+    note = (
+        "recorded from its sidecar: an earlier delivery stored and named the outputs, then stopped before recording "
+        f"the job; this check met {error_code} ({message})"
+    )
+    recovered = job.model_copy(
+        update={"outputs": outputs, "billed_tokens": billed, "notes": [*job.notes, note], "last_error": None}
+    )
+    return finish(recovered, runtime, owner=owner, status=JobStatus.SUCCEEDED)
 
 
 # A paid video the output bucket's key refuses to store waits for an operator's grant rather than being dropped: the

@@ -100,6 +100,31 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, replaced_by_newer: 
     return outputs, notes
 
 
+def delivered_before(job: Job, runtime: Runtime) -> tuple[JobOutputs, int | None] | None:
+    """The outputs (and billed tokens) the key's sidecar names for this job and task: a delivery of this job switched
+    it and stopped before its job was recorded SUCCEEDED (the media are written before the sidecar names them, and
+    only a newer upload's switch retires them). None when the sidecar names another job, or there is none."""
+    settings = runtime.settings
+    video_format = job.request.output_format if job.request else "mp4"
+    keys = output_keys(job.source_key, settings, job.job_id, video_format=video_format)
+    bucket = settings.output_bucket or job.source_bucket
+    sidecar = runtime.storage.read_json(bucket, keys.sidecar)
+    if sidecar is None or sidecar.get("job_id") != job.job_id or sidecar.get("task_id") != job.task_id:
+        return None
+    named = sidecar.get("outputs") or {}
+    video, last_frame = named.get("video"), named.get("last_frame")
+    if named.get("bucket") != bucket or not isinstance(video, str):
+        return None
+    outputs = JobOutputs(
+        bucket=bucket,
+        video_key=video,
+        last_frame_key=last_frame if isinstance(last_frame, str) else None,
+        sidecar_key=keys.sidecar,
+    )
+    billed = (sidecar.get("tokens") or {}).get("billed")
+    return outputs, billed if isinstance(billed, int) and not isinstance(billed, bool) else None
+
+
 def _link_draft_to_final(job: Job, outputs: JobOutputs, runtime: Runtime) -> list[str]:
     """The draft's sidecar, once its final is delivered, names the final too (both ways). Best effort: the final
     is delivered whatever happens here, and its own sidecar names the draft."""

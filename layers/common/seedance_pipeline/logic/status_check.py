@@ -17,7 +17,7 @@ from seedance_pipeline.errors import (
 )
 from seedance_pipeline.logic.callback_intake import remember_callback_token
 from seedance_pipeline.logic.check_schedule import planned_check
-from seedance_pipeline.logic.delivery_attempts import deliver_or_retry
+from seedance_pipeline.logic.delivery_attempts import deliver_or_retry, end_unless_delivered
 from seedance_pipeline.logic.due_book import Tracked
 from seedance_pipeline.logic.job_lifecycle import finish, reschedule
 from seedance_pipeline.logic.moderation_outcome import end_moderated, moderation_of
@@ -144,7 +144,7 @@ def check_job(job: Job, runtime: Runtime, *, owner: str, known: TaskResult | Pip
             return _retry_later(job, runtime, owner=owner, error=exc)
         if outcome is Outcome.DROP:
             raise
-        return finish(
+        return end_unless_delivered(
             job,
             runtime,
             owner=owner,
@@ -223,7 +223,7 @@ def _time_out(
     problem = f"; last problem: {last_problem}" if last_problem else ""
     # What became of the task goes into the error, so the event says it too: a task not cancelled may be billed.
     cancel = f"; {cancel_said}" if cancel_said else ""
-    return finish(
+    return end_unless_delivered(
         job,
         runtime,
         owner=owner,
