@@ -141,3 +141,27 @@ def test_a_draft_on_a_model_without_one_is_refused_and_the_unified_dialect_carri
     outcome = upload(runtime, storage, "uploads/c.json", json.dumps({"draft_job": "x" * 32}).encode(), {}, "03")
     assert outcome.outcome == "REJECTED" and "cannot carry a draft's final" in present(outcome.reason)
     assert provider.submissions == []
+
+
+def test_linking_a_final_never_switches_back_a_draft_sidecar_a_re_upload_switched_meanwhile():
+    """The link is a read, then a write of the draft's sidecar: a re-upload of the draft's image that delivers in
+    between switches the sidecar to its own outputs, and the link must not put the draft's set back over them."""
+    runtime, store, storage, provider, draft_id = delivered_draft()
+    newer = {"job_id": "a-newer-upload", "outputs": {"video": "videos/cat.jpg.newer.mp4", "bucket": BUCKET}}
+    reads = storage.read_json_tagged
+
+    def switched_meanwhile(bucket: str, key: str) -> tuple[Any, Any]:
+        read = reads(bucket, key)
+        if key == "videos/cat.jpg.json" and (read[0] or {}).get("job_id") == draft_id:
+            storage.put_json(bucket, key, newer)  # the re-upload's delivery lands between the read and the write
+        return read
+
+    storage.read_json_tagged = switched_meanwhile
+    final = upload(
+        runtime, storage, "uploads/cat.jpg.final.json", json.dumps({"draft_job": draft_id}).encode(), {}, "02"
+    )
+    poll_until_terminal(runtime, store)
+
+    assert store.job(present(final.job_id)).status is JobStatus.SUCCEEDED
+    assert json.loads(storage.uploads[(BUCKET, "videos/cat.jpg.json")]) == newer
+    assert any("now names another job; not linked" in note for note in store.job(present(final.job_id)).notes)

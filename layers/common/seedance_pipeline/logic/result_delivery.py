@@ -132,12 +132,16 @@ def _link_draft_to_final(job: Job, outputs: JobOutputs, runtime: Runtime) -> lis
     if link is None or not link.bucket or not link.sidecar_key:
         return []
     try:
-        draft_sidecar = runtime.storage.read_json(link.bucket, link.sidecar_key)
+        draft_sidecar, etag = runtime.storage.read_json_tagged(link.bucket, link.sidecar_key)
+        moved_on = [f"the draft's sidecar s3://{link.bucket}/{link.sidecar_key} now names another job; not linked"]
         if draft_sidecar is None or draft_sidecar.get("job_id") != link.job_id:
-            return [f"the draft's sidecar s3://{link.bucket}/{link.sidecar_key} now names another job; not linked"]
+            return moved_on
         draft_sidecar["final"] = {"job_id": job.job_id, "task_id": job.task_id, "video": outputs.video_key,
                                   "sidecar": outputs.sidecar_key, "bucket": outputs.bucket}  # fmt: skip
-        runtime.storage.put_json(link.bucket, link.sidecar_key, draft_sidecar)
+        # Conditional on the sidecar read: a re-upload of the draft's image that switched it meanwhile is never
+        # switched back to the draft's outputs by this link.
+        if not runtime.storage.replace_json(link.bucket, link.sidecar_key, draft_sidecar, etag=etag):
+            return moved_on
     except Exception as exc:  # the final's video is delivered: a missing back-link costs a look-up, not the video
         logger.warning("could not link the draft's sidecar to its final", extra={"error": type(exc).__name__})
         return [f"the draft's sidecar could not be linked to this final ({type(exc).__name__})"]
