@@ -1,0 +1,89 @@
+"""Two deliveries of one key racing for its sidecar, where one of them is a second delivery of a job whose first
+delivery already switched the sidecar to it and died before the job was recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from seedance_pipeline.logic.polling import run_poll
+from seedance_pipeline.logic.result_delivery import deliver_results
+from seedance_pipeline.logic.submission import accept_upload
+from seedance_pipeline.models import JobStatus, TaskResult, Upload
+from tests.support.fakes import FakeStorage, make_runtime
+from tests.support.images import image_bytes
+from tests.support.lifecycle_world import Crash
+
+BUCKET = "in-bucket"
+
+
+class _RacedStorage(FakeStorage):
+    """`dies`: the process dies right after the next sidecar switch lands. `meanwhile`: run just before the next
+    switch of the named job's sidecar is sent (another Lambda's delivery of the key lands in between)."""
+
+    dies = False
+    meanwhile: tuple[str, Callable[[], Any]] | None = None
+
+    def replace_json(self, bucket: str, key: str, document: dict[str, Any], *, etag: str | None) -> bool:
+        if self.meanwhile is not None and document.get("job_id") == self.meanwhile[0]:
+            run, self.meanwhile = self.meanwhile[1], None
+            run()
+        switched = super().replace_json(bucket, key, document, etag=etag)
+        if switched and self.dies:
+            self.dies = False
+            raise Crash(f"after the conditional PutObject {key}")
+        return switched
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a second delivery that read its own sidecar loses the switch to a newer upload's delivery, which retires "
+    "this job's video; the loop's next read raises Superseded saying the (deleted) video is kept at its key",
+)
+def test_a_job_whose_own_switch_a_newer_upload_retired_meanwhile_never_claims_a_deleted_video_is_kept() -> None:
+    storage = _RacedStorage()
+    runtime, store, _, _ = make_runtime(storage=storage, max_in_flight=2)
+    image = image_bytes(400, 300)
+    storage.add(BUCKET, "uploads/c.jpg", image, etag="e1")
+    older = accept_upload(Upload(bucket=BUCKET, key="uploads/c.jpg", etag="e1", sequencer="01"), runtime, owner="s")
+    runtime.clock.advance(60)
+    storage.dies = True
+    with contextlib.suppress(Crash):
+        run_poll(runtime, owner="dies", time_left=lambda: 300.0)
+    sidecar_key = (BUCKET, "videos/c.jpg.json")
+    first = json.loads(storage.uploads[sidecar_key])
+    assert first["job_id"] == older.job_id and not store.job(older.job_id).status.is_terminal
+    older_video = first["outputs"]["video"]
+
+    runtime.clock.advance(400)  # past the dead invocation's lease
+    storage.add(BUCKET, "uploads/c.jpg", image, etag="e2")
+    newer = accept_upload(Upload(bucket=BUCKET, key="uploads/c.jpg", etag="e2", sequencer="02"), runtime, owner="s")
+    task_id = store.job(newer.job_id).task_id
+    assert task_id is not None
+
+    def newer_delivers() -> None:  # the newer upload's task finished; its delivery runs in another Lambda
+        done = TaskResult(
+            task_id=task_id, state="SUCCEEDED", raw_status="SUCCESS", video_url=f"https://cdn.example.com/{task_id}.mp4"
+        )
+        deliver_results(store.job(newer.job_id), done, runtime)
+
+    storage.meanwhile = (older.job_id, newer_delivers)
+    runtime.clock.advance(5)  # the newer task still runs: only the older job is delivered again by this poll
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert storage.meanwhile is None, "the older job's second delivery never reached its switch"
+    assert json.loads(storage.uploads[sidecar_key])["job_id"] == newer.job_id
+    assert (BUCKET, older_video) not in storage.uploads, "the newer delivery retired the older job's video"
+
+    job = store.job(older.job_id)
+    assert job.status.is_terminal
+    said = job.error.message if job.error else ""
+    claimed = re.findall(rf"s3://{BUCKET}/(\S+\.mp4)", said)
+    missing = [key for key in claimed if (BUCKET, key) not in storage.uploads]
+    assert not missing, f"job {job.job_id} ({job.status.value}) says its paid video is kept at {missing}: {said}"
+    # It was delivered (its own earlier switch) and then replaced by a newer upload, as any delivered older upload.
+    assert job.status is JobStatus.SUCCEEDED and job.outputs is not None and job.outputs.video_key == older_video
