@@ -75,12 +75,19 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, replaced_by_newer: 
     kept = f"this job's paid video is kept, named by no sidecar, at s3://{bucket}/{keys.video}"
     if last_frame_key:
         kept += f" (last frame s3://{bucket}/{last_frame_key})"
+    named_this_job = False
     for _ in range(_SWITCH_TRIES):
         previous, etag = runtime.storage.read_json_tagged(bucket, keys.sidecar)
         # A delivery of this job that died after its sidecar's PUT left the key's outputs naming this set: it was
         # delivered, and a newer upload's delivery retires it as it does any older upload's. Kept "at this job's
         # own key" instead, it would be deleted by that retirement while the job's error still pointed to it.
         delivered_before = previous is not None and previous.get("job_id") == job.job_id
+        if named_this_job and not delivered_before:
+            # An earlier read named this job, and the switch that lost to another delivery since is one that judged
+            # its upload newer: that delivery retired this set as it retires any delivered older upload's.
+            notes.append("a newer upload of this key delivered its outputs over this job's, delivered before")
+            return outputs, notes
+        named_this_job = named_this_job or delivered_before
         if replaced_by_newer and not delivered_before:
             raise Superseded(f"a newer upload of this key replaced this one while it was generating; {kept}")
         if previous is not None and _from_a_newer_upload(previous, job, runtime):
