@@ -77,11 +77,6 @@ def test_a_job_recorded_from_its_sidecar_gives_its_slot_back_and_publishes_one_s
     assert published[0].outputs is not None and published[0].outputs == job.outputs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DeliveriesRecovered is counted before the job is recorded: a recovery that loses its lease to another "
-    "worker, which recovers the job again, counts it twice",
-)
 def test_a_recovery_whose_record_is_lost_to_another_worker_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> None:
     counted: list[str] = []
     real_count = delivery_attempts.count

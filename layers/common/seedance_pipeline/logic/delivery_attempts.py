@@ -81,7 +81,6 @@ def end_unless_delivered(
     if delivered is None:
         return finish(job, runtime, owner=owner, status=status, error_code=error_code, message=message)
     outputs, billed = delivered
-    count(MetricName.DELIVERIES_RECOVERED)
     note = (
         "recorded from its sidecar: an earlier delivery stored and named the outputs, then stopped before recording "
         f"the job; this check met {error_code} ({message})"
@@ -89,7 +88,9 @@ def end_unless_delivered(
     recovered = job.model_copy(
         update={"outputs": outputs, "billed_tokens": billed, "notes": [*job.notes, note], "last_error": None}
     )
-    return finish(recovered, runtime, owner=owner, status=JobStatus.SUCCEEDED)
+    recorded = finish(recovered, runtime, owner=owner, status=JobStatus.SUCCEEDED)
+    count(MetricName.DELIVERIES_RECOVERED)  # once recorded: a lease lost to another worker leaves it to that one
+    return recorded
 
 
 # A paid video the output bucket's key refuses to store waits for an operator's grant rather than being dropped: the
