@@ -118,7 +118,7 @@ def delivered_before(job: Job, runtime: Runtime) -> tuple[JobOutputs, int | None
     sidecar = runtime.storage.read_json(bucket, keys.sidecar)
     if sidecar is None or sidecar.get("job_id") != job.job_id or sidecar.get("task_id") != job.task_id:
         return None
-    named = sidecar.get("outputs") or {}
+    named = _field(sidecar, "outputs")
     video, last_frame = named.get("video"), named.get("last_frame")
     if named.get("bucket") != bucket or not isinstance(video, str):
         return None
@@ -128,7 +128,7 @@ def delivered_before(job: Job, runtime: Runtime) -> tuple[JobOutputs, int | None
         last_frame_key=last_frame if isinstance(last_frame, str) else None,
         sidecar_key=keys.sidecar,
     )
-    billed = (sidecar.get("tokens") or {}).get("billed")
+    billed = _field(sidecar, "tokens").get("billed")
     return outputs, billed if isinstance(billed, int) and not isinstance(billed, bool) else None
 
 
@@ -162,7 +162,7 @@ def _from_a_newer_upload(previous: dict[str, Any], job: Job, runtime: Runtime) -
     or unversioned the same ETag). One HeadObject, only on this rare path."""
     if previous.get("job_id") == job.job_id:
         return False
-    theirs = (previous.get("source") or {}).get("sequencer")
+    theirs = _field(previous, "source").get("sequencer")
     if isinstance(theirs, str) and theirs and job.source_sequencer:
         return theirs.upper().rjust(64, "0") > job.source_sequencer.upper().rjust(64, "0")
     return not _still_current(job, runtime)
@@ -179,7 +179,7 @@ def _still_current(job: Job, runtime: Runtime) -> bool:
 
 def _retire(previous: dict[str, Any], keys: OutputKeys, base: str, bucket: str, runtime: Runtime) -> list[str]:
     """Delete the media the previous sidecar named, now that nothing names them. Only this source's own names."""
-    named = previous.get("outputs") or {}
+    named = _field(previous, "outputs")
     if named.get("bucket") != bucket:
         return []
     ours = {keys.video, keys.last_frame, keys.sidecar}
@@ -196,6 +196,13 @@ def _retire(previous: dict[str, Any], keys: OutputKeys, base: str, bucket: str, 
             logger.warning("could not delete a replaced output", extra={"key": key, "error": type(exc).__name__})
             notes.append(f"the replaced output s3://{bucket}/{key} could not be deleted ({type(exc).__name__})")
     return notes
+
+
+def _field(sidecar: dict[str, Any], name: str) -> dict[str, Any]:
+    """A sidecar's nested object, or empty: a sidecar is a file a person may edit, and a field they made a string
+    must not stop every later delivery of the key."""
+    value = sidecar.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def sidecar_document(
