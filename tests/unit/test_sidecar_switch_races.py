@@ -104,3 +104,26 @@ def test_a_hand_edited_sidecar_never_blocks_a_newer_uploads_delivery() -> None:
     job = store.job(newer.job_id)
     assert job.status is JobStatus.SUCCEEDED, job.error
     assert json.loads(storage.uploads[sidecar_key])["job_id"] == newer.job_id
+
+
+def test_a_sidecar_deleted_under_a_second_delivery_of_its_job_is_written_again() -> None:
+    """A person deletes the key's sidecar (which names this job, from a delivery that died) between the second
+    delivery's read and its switch: the switch lands on the empty key, and the sidecar names the job again."""
+    storage = _RacedStorage()
+    runtime, store, _, _ = make_runtime(storage=storage, max_in_flight=2)
+    storage.add(BUCKET, "uploads/c.jpg", image_bytes(400, 300), etag="e1")
+    job_id = accept_upload(Upload(bucket=BUCKET, key="uploads/c.jpg", etag="e1", sequencer="01"), runtime, owner="s")
+    assert job_id.job_id is not None
+    runtime.clock.advance(60)
+    storage.dies = True
+    with contextlib.suppress(Crash):
+        run_poll(runtime, owner="dies", time_left=lambda: 300.0)
+    sidecar_key = (BUCKET, "videos/c.jpg.json")
+    assert json.loads(storage.uploads[sidecar_key])["job_id"] == job_id.job_id
+
+    storage.meanwhile = (job_id.job_id, lambda: storage.delete(*sidecar_key))
+    runtime.clock.advance(400)
+    run_poll(runtime, owner="p", time_left=lambda: 300.0)
+    assert storage.meanwhile is None
+    assert store.job(job_id.job_id).status is JobStatus.SUCCEEDED
+    assert sidecar_key in storage.uploads, "the job is recorded SUCCEEDED, but no sidecar names its outputs"

@@ -82,9 +82,10 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, replaced_by_newer: 
         # delivered, and a newer upload's delivery retires it as it does any older upload's. Kept "at this job's
         # own key" instead, it would be deleted by that retirement while the job's error still pointed to it.
         delivered_before = previous is not None and previous.get("job_id") == job.job_id
-        if named_this_job and not delivered_before:
-            # An earlier read named this job, and the switch that lost to another delivery since is one that judged
-            # its upload newer: that delivery retired this set as it retires any delivered older upload's.
+        if named_this_job and previous is not None and not delivered_before:
+            # An earlier read named this job, and the switch that won since is another delivery's that judged its
+            # upload newer: it retired this set as it retires any delivered older upload's. (A sidecar deleted
+            # since reads as None, and is written again.)
             notes.append("a newer upload of this key delivered its outputs over this job's, delivered before")
             return outputs, notes
         named_this_job = named_this_job or delivered_before
