@@ -102,10 +102,6 @@ def test_a_recovery_whose_record_is_lost_to_another_worker_is_counted_once(monke
     assert counted.count(MetricName.DELIVERIES_RECOVERED) == 1, counted
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the KMS give-up after about a day ends the job FAILED without reading the sidecar that names it",
-)
 def test_a_switched_delivery_whose_redeliveries_the_kms_key_refuses_is_recorded_succeeded() -> None:
     """The output bucket's key stops allowing writes after a delivery switched the sidecar and died: the paid video
     is stored and named, so the give-up a day later records the job from its sidecar, not FAILED."""

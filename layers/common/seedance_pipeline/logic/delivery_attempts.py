@@ -107,7 +107,9 @@ def _await_kms_grant(job: Job, runtime: Runtime, *, owner: str, error: KmsAccess
         extra={"error_code": error.code, "error": error.message, "delivery_attempts": attempts},
     )
     if attempts >= KMS_RETRY_ATTEMPTS:
-        return finish(
+        # A delivery that switched the sidecar before the key began refusing has stored and named the video: a
+        # `jobs retry` would pay for it again.
+        return end_unless_delivered(
             job,
             runtime,
             owner=owner,
