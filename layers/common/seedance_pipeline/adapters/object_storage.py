@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from seedance_pipeline.errors import ErrorCode, InvalidInput, KmsAccessDenied, ObjectArchived, ObjectGone
 from seedance_pipeline.models import ObjectInfo
+from seedance_pipeline.observability import logger
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -37,6 +38,12 @@ class ObjectStorage:
         self._write_args: dict[str, Any] = (
             {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": output_kms_key_id} if output_kms_key_id else {}
         )
+        # S3's conditional writes (If-Match on PutObject) came with botocore 1.35 of late 2024; the Lambda runtime
+        # provides botocore, and one without them would refuse every sidecar switch (ParamValidationError, then a
+        # paid video ending FAILED). Without them the switch is an unconditional PUT, as before they existed.
+        put_input = client.meta.service_model.operation_model("PutObject").input_shape
+        put_fields = put_input.members if put_input is not None else {}
+        self.conditional_writes = "IfMatch" in put_fields and "IfNoneMatch" in put_fields
         # Parts upload in parallel from a bounded queue: memory is about (concurrency + 1) x chunk size,
         # whatever the size of the video.
         self._transfer = TransferConfig(
@@ -191,6 +198,9 @@ class ObjectStorage:
         none): two deliveries of one key that each read the sidecar before either wrote cannot both switch it."""
         body = json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True).encode()
         condition: dict[str, Any] = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        if not self.conditional_writes:
+            logger.warning("this botocore has no S3 conditional writes: the sidecar switch is unconditional")
+            condition = {}
         try:
             self._client.put_object(
                 Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition, **self._write_args
