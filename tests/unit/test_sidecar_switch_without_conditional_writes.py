@@ -49,8 +49,8 @@ def test_a_botocore_without_conditional_writes_switches_the_sidecar_unconditiona
         model, "operation_model", lambda name: SimpleNamespace(input_shape=SimpleNamespace(members=older))
     )
     storage = ObjectStorage(client)
-    monkeypatch.undo()  # the client itself still speaks the real model: the stub checks what is sent
     assert not storage.conditional_writes
+    monkeypatch.undo()  # the client itself still speaks the real model: the stub checks what is sent
     with Stubber(client) as stub:
         stub.add_response(
             "put_object", {}, {"Bucket": "b", "Key": "v/a.jpg.json", "Body": ANY, "ContentType": "application/json"}

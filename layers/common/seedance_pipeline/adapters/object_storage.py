@@ -38,12 +38,7 @@ class ObjectStorage:
         self._write_args: dict[str, Any] = (
             {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": output_kms_key_id} if output_kms_key_id else {}
         )
-        # S3's conditional writes (If-Match on PutObject) came with botocore 1.35 of late 2024; the Lambda runtime
-        # provides botocore, and one without them would refuse every sidecar switch (ParamValidationError, then a
-        # paid video ending FAILED). Without them the switch is an unconditional PUT, as before they existed.
-        put_input = client.meta.service_model.operation_model("PutObject").input_shape
-        put_fields = put_input.members if put_input is not None else {}
-        self.conditional_writes = "IfMatch" in put_fields and "IfNoneMatch" in put_fields
+        self._conditional_writes: bool | None = None
         # Parts upload in parallel from a bounded queue: memory is about (concurrency + 1) x chunk size,
         # whatever the size of the video.
         self._transfer = TransferConfig(
@@ -192,6 +187,17 @@ class ObjectStorage:
         finally:
             body.close()
         return (document if isinstance(document, dict) else None), etag
+
+    @property
+    def conditional_writes(self) -> bool:
+        """Whether this botocore knows S3's conditional writes (If-Match on PutObject, late 2024). The Lambda runtime
+        provides botocore, and one without them would refuse every sidecar switch (ParamValidationError, then a paid
+        video ending FAILED): the switch is then an unconditional PUT, as before they existed. Read once, lazily."""
+        if self._conditional_writes is None:
+            put_input = self._client.meta.service_model.operation_model("PutObject").input_shape
+            put_fields = put_input.members if put_input is not None else {}
+            self._conditional_writes = "IfMatch" in put_fields and "IfNoneMatch" in put_fields
+        return self._conditional_writes
 
     def replace_json(self, bucket: str, key: str, document: dict[str, Any], *, etag: str | None) -> bool:
         """A conditional PUT (S3 conditional writes: If-Match on the ETag read, If-None-Match: * when there was
