@@ -3,39 +3,15 @@ ends like any other delivered job: its slot goes back, one SUCCEEDED event, and 
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 
 from seedance_pipeline.errors import KmsAccessDenied, LeaseLost, ProviderRejected
 from seedance_pipeline.logic import delivery_attempts
 from seedance_pipeline.logic.polling import run_poll
-from seedance_pipeline.logic.submission import accept_upload
-from seedance_pipeline.models import Job, JobStatus, Upload
+from seedance_pipeline.models import Job, JobStatus
 from seedance_pipeline.observability import MetricName
-from seedance_pipeline.ports import Readable
-from tests.support.fakes import DEFAULT_DUE_SHARDS, FakeProvider, FakeRuntime, FakeStorage, FakeStore, make_runtime
-from tests.support.images import image_bytes
-from tests.support.lifecycle_world import Crash
-
-BUCKET = "in-bucket"
-
-
-class _DiesAfterSwitch(FakeStorage):
-    dies = False
-    upload_fault: Exception | None = None
-
-    def upload_stream(self, stream: Readable, bucket: str, key: str, *, content_type: str) -> None:
-        if self.upload_fault is not None:
-            raise self.upload_fault
-        super().upload_stream(stream, bucket, key, content_type=content_type)
-
-    def replace_json(self, bucket: str, key: str, document: dict[str, object], *, etag: str | None) -> bool:
-        switched = super().replace_json(bucket, key, document, etag=etag)
-        if switched and self.dies:
-            self.dies = False
-            raise Crash(f"after the conditional PutObject {key}")
-        return switched
+from tests.support.fakes import DEFAULT_DUE_SHARDS, FakeProvider, FakeRuntime, FakeStore, make_runtime
+from tests.support.switch_crashes import SwitchRacedStorage, delivered_then_died
 
 
 class _LosesTheFirstSuccessSave(FakeStore):
@@ -51,18 +27,12 @@ class _LosesTheFirstSuccessSave(FakeStore):
 
 
 def _switched_then_died(store: FakeStore) -> tuple[FakeRuntime, FakeStore, str, FakeProvider]:
-    storage = _DiesAfterSwitch()
+    storage = SwitchRacedStorage()
     runtime, store, _, provider = make_runtime(storage=storage, store=store, max_in_flight=1)
-    storage.add(BUCKET, "uploads/c.jpg", image_bytes(400, 300), etag="e1")
-    job_id = accept_upload(Upload(bucket=BUCKET, key="uploads/c.jpg", etag="e1", sequencer="01"), runtime, owner="s")
-    assert job_id.job_id is not None
-    runtime.clock.advance(60)
-    storage.dies = True
-    with contextlib.suppress(Crash):
-        run_poll(runtime, owner="dies", time_left=lambda: 300.0)
-    assert not store.job(job_id.job_id).status.is_terminal
+    job_id = delivered_then_died(runtime, storage)
+    assert not store.job(job_id).status.is_terminal
     provider.get_error = ProviderRejected("HTTP 404 ResourceNotFound: the task does not exist", code="ResourceNotFound")
-    return runtime, store, job_id.job_id, provider
+    return runtime, store, job_id, provider
 
 
 def _poll_until_quiet(runtime: FakeRuntime) -> None:
@@ -106,7 +76,7 @@ def test_a_switched_delivery_whose_redeliveries_the_kms_key_refuses_is_recorded_
     """The output bucket's key stops allowing writes after a delivery switched the sidecar and died: the paid video
     is stored and named, so the give-up a day later records the job from its sidecar, not FAILED."""
     runtime, store, job_id, provider = _switched_then_died(FakeStore())
-    assert isinstance(runtime.storage, _DiesAfterSwitch)
+    assert isinstance(runtime.storage, SwitchRacedStorage)
     provider.get_error = None  # the provider still answers: only the key refuses
     runtime.storage.upload_fault = KmsAccessDenied("s3://in-bucket/videos/c.jpg.mp4 cannot be written: AccessDenied")
     for _ in range(100):  # every 15 minutes for about a day, then given up

@@ -3,58 +3,29 @@ delivery already switched the sidecar to it and died before the job was recorded
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-from collections.abc import Callable
-from typing import Any
 
 from seedance_pipeline.logic.polling import run_poll
 from seedance_pipeline.logic.result_delivery import deliver_results
 from seedance_pipeline.logic.submission import accept_upload
 from seedance_pipeline.models import JobStatus, TaskResult, Upload
-from tests.support.fakes import FakeStorage, make_runtime
+from tests.support.fakes import make_runtime
 from tests.support.images import image_bytes
-from tests.support.lifecycle_world import Crash
-
-BUCKET = "in-bucket"
-
-
-class _RacedStorage(FakeStorage):
-    """`dies`: the process dies right after the next sidecar switch lands. `meanwhile`: run just before the next
-    switch of the named job's sidecar is sent (another Lambda's delivery of the key lands in between)."""
-
-    dies = False
-    meanwhile: tuple[str, Callable[[], Any]] | None = None
-
-    def replace_json(self, bucket: str, key: str, document: dict[str, Any], *, etag: str | None) -> bool:
-        if self.meanwhile is not None and document.get("job_id") == self.meanwhile[0]:
-            run, self.meanwhile = self.meanwhile[1], None
-            run()
-        switched = super().replace_json(bucket, key, document, etag=etag)
-        if switched and self.dies:
-            self.dies = False
-            raise Crash(f"after the conditional PutObject {key}")
-        return switched
+from tests.support.switch_crashes import BUCKET, SIDECAR, SwitchRacedStorage, delivered_then_died
 
 
 def test_a_job_whose_own_switch_a_newer_upload_retired_meanwhile_never_claims_a_deleted_video_is_kept() -> None:
-    storage = _RacedStorage()
+    storage = SwitchRacedStorage()
     runtime, store, _, _ = make_runtime(storage=storage, max_in_flight=2)
-    image = image_bytes(400, 300)
-    storage.add(BUCKET, "uploads/c.jpg", image, etag="e1")
-    older = accept_upload(Upload(bucket=BUCKET, key="uploads/c.jpg", etag="e1", sequencer="01"), runtime, owner="s")
-    runtime.clock.advance(60)
-    storage.dies = True
-    with contextlib.suppress(Crash):
-        run_poll(runtime, owner="dies", time_left=lambda: 300.0)
-    sidecar_key = (BUCKET, "videos/c.jpg.json")
+    older_id = delivered_then_died(runtime, storage)
+    sidecar_key = SIDECAR
     first = json.loads(storage.uploads[sidecar_key])
-    assert first["job_id"] == older.job_id and not store.job(older.job_id).status.is_terminal
+    assert first["job_id"] == older_id and not store.job(older_id).status.is_terminal
     older_video = first["outputs"]["video"]
 
     runtime.clock.advance(400)  # past the dead invocation's lease
-    storage.add(BUCKET, "uploads/c.jpg", image, etag="e2")
+    storage.add(BUCKET, "uploads/c.jpg", image_bytes(400, 300), etag="e2")
     newer = accept_upload(Upload(bucket=BUCKET, key="uploads/c.jpg", etag="e2", sequencer="02"), runtime, owner="s")
     task_id = store.job(newer.job_id).task_id
     assert task_id is not None
@@ -65,15 +36,14 @@ def test_a_job_whose_own_switch_a_newer_upload_retired_meanwhile_never_claims_a_
         )
         deliver_results(store.job(newer.job_id), done, runtime)
 
-    assert older.job_id is not None
-    storage.meanwhile = (older.job_id, newer_delivers)
+    storage.meanwhile = (older_id, newer_delivers)
     runtime.clock.advance(5)  # the newer task still runs: only the older job is delivered again by this poll
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
     assert storage.meanwhile is None, "the older job's second delivery never reached its switch"
     assert json.loads(storage.uploads[sidecar_key])["job_id"] == newer.job_id
     assert (BUCKET, older_video) not in storage.uploads, "the newer delivery retired the older job's video"
 
-    job = store.job(older.job_id)
+    job = store.job(older_id)
     assert job.status.is_terminal
     said = job.error.message if job.error else ""
     claimed = re.findall(rf"s3://{BUCKET}/(\S+\.mp4)", said)
@@ -109,21 +79,14 @@ def test_a_hand_edited_sidecar_never_blocks_a_newer_uploads_delivery() -> None:
 def test_a_sidecar_deleted_under_a_second_delivery_of_its_job_is_written_again() -> None:
     """A person deletes the key's sidecar (which names this job, from a delivery that died) between the second
     delivery's read and its switch: the switch lands on the empty key, and the sidecar names the job again."""
-    storage = _RacedStorage()
+    storage = SwitchRacedStorage()
     runtime, store, _, _ = make_runtime(storage=storage, max_in_flight=2)
-    storage.add(BUCKET, "uploads/c.jpg", image_bytes(400, 300), etag="e1")
-    job_id = accept_upload(Upload(bucket=BUCKET, key="uploads/c.jpg", etag="e1", sequencer="01"), runtime, owner="s")
-    assert job_id.job_id is not None
-    runtime.clock.advance(60)
-    storage.dies = True
-    with contextlib.suppress(Crash):
-        run_poll(runtime, owner="dies", time_left=lambda: 300.0)
-    sidecar_key = (BUCKET, "videos/c.jpg.json")
-    assert json.loads(storage.uploads[sidecar_key])["job_id"] == job_id.job_id
+    job_id = delivered_then_died(runtime, storage)
+    assert json.loads(storage.uploads[SIDECAR])["job_id"] == job_id
 
-    storage.meanwhile = (job_id.job_id, lambda: storage.delete(*sidecar_key))
+    storage.meanwhile = (job_id, lambda: storage.delete(*SIDECAR))
     runtime.clock.advance(400)
     run_poll(runtime, owner="p", time_left=lambda: 300.0)
     assert storage.meanwhile is None
-    assert store.job(job_id.job_id).status is JobStatus.SUCCEEDED
-    assert sidecar_key in storage.uploads, "the job is recorded SUCCEEDED, but no sidecar names its outputs"
+    assert store.job(job_id).status is JobStatus.SUCCEEDED
+    assert SIDECAR in storage.uploads, "the job is recorded SUCCEEDED, but no sidecar names its outputs"
