@@ -3,7 +3,8 @@
 A terminal transition is two steps. `finish` saves the terminal record marked `finalize_pending` (still leased,
 still in the due index), then `complete_finish` gives back the slot, publishes the event and clears the mark. If
 anything fails in between (the slot release, the event, a crash), the record stays findable: the next poll that
-leases it runs `complete_finish` again. Giving back a slot twice is harmless; the event is at-least-once.
+leases it runs `complete_finish` again. Giving back a slot twice is harmless; the event is at-least-once across
+crashes, but one EventBridge refuses is logged and not retried (adapters/job_events.py; docs/known-limits.md).
 """
 
 from __future__ import annotations
