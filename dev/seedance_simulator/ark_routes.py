@@ -12,9 +12,10 @@ from .ark_dialect import validate_ark_request
 from .ark_listing import parse_list_query, select_tasks
 from .errors import ApiError, invalid_parameter
 from .host import SimulatorHost
+from .input_images import load_image
 from .knobs import Knobs
 from .tasks import SUCCESS, TaskRecord
-from .validation import GenerationRequest, load_image
+from .validation import GenerationRequest
 
 # The native Ark dialect, under the prefix the platform's own base URLs end with.
 ARK_PREFIX = "/api/v3"

@@ -29,12 +29,13 @@ from .ark_dialect import ark_task_payload
 from .ark_routes import ARK_PREFIX, LAST_FRAME_SUFFIX, VIDEO_SUFFIX, ArkRoutes
 from .callbacks import Callbacks
 from .errors import ApiError, format_retry_after
+from .input_images import load_image
 from .knobs import Counters, Knobs
 from .render import RenderCache
 from .result_files import ResultFiles
 from .shapes import query_payload
 from .tasks import Simulator, TaskRecord
-from .validation import load_image, parse_json_body, redact_body, validate_request
+from .validation import parse_json_body, redact_body, validate_request
 
 log = logging.getLogger("seedance_simulator")
 

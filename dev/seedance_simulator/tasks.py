@@ -20,9 +20,10 @@ from typing import Any
 
 from .dimensions import frame_count, output_size
 from .errors import ApiError, format_retry_after
+from .input_images import InputImage
 from .knobs import Counters, Knobs
 from .render import RenderCache, RenderResult, RenderSpec
-from .validation import GenerationRequest, InputImage
+from .validation import GenerationRequest
 
 # Statuses as the documented gateway reports them.
 NOT_START = "NOT_START"

@@ -1,19 +1,11 @@
-"""Request validation with the provider's rules and error answers, including fetching and checking input images."""
+"""Request validation with the provider's rules and error answers (input images: input_images.py)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import io
 import json
-import re
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
-
-import requests
-from PIL import Image, UnidentifiedImageError
 
 from .dimensions import RATIOS, RESOLUTIONS
 from .errors import ApiError, invalid_parameter
@@ -23,13 +15,6 @@ SEED_MAX = 2_147_483_647
 DURATIONS = (5, 10)
 BOOL_FIELDS = ("watermark", "camerafixed", "return_last_frame", "generate_audio")
 
-MAX_IMAGE_BYTES = 30 * 1024 * 1024
-MIN_SIDE, MAX_SIDE = 300, 6000
-MIN_ASPECT, MAX_ASPECT = 0.4, 2.5
-# Pillow's names for the formats the provider accepts (MPO is how Pillow labels many camera JPEGs).
-ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"}
-DATA_URL_FORMATS = {"jpeg", "jpg", "png", "webp", "bmp", "tiff", "tif", "gif"}
-_DATA_URL = re.compile(r"^data:image/([a-z]+);base64,(.*)$", re.DOTALL)
 CALLBACK_URL_MAX_CHARS = 2048
 
 
@@ -151,18 +136,6 @@ class GenerationRequest:
         """An audio track is added only when asked for and the model makes sound."""
         info = MODELS.get(self.model)
         return self.generate_audio and info is not None and info.audio
-
-
-@dataclass(frozen=True)
-class InputImage:
-    """A fetched, decoded and rule-checked input image. Width and height are the stored pixels' (an EXIF orientation
-    is ignored, as the provider ignores it)."""
-
-    data: bytes
-    sha256: str
-    format: str
-    width: int
-    height: int
 
 
 def parse_json_body(raw: bytes) -> dict[str, Any]:
@@ -301,94 +274,6 @@ def validate_request(body: dict[str, Any], callback_field: str = "") -> Generati
         generate_audio=flags["generate_audio"],
         callback_url=callback_url,
     )
-
-
-def _fetch(url: str, field: str, timeout: float) -> bytes:
-    # trust_env=False: the images usually live on a local moto S3, which a proxy from the environment cannot reach.
-    with requests.Session() as session:
-        session.trust_env = False
-        try:
-            with session.get(url, timeout=timeout, stream=True) as resp:
-                if resp.status_code != 200:
-                    raise invalid_parameter(field, f"the image could not be downloaded (HTTP {resp.status_code}).")
-                data = bytearray()
-                for chunk in resp.iter_content(256 * 1024):
-                    data += chunk
-                    # Stop reading as soon as the size rule is broken; the rest is not needed to say no.
-                    if len(data) >= MAX_IMAGE_BYTES:
-                        raise invalid_parameter(field, "the image must be smaller than 30 MB.")
-                return bytes(data)
-        except requests.Timeout:
-            raise invalid_parameter(field, f"the image could not be downloaded within {timeout:g} s.") from None
-        except requests.RequestException as exc:
-            reason = type(exc).__name__
-            raise invalid_parameter(field, f"the image could not be downloaded ({reason}).") from None
-
-
-def _decode_data_url(ref: str, field: str) -> bytes:
-    match = _DATA_URL.match(ref)
-    if match is None:
-        raise invalid_parameter(field, "a data URL must look like data:image/<format>;base64,<data>.")
-    fmt, payload = match.groups()
-    if fmt not in DATA_URL_FORMATS:
-        raise invalid_parameter(field, f"unsupported image format {fmt!r} in the data URL.")
-    # A base64 string of 30 MB decodes to ~22.5 MB; anything much longer cannot pass the size rule.
-    if len(payload) > MAX_IMAGE_BYTES * 4 // 3 + 8:
-        raise invalid_parameter(field, "the image must be smaller than 30 MB.")
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid_parameter(field, "the data URL is not valid base64.") from None
-
-
-def check_image(data: bytes, field: str) -> InputImage:
-    """Apply the provider's image rules: format, size, side lengths and aspect ratio; and make sure it decodes."""
-    if len(data) >= MAX_IMAGE_BYTES:
-        raise invalid_parameter(field, "the image must be smaller than 30 MB.")
-    try:
-        img = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError):
-        raise invalid_parameter(field, "the content is not a decodable image.") from None
-    with img:
-        fmt = img.format or ""
-        if fmt not in ACCEPTED_FORMATS:
-            raise invalid_parameter(
-                field, f"image format {fmt or 'unknown'} is not supported (jpeg, png, webp, bmp, tiff, gif)."
-            )
-        width, height = img.size
-        if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-            raise invalid_parameter(
-                field,
-                f"image width and height must each be between {MIN_SIDE} and {MAX_SIDE} px (got {width}x{height}).",
-            )
-        aspect = width / height
-        if not MIN_ASPECT <= aspect <= MAX_ASPECT:
-            raise invalid_parameter(
-                field, f"image width/height must be between {MIN_ASPECT} and {MAX_ASPECT} (got {aspect:.3f})."
-            )
-        try:
-            img.load()  # the header alone does not prove the pixels decode (truncated uploads)
-        except (OSError, SyntaxError, ValueError):
-            raise invalid_parameter(field, "the image data is truncated or corrupt.") from None
-        # An EXIF orientation is ignored, as the provider ignores it: the sides are the stored pixels'.
-    return InputImage(
-        data=data,
-        sha256=hashlib.sha256(data).hexdigest(),
-        format="JPEG" if fmt == "MPO" else fmt,
-        width=width,
-        height=height,
-    )
-
-
-def load_image(ref: str, field: str, timeout: float = 10.0) -> InputImage:
-    """Fetch (http/https) or decode (data URL) one image reference and check it against the rules."""
-    if ref.startswith("data:"):
-        data = _decode_data_url(ref, field)
-    elif ref.startswith(("http://", "https://")):
-        data = _fetch(ref, field, timeout)
-    else:
-        raise invalid_parameter(field, "must be an http(s) URL or a data:image/<format>;base64 URL.")
-    return check_image(data, field)
 
 
 def redact_body(body: object) -> object:
