@@ -12,6 +12,7 @@ real H.264 MP4 results rendered from the input image, and knobs for every failur
 from .errors import ApiError
 from .knobs import RESPONSE_SHAPES, Counters, Knobs
 from .server import SimulatorServer
-from .tasks import MODERATION_REASON, TaskRecord
+from .task_states import MODERATION_REASON
+from .tasks import TaskRecord
 
 __all__ = ["MODERATION_REASON", "RESPONSE_SHAPES", "ApiError", "Counters", "Knobs", "SimulatorServer", "TaskRecord"]

@@ -16,7 +16,8 @@ from .ark_content import ArkContent, check_content
 from .ark_listing import ARK_STATUS, SERVICE_TIERS
 from .dimensions import FPS, RATIOS, RESOLUTIONS, nearest_ratio
 from .errors import ApiError, invalid_parameter
-from .tasks import EXPIRED, FAILURE, SUCCESS, TaskRecord
+from .task_states import EXPIRED, FAILURE, SUCCESS
+from .tasks import TaskRecord
 from .validation import (
     MODELS,
     PROMPT_MAX_CHARS,

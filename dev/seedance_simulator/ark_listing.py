@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import invalid_parameter
-from .tasks import CANCELLED, EXPIRED, FAILURE, IN_PROGRESS, NOT_START, QUEUED, SUCCESS, TaskRecord
+from .task_states import CANCELLED, EXPIRED, FAILURE, IN_PROGRESS, NOT_START, QUEUED, SUCCESS
+from .tasks import TaskRecord
 
 ARK_STATUS = {
     NOT_START: "queued",

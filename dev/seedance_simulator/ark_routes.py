@@ -14,7 +14,8 @@ from .errors import ApiError, invalid_parameter
 from .host import SimulatorHost
 from .input_images import load_image
 from .knobs import Knobs
-from .tasks import SUCCESS, TaskRecord
+from .task_states import SUCCESS
+from .tasks import TaskRecord
 from .validation import GenerationRequest
 
 # The native Ark dialect, under the prefix the platform's own base URLs end with.

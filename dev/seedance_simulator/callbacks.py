@@ -43,7 +43,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .ark_listing import ARK_STATUS
 from .knobs import Counters, Knobs
-from .tasks import SUCCESS, Simulator, TaskRecord
+from .task_states import SUCCESS
+from .tasks import Simulator, TaskRecord
 
 log = logging.getLogger("seedance_simulator")
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .ark_routes import LAST_FRAME_SUFFIX, VIDEO_SUFFIX
 from .host import SimulatorHost
-from .tasks import SUCCESS
+from .task_states import SUCCESS
 
 log = logging.getLogger("seedance_simulator")
 CHUNK_BYTES = 256 * 1024

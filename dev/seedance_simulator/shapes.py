@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .tasks import CANCELLED, EXPIRED, FAILURE, IN_PROGRESS, NOT_START, QUEUED, SUCCESS, TaskRecord
+from .task_states import CANCELLED, EXPIRED, FAILURE, IN_PROGRESS, NOT_START, QUEUED, SUCCESS
+from .tasks import TaskRecord
 
 _LOWERCASE = {NOT_START: "queued", QUEUED: "queued", IN_PROGRESS: "running", SUCCESS: "succeeded", FAILURE: "failed"}
 # The gateway has no status of its own for these (reached through the native dialect on the same tasks): it passes
