@@ -52,8 +52,7 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, replaced_by_newer: 
             + (" (the URL field is not a string)" if result.malformed_url else "")
         )
     video_format = job.request.output_format if job.request else "mp4"
-    keys = output_keys(job.source_key, settings, job.job_id, video_format=video_format)
-    bucket = settings.output_bucket or job.source_bucket
+    keys, bucket = _outputs_of(job, runtime)
     notes: list[str] = []
 
     deadline = runtime.delivery_deadline()
@@ -81,15 +80,15 @@ def _deliver(job: Job, result: TaskResult, runtime: Runtime, replaced_by_newer: 
         # A delivery of this job that died after its sidecar's PUT left the key's outputs naming this set: it was
         # delivered, and a newer upload's delivery retires it as it does any older upload's. Kept "at this job's
         # own key" instead, it would be deleted by that retirement while the job's error still pointed to it.
-        delivered_before = previous is not None and previous.get("job_id") == job.job_id
-        if named_this_job and previous is not None and not delivered_before:
+        names_this_job = previous is not None and previous.get("job_id") == job.job_id
+        if named_this_job and previous is not None and not names_this_job:
             # An earlier read named this job, and the switch that won since is another delivery's that judged its
             # upload newer: it retired this set as it retires any delivered older upload's. (A sidecar deleted
             # since reads as None, and is written again.)
             notes.append("a newer upload of this key delivered its outputs over this job's, delivered before")
             return outputs, notes
-        named_this_job = named_this_job or delivered_before
-        if replaced_by_newer and not delivered_before:
+        named_this_job = named_this_job or names_this_job
+        if replaced_by_newer and not names_this_job:
             raise Superseded(f"a newer upload of this key replaced this one while it was generating; {kept}")
         if previous is not None and _from_a_newer_upload(previous, job, runtime):
             raise Superseded(f"a newer upload of this key delivered its outputs first; {kept}")
@@ -112,10 +111,7 @@ def delivered_before(job: Job, runtime: Runtime) -> tuple[JobOutputs, int | None
     """The outputs (and billed tokens) the key's sidecar names for this job and task: a delivery of this job switched
     it and stopped before its job was recorded SUCCEEDED (the media are written before the sidecar names them, and
     only a newer upload's switch retires them). None when the sidecar names another job, or there is none."""
-    settings = runtime.settings
-    video_format = job.request.output_format if job.request else "mp4"
-    keys = output_keys(job.source_key, settings, job.job_id, video_format=video_format)
-    bucket = settings.output_bucket or job.source_bucket
+    keys, bucket = _outputs_of(job, runtime)
     sidecar = runtime.storage.read_json(bucket, keys.sidecar)
     if sidecar is None or sidecar.get("job_id") != job.job_id or sidecar.get("task_id") != job.task_id:
         return None
@@ -131,6 +127,13 @@ def delivered_before(job: Job, runtime: Runtime) -> tuple[JobOutputs, int | None
     )
     billed = _field(sidecar, "tokens").get("billed")
     return outputs, billed if isinstance(billed, int) and not isinstance(billed, bool) else None
+
+
+def _outputs_of(job: Job, runtime: Runtime) -> tuple[OutputKeys, str]:
+    """The job's own output keys and the bucket they go to: where a delivery writes and where its sidecar is read."""
+    video_format = job.request.output_format if job.request else "mp4"
+    keys = output_keys(job.source_key, runtime.settings, job.job_id, video_format=video_format)
+    return keys, runtime.settings.output_bucket or job.source_bucket
 
 
 def _link_draft_to_final(job: Job, outputs: JobOutputs, runtime: Runtime) -> list[str]:
